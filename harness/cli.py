@@ -1,0 +1,57 @@
+"""Command line: ``harness <command> ...``.
+
+Each command lives in its own module, imported only when that command runs (so
+``harness analyze`` does not pay for torch, and ``harness run`` not for matplotlib).
+A command module exposes ``configure(parser)`` and ``main(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import UserError
+
+# command -> (module, one-line help)
+COMMANDS = {
+    "run": ("harness.cmd_run", "run an experiment file (resumes an interrupted one)"),
+    "status": ("harness.cmd_status", "list done / failed / diverged / pending runs of a results folder"),
+    "demo": ("harness.cmd_demo", "run the CPU-sized H0/H1 smoke experiment and print its table"),
+    "analyze": ("harness.analyze", "significance table and record gate from results or log folders"),
+    "plan": ("harness.plan", "runs per arm needed, fixed and sequential designs"),
+    "simulate": ("harness.simulate", "Monte Carlo of the sequential procedure"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def build_parser(argv_command: str | None) -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == argv_command:  # only the chosen command's module is imported
+            importlib.import_module(module).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "harness") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    parser.prog = prog
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.main(args) or 0)
+    except UserError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

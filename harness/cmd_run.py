@@ -1,0 +1,106 @@
+"""``harness run EXPERIMENT.toml``: launch (or resume) an experiment."""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+
+from harness import spec as specmod
+from harness.errors import UserError
+
+
+def configure(p) -> None:
+    p.add_argument("experiment", help="experiment file (TOML)")
+    p.add_argument("--runs", type=int, help="runs per hypothesis (default: the file's)")
+    p.add_argument("--results", help="results folder (default: results/<experiment name>)")
+    p.add_argument("--order", choices=specmod.ORDERS, help="launch order (default: the file's)")
+    p.add_argument("--seed", type=int, help="base seed; run i of every arm gets SEED = seed + i")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per run")
+    p.add_argument("--retries", type=int, help="extra attempts for a failed run (default: the file's, else 2)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
+    p.add_argument("--backend", choices=("local", "slurm"), help="where runs execute (default: the file's)")
+    p.add_argument("--partition", help="slurm: partition")
+    p.add_argument("--max-parallel", type=int, help="slurm: jobs at once")
+    p.add_argument("--slurm-time", type=int, metavar="MINUTES", help="slurm: time limit per job")
+    p.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: extra sbatch parameter (repeatable)")
+    p.add_argument("--until-decisive", action="store_true",
+                   help="stop each arm as soon as the sequential test has decided")
+    p.add_argument("--max-runs", type=int, help="with --until-decisive: most runs per arm")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not share one torch.compile cache between the runs")
+    p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
+
+
+def load_experiment(args):
+    path = Path(args.experiment)
+    exp = specmod.load(path)
+    if args.seed is not None:
+        exp = dataclasses.replace(exp, seed=args.seed)
+    for name in ("runs", "max_runs", "timeout", "max_parallel"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} {value}: expected a positive number")
+    if args.retries is not None and args.retries < 0:
+        raise UserError(f"--retries {args.retries}: expected an integer >= 0")
+    return exp, path.read_text()
+
+
+def make_backend(args, exp, results: Path):
+    from harness import backends
+    name = args.backend or exp.backend
+    if name == "local":
+        if args.partition or args.max_parallel or args.slurm_time or args.slurm_extra:
+            raise UserError("--partition/--max-parallel/--slurm-* need --backend slurm")
+        return backends.get("local")
+    conf = dict(exp.slurm)
+    extra = dict(conf.pop("extra", {}))
+    for item in args.slurm_extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--slurm-extra {item!r}: expected KEY=VALUE, e.g. --slurm-extra account=myproj")
+        extra[key] = value
+    return backends.get("slurm", partition=args.partition or conf.get("partition"),
+                        max_parallel=args.max_parallel or conf.get("max_parallel", 1),
+                        time_min=args.slurm_time or conf.get("time"),
+                        gpus_per_node=conf.get("gpus_per_node"),
+                        extra=extra, folder=results / ".slurm")
+
+
+def make_decider(exp, max_runs: int):
+    from harness.sequential import SequentialPlan
+    return SequentialPlan(control=exp.control.name,
+                          treatments=[h.name for h in exp.hypotheses if not h.control],
+                          alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
+                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
+
+
+def main(args) -> int:
+    from harness.progress import Progress
+    from harness.runner import Options, Runner
+    from harness.store import Store
+
+    exp, text = load_experiment(args)
+    if args.max_runs is not None and not args.until_decisive:
+        raise UserError("--max-runs only applies with --until-decisive; use --runs for a fixed design")
+    runs = args.runs
+    if args.until_decisive:
+        runs = args.max_runs or args.runs or exp.runs
+    results = Path(args.results or Path("results") / exp.name)
+    opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
+                   compile_cache=False if args.no_compile_cache else None)
+    store = Store(results)
+    if args.dry_run:
+        from harness.backends.local import LocalBackend
+        runner = Runner(exp, store, LocalBackend(), Path.cwd(), text, opts)
+        for hyp, index, env, argv in runner.commands():
+            envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+            print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
+        return 0
+    backend = make_backend(args, exp, results)
+    decider = make_decider(exp, runs) if args.until_decisive else None
+    progress = Progress(live=False if args.plain else None)
+    runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
+                    decider=decider, want_steps=progress.live)
+    runner.run()
+    return 0

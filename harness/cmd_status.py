@@ -1,0 +1,58 @@
+"""``harness status RESULTS``: done / failed / diverged / pending per hypothesis."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import UserError
+
+
+def configure(p) -> None:
+    p.add_argument("results", help="results folder of an experiment (holds spec.json)")
+
+
+def count(spec: dict, slots: dict) -> list[dict]:
+    """One row per hypothesis. A slot counts once: by its completed attempt, else its last."""
+    rows = []
+    for h in spec["hypotheses"]:
+        row = {"hypothesis": h["name"], "ok": 0, "diverged": 0, "failed": 0, "timeout": 0,
+               "interrupted": 0, "unfinished": 0, "pending": 0, "attempts": 0}
+        for i in range(spec["runs"]):
+            slot = slots.get((h["name"], i))
+            if slot is None or (not slot.records and not slot.orphans):
+                row["pending"] += 1
+                continue
+            row["attempts"] += len(slot.records) + len(slot.orphans)
+            done = slot.done
+            if done is not None:
+                row[done.status] += 1
+            elif slot.orphans:
+                row["unfinished"] += 1
+            else:
+                row[slot.records[-1].status] += 1
+        rows.append(row)
+    return rows
+
+
+def main(args) -> int:
+    from harness.store import Store
+
+    store = Store(args.results)
+    try:
+        spec = store.read_spec()
+    except (OSError, ValueError) as e:
+        raise UserError(f"{args.results}/spec.json: unreadable ({e})")
+    if spec is None:
+        raise UserError(f"{args.results}: no spec.json, so not a results folder; "
+                        "give the folder that 'harness run' printed")
+    slots = store.slots([h["name"] for h in spec["hypotheses"]])
+    rows = count(spec, slots)
+    cols = ["ok", "diverged", "failed", "timeout", "interrupted", "unfinished", "pending", "attempts"]
+    print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")
+    print(f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in cols))
+    for row in rows:
+        print(f"{row['hypothesis']:<12}" + "".join(f"{row[c]:>12}" for c in cols))
+    problems = [r for s in slots.values() for r in s.records if r.status in ("failed", "timeout")]
+    for r in problems:
+        print(f"  {r.hypothesis} {r.run_id}: {r.status}: {r.message}")
+    return 0

@@ -1,0 +1,402 @@
+"""Run an experiment: launch attempts through a backend, write one record per attempt.
+
+The runner decides *what* runs next (order, retries, resume, early stopping) and
+turns each finished attempt into a ``RunRecord``. It never computes p-values
+(a ``decider`` does, for ``--until-decisive``) and never prints: it emits events
+that ``progress`` renders.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
+from harness.backends.local import now_iso
+from harness.logparse import LogParser, LogSummary, parse_file
+from harness.records import COMPLETED, RunRecord, atomic_write_text
+from harness.spec import Experiment, Hypothesis
+from harness.store import Slot, Store
+
+POLL_S = 0.05
+
+
+class Decider(Protocol):
+    """Early stopping: after every completed run, which arms still need runs."""
+
+    def look(self, records: dict[str, list[RunRecord]]):  # -> object with .need, .done, .lines
+        ...
+
+
+@dataclass
+class Options:
+    runs: int | None = None          # per hypothesis; None: the experiment's
+    order: str | None = None
+    timeout_s: float | None = None
+    retries: int | None = None
+    compile_cache: bool | None = None
+
+
+@dataclass
+class Event:
+    kind: str                        # plan, start, tick, finish, retry, skip, look, stop, done
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    hyp: Hypothesis
+    index: int
+    attempt: int
+    order: int
+    run_dir: Path
+    handle: Handle
+    parser: LogParser
+    tail_pos: int = 0
+
+
+def run_id(index: int, attempt: int) -> str:
+    return f"{index:03d}-{attempt}"
+
+
+class Runner:
+    def __init__(self, exp: Experiment, store: Store, backend: Backend, base_dir: Path,
+                 source_text: str, options: Options | None = None,
+                 on_event: Callable[[Event], None] = lambda e: None,
+                 decider: Decider | None = None, want_steps: bool = False) -> None:
+        self.exp = exp
+        self.store = store
+        self.backend = backend
+        self.base = Path(base_dir).resolve()
+        self.source_text = source_text
+        self.opt = options or Options()
+        self.emit = on_event
+        self.decider = decider
+        self.want_steps = want_steps
+        self.runs = self.opt.runs or exp.runs
+        self.retries = exp.retries if self.opt.retries is None else self.opt.retries
+        self.timeout = self.opt.timeout_s if self.opt.timeout_s is not None else exp.timeout
+        cache = exp.compile_cache if self.opt.compile_cache is None else self.opt.compile_cache
+        self.cache_dir = (store.root / ".cache").resolve() if cache else None
+        self.order = exp.launch_order(self.runs, self.opt.order)
+        self._git = _git_commit(self.base)
+        self._host_gpus: dict | None = None
+        self.look = None
+
+    # -- commands ------------------------------------------------------------------------
+    def commands(self) -> list[tuple[str, int, dict, list[str]]]:
+        """(hypothesis, index, env, argv) for every run, in launch order (for --dry-run)."""
+        out = []
+        for hyp_name, index in self.order:
+            hyp = self.exp.hypothesis(hyp_name)
+            out.append((hyp_name, index, self._env(hyp, index), hyp.argv(hyp.script)))
+        return out
+
+    def _env(self, hyp: Hypothesis, index: int) -> dict[str, str]:
+        env = dict(hyp.env)
+        env["SEED"] = str(self.exp.seed_for(index))
+        env["PYTHONUNBUFFERED"] = "1"  # lines reach log.txt as they are printed
+        if self.cache_dir is not None:
+            # one compile cache for all runs of the experiment: run 2..N skip most compilation
+            env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache_dir / "inductor"))
+            env.setdefault("TRITON_CACHE_DIR", str(self.cache_dir / "triton"))
+        return env
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[tuple[str, int], Slot]:
+        self.store.lock()
+        try:
+            self.store.freeze(self.exp, self.source_text)
+            return self._run()
+        finally:
+            self.store.unlock()
+            self.backend.close()
+
+    def _run(self) -> dict[tuple[str, int], Slot]:
+        names = [h.name for h in self.exp.hypotheses]
+        slots = self.store.slots(names)
+        running: list[_Job] = self._recover(slots)
+        order_of = {s: i for i, s in enumerate(self.order)}
+        queue = deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
+                      not any((j.hyp.name, j.index) == s for j in running))
+        self.emit(Event("plan", {"experiment": self.exp.name, "results": str(self.store.root),
+                                 "total": len(self.order), "done": sum(
+            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue)}))
+        self._update_look(slots)
+        stop_reason = ""
+        try:
+            while queue or running:
+                while queue and len(running) < self.backend.max_parallel and not stop_reason:
+                    if self.look is not None and self.look.done:
+                        stop_reason = "decided"
+                        break
+                    key = queue.popleft()
+                    if self.look is not None and not self.look.need.get(key[0], True):
+                        self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
+                                                 "why": "arm decided"}))
+                        continue
+                    slot = slots.setdefault(key, Slot(*key))
+                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key]))
+                if not running:
+                    break
+                time.sleep(POLL_S)
+                for job in list(running):
+                    if self.want_steps:
+                        self._tail(job)
+                    outcome = self.backend.poll(job.handle)
+                    if outcome is None:
+                        continue
+                    running.remove(job)
+                    rec = self._finish(job, outcome)
+                    slot = slots.setdefault((job.hyp.name, job.index), Slot(job.hyp.name, job.index))
+                    slot.records.append(rec)
+                    if rec.status not in COMPLETED and self._needs_attempt(slot):
+                        self.emit(Event("retry", {"record": rec, "failures": slot.failures,
+                                                  "retries": self.retries}))
+                        queue.appendleft((job.hyp.name, job.index))
+                    self._update_look(slots)
+                if self.want_steps and running:
+                    self.emit(Event("tick", {"jobs": [(j.hyp.name, j.index, j.parser.summary.last_step,
+                                                       j.parser.summary.total_steps) for j in running]}))
+        except KeyboardInterrupt:
+            for job in running:
+                self.backend.cancel(job.handle)
+                self._write_interrupted(job.run_dir, "cancelled by the user (Ctrl-C)")
+            raise
+        self.emit(Event("done", {"slots": slots, "stop_reason": stop_reason, "look": self.look}))
+        return slots
+
+    def _needs_attempt(self, slot: Slot | None) -> bool:
+        return slot is None or (slot.done is None and slot.failures <= self.retries)
+
+    def _free_attempt(self, slot: Slot) -> int:
+        attempt = slot.next_attempt
+        while self.store.attempt_dir(slot.hypothesis, slot.index, attempt).exists():
+            attempt += 1  # a folder left with neither launch.json nor result.json
+        return attempt
+
+    def _update_look(self, slots: dict[tuple[str, int], Slot]) -> None:
+        if self.decider is None:
+            return
+        per_arm: dict[str, list[RunRecord]] = {h.name: [] for h in self.exp.hypotheses}
+        done = [s.done for s in slots.values() if s.done is not None]
+        for rec in sorted(done, key=lambda r: (r.order if r.order is not None else 0, r.index)):
+            per_arm.setdefault(rec.hypothesis, []).append(rec)
+        self.look = self.decider.look(per_arm)
+        self.emit(Event("look", {"look": self.look}))
+
+    # -- one attempt -------------------------------------------------------------------------
+    def _start(self, hyp_name: str, index: int, attempt: int, order: int) -> _Job:
+        hyp = self.exp.hypothesis(hyp_name)
+        run_dir = self.store.attempt_dir(hyp_name, index, attempt)
+        run_dir.mkdir(parents=True)
+        workdir = self._workdir(run_dir)
+        script = Path(hyp.script)
+        src = script if script.is_absolute() else self.base / script
+        snapshot = run_dir / ("snapshot-" + script.name)
+        shutil.copy2(src, snapshot)
+        argv = hyp.argv(hyp.script)
+        env = self._env(hyp, index)
+        spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
+                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node)
+        launch = {"backend": self.backend.name, "job_id": None, "hypothesis": hyp_name, "index": index,
+                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir)}
+        # written before the start: a runner killed in between leaves an attempt resume can see
+        atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+        handle = self.backend.start(spec)
+        launch["job_id"] = handle.job_id
+        launch["started_at"] = handle.extra.get("started_at") or now_iso()
+        atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+        self.emit(Event("start", {"hypothesis": hyp_name, "index": index, "attempt": attempt,
+                                  "order": order, "total": len(self.order), "run_dir": str(run_dir)}))
+        return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
+
+    def _workdir(self, run_dir: Path) -> Path:
+        """A scratch cwd that mirrors the project root except ``logs/``.
+
+        Relative paths (data/, sibling modules) resolve as from the root, while a
+        script that writes ``logs/<uuid>.txt`` writes into this run's own folder.
+        """
+        work = run_dir / "work"
+        work.mkdir()
+        for entry in os.listdir(self.base):
+            if entry != "logs":
+                os.symlink(self.base / entry, work / entry)
+        return work
+
+    def _tail(self, job: _Job) -> None:
+        try:
+            with open(job.handle.spec.log_path, "rb") as f:
+                f.seek(job.tail_pos)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        for line in data[:end].split(b"\n"):
+            job.parser.feed(line)
+        job.tail_pos += end + 1
+
+    def _finish(self, job: _Job, outcome: Outcome) -> RunRecord:
+        summary, log_name = self._collect_and_parse(job.run_dir)
+        rec = self._record(job.hyp, job.index, job.attempt, job.order, job.run_dir, summary, log_name,
+                           outcome, job.handle.spec)
+        rec.save(job.run_dir / "result.json")
+        self.emit(Event("finish", {"record": rec, "total": len(self.order)}))
+        return rec
+
+    def _collect_and_parse(self, run_dir: Path) -> tuple[LogSummary, str]:
+        """Move the script's own logs next to log.txt; parse the most complete log."""
+        work = run_dir / "work"
+        names = ["log.txt"]
+        logs = work / "logs"
+        if logs.is_dir():
+            for f in sorted(logs.rglob("*")):
+                if f.is_file():
+                    dest = run_dir / ("script-log-" + f.name)
+                    shutil.move(str(f), dest)
+                    names.append(dest.name)
+        if work.is_dir():
+            shutil.rmtree(work, ignore_errors=True)  # only symlinks and emptied folders
+        best: tuple[LogSummary, str] | None = None
+        for name in names:
+            try:
+                s = parse_file(run_dir / name)
+            except OSError:
+                continue
+            # prefer a finished log; among equals, the script's own (it has nvidia-smi)
+            rank = (s.finished, s.step_lines, name != "log.txt")
+            if best is None or rank > (best[0].finished, best[0].step_lines, best[1] != "log.txt"):
+                best = (s, name)
+        return best if best else (LogSummary(path=str(run_dir / "log.txt")), "log.txt")
+
+    def _record(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,
+                s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None) -> RunRecord:
+        log_path = run_dir / log_name
+        if outcome.timed_out:
+            status, why = "timeout", outcome.message or "timed out"
+        elif s.finished and hyp.steps is not None and s.total_steps != hyp.steps:
+            status, why = "failed", (f"final step {s.total_steps} differs from the expected {hyp.steps}; "
+                                     f"fix the hypothesis's steps or its args")
+        elif s.finished:
+            status = "ok" if math.isfinite(s.val_loss) else "diverged"
+            why = "" if outcome.exit_code in (0, None) else f"finished, then exited with code {outcome.exit_code}"
+        else:
+            status = "failed"
+            why = s.problem()
+            if outcome.exit_code not in (0, None):
+                why = f"exit code {outcome.exit_code}; {why}"
+            if outcome.message:
+                why = f"{outcome.message}; {why}"
+        snapshot = next(run_dir.glob("snapshot-*"), None)
+        return RunRecord(
+            run_id=run_dir.name, hypothesis=hyp.name, index=index, seed=self.exp.seed_for(index),
+            status=status, attempt=attempt, order=order, exit_code=outcome.exit_code,
+            final_step=s.final_step, expected_steps=hyp.steps if hyp.steps is not None else s.total_steps,
+            val_loss=s.val_loss, train_time_s=s.train_time_s, step_avg_ms=s.step_avg_ms,
+            peak_mem_mib=s.peak_mem_mib, wall_s=round(outcome.wall_s, 3), started_at=outcome.started_at,
+            finished_at=outcome.finished_at, host=outcome.host, gpus=self._gpus(s),
+            torch_version=s.torch_version, cuda_version=s.cuda_version,
+            script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
+            command=list(spec.argv) if spec else [], backend=self.backend.name,
+            job_id=None, message=f"{why} (log: {log_path})" if why else "",
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve])
+
+    def _gpus(self, s: LogSummary) -> dict:
+        if s.gpu_names:
+            return {"names": list(s.gpu_names), "count": len(s.gpu_names)}
+        if self._host_gpus is None:
+            self._host_gpus = _host_gpus()
+        return self._host_gpus
+
+    # -- resume --------------------------------------------------------------------------
+    def _recover(self, slots: dict[tuple[str, int], Slot]) -> list[_Job]:
+        """Attempts started by an earlier runner that never wrote a result."""
+        running = []
+        for slot in slots.values():
+            for run_dir in slot.orphans:
+                job = self._reattach(slot, run_dir)
+                if job is not None:
+                    running.append(job)
+                    continue
+                rec = self._write_interrupted(run_dir, "never finished: the runner stopped during this attempt")
+                if rec is not None:
+                    slot.records.append(rec)
+            slot.orphans = []
+        return running
+
+    def _reattach(self, slot: Slot, run_dir: Path) -> _Job | None:
+        try:
+            launch = json.loads((run_dir / "launch.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if launch.get("backend") != self.backend.name or not launch.get("job_id"):
+            return None
+        hyp = self.exp.hypothesis(slot.hypothesis)
+        spec = LaunchSpec(run_dir=run_dir, workdir=Path(launch["workdir"]), argv=launch["argv"],
+                          env=launch["env"], log_path=run_dir / "log.txt", timeout_s=self.timeout,
+                          nproc=hyp.nproc_per_node)
+        handle = self.backend.reattach(run_dir, launch["job_id"], spec)
+        if handle is None:
+            return None
+        self.emit(Event("reattach", {"hypothesis": hyp.name, "index": slot.index, "job_id": launch["job_id"]}))
+        return _Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle,
+                    LogParser(str(spec.log_path)))
+
+    def _write_interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
+        try:
+            launch = json.loads((run_dir / "launch.json").read_text())
+        except (OSError, ValueError):
+            launch = {}
+        hyp = self.exp.hypothesis(launch["hypothesis"]) if "hypothesis" in launch else None
+        if hyp is None:
+            return None
+        summary, log_name = self._collect_and_parse(run_dir)
+        outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
+                          finished_at=now_iso(), wall_s=0.0, host=socket.gethostname(), message=why)
+        rec = self._record(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
+                           summary, log_name, outcome, None)
+        rec.status = "interrupted"
+        rec.command = launch.get("argv", [])
+        rec.message = f"{why} (log: {run_dir / log_name})"
+        rec.save(run_dir / "result.json")
+        return rec
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git_commit(base: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=base, capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=base, timeout=30).returncode
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _host_gpus() -> dict:
+    """GPUs of this host when the log does not list them (nvidia-smi, if present)."""
+    if shutil.which("nvidia-smi") is None:
+        return {"names": [], "count": 0}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        names = [n.strip() for n in out.stdout.splitlines() if n.strip()]
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    return {"names": names, "count": len(names)}

@@ -1,0 +1,50 @@
+"""Stand-in trainer with flags: prints speedrun log lines, behaviour set by --mode.
+
+Modes: ok, crash (dies mid-run), nan (diverges), hang (sleeps forever), truncate
+(stops before the final validation), flaky (crashes on its first attempt only).
+"""
+import argparse
+import os
+import sys
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--num-iterations", type=int, default=20)
+p.add_argument("--mode", default="ok")
+p.add_argument("--step-sleep", type=float, default=0.0)
+p.add_argument("--val-every", type=int, default=10)
+p.add_argument("--base-time", type=float, default=10.0)
+p.add_argument("--tag", default="")
+a = p.parse_args()
+seed = int(os.environ.get("SEED", "0"))
+n = a.num_iterations
+if a.mode == "flaky":
+    marker = os.path.join(os.environ["FLAKY_DIR"], f"seed{seed}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        print("step:1/%d train_time:1ms step_avg:1.00ms" % n, flush=True)
+        sys.exit(3)
+print(f"config: {{\"seed\": {seed}, \"tag\": \"{a.tag}\"}}")
+print("Running Python 3.11.7")
+print("Running PyTorch 2.13.0 compiled for CUDA None")
+print("=" * 100, flush=True)
+ms_per_step = (a.base_time + 0.01 * seed) * 1000 / n
+loss = 10.0
+print(f"step:0/{n} val_loss:{loss:.4f} train_time:0ms step_avg:0.03ms", flush=True)
+for k in range(1, n + 1):
+    if a.step_sleep:
+        time.sleep(a.step_sleep)
+    if a.mode == "crash" and k == n // 2:
+        print("Traceback (most recent call last):\nRuntimeError: CUDA error: boom", flush=True)
+        sys.exit(1)
+    if a.mode == "hang" and k == n // 2:
+        time.sleep(3600)
+    if a.mode == "truncate" and k == n:
+        sys.exit(0)
+    t = ms_per_step * k
+    print(f"step:{k}/{n} train_time:{t:.0f}ms step_avg:{t / k:.2f}ms", flush=True)
+    if k % a.val_every == 0 or k == n:
+        loss = 3.0 + 1.0 / k + 0.001 * (seed % 3)
+        shown = "nan" if a.mode == "nan" and k == n else f"{loss:.4f}"
+        print(f"step:{k}/{n} val_loss:{shown} train_time:{t + 5:.0f}ms step_avg:{t / k:.2f}ms", flush=True)
+print("peak memory allocated: 123 MiB reserved: 456 MiB", flush=True)

@@ -1,0 +1,215 @@
+"""The runner end to end through the CLI, with stand-in training scripts."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, STAND_INS, harness, results_of, write_experiment
+
+
+def test_run_writes_one_folder_per_run_with_records(tmp_path):
+    exp = write_experiment(tmp_path, runs=2)
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = tmp_path / "results" / "exp"
+    recs = results_of(res)
+    assert [(r["hypothesis"], r["index"], r["status"]) for r in sorted(recs, key=lambda r: r["order"])] == [
+        ("H0", 0, "ok"), ("H1", 0, "ok"), ("H0", 1, "ok"), ("H1", 1, "ok")]  # interleaved
+    r = next(r for r in recs if r["hypothesis"] == "H1" and r["index"] == 1)
+    for key in ("run_id", "hypothesis", "index", "seed", "status", "exit_code", "final_step",
+                "expected_steps", "val_loss", "train_time_s", "step_avg_ms", "peak_mem_mib", "wall_s",
+                "started_at", "finished_at", "host", "gpus", "torch_version", "cuda_version",
+                "script_sha256", "git_commit", "command"):
+        assert key in r
+    assert r["seed"] == 1 and r["final_step"] == 18 and r["expected_steps"] == 18
+    assert abs(r["train_time_s"] - ((9.5 + 0.01) + 0.005)) < 1e-9  # the val line's time
+    assert r["val_loss"] == round(3.0 + 1 / 18 + 0.001, 4)
+    assert r["peak_mem_mib"] == 123 and r["torch_version"] == "2.13.0"
+    run_dir = res / "H1" / "001-1"
+    assert (run_dir / "log.txt").read_text().count("step:18/18") == 2
+    assert (run_dir / "snapshot-fake_train.py").read_bytes() == (STAND_INS / "fake_train.py").read_bytes()
+    assert not (run_dir / "work").exists()
+    spec = json.loads((res / "spec.json").read_text())
+    assert spec["control"] == "H0" and (res / "experiment.toml").read_text() == exp.read_text()
+
+
+def test_dry_run_prints_commands_in_order_and_runs_nothing(tmp_path):
+    exp = write_experiment(tmp_path, runs=2, launcher="torchrun")
+    out = harness("run", exp, "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    cmds = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+    assert len(cmds) == 4
+    assert "SEED=0" in cmds[0] and "--num-iterations 20" in cmds[0]
+    assert "SEED=0" in cmds[1] and "--num-iterations 18" in cmds[1]
+    assert "torchrun --standalone --nproc_per_node=1" in cmds[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_torchrun_launch_on_cpu(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, launcher="torchrun")
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [r["status"] for r in results_of(tmp_path / "results" / "exp")] == ["ok", "ok"]
+
+
+def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "crash"}, h1_args={"mode": "nan"})
+    out = harness("run", exp, "--retries", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = tmp_path / "results" / "exp"
+    h0 = sorted((r for r in results_of(res) if r["hypothesis"] == "H0"), key=lambda r: r["attempt"])
+    assert [r["status"] for r in h0] == ["failed", "failed"]  # first try + one retry, both kept
+    assert "exit code 1" in h0[0]["message"] and str(res / "H0" / "000-1" / "log.txt") in h0[0]["message"]
+    assert "CUDA error: boom" in (res / "H0" / "000-1" / "log.txt").read_text()
+    h1 = [r for r in results_of(res) if r["hypothesis"] == "H1"]
+    assert [r["status"] for r in h1] == ["diverged"] and h1[0]["val_loss"] is None  # not retried
+
+    status = harness("status", res, cwd=tmp_path)
+    assert status.returncode == 0
+    row = next(line for line in status.stdout.splitlines() if line.startswith("H0"))
+    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "2"]
+
+
+def test_flaky_run_succeeds_on_retry(tmp_path):
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "flaky"},
+                           extra_defaults=f'env = {{ FLAKY_DIR = "{flaky}" }}')
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    h1 = sorted((r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"),
+                key=lambda r: r["attempt"])
+    assert [(r["run_id"], r["status"]) for r in h1] == [("000-1", "failed"), ("000-2", "ok")]
+
+
+def test_timeout_and_truncated_log(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "hang"}, h1_args={"mode": "truncate"})
+    out = harness("run", exp, "--timeout", "2", "--retries", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    recs = {r["hypothesis"]: r for r in results_of(tmp_path / "results" / "exp")}
+    assert recs["H0"]["status"] == "timeout"
+    assert recs["H1"]["status"] == "failed" and "stopped early" in recs["H1"]["message"]
+
+
+def test_upstream_style_script_runs_unchanged_and_its_log_is_collected(tmp_path):
+    upstream = tmp_path / "records" / "train_gpt.py"
+    upstream.parent.mkdir()
+    upstream.write_text((STAND_INS / "upstream_train_gpt.py").read_text())
+    text = f"""
+[experiment]
+name = "up"
+runs = 2
+[defaults]
+launcher = "python"
+[[hypothesis]]
+name = "H0"
+control = true
+script = "records/train_gpt.py"
+steps = 30
+[[hypothesis]]
+name = "H1"
+script = "records/train_gpt.py"
+steps = 30
+"""
+    (tmp_path / "up.toml").write_text(text)
+    out = harness("run", "up.toml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    recs = results_of(tmp_path / "results" / "up")
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
+    r = recs[0]
+    assert r["log"].startswith("script-log-") and r["gpus"] == {"names": ["NVIDIA H100 80GB HBM3"], "count": 1}
+    assert r["val_loss"] == 3.2 and r["train_time_s"] == 3.007 and r["cuda_version"] == "12.8"
+    assert not (tmp_path / "logs").exists()  # nothing written into the project root
+    run_dir = tmp_path / "results" / "up" / "H0" / "000-1"
+    assert list(run_dir.glob("script-log-*.txt"))
+
+
+def _wait_for(pred, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _spawn(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_run_then_resume_loses_nothing_and_redoes_the_interrupted_run(tmp_path):
+    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.05})
+    res = tmp_path / "results" / "exp"
+    proc = _spawn(["run", exp], tmp_path)
+    # wait until two runs are finished and the third is printing steps
+    third_log = res / "H0" / "001-1" / "log.txt"
+    assert _wait_for(lambda: third_log.exists() and "step:5/" in third_log.read_text()), proc.communicate()
+    before = {p: p.read_bytes() for p in res.glob("*/*/result.json")}
+    assert len(before) == 2
+    child_pid = int(json.loads((res / "H0" / "001-1" / "launch.json").read_text())["job_id"])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # the training process does not outlive its runner
+    assert _wait_for(lambda: not _alive(child_pid), timeout=15)
+
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for p, data in before.items():
+        assert p.read_bytes() == data  # finished runs untouched
+    recs = results_of(res)
+    done = [(r["hypothesis"], r["index"]) for r in recs if r["status"] == "ok"]
+    assert sorted(done) == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]  # each exactly once
+    interrupted = [r for r in recs if r["status"] == "interrupted"]
+    assert [(r["hypothesis"], r["index"], r["run_id"]) for r in interrupted] == [("H0", 1, "001-1")]
+    assert "step:5/" in third_log.read_text()  # its partial log is kept
+    redo = json.loads((res / "H0" / "001-2" / "result.json").read_text())
+    assert redo["status"] == "ok" and redo["attempt"] == 2
+
+    # a third invocation has nothing left to do
+    again = harness("run", exp, cwd=tmp_path)
+    assert again.returncode == 0 and len(results_of(res)) == len(recs)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_second_runner_on_the_same_results_is_refused(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.1})
+    first = _spawn(["run", exp], tmp_path)
+    lock_log = tmp_path / "results" / "exp" / "H0" / "000-1" / "log.txt"
+    assert _wait_for(lambda: lock_log.exists())
+    second = harness("run", exp, cwd=tmp_path)
+    assert second.returncode == 2
+    assert "in use by another runner" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert first.wait(timeout=120) == 0
+    recs = results_of(tmp_path / "results" / "exp")
+    assert sorted((r["hypothesis"], r["status"]) for r in recs) == [("H0", "ok"), ("H1", "ok")]
+
+
+def test_changed_spec_is_refused_with_what_changed(tmp_path):
+    exp = write_experiment(tmp_path, runs=1)
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    stored = {p: p.read_bytes() for p in (tmp_path / "results" / "exp").rglob("*") if p.is_file() and p.name != ".lock"}
+    write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "num_iterations: 18 -> 16" in out.stderr and "new name" in out.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "results" / "exp").rglob("*") if p.is_file() and p.name != ".lock"} == stored
+    # more runs of the same spec is not a change: it extends the experiment
+    write_experiment(tmp_path, runs=2)
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    assert len(results_of(tmp_path / "results" / "exp")) == 4
