@@ -213,3 +213,32 @@ def test_changed_spec_is_refused_with_what_changed(tmp_path):
     write_experiment(tmp_path, runs=2)
     assert harness("run", exp, cwd=tmp_path).returncode == 0
     assert len(results_of(tmp_path / "results" / "exp")) == 4
+
+
+def test_ctrl_c_stops_the_run_marks_it_interrupted_and_resume_redoes_it(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
+    res = tmp_path / "results" / "exp"
+    proc = _spawn(["run", exp], tmp_path)
+    log = res / "H0" / "000-1" / "log.txt"
+    assert _wait_for(lambda: log.exists() and "step:2/" in log.read_text())
+    child_pid = int(json.loads((res / "H0" / "000-1" / "launch.json").read_text())["job_id"])
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert not _alive(child_pid)
+    rec = json.loads((res / "H0" / "000-1" / "result.json").read_text())
+    assert rec["status"] == "interrupted" and "Ctrl-C" in rec["message"]
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    assert sorted((r["run_id"], r["status"]) for r in results_of(res) if r["hypothesis"] == "H0") == [
+        ("000-1", "interrupted"), ("000-2", "ok")]
+
+
+def test_runs_share_one_compile_cache_unless_turned_off(tmp_path):
+    exp = write_experiment(tmp_path, runs=1)
+    out = harness("run", exp, "--dry-run", cwd=tmp_path)
+    cache = tmp_path / "results" / "exp" / ".cache"
+    assert out.stdout.count(f"TORCHINDUCTOR_CACHE_DIR={cache}/inductor") == 2
+    assert f"TRITON_CACHE_DIR={cache}/triton" in out.stdout
+    off = harness("run", exp, "--dry-run", "--no-compile-cache", cwd=tmp_path)
+    assert "TORCHINDUCTOR_CACHE_DIR" not in off.stdout
+    write_experiment(tmp_path, runs=1, extra_exp="compile_cache = false")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in harness("run", exp, "--dry-run", cwd=tmp_path).stdout
