@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_CURVE_POINTS = 2048       # validation curve is thinned beyond this
-CHUNK = 1 << 16               # longest line piece read at once (garbage files have no newlines)
 
 _STEP = re.compile(rb"^step:(\d+)/(\d+)\b")
 _FIELD = re.compile(rb"(val_loss|train_loss|train_time|step_avg):\s*([-+0-9.eE]+|nan|inf|-inf|NaN)(ms)?")
@@ -178,22 +177,71 @@ class LogParser:
             self._stride *= 2
 
 
+# Block mode: regexes run over many lines at once (in C), and Python only sees the
+# few lines that matter. Plain step lines are counted, and only the block's last
+# one is read (it carries the newest step and total).
+_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s)[^\n]*", re.M)
+_ANY_STEP = re.compile(rb"^step:\d+/\d+", re.M)
+_STEP_AT = re.compile(rb"step:(\d+)/(\d+)\b")  # for match(block, pos): '^' would not match at pos
+BLOCK = 1 << 20
+
+
+def _feed_block(parser: LogParser, block: bytes) -> None:
+    """``block`` holds whole lines ('\n'-separated, maybe '\r\n')."""
+    s = parser.summary
+    vals_before = s.step_lines
+    for m in _WANTED.finditer(block):
+        parser.feed(m.group(0).rstrip(b"\r"))
+    fed_steps = s.step_lines - vals_before
+    steps = len(_ANY_STEP.findall(block))
+    if steps == fed_steps:
+        return
+    s.step_lines += steps - fed_steps
+    # the block's last step line: newest step, total and train_time
+    start = block.rfind(b"\nstep:") + 1
+    while True:
+        m = _STEP_AT.match(block, start)
+        if m:
+            end = block.find(b"\n", start)
+            rest = block[m.end():end if end >= 0 else len(block)]
+            s.total_steps, s.last_step = int(m.group(2)), int(m.group(1))
+            t = re.search(rb"train_time:\s*([-+0-9.eE]+|nan)ms", rest)
+            if t:
+                s.last_train_time_ms = _num(t.group(1))
+            return
+        if start == 0:
+            return
+        start = block.rfind(b"\nstep:", 0, start - 1) + 1
+
+
 def parse_stream(f, path: str = "") -> LogSummary:
-    """Parse a binary file object line by line; hashes the bytes on the way."""
+    """Parse a binary file object in blocks; hashes the bytes on the way."""
     parser = LogParser(path)
     digest = hashlib.sha256()
     size = 0
-    at_line_start = True
+    carry = b""
+    skipping = False  # inside a line longer than BLOCK (garbage): not a line start
     while True:
-        piece = f.readline(CHUNK)
-        if not piece:
+        data = f.read(BLOCK)
+        if not data:
             break
-        digest.update(piece)
-        size += len(piece)
-        if at_line_start:
-            parser.feed(piece.rstrip(b"\r\n"))
-        # a piece cut at CHUNK bytes is the middle of a long line, not a line start
-        at_line_start = piece.endswith(b"\n")
+        digest.update(data)
+        size += len(data)
+        buf = carry + data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = b"" if len(buf) > BLOCK else buf
+            skipping = skipping or len(buf) > BLOCK
+            continue
+        block, carry = buf[:cut + 1], buf[cut + 1:]
+        if skipping:
+            block = block[block.find(b"\n") + 1:]
+            skipping = False
+        if len(carry) > BLOCK:
+            carry, skipping = b"", True
+        _feed_block(parser, block)
+    if carry and not skipping:
+        _feed_block(parser, carry)
     summary = parser.summary
     summary.sha256 = digest.hexdigest()
     summary.size = size

@@ -56,7 +56,7 @@ class RunRecord:
     val_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
 
     def to_json(self) -> str:
-        return json.dumps(_nan_to_none(dataclasses.asdict(self)), indent=2, sort_keys=False)
+        return json.dumps(nan_to_none(dataclasses.asdict(self)), indent=2, sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
@@ -75,13 +75,13 @@ class RunRecord:
         atomic_write_text(Path(path), self.to_json() + "\n")
 
 
-def _nan_to_none(obj):
+def nan_to_none(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
 
 

@@ -1,0 +1,382 @@
+"""Find and load the groups of runs that ``harness analyze`` compares.
+
+A SOURCE is one of
+- an experiment's results folder (it has ``spec.json``): one group per hypothesis,
+  records read from ``<hypothesis>/<run-id>/result.json``;
+- ``NAME=PATH``: every log under a folder, or matching a glob, is one group NAME;
+- a plain folder (or glob) of logs: one group per subfolder, or per final step
+  count with ``group_by="steps"``.
+Plain logs become ``RunRecord``s too, so statistics and reports see one record type.
+Logs found twice (same bytes) count once, with a warning.
+"""
+from __future__ import annotations
+
+import glob as globlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.logparse import LogSummary, parse_file
+from harness.records import COMPLETED, RunRecord
+
+# Only these are read while walking a folder: READMEs quote log lines, and parsing
+# images or checkpoints would cost time for nothing.
+LOG_SUFFIXES = (".txt", ".log", ".out")
+PARALLEL_BYTES = 64 << 20     # parse in a process pool above this much log data
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass
+class Run:
+    record: RunRecord
+    source: str               # the log the figures came from
+
+    @property
+    def hardware(self) -> tuple[str, int] | None:
+        """(GPU model, GPU count) when the log or record tells, else None."""
+        gpus = self.record.gpus or {}
+        names = list(gpus.get("names") or []) if isinstance(gpus, dict) else list(gpus)
+        count = (gpus.get("count") if isinstance(gpus, dict) else None) or len(names)
+        if not names and not count:
+            return None
+        return (" + ".join(sorted(set(names))) or "unknown model", int(count))
+
+
+@dataclass
+class Group:
+    name: str
+    runs: list[Run] = field(default_factory=list)        # data: status ok or diverged
+    failed: list[Run] = field(default_factory=list)      # failed/timeout attempts, listed
+    unfinished: list[Run] = field(default_factory=list)  # runs with no result in the end
+    expected_steps: int | None = None
+    origin: str = ""                                     # the SOURCE it came from
+
+    @property
+    def losses(self) -> list[float]:
+        return [as_float(r.record.val_loss) for r in self.runs]
+
+    @property
+    def times(self) -> list[float]:
+        return [as_float(r.record.train_time_s) for r in self.runs]
+
+    @property
+    def steps(self) -> list[int]:
+        return [r.record.final_step for r in self.runs if r.record.final_step is not None]
+
+    @property
+    def order(self) -> list[float] | None:
+        orders = [r.record.order for r in self.runs]
+        return None if not orders or None in orders else [float(o) for o in orders]
+
+
+@dataclass
+class Dataset:
+    groups: list[Group]
+    warnings: list[str] = field(default_factory=list)
+    control: str | None = None          # from an experiment spec
+    target_loss: float | None = None
+    alpha_time: float | None = None
+    alpha_loss: float | None = None
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
+def as_float(x) -> float:
+    """None (a missing figure) as nan."""
+    return math.nan if x is None else float(x)
+
+
+# ---------------------------------------------------------------- entry point
+
+def load(sources: list[str], group_by: str = "folder") -> Dataset:
+    """Read every SOURCE; raises UserError for anything a user must fix."""
+    if group_by not in ("folder", "steps"):
+        raise UserError(f"--group-by {group_by}: use folder or steps")
+    ds = Dataset(groups=[])
+    pending: list[tuple[str, str, int, bool]] = []   # (path, group key, source number, by steps)
+    from_results: dict[int, list[Group]] = {}
+    for i, src in enumerate(sources):
+        kind, name, path = _classify(src)
+        if kind == "results":
+            from_results[i] = _load_results(Path(path), src, ds)
+        elif kind == "named":
+            pending += [(p, name, i, False) for p in _files(path, src)]
+        else:  # plain folder or glob: key by subfolder now, by steps after parsing
+            root = path if os.path.isdir(path) else None
+            pending += [(p, _folder_key(p, root), i, group_by == "steps") for p in _files(path, src)]
+    from_logs = _load_logs(pending, sources, ds) if pending else {}
+    # groups in the order of the sources that brought them
+    for i in range(len(sources)):
+        for g in from_results.get(i, []) + from_logs.get(i, []):
+            if ds.group(g.name) is not None:
+                raise UserError(f"group {g.name} comes from {ds.group(g.name).origin} and from {g.origin}; "
+                                f"name them apart with NAME=PATH")
+            ds.groups.append(g)
+    ds.warnings += hardware_warnings(ds.groups)
+    if not ds.groups:
+        raise UserError(f"no speedrun logs in {' '.join(sources)} (looked for {'/'.join(LOG_SUFFIXES)} "
+                        f"files with 'step:k/N' lines, or a results folder with spec.json)")
+    return ds
+
+
+def hardware_text(hw: tuple[str, int]) -> str:
+    return f"{hw[1]}x {hw[0]}"
+
+
+def hardware_warnings(groups: list[Group]) -> list[str]:
+    """Runs on different GPUs do not compare: say so even without --gate."""
+    out = []
+    per_group = {}
+    for g in groups:
+        counts: dict[tuple[str, int], int] = {}
+        for r in g.runs:
+            if r.hardware is not None:
+                counts[r.hardware] = counts.get(r.hardware, 0) + 1
+        per_group[g.name] = counts
+        if len(counts) > 1:
+            out.append(f"{g.name} mixes hardware: " + ", ".join(
+                f"{hardware_text(h)} ({n} run{'s' if n > 1 else ''})" for h, n in sorted(counts.items())))
+    kinds = {h for c in per_group.values() for h in c}
+    if len(kinds) > 1 and not out:
+        out.append("hardware differs between groups: " + "; ".join(
+            f"{name}: {' / '.join(hardware_text(h) for h in sorted(c))}"
+            for name, c in per_group.items() if c))
+    return out
+
+
+def _classify(src: str) -> tuple[str, str, str]:
+    """('results'|'named'|'plain', group name, path)."""
+    if "=" in src and not os.path.exists(src):
+        name, path = src.split("=", 1)
+        if not _NAME.match(name):
+            raise UserError(f"{src}: group name {name!r} may hold only letters, digits and _.+- "
+                            f"(write NAME=PATH)")
+        if not path:
+            raise UserError(f"{src}: no path after '=' (write NAME=PATH)")
+        if not os.path.exists(path) and not globlib.has_magic(path):
+            raise UserError(f"{src}: {path}: no such file or folder")
+        return "named", name, path
+    if os.path.isdir(src):
+        if os.path.isfile(os.path.join(src, "spec.json")):
+            return "results", "", src
+        inner = sorted(d for d in os.listdir(src)
+                       if os.path.isfile(os.path.join(src, d, "spec.json")))
+        if inner:
+            raise UserError(f"{src} holds experiments ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}): "
+                            f"pass one of them, e.g. {os.path.join(src, inner[0])}")
+        return "plain", "", src
+    if os.path.isfile(src) or globlib.has_magic(src):
+        return "plain", "", src
+    raise UserError(f"{src}: no such file or folder (SOURCE is a results folder, "
+                    f"NAME=PATH, or a folder of logs)")
+
+
+def _files(path: str, src: str) -> list[str]:
+    """Log candidates under a folder, a glob or a single file, in a stable order."""
+    if os.path.isdir(path):
+        return _walk(path)
+    if os.path.isfile(path):
+        return [path]      # named explicitly: read whatever its name
+    found: list[str] = []
+    for p in sorted(globlib.glob(path)):
+        if os.path.isdir(p):
+            found += _walk(p)
+        elif os.path.isfile(p):
+            found.append(p)
+    if not found:
+        raise UserError(f"{src}: the pattern matches no file")
+    return found
+
+
+def _walk(root: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [os.path.join(dirpath, f) for f in sorted(filenames)
+                if not f.startswith(".") and f.lower().endswith(LOG_SUFFIXES)]
+    return sorted(out)
+
+
+def _folder_key(path: str, root: str | None) -> str:
+    """Group of a plain log: its first subfolder under root, else root's own name."""
+    base = root if root is not None else os.path.dirname(path)
+    rel = os.path.relpath(path, base)
+    parts = Path(rel).parts
+    if len(parts) > 1:
+        return parts[0]
+    return os.path.basename(os.path.normpath(os.path.abspath(base))) or "logs"
+
+
+# ---------------------------------------------------------------- plain logs
+
+def _parse_all(paths: list[str]) -> list[LogSummary | OSError]:
+    total = 0
+    for p in paths:
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            pass
+    if total > PARALLEL_BYTES and len(paths) > 1 and (os.cpu_count() or 1) > 1:
+        import multiprocessing   # only for big trees: a pool costs ~50 ms to start
+        with multiprocessing.get_context("fork").Pool(min(os.cpu_count() or 1, 8)) as pool:
+            return pool.map(_parse_or_error, paths, chunksize=max(1, len(paths) // 64))
+    return [_parse_or_error(p) for p in paths]
+
+
+def _parse_or_error(path: str) -> LogSummary | OSError:
+    try:
+        return parse_file(path)
+    except OSError as e:
+        return e
+
+
+def _status(s: LogSummary) -> tuple[str, str]:
+    """Status of a parsed log and, when it has no usable result, why."""
+    if not s.finished:
+        return "failed", s.problem()
+    if s.train_time_ms is None or not math.isfinite(s.train_time_ms):
+        return "failed", f"the final validation line at step {s.final_step} has no train_time"
+    if not math.isfinite(s.val_loss):
+        return "diverged", f"val_loss {s.val_loss} at step {s.final_step}"
+    return "ok", ""
+
+
+def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
+    """A RunRecord for a plain log: the same figures the runner would have stored."""
+    status, why = _status(s)
+    return RunRecord(
+        run_id=Path(s.path).stem, hypothesis=hypothesis, index=index, seed=-1,  # seed unknown
+        status=status, final_step=s.final_step if status != "failed" else s.last_step,
+        expected_steps=s.total_steps,
+        val_loss=s.val_loss if status != "failed" else None,
+        train_time_s=s.train_time_s if status != "failed" else None,
+        step_avg_ms=s.step_avg_ms, peak_mem_mib=s.peak_mem_mib,
+        gpus={"names": list(s.gpu_names), "count": s.gpu_count},
+        torch_version=s.torch_version, cuda_version=s.cuda_version,
+        message=f"{s.path}: {why}" if why else "",
+        val_curve=[[step, loss] for step, loss in s.val_curve],
+    )
+
+
+def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
+               ds: Dataset) -> dict[int, list[Group]]:
+    """Parse the logs and group them; returns the groups by the source that first named them."""
+    parsed = _parse_all([p for p, _, _, _ in pending])
+    seen: dict[str, str] = {}          # sha256 -> first path
+    groups: dict[str, Group] = {}
+    first_src: dict[str, int] = {}
+    step_keys: set[str] = set()
+    no_result: list[str] = []
+    for (path, key, src, by_steps), s in zip(pending, parsed):
+        if isinstance(s, OSError):
+            raise UserError(f"cannot read {path}: {s.strerror or s} (fix its permissions or leave it out)")
+        if not s.is_log:
+            continue                   # a README, a statistics page, another program's output
+        if s.sha256 in seen:
+            ds.warnings.append(f"duplicate log: {path} is identical to {seen[s.sha256]}; counted once")
+            continue
+        seen[s.sha256] = path
+        if by_steps:
+            key = str(s.total_steps)
+            step_keys.add(key)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = Group(name=key, origin=sources[src], expected_steps=s.total_steps)
+            first_src[key] = src
+        rec = record_from_log(s, key, len(g.runs) + len(g.failed))
+        run = Run(rec, path)
+        if rec.status in COMPLETED:
+            g.runs.append(run)
+        else:
+            g.failed.append(run)
+            g.unfinished.append(run)   # a log is one run: no later attempt replaces it
+            no_result.append(rec.message)
+    if no_result:
+        ds.warnings += [f"no final result: {m}" for m in no_result]
+        ds.warnings.append(f"{len(no_result)} log{'s' if len(no_result) > 1 else ''} without a final "
+                           f"result counted as failed runs")
+    out: dict[int, list[Group]] = {}
+    # step-count groups: the longest first (the control is usually the current record,
+    # and a treatment that saves steps has fewer); other groups keep their order
+    def order(k: str):
+        return (first_src[k], (0, -int(k)) if k in step_keys else (1, 0))
+
+    for key in sorted(groups, key=order):
+        out.setdefault(first_src[key], []).append(groups[key])
+    return out
+
+
+# ---------------------------------------------------------------- results folders
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); rebuild it from the run's log.txt") from None
+
+
+def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
+    spec = _read_json(root / "spec.json")
+    hyps = spec.get("hypotheses") or []
+    if not isinstance(hyps, list) or not hyps:
+        raise UserError(f"{root / 'spec.json'} lists no hypotheses")
+    if ds.control is None:    # the first results folder gives the defaults
+        ds.control = spec.get("control") or next((h.get("name") for h in hyps if h.get("control")), None)
+        ds.target_loss = spec.get("target_loss")
+        ds.alpha_time = spec.get("alpha_time")
+        ds.alpha_loss = spec.get("alpha_loss")
+    planned = spec.get("runs")
+    groups = []
+    for h in hyps:
+        g = Group(name=str(h.get("name")), expected_steps=h.get("steps"), origin=src)
+        _load_hypothesis(root / g.name, g, ds, planned)
+        groups.append(g)
+    known = {g.name for g in groups}
+    extra = sorted(d.name for d in root.iterdir()
+                   if d.is_dir() and not d.name.startswith(".") and d.name not in known)
+    if extra:
+        ds.warnings.append(f"{root}: folders not in spec.json passed over: {', '.join(extra)}")
+    return groups
+
+
+def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> None:
+    slots: dict[int, list[Run]] = {}
+    no_record = 0
+    if hdir.is_dir():
+        for run_dir in sorted(d for d in hdir.iterdir() if d.is_dir()):
+            rj = run_dir / "result.json"
+            if not rj.is_file():
+                no_record += 1
+                continue
+            try:
+                rec = RunRecord.from_dict(_read_json(rj))
+            except TypeError as e:   # a required field missing
+                raise UserError(f"{rj} is not a run record ({e})") from None
+            if rec.expected_steps is None:
+                rec.expected_steps = g.expected_steps
+            slots.setdefault(rec.index, []).append(Run(rec, str(run_dir / "log.txt")))
+    data: list[Run] = []
+    for index in sorted(slots):
+        attempts = sorted(slots[index], key=lambda r: r.record.attempt)
+        done = [r for r in attempts if r.record.status in COMPLETED]
+        bad = [r for r in attempts if r.record.status in ("failed", "timeout")]
+        g.failed += bad                      # listed, whatever came after
+        if done:
+            data.append(done[-1])            # a slot is one run: its latest completed attempt
+        elif bad:
+            g.unfinished.append(bad[-1])
+        # interrupted attempts are ignored: the runner redoes them
+    data.sort(key=lambda r: (r.record.order is None, r.record.order or 0, r.record.index))
+    g.runs = data
+    if no_record:
+        ds.warnings.append(f"{hdir}: {no_record} run folder{'s' if no_record > 1 else ''} without "
+                           f"result.json (running or interrupted) passed over")
+    if planned and len(slots) < planned:
+        ds.warnings.append(f"{g.name}: {planned - len(slots)} of {planned} planned runs have not run yet")

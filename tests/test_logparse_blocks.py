@@ -1,0 +1,49 @@
+"""Block-mode parsing must agree with feeding the same log line by line."""
+import io
+import random
+
+from harness import logparse
+from harness.logparse import LogParser, parse_stream
+
+
+def _line_by_line(data: bytes):
+    p = LogParser()
+    for line in data.split(b"\n"):
+        p.feed(line.rstrip(b"\r"))
+    return p.summary
+
+
+def _fields(s):
+    return (s.step_lines, s.total_steps, s.last_step, s.final_step, s.val_loss, s.train_time_ms,
+            s.step_avg_ms, s.last_train_time_ms, s.peak_mem_mib, s.torch_version, s.gpu_names,
+            s.val_curve)
+
+
+def _log(n, stop=None, crlf=False):
+    rng = random.Random(n)
+    out = ['    print0(f"step:{step}/{n} val_loss:{v:.4f} train_time:{t}ms")', "=" * 100,
+           "Running PyTorch 2.9.0 compiled for CUDA 12.8",
+           "|   0  NVIDIA H100 80GB HBM3          On  |   00000000:19:00.0 Off |     0 |", "=" * 100]
+    for k in range(1, (stop or n) + 1):
+        out.append(f"step:{k}/{n} train_time:{k * 61}ms step_avg:61.{rng.randint(0, 99):02d}ms")
+        if k % 250 == 0 or k == n:
+            out.append(f"step:{k}/{n} val_loss:{3 + 1 / k:.4f} train_time:{k * 61 + 3}ms step_avg:61.00ms")
+    out.append("peak memory allocated: 30789 MiB reserved: 46138 MiB")
+    sep = "\r\n" if crlf else "\n"
+    return sep.join(out).encode() + sep.encode()
+
+
+def test_blocks_agree_with_lines_across_many_block_boundaries(monkeypatch):
+    monkeypatch.setattr(logparse, "BLOCK", 4096)  # many boundaries, some inside lines
+    for data in (_log(3000), _log(3000, stop=2900), _log(1600, crlf=True), _log(1600)[:-1]):
+        got = parse_stream(io.BytesIO(data))
+        assert _fields(got) == _fields(_line_by_line(data))
+        assert got.size == len(data)
+
+
+def test_a_line_longer_than_a_block_is_not_a_line_start(monkeypatch):
+    monkeypatch.setattr(logparse, "BLOCK", 1024)
+    junk = b"x" * 5000 + b"step:9/9 val_loss:1.0000 train_time:5ms step_avg:1.00ms\n"
+    data = junk + b"step:1/2 train_time:1ms step_avg:1.00ms\n"
+    s = parse_stream(io.BytesIO(data))
+    assert s.step_lines == 1 and s.final_step is None and s.last_step == 1
