@@ -35,7 +35,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import gate, report, sources, stats
+    from harness import gate, nodes, report, sources, stats
+    from harness.sources import as_float
 
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
         raise UserError(f"--plot {args.plot}: its folder does not exist")
@@ -59,7 +60,11 @@ def main(args: argparse.Namespace) -> int:
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
     summary = stats.summarise(arms, control, **settings)
     verdict = gate.evaluate(summary, ds.groups)
-    analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate)
+    rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
+                            for g in ds.groups})
+    multi = len(rows) > 1
+    analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
+                               node_warnings=nodes.node_warnings(rows, control) if multi else [])
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for

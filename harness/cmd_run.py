@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import sys
 from pathlib import Path
 
 from harness import spec as specmod
@@ -67,12 +68,35 @@ def make_backend(args, exp, results: Path):
                         extra=extra, folder=results / ".slurm")
 
 
-def make_decider(exp, max_runs: int):
+def make_decider(exp, max_runs: int, order: str, results: Path):
+    """The sequential plan, fixed at the experiment's first --until-decisive run.
+
+    It is stored as ``sequential.json`` beside the results, so a resumed experiment
+    uses exactly the same boundaries (even after a numpy or scipy upgrade).
+    """
+    import json
+
     from harness.sequential import SequentialPlan
-    return SequentialPlan(control=exp.control.name,
+
+    if order == "blocked":
+        raise UserError("--until-decisive with order 'blocked' runs every control run before the "
+                        "first treatment run and saves nothing; use --order interleaved")
+    saved = results / "sequential.json"
+    if saved.exists():
+        try:
+            plan = SequentialPlan.from_dict(json.loads(saved.read_text()))
+        except ValueError as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy")
+        if plan.max_runs != max_runs:
+            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
+                            f"{plan.max_runs}; keep it, or use a new --results folder for {max_runs}")
+        return plan
+    print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
+    plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
                           target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
+    return plan  # the runner stores it once it holds the results folder
 
 
 def main(args) -> int:
@@ -98,7 +122,7 @@ def main(args) -> int:
             print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
         return 0
     backend = make_backend(args, exp, results)
-    decider = make_decider(exp, runs) if args.until_decisive else None
+    decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
                     decider=decider, want_steps=progress.live)

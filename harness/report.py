@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.gate import Verdict, fmt_p
 from harness.records import nan_to_none   # JSON has no NaN: null, as result.json
@@ -28,6 +28,8 @@ class Analysis:
     summary: Summary
     verdict: Verdict
     show_gate: bool = False
+    nodes: list = field(default_factory=list)          # nodes.NodeRow, when runs span several hosts
+    node_warnings: list[str] = field(default_factory=list)
 
     @property
     def groups(self) -> list[Group]:
@@ -36,7 +38,7 @@ class Analysis:
 
     @property
     def warnings(self) -> list[str]:
-        return self.dataset.warnings + [w.message for w in self.summary.warnings]
+        return self.dataset.warnings + [w.message for w in self.summary.warnings] + self.node_warnings
 
 
 # ---------------------------------------------------------------- cells
@@ -127,11 +129,22 @@ class TextExporter(Exporter):
                      + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g},"
                      f" ~ = no significant difference")
             parts.append(title + "\n" + "\n".join(lines))
+        if a.nodes:
+            parts.append("\n".join(node_lines(a)))
         if a.warnings:
             parts.append("warnings:\n" + "\n".join(f"  {w}" for w in a.warnings))
         if a.show_gate:
             parts.append("\n".join(_gate_lines(a)))
         return "\n\n".join(parts) + "\n"
+
+
+def node_lines(a: Analysis) -> list[str]:
+    """Per node: runs and mean train time of each arm."""
+    arms = [r.name for r in a.summary.rows]
+    head = ["node"] + [f"{arm} n" for arm in arms] + [f"{arm} time μ" for arm in arms]
+    rows = [[n.host] + [str(n.counts.get(arm, 0)) for arm in arms]
+            + [_f4(n.means[arm]) if arm in n.means else "-" for arm in arms] for n in a.nodes]
+    return ["runs per node (train time means per arm)"] + _align(head, rows)
 
 
 def _gate_head(a: Analysis) -> str:
@@ -218,6 +231,7 @@ def to_dict(a: Analysis) -> dict:
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
         "hypotheses": hyps,
         "warnings": a.warnings,
+        "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},

@@ -116,6 +116,9 @@ class Runner:
         self.store.lock()
         try:
             self.store.freeze(self.exp, self.source_text)
+            plan_path = self.store.root / "sequential.json"
+            if self.decider is not None and hasattr(self.decider, "to_dict") and not plan_path.exists():
+                atomic_write_text(plan_path, json.dumps(self.decider.to_dict(), indent=2) + "\n")
             return self._run()
         finally:
             self.store.unlock()
@@ -250,7 +253,7 @@ class Runner:
     def _finish(self, job: _Job, outcome: Outcome) -> RunRecord:
         summary, log_name = self._collect_and_parse(job.run_dir)
         rec = self._record(job.hyp, job.index, job.attempt, job.order, job.run_dir, summary, log_name,
-                           outcome, job.handle.spec)
+                           outcome, job.handle.spec, job.handle.job_id or None)
         rec.save(job.run_dir / "result.json")
         self.emit(Event("finish", {"record": rec, "total": len(self.order)}))
         return rec
@@ -281,7 +284,8 @@ class Runner:
         return best if best else (LogSummary(path=str(run_dir / "log.txt")), "log.txt")
 
     def _record(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,
-                s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None) -> RunRecord:
+                s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None,
+                job_id: str | None = None) -> RunRecord:
         log_path = run_dir / log_name
         if outcome.timed_out:
             status, why = "timeout", outcome.message or "timed out"
@@ -309,7 +313,7 @@ class Runner:
             torch_version=s.torch_version, cuda_version=s.cuda_version,
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend.name,
-            job_id=None, message=f"{why} (log: {log_path})" if why else "",
+            job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
             log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve])
 
     def _gpus(self, s: LogSummary) -> dict:
@@ -340,15 +344,20 @@ class Runner:
             launch = json.loads((run_dir / "launch.json").read_text())
         except (OSError, ValueError):
             return None
-        if launch.get("backend") != self.backend.name or not launch.get("job_id"):
+        if launch.get("backend") != self.backend.name:
             return None
         hyp = self.exp.hypothesis(slot.hypothesis)
         spec = LaunchSpec(run_dir=run_dir, workdir=Path(launch["workdir"]), argv=launch["argv"],
                           env=launch["env"], log_path=run_dir / "log.txt", timeout_s=self.timeout,
                           nproc=hyp.nproc_per_node)
-        handle = self.backend.reattach(run_dir, launch["job_id"], spec)
+        # an empty job id: the runner died between submitting and recording it; the
+        # backend may still find the job (SLURM: by the run folder in its comment)
+        handle = self.backend.reattach(run_dir, launch.get("job_id") or "", spec)
         if handle is None:
             return None
+        if handle.job_id and handle.job_id != launch.get("job_id"):
+            launch["job_id"] = handle.job_id
+            atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
         self.emit(Event("reattach", {"hypothesis": hyp.name, "index": slot.index, "job_id": launch["job_id"]}))
         return _Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle,
                     LogParser(str(spec.log_path)))
@@ -365,7 +374,7 @@ class Runner:
         outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
                           finished_at=now_iso(), wall_s=0.0, host=socket.gethostname(), message=why)
         rec = self._record(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
-                           summary, log_name, outcome, None)
+                           summary, log_name, outcome, None, launch.get("job_id") or None)
         rec.status = "interrupted"
         rec.command = launch.get("argv", [])
         rec.message = f"{why} (log: {run_dir / log_name})"

@@ -1,0 +1,39 @@
+"""End to end: ``harness run --until-decisive`` with the stand-in trainer."""
+from __future__ import annotations
+
+import json
+
+from conftest import harness, results_of, write_experiment
+
+
+def _count(folder, hyp):
+    return sum(1 for r in results_of(folder) if r["hypothesis"] == hyp and r["status"] in ("ok", "diverged"))
+
+
+def test_until_decisive_stops_early_and_resumes_with_the_same_decision(exp_dir):
+    exp = write_experiment(exp_dir, name="seq", runs=10)
+    r = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "H1 time: PASS" in out and "H1 loss: PASS" in out
+    assert "stop: every criterion is decided" in out
+    res = exp_dir / "results" / "seq"
+    n0, n1 = _count(res, "H0"), _count(res, "H1")
+    assert 2 <= n0 <= n1 < 10                       # far fewer than 10 + 10
+    # running the same command again launches nothing and decides the same
+    again = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
+    assert again.returncode == 0, again.stderr
+    assert (_count(res, "H0"), _count(res, "H1")) == (n0, n1)
+    assert "H1 time: PASS" in again.stdout + again.stderr and "H1 loss: PASS" in again.stdout + again.stderr
+
+
+def test_until_decisive_diverged_treatment_fails_loss_and_goes_on_for_time(exp_dir):
+    exp = write_experiment(exp_dir, name="seqnan", runs=4, h1_args={"mode": "nan"})
+    r = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "H1 loss: FAIL" in out and "diverged" in out
+    res = exp_dir / "results" / "seqnan"
+    assert _count(res, "H0") <= 4 and _count(res, "H1") <= 4
+    recs = [json.loads(p.read_text()) for p in res.glob("H1/*/result.json")]
+    assert recs and all(x["status"] == "diverged" for x in recs)

@@ -1,0 +1,464 @@
+"""The slurm backend against a real one-node SLURM cluster on this machine.
+
+The session fixture brings the cluster up with ``scripts/slurm-cluster.sh up``
+(it installs the Debian packages when missing) and takes it down again if it
+started it; test sessions take turns on the cluster (a file lock). When SLURM cannot start, every test here FAILS with the script's
+reason: these tests are never skipped.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.backends.base import LaunchSpec, Outcome
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
+PY = sys.executable
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    # One test session at a time on the one-node cluster (the tests count running jobs and
+    # one preempts every job of the node): a second session waits here.
+    users = open(Path(tempfile.gettempdir()) / "harness-slurm-tests.lock", "a+")
+    deadline = time.monotonic() + 900
+    while True:
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail("another test session has held the SLURM test cluster for 15 minutes "
+                            f"({users.name})", pytrace=False)
+            time.sleep(1)
+    was_up = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True).returncode == 0
+    if not was_up:
+        try:
+            p = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SLURM cluster did not come up: scripts/slurm-cluster.sh up ran for 15 minutes",
+                        pytrace=False)
+        if p.returncode != 0:
+            lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+            pytest.fail(f"SLURM cluster did not come up: {lines[-1] if lines else 'no output'}",
+                        pytrace=False)
+    yield
+    if not was_up:
+        subprocess.run([str(CLUSTER), "down"], capture_output=True, text=True, timeout=120)
+    users.close()
+
+
+def make_backend(tmp_path, **kw):
+    from harness.backends.slurm import SlurmBackend
+    opts = dict(max_parallel=2, folder=tmp_path / "results" / ".slurm", status_interval_s=0.5,
+                result_grace_s=3.0, kill_grace_s=3.0)
+    opts.update(kw)
+    return SlurmBackend(**opts)
+
+
+def make_spec(tmp_path, name, code, timeout=None, env=None) -> LaunchSpec:
+    run_dir = tmp_path / "results" / "exp" / name
+    run_dir.mkdir(parents=True)
+    work = run_dir / "work"
+    work.mkdir()
+    return LaunchSpec(run_dir=run_dir, workdir=work, argv=[PY, "-c", code],
+                      env={"PYTHONUNBUFFERED": "1", "RUN_NAME": name, **(env or {})},
+                      log_path=run_dir / "log.txt", timeout_s=timeout)
+
+
+def wait_all(backend, handles, limit_s=120.0) -> list[Outcome]:
+    out: dict[int, Outcome] = {}
+    deadline = time.monotonic() + limit_s
+    while len(out) < len(handles):
+        assert time.monotonic() < deadline, f"jobs {[h.job_id for h in handles]} did not end in {limit_s}s"
+        for i, h in enumerate(handles):
+            if i not in out:
+                o = backend.poll(h)
+                if o is not None:
+                    out[i] = o
+        time.sleep(0.05)
+    return [out[i] for i in range(len(handles))]
+
+
+def wait_for_text(path: Path, text: str, limit_s=60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def job_state(job_id: str) -> str:
+    out = subprocess.run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
+                         capture_output=True, text=True).stdout.split()
+    return out[0] if out else "GONE"
+
+
+STAMPED = ("import os, time, socket\n"
+           "print('start', time.time(), os.environ['RUN_NAME'], os.getcwd(), socket.gethostname())\n"
+           "time.sleep({sleep})\n"
+           "print('end', time.time())\n")
+
+
+def stamps(log: Path) -> tuple[float, float]:
+    lines = log.read_text().splitlines()
+    start = next(float(ln.split()[1]) for ln in lines if ln.startswith("start "))
+    end = next(float(ln.split()[1]) for ln in lines if ln.startswith("end "))
+    return start, end
+
+
+def test_two_jobs_run_at_once_and_stream_their_logs(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    assert backend.name == "slurm" and backend.max_parallel == 2
+    specs = [make_spec(tmp_path, f"run-{i}", STAMPED.format(sleep=4)) for i in range(2)]
+    handles = [backend.start(s) for s in specs]
+    assert all(h.job_id.isdigit() for h in handles) and handles[0].job_id != handles[1].job_id
+    # the log streams while the job runs: 'start' is there before the job has ended
+    wait_for_text(specs[0].log_path, "start ")
+    assert backend.poll(handles[0]) is None
+    outcomes = wait_all(backend, handles)
+    for spec, o in zip(specs, outcomes):
+        assert o.exit_code == 0 and not o.timed_out and o.message == "", o
+        assert o.host and o.wall_s >= 4 and o.started_at < o.finished_at
+        text = spec.log_path.read_text()
+        assert f"{spec.env['RUN_NAME']} {spec.workdir}" in text, text  # env and cwd of the spec
+    (s0, e0), (s1, e1) = (stamps(s.log_path) for s in specs)
+    assert max(s0, s1) < min(e0, e1), f"jobs did not overlap: {s0:.1f}-{e0:.1f} vs {s1:.1f}-{e1:.1f}"
+    backend.close()
+
+
+def test_exit_code_and_timeout(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    fail = make_spec(tmp_path, "fail", "import sys; print('bad', flush=True); sys.exit(3)")
+    slow = make_spec(tmp_path, "slow", "import time; print('sleeping', flush=True); time.sleep(120)",
+                     timeout=3)
+    t0 = time.monotonic()
+    o_fail, o_slow = wait_all(backend, [backend.start(fail), backend.start(slow)])
+    assert o_fail.exit_code == 3 and not o_fail.timed_out
+    assert o_slow.timed_out and o_slow.exit_code != 0 and "3 s timeout" in o_slow.message, o_slow
+    assert 3 <= o_slow.wall_s < 15 and time.monotonic() - t0 < 40
+    assert "killed after the 3 s timeout" in slow.log_path.read_text()
+
+
+def test_scancel_mid_run_is_a_failure_with_the_slurm_state(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "victim", "import time; print('started', flush=True); time.sleep(300)")
+    h = backend.start(spec)
+    wait_for_text(spec.log_path, "started")
+    assert backend.poll(h) is None
+    subprocess.run(["scancel", h.job_id], check=True)  # as an admin or a preemption would
+    (o,) = wait_all(backend, [h], limit_s=60)
+    assert o.exit_code is None and not o.timed_out
+    assert f"SLURM job {h.job_id} CANCELLED" in o.message, o.message
+    assert str(tmp_path / "results" / ".slurm") in o.message  # names the job's stderr file
+    assert job_state(h.job_id) == "CANCELLED"
+
+
+def test_preempted_job_is_a_failure_naming_the_preemption(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "low", "import time; print('started', flush=True); time.sleep(300)")
+    h = backend.start(spec)
+    wait_for_text(spec.log_path, "started")
+    # a job of the higher-priority partition that needs the whole node preempts ours
+    subprocess.run(["sbatch", "--partition=urgent", "--exclusive", "--output=/dev/null", "--wrap", "sleep 1"],
+                   check=True, capture_output=True)
+    (o,) = wait_all(backend, [h], limit_s=60)
+    assert o.exit_code is None and not o.timed_out
+    assert f"SLURM job {h.job_id} PREEMPTED" in o.message, o.message
+    assert "received SIGTERM from SLURM" in spec.log_path.read_text()
+
+
+def test_job_that_dies_without_reporting_is_a_failure_naming_its_state(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "lost", "import time; print('started', flush=True); time.sleep(300)")
+    h = backend.start(spec)
+    wait_for_text(spec.log_path, "started")
+    # SIGKILL to the job's processes (scancel --signal=KILL would be a polite cancel): like
+    # a node that dies or an OOM kill, nothing is left to report
+    pids = subprocess.run(["scontrol", "listpids", h.job_id], capture_output=True, text=True).stdout
+    step = [int(ln.split()[0]) for ln in pids.splitlines()[1:] if ln.split()[2:3] == ["0"]]
+    assert step, pids
+    for pid in step:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (o,) = wait_all(backend, [h], limit_s=60)
+    assert o.exit_code is None and not o.timed_out
+    assert re.search(rf"SLURM job {h.job_id} ended in state (FAILED|CANCELLED).* without reporting a result",
+                     o.message), o.message
+    assert f"{h.job_id}_0_log.err" in o.message
+
+
+def test_cancel_stops_queued_and_running_jobs_and_is_idempotent(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "c", "import time; print('started', flush=True); time.sleep(300)")
+    h = backend.start(spec)
+    wait_for_text(spec.log_path, "started")
+    backend.cancel(h)
+    backend.cancel(h)
+    (o,) = wait_all(backend, [h], limit_s=60)
+    assert o.exit_code is None and "CANCELLED" in o.message
+    # a job cancelled before it ever ran
+    q = backend.start(make_spec(tmp_path, "q", "print('never')"))
+    backend.cancel(q)
+    (oq,) = wait_all(backend, [q], limit_s=60)
+    assert oq.exit_code is None and "CANCELLED" in oq.message, oq
+    assert job_state(q.job_id) == "CANCELLED"
+
+
+def test_reattach_after_the_backend_is_gone(slurm_cluster, tmp_path):
+    first = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "long", STAMPED.format(sleep=6))
+    h = first.start(spec)
+    job_id = h.job_id
+    wait_for_text(spec.log_path, "start ")
+    first.close()
+    del first, h  # the runner was killed: only run_dir and job_id are left
+
+    second = make_backend(tmp_path, check_filesystem=False)
+    assert second.reattach(spec.run_dir, "999999", spec) is None          # not a job of ours
+    other = make_spec(tmp_path, "other", "pass")
+    assert second.reattach(other.run_dir, job_id, other) is None          # job of another run
+    h2 = second.reattach(spec.run_dir, job_id, spec)
+    assert h2 is not None and h2.job_id == job_id
+    assert second.poll(h2) is None  # still running
+    (o,) = wait_all(second, [h2])
+    assert o.exit_code == 0 and o.wall_s >= 6
+    assert spec.log_path.read_text().count("start ") == 1  # not started again
+
+    # once finished, a third runner still finds the outcome
+    third = make_backend(tmp_path, check_filesystem=False)
+    h3 = third.reattach(spec.run_dir, job_id, spec)
+    assert h3 is not None
+    (o3,) = wait_all(third, [h3], limit_s=5)
+    assert o3.exit_code == 0
+
+
+def test_reattach_without_a_saved_job_id_finds_the_job_by_run_folder(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path)
+    spec = make_spec(tmp_path, "unsaved", STAMPED.format(sleep=3))
+    h = backend.start(spec)
+    other = make_backend(tmp_path, check_filesystem=False)
+    h2 = other.reattach(spec.run_dir, "", spec)
+    assert h2 is not None and h2.job_id == h.job_id
+    (o,) = wait_all(other, [h2])
+    assert o.exit_code == 0
+
+
+def test_mistakes_are_one_line_user_errors(slurm_cluster, tmp_path, monkeypatch):
+    from harness.errors import UserError
+    with pytest.raises(UserError, match="partition 'nosuch' does not exist.*debug"):
+        make_backend(tmp_path, partition="nosuch")
+    with pytest.raises(UserError, match="sbatch refused the check job: .*(feature|constraint)"):
+        make_backend(tmp_path, extra={"constraint": "nosuchfeature"})
+    # GPUs asked for on a cluster without any: refused at the first start, one line
+    backend = make_backend(tmp_path, gpus_per_node=1, check_filesystem=False)
+    with pytest.raises(UserError, match="sbatch refused the job for .*gres"):
+        backend.start(make_spec(tmp_path, "gpu", "pass"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    with pytest.raises(UserError, match="'sbatch' not found on PATH"):
+        make_backend(tmp_path)
+
+
+def test_job_resources_follow_the_spec(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path, check_filesystem=False, extra={"exclusive": "", "job_name": "x"})
+    h = backend.start(make_spec(tmp_path, "res", "pass", timeout=90))
+    script = (tmp_path / "results" / ".slurm" / f"{h.job_id}_submission.sh").read_text()
+    assert "#SBATCH --time=7" in script  # ceil(90 s) + 5 min, so the harness's own kill comes first
+    assert "#SBATCH --no-requeue" in script and "#SBATCH --exclusive" in script
+    assert "gpus" not in script  # the partition has no GPUs: none asked for
+    assert "#SBATCH --nodes=1" in script and "#SBATCH --ntasks-per-node=1" in script
+    (o,) = wait_all(backend, [h])
+    assert o.exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: `harness run --backend slurm` with the stand-in trainer (deterministic per seed).
+
+import json  # noqa: E402
+
+from conftest import harness, results_of, write_experiment  # noqa: E402
+
+
+def spawn(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([PY, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(cond, limit_s=90.0, what="condition", proc=None):
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"harness exited before {what}: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def launched(res: Path) -> dict[str, str]:
+    """run folder (H0/000-1) -> job id, for attempts whose job id is saved."""
+    out = {}
+    for p in res.glob("*/*/launch.json"):
+        try:
+            job_id = json.loads(p.read_text()).get("job_id")
+        except ValueError:
+            continue
+        if job_id:
+            out[f"{p.parent.parent.name}/{p.parent.name}"] = job_id
+    return out
+
+
+def running_jobs(ids) -> set[str]:
+    if not ids:
+        return set()
+    out = subprocess.run(["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", "%i %T"],
+                         capture_output=True, text=True).stdout.split("\n")
+    return {ln.split()[0] for ln in out if ln.strip().endswith(" RUNNING")}
+
+
+def table(res: Path, cwd: Path) -> dict:
+    out = harness("analyze", res, "--format", "json", cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    t = json.loads(out.stdout)
+    for h in t["hypotheses"]:  # which files and how many failures differ by design
+        for key in ("sources", "failed", "failed_runs"):
+            h.pop(key, None)
+    gate = t.get("gate") or {}
+    gate["notes"] = [n for n in gate.get("notes", []) if not n.startswith("failed run")]
+    return t
+
+
+def test_e2e_slurm_table_equals_local_with_a_job_killed_mid_run(slurm_cluster, tmp_path):
+    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.15}, h1_args={"step_sleep": 0.15})
+    local = harness("run", exp, "--results", tmp_path / "local", "--plain", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+
+    res = tmp_path / "slurm"
+    t0 = time.monotonic()
+    proc = spawn(["run", exp, "--results", res, "--plain", "--backend", "slurm", "--max-parallel", "2"],
+                 tmp_path)
+    # the first two runs are SLURM jobs running at the same time
+    wait_until(lambda: len(running_jobs(list(launched(res).values()))) == 2, what="2 jobs running", proc=proc)
+    first = launched(res)
+    assert set(first) == {"H0/000-1", "H1/000-1"}, first
+    victim = first["H0/000-1"]
+    log = res / "H0" / "000-1" / "log.txt"
+    wait_until(lambda: log.exists() and "step:3/" in log.read_text(), what="H0 #0 mid-run", proc=proc)
+    subprocess.run(["scancel", victim], check=True)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    elapsed = time.monotonic() - t0
+
+    recs = results_of(res)
+    ok = sorted((r["hypothesis"], r["index"]) for r in recs if r["status"] == "ok")
+    assert ok == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)], [(r["run_id"], r["status"]) for r in recs]
+    (failed,) = [r for r in recs if r["status"] != "ok"]
+    assert (failed["hypothesis"], failed["index"], failed["run_id"]) == ("H0", 0, "000-1")
+    assert failed["status"] == "failed" and failed["exit_code"] is None
+    assert f"SLURM job {victim} CANCELLED" in failed["message"], failed["message"]
+    assert all(r["backend"] == "slurm" for r in recs)
+    assert json.loads((res / "H0" / "000-2" / "result.json").read_text())["status"] == "ok"  # the retry
+    # same seeds, same table as the local backend
+    assert table(res, tmp_path) == table(tmp_path / "local", tmp_path)
+    print(f"slurm e2e: 5 attempts in {elapsed:.1f}s")
+
+
+def test_e2e_runner_killed_then_rerun_adopts_its_jobs_without_duplicates(slurm_cluster, tmp_path):
+    # H0 runs ~1.5 s, H1 ~8 s: when the runner dies, one job has finished, one still runs
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.45})
+    res = tmp_path / "results" / "exp"
+    args = ["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"]
+    proc = spawn(args, tmp_path)
+    wait_until(lambda: len(launched(res)) == 2, what="2 jobs submitted", proc=proc)
+    jobs = launched(res)
+    h1_log = res / "H1" / "000-1" / "log.txt"
+    wait_until(lambda: h1_log.exists() and "step:2/" in h1_log.read_text(), what="H1 running", proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (res / "H1" / "000-1" / "result.json").exists()
+    # the H0 job finishes while no runner is alive; H1's is still running
+    wait_until(lambda: job_state(jobs["H0/000-1"]) == "COMPLETED", what="H0 job to finish")
+    assert job_state(jobs["H1/000-1"]) == "RUNNING"
+
+    again = harness("run", *args[1:], cwd=tmp_path, timeout=180)
+    assert again.returncode == 0, again.stderr
+    recs = results_of(res)
+    assert sorted((r["run_id"], r["hypothesis"], r["status"]) for r in recs) == [
+        ("000-1", "H0", "ok"), ("000-1", "H1", "ok")], recs  # nothing redone, nothing interrupted
+    assert launched(res) == jobs  # no new job was submitted
+    for run in ("H0/000-1", "H1/000-1"):
+        text = (res / run / "log.txt").read_text()
+        assert len(re.findall(r"^config: ", text, re.M)) == 1, text  # the command ran once
+
+
+def test_e2e_ctrl_c_cancels_running_jobs_and_keeps_finished_runs(slurm_cluster, tmp_path):
+    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.02}, h1_args={"step_sleep": 2.0})
+    res = tmp_path / "results" / "exp"
+    proc = spawn(["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"], tmp_path)
+    done = res / "H0" / "000-1" / "result.json"
+    wait_until(lambda: done.exists() and len(launched(res)) >= 3, what="H0 #0 done, next job started",
+               proc=proc)
+    kept = done.read_bytes()
+    jobs = launched(res)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    wait_until(lambda: all(job_state(j) != "COMPLETING" for j in jobs.values()), what="jobs to end")
+    states = {run: job_state(j) for run, j in jobs.items()}
+    assert states.pop("H0/000-1") == "COMPLETED"
+    assert all(s == "CANCELLED" for s in states.values()), states
+    assert done.read_bytes() == kept  # finished run untouched
+    others = [r for r in results_of(res) if r["run_id"] != "000-1" or r["hypothesis"] != "H0"]
+    assert others and all(r["status"] == "interrupted" for r in others), others
+
+
+def test_e2e_smoke_experiment_through_both_backends(slurm_cluster, tmp_path):
+    """hypotheses/untie-ve-smoke.toml (torchrun, the project's trainer on synthetic data)."""
+    for name in ("train", "hypotheses"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = {"OMP_NUM_THREADS": "1"}
+    made = harness_env(["-m", "train.data", "synthetic", "--out", "data/synthetic"], tmp_path, env)
+    assert made.returncode == 0, made.stderr
+    exp = "hypotheses/untie-ve-smoke.toml"
+    local = harness("run", exp, "--runs", "2", "--results", "local", "--plain", cwd=tmp_path, env=env)
+    assert local.returncode == 0, local.stderr
+    t0 = time.monotonic()
+    slurm = harness("run", exp, "--runs", "2", "--results", "slurm", "--plain", "--backend", "slurm",
+                    "--max-parallel", "2", cwd=tmp_path, env=env)
+    assert slurm.returncode == 0, slurm.stderr
+    print(f"smoke experiment through slurm: {time.monotonic() - t0:.1f}s")
+    recs = results_of(tmp_path / "slurm")
+    assert sorted((r["hypothesis"], r["index"], r["status"]) for r in recs) == [
+        ("H0", 0, "ok"), ("H0", 1, "ok"), ("H1", 0, "ok"), ("H1", 1, "ok")]
+    assert all(r["backend"] == "slurm" and r["command"][0].endswith("torchrun") for r in recs)
+    assert _overlapping(recs), [(r["started_at"], r["finished_at"]) for r in recs]
+    a, b = table(tmp_path / "slurm", tmp_path), table(tmp_path / "local", tmp_path)
+    # losses and steps are a function of the seed; times are measured, so they only match in shape
+    for ha, hb in zip(a["hypotheses"], b["hypotheses"]):
+        assert (ha["name"], ha["runs"], ha["steps"], ha["losses"]) == (hb["name"], hb["runs"], hb["steps"],
+                                                                     hb["losses"])
+        assert ha["loss_mean"] == pytest.approx(hb["loss_mean"]) and len(ha["times"]) == len(hb["times"])
+
+
+def _overlapping(recs) -> bool:
+    spans = sorted((r["started_at"], r["finished_at"]) for r in recs)
+    return any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
+
+
+def harness_env(args, cwd, env):
+    full = {**os.environ, **env, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([PY, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=full)

@@ -1,0 +1,357 @@
+"""CPU tests of the project's trainer (train/train_gpt.py) and data tools (train/data.py).
+
+Everything runs the tiny preset on synthetic shards made in a temporary folder.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "train", "train_gpt.py")
+sys.path.insert(0, ROOT)
+
+from train import data as tdata  # noqa: E402
+
+
+def load_trainer_module():
+    spec = importlib.util.spec_from_file_location("train_gpt_under_test", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tg = load_trainer_module()
+
+VAL_RE = re.compile(r"^step:(\d+)/(\d+) val_loss:([0-9.]+) train_time:(\d+)ms step_avg:([0-9.]+)ms$")
+STEP_RE = re.compile(r"^step:(\d+)/(\d+) train_time:(\d+)ms step_avg:([0-9.]+)ms$")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    meta = tdata.make_synthetic(out, train_tokens=200_000, train_shards=2, val_tokens=8192)
+    return out, meta
+
+
+def run(args, data_path, nproc=1, env=None, timeout=300):
+    e = dict(os.environ, OMP_NUM_THREADS="1")
+    e.pop("SEED", None)
+    e.update(env or {})
+    if nproc == 1:
+        cmd = [sys.executable, SCRIPT]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", SCRIPT]
+    cmd += ["--preset", "tiny", "--data-path", data_path] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+
+
+def val_losses(stdout):
+    return [(int(m.group(1)), float(m.group(3))) for m in map(VAL_RE.match, stdout.splitlines()) if m]
+
+
+# ---------------------------------------------------------------------------- layouts
+
+@pytest.mark.parametrize("pattern,layers,tables,expect", [
+    (".12...012", 11, 3, [None, 1, 2, None, None, None, None, None, 0, 1, 2]),
+    (".01...345", 11, 5, [None, 0, 1, None, None, None, None, None, 2, 3, 4]),
+    (".12...012", 8, 3, [None, 1, 2, None, None, 0, 1, 2]),
+    ("..0", 3, 1, [None, None, 0]),
+    ("ab...ba", 4, 2, [0, 1, 1, 0]),
+    ("...", 5, 0, [None] * 5),
+])
+def test_layout_parsing(pattern, layers, tables, expect):
+    per_layer, n = tg.parse_ve_layout(pattern, layers)
+    assert n == tables and per_layer == expect
+
+
+@pytest.mark.parametrize("pattern,layers,needle", [
+    (".0123456...0123", 11, "needs at least 12 layers"),
+    (".012", 11, "no '...'"),
+])
+def test_layout_errors_name_pattern_and_layers(pattern, layers, needle):
+    with pytest.raises(tg.UsageError) as e:
+        tg.parse_ve_layout(pattern, layers)
+    msg = str(e.value)
+    assert needle in msg and repr(pattern) in msg and str(layers) in msg and "\n" not in msg
+
+
+def test_param_difference_h0_h1_is_two_tables():
+    counts = {}
+    for layout in (".12...012", ".01...345"):
+        cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny", "--ve-layout", layout]), 1)
+        model = tg.GPT(cfg)
+        counts[layout] = (sum(p.numel() for p in model.parameters()), cfg["ve_tables"])
+    (n0, t0), (n1, t1) = counts[".12...012"], counts[".01...345"]
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny"]), 1)
+    assert (t0, t1) == (3, 5)
+    assert n1 - n0 == 2 * cfg["vocab_size"] * cfg["model_dim"]
+
+
+def test_full_scale_param_counts_without_building():
+    # the speedrun model's value-embedding tables: 3 vs 5 of 50304 x 768
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "speedrun"]), 8)
+    assert cfg["ve_tables"] == 3 and cfg["grad_accum_steps"] == 1
+    assert cfg["long_layers"] == (3, 10) and cfg["attn_skip_layers"] == (6,)
+    assert cfg["unet_layers"] == (3, 6) and cfg["backout_layer"] == 7 and cfg["bos_id"] == 50256
+    cfg1 = tg.resolve_config(tg.parse_args(["--preset", "speedrun", "--ve-layout", ".01...345"]), 1)
+    assert cfg1["ve_tables"] == 5 and cfg1["grad_accum_steps"] == 8
+
+
+def test_flags_override_presets_and_env_defaults(monkeypatch):
+    monkeypatch.setenv("SEED", "7")
+    monkeypatch.setenv("DATA_PATH", "/some/where")
+    cfg = tg.parse_args(["--preset", "tiny", "--num-iterations", "5", "--no-mtp"])
+    assert cfg["seed"] == 7 and cfg["data_path"] == "/some/where"
+    assert cfg["num_iterations"] == 5 and cfg["mtp"] is False and cfg["model_dim"] == 64
+    assert tg.parse_args(["--preset", "tiny", "--seed", "3"])["seed"] == 3
+
+
+# ---------------------------------------------------------------------------- schedules
+
+def test_schedules_follow_the_recipe():
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "speedrun"]), 8)
+    assert [tg.stage_of(s, cfg) for s in (0, 519, 520, 1039, 1040, 1559, 1599)] == [0, 0, 1, 1, 2, 2, 2]
+    assert tg.lr_multiplier(0, cfg) == 1.0 and tg.lr_multiplier(600, cfg) == 1.52
+    assert tg.lr_multiplier(1560, cfg) == pytest.approx(1.73 * 0.1)
+    assert tg.muon_momentum(0, cfg) == pytest.approx(0.85) and tg.muon_momentum(300, cfg) == pytest.approx(0.95)
+    assert tg.muon_momentum(1599, cfg) < 0.86
+    assert tg.mtp_weights(0, cfg) == [1.0, 0.5, 0.25] and tg.mtp_weights(1200, cfg) == [1.0]
+    assert len(tg.mtp_weights(600, cfg)) == 2
+    assert tg.split_step(cfg) % 2 == 1 and tg.split_step(cfg) > 2 * 1560 / 3
+    assert tg.windows_for(3, cfg) == (192, 384)
+
+
+def test_polar_express_orthogonalises():
+    torch.manual_seed(0)
+    for shape in [(64, 64), (96, 32), (32, 96)]:
+        X = tg.polar_express(torch.randn(*shape))
+        s = torch.linalg.svdvals(X)  # a random square matrix keeps one tiny singular value
+        assert 0.5 < s.quantile(0.05) and s.max() < 1.3
+
+
+def test_bf16_mantissa_side_buffer_is_exact():
+    w = torch.randn(1000) * 3
+    p = torch.nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
+    lo = torch.zeros(1000, dtype=torch.int16)
+    tg.store_fp32(p, lo, w)
+    assert torch.equal(tg.fp32_view(p, lo), w)
+    assert (p.data.float() - w).abs().max() <= w.abs().max() * 2 ** -7
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_and_explicit_masks_agree():
+    """FlexAttention block masks (GPU path) and the boolean mask (CPU path) are the same rule."""
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny"]), 1)
+    torch.manual_seed(0)
+    model = tg.GPT(cfg)
+    with torch.no_grad():  # wake up the zero-initialised parts so attention matters
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.add_(torch.randn_like(p) * 0.05)
+    bos = cfg["bos_id"]
+    idx = torch.randint(0, bos, (256,))
+    idx[[0, 37, 90, 91, 200]] = bos
+    from torch.nn.attention.flex_attention import flex_attention
+    scales = torch.tensor([0.12, 0.12])
+    losses = []
+    for backend in ("sdpa", "flex"):
+        model.backend = backend
+        model.attend = tg.attend_sdpa if backend == "sdpa" else (
+            lambda q, k, v, m: tg.attend_flex(flex_attention, q, k, v, m))
+        with torch.no_grad():
+            losses.append(model(idx[:-1], idx[1:], torch.tensor([24, 48]), scales, None, 64).item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_document_mask_never_crosses_documents():
+    idx = torch.tensor([9, 1, 2, 9, 3, 4, 5, 9, 6])
+    (mask,) = tg.make_masks(idx, 9, (3,), "sdpa", 16)
+    docs = tg.doc_ids(idx, 9)
+    q, k = torch.nonzero(mask, as_tuple=True)
+    assert (docs[q] == docs[k]).all() and (q >= k).all() and (q - k < 3).all()
+    assert mask[2, 1] and not mask[3, 2] and not mask[6, 3]
+
+
+# ---------------------------------------------------------------------------- data tools
+
+def test_synthetic_shards_and_meta(synth):
+    out, meta = synth
+    files = sorted(os.listdir(out))
+    assert files == ["synthetic_meta.json", "synthetic_train_000000.bin", "synthetic_train_000001.bin",
+                     "synthetic_val_000000.bin"]
+    header = np.fromfile(os.path.join(out, "synthetic_val_000000.bin"), dtype=np.int32, count=256)
+    assert header[0] == 20240520 and header[1] == 1 and header[2] == 8192
+    val = tdata.read_shard(os.path.join(out, "synthetic_val_000000.bin"))
+    assert val[0] == 255 and val.max() <= 255 and (val == 255).sum() > 20
+    assert 0.3 < meta["entropy_rate_nats"] < meta["uniform_loss"] - 2
+    assert abs(meta["val_oracle_loss"] - meta["entropy_rate_nats"]) < 0.15
+    assert json.load(open(os.path.join(out, "synthetic_meta.json")))["bos_id"] == 255
+
+
+def test_synthetic_is_seeded(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    tdata.make_synthetic(a, train_tokens=5000, train_shards=1, val_tokens=1000)
+    tdata.make_synthetic(b, train_tokens=5000, train_shards=1, val_tokens=1000)
+    tdata.make_synthetic(c, train_tokens=9000, train_shards=1, val_tokens=1000, seed=5)
+    rd = lambda d, f: open(os.path.join(d, f), "rb").read()
+    assert rd(a, "synthetic_train_000000.bin") == rd(b, "synthetic_train_000000.bin")
+    assert rd(a, "synthetic_val_000000.bin") != rd(c, "synthetic_val_000000.bin")
+
+
+def test_data_cli_synthetic_and_inspect(tmp_path):
+    out = str(tmp_path / "s")
+    r = subprocess.run([sys.executable, "-m", "train.data", "synthetic", "--out", out, "--train-tokens", "4000",
+                        "--val-tokens", "2000", "--vocab-size", "128"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "entropy rate" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "train.data", "inspect", os.path.join(out, "synthetic_val_000000.bin")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "tokens=2000" in r.stdout and "bos_id=127" in r.stdout
+    assert int(re.search(r"documents=(\d+)", r.stdout).group(1)) > 5
+    r = subprocess.run([sys.executable, "-m", "train.data", "inspect", os.path.join(out, "missing.bin")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fineweb_download_checks_headers_and_sizes(tmp_path):
+    out = str(tmp_path / "fw")
+    calls = []
+
+    def fake_download(name, where):  # what hf_hub_download would leave behind
+        calls.append(name)
+        path = os.path.join(where, name)
+        tdata.write_shard(path, np.arange(100) % 50257)
+        if name == "fineweb_train_000002.bin" and calls.count(name) == 1:
+            with open(path, "r+b") as f:  # first try arrives truncated
+                f.truncate(500)
+        return path
+
+    with pytest.raises(tdata.DataError, match="fineweb_train_000002.bin"):
+        tdata.download_fineweb(out, num_train=2, download=fake_download, log=lambda s: None)
+    assert calls == ["fineweb_val_000000.bin", "fineweb_train_000001.bin", "fineweb_train_000002.bin"]
+    # resumed: complete files are kept, the bad one is fetched again
+    tdata.download_fineweb(out, num_train=2, download=fake_download, log=lambda s: None)
+    assert calls[3:] == ["fineweb_train_000002.bin"]
+    assert tdata.read_header(os.path.join(out, "fineweb_train_000002.bin")) == 100
+    with open(os.path.join(out, "fineweb_val_000000.bin"), "r+b") as f:
+        f.write(np.int32(123).tobytes())  # bad magic
+    with pytest.raises(tdata.DataError, match="bad magic"):
+        tdata.read_header(os.path.join(out, "fineweb_val_000000.bin"))
+
+
+# ---------------------------------------------------------------------------- runs
+
+def test_tiny_run_log_format_and_learning(synth):
+    out, meta = synth
+    r = run(["--num-iterations", "40", "--val-every", "20"], out)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    sep = lines.index("=" * 100)
+    header = lines[:sep]
+    assert header[0].startswith("config: {") and json.loads(header[0][len("config: "):])["ve_tables"] == 3
+    assert any(re.match(r"^Running Python 3\.\d+\.\d+$", l) for l in header)
+    assert any(re.match(r"^Running PyTorch 2\.\S+ compiled for (CPU|CUDA \S+)$", l) for l in header)
+    assert "params value_embeds: 49152 (3 tables)" in header
+    body = lines[sep + 1:]
+    assert all(VAL_RE.match(l) or STEP_RE.match(l) for l in body[:-1]), body
+    assert re.match(r"^peak memory allocated: \d+ MiB reserved: \d+ MiB$", body[-1])
+    assert [int(STEP_RE.match(l).group(1)) for l in body if STEP_RE.match(l)] == list(range(1, 41))
+    assert [s for s, _ in val_losses(r.stdout)] == [0, 20, 40]
+    assert STEP_RE.match(body[-3]) and VAL_RE.match(body[-2])  # final: timing line, then val
+    assert body[-3].startswith("step:40/40 ") and body[-2].startswith("step:40/40 val_loss:")
+    losses = [l for _, l in val_losses(r.stdout)]
+    assert losses[0] == pytest.approx(meta["uniform_loss"], abs=0.05)
+    # well below the start, and a good part of the way down to the source's entropy
+    assert losses[-1] < losses[0] - 0.4 * (losses[0] - meta["val_oracle_loss"])
+    assert r.stderr.strip() == ""
+
+
+def test_same_seed_same_losses_different_seed_different(synth):
+    out, _ = synth
+    a = run(["--num-iterations", "4", "--val-every", "2"], out, env={"SEED": "11"})
+    b = run(["--num-iterations", "4", "--val-every", "2", "--seed", "11"], out)
+    c = run(["--num-iterations", "4", "--val-every", "2", "--seed", "12"], out)
+    la, lb, lc = (val_losses(x.stdout) for x in (a, b, c))
+    assert la == lb and len(la) == 3
+    assert la[1:] != lc[1:] and la[0] != lc[0]  # different init and data order
+    assert json.loads(a.stdout.splitlines()[0][8:])["seed"] == 11
+
+
+def test_one_and_two_processes_agree(synth):
+    out, _ = synth
+    args = ["--num-iterations", "6", "--val-every", "3"]
+    one = val_losses(run(args, out).stdout)
+    r2 = run(args, out, nproc=2)
+    assert r2.returncode == 0, r2.stderr
+    two = val_losses(r2.stdout)
+    assert [s for s, _ in one] == [s for s, _ in two] == [0, 3, 6]
+    for (_, x), (_, y) in zip(one, two):
+        assert x == pytest.approx(y, abs=2e-4)
+    assert r2.stdout.count("=" * 100) == 1  # only rank 0 prints
+
+
+def test_warmup_then_reset_changes_nothing(synth):
+    out, _ = synth
+    args = ["--num-iterations", "5", "--val-every", "3"]
+    plain = val_losses(run(args + ["--no-warmup"], out).stdout)
+    warm = val_losses(run(args + ["--warmup"], out).stdout)
+    assert plain == warm and [s for s, _ in plain] == [0, 3, 5]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus-flag", "1"], "unrecognized arguments: --bogus-flag"),
+    (["--ve-layout", ".0123456789...0123"], "'.0123456789...0123' needs at least 15 layers"),
+    (["--ve-layout", ".01"], "no '...'"),
+    (["--num-iterations", "many"], "--num-iterations"),
+    (["--preset", "huge"], "--preset"),
+    (["--vocab-size", "128"], "vocab size 128"),
+    (["--val-tokens", "65536", "--val-batch-tokens", "1024"], "--val-tokens"),
+])
+def test_bad_flags_and_patterns_are_one_line_errors(synth, args, needle):
+    out, _ = synth
+    r = run(args, out)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_or_missing_data_is_a_one_line_error(synth, tmp_path):
+    out, _ = synth
+    r = run([], str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "no shards matching" in r.stderr and "python -m train.data synthetic" in r.stderr
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    with open(bad / "synthetic_train_000001.bin", "r+b") as f:
+        f.truncate(3000)
+    r = run([], str(bad))
+    assert r.returncode == 2 and "synthetic_train_000001.bin" in r.stderr and "truncated" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    (bad / "synthetic_val_000000.bin").write_bytes(b"not a shard")
+    shutil.copy(os.path.join(out, "synthetic_train_000001.bin"), bad / "synthetic_train_000001.bin")
+    r = run([], str(bad))
+    assert r.returncode == 2 and "synthetic_val_000000.bin" in r.stderr and "magic" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_loader_is_bos_aligned_and_rank_independent(synth):
+    out, _ = synth
+    files = tg.find_shards(out, "train")
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny", "--slots", "4"]), 1)
+    whole = tg.TrainLoader(files, cfg, 0).next_batch(128)
+    cfg2 = tg.resolve_config(tg.parse_args(["--preset", "tiny", "--slots", "4"]), 2)
+    halves = tg.TrainLoader(files, cfg2, 0).next_batch(128) + tg.TrainLoader(files, cfg2, 1).next_batch(128)
+    assert len(whole) == 4 and all(torch.equal(a, b) for a, b in zip(whole, halves))
+    for seq in whole:
+        assert seq.numel() == 129 and seq[0] == cfg["bos_id"]
+        starts = torch.nonzero(seq == cfg["bos_id"]).flatten().tolist() + [129]
+        assert max(b - a for a, b in zip(starts, starts[1:])) <= cfg["seq_len"]
