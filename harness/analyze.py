@@ -63,8 +63,14 @@ def main(args: argparse.Namespace) -> int:
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
     multi = len(rows) > 1
+    look = None
+    if ds.sequential is not None:
+        from harness.sequential import SequentialPlan   # numpy only for sequential experiments
+        look = SequentialPlan.from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
+                                                               for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
-                               node_warnings=nodes.node_warnings(rows, control) if multi else [])
+                               node_warnings=nodes.node_warnings(rows, control) if multi else [],
+                               sequential=look)
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for

@@ -29,6 +29,7 @@ class Analysis:
     verdict: Verdict
     show_gate: bool = False
     nodes: list = field(default_factory=list)          # nodes.NodeRow, when runs span several hosts
+    sequential: object = None                          # sequential.Look replayed on the stored runs
     node_warnings: list[str] = field(default_factory=list)
 
     @property
@@ -129,6 +130,8 @@ class TextExporter(Exporter):
                      + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g},"
                      f" ~ = no significant difference")
             parts.append(title + "\n" + "\n".join(lines))
+        if a.sequential is not None:
+            parts.append("\n".join(sequential_lines(a.sequential)))
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
         if a.warnings:
@@ -136,6 +139,12 @@ class TextExporter(Exporter):
         if a.show_gate:
             parts.append("\n".join(_gate_lines(a)))
         return "\n\n".join(parts) + "\n"
+
+
+def sequential_lines(look) -> list[str]:
+    """The --until-decisive decisions; after an early stop the table's p-values are descriptive."""
+    return (["sequential decisions (--until-decisive; these, not the table's fixed-sample p-values, "
+             "control the error rates after an early stop):"] + [f"  {line}" for line in look.lines])
 
 
 def node_lines(a: Analysis) -> list[str]:
@@ -231,6 +240,8 @@ def to_dict(a: Analysis) -> dict:
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
         "hypotheses": hyps,
         "warnings": a.warnings,
+        "sequential": None if a.sequential is None else {
+            "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,

@@ -81,6 +81,7 @@ class Dataset:
     target_loss: float | None = None
     alpha_time: float | None = None
     alpha_loss: float | None = None
+    sequential: dict | None = None      # the saved --until-decisive plan of a results folder
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
@@ -333,6 +334,9 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.alpha_time = spec.get("alpha_time")
         ds.alpha_loss = spec.get("alpha_loss")
     planned = spec.get("runs")
+    if (root / "sequential.json").is_file() and ds.sequential is None:
+        ds.sequential = _read_json(root / "sequential.json")
+        planned = None  # stopping before the planned runs is the point: not a warning
     groups = []
     for h in hyps:
         g = Group(name=str(h.get("name")), expected_steps=h.get("steps"), origin=src)

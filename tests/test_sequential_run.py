@@ -25,6 +25,19 @@ def test_until_decisive_stops_early_and_resumes_with_the_same_decision(exp_dir):
     assert again.returncode == 0, again.stderr
     assert (_count(res, "H0"), _count(res, "H1")) == (n0, n1)
     assert "H1 time: PASS" in again.stdout + again.stderr and "H1 loss: PASS" in again.stdout + again.stderr
+    # the plan is stored beside the results; analysis replays it and does not call the
+    # runs that were never needed "not run yet"
+    plan = json.loads((res / "sequential.json").read_text())
+    assert plan["max_runs"] == 10 and plan["boundaries"]["time_pass"]
+    table = harness("analyze", res, cwd=exp_dir)
+    assert table.returncode == 0, table.stderr
+    assert "sequential decisions" in table.stdout and "H1 time: PASS" in table.stdout
+    assert "not run yet" not in table.stdout
+    js = json.loads(harness("analyze", res, "--format", "json", cwd=exp_dir).stdout)
+    assert js["sequential"]["done"] is True
+    # a different --max-runs cannot silently change a running sequential design
+    other = harness("run", exp, "--until-decisive", "--max-runs", "6", cwd=exp_dir)
+    assert other.returncode == 2 and "fixed at --max-runs 10" in other.stderr
 
 
 def test_until_decisive_diverged_treatment_fails_loss_and_goes_on_for_time(exp_dir):
