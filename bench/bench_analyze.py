@@ -140,7 +140,7 @@ def main() -> None:
                                          text=True, check=True).stdout)
         r = json.loads(subprocess.run([py, "-c", _CHILD, str(big)], cwd=ROOT, capture_output=True,
                                       text=True, check=True).stdout)
-        print(f"1 GB log: parse {r['s']:.1f} s -> {size / 1e6 / r['s']:.0f} MB/s, "
+        print(f"{args.gb:g} GB log: parse {r['s']:.1f} s -> {size / 1e6 / r['s']:.0f} MB/s, "
               f"{r['lines'] / r['s'] / 1e6:.2f} M step lines/s; peak RSS {r['rss_mib']:.0f} MiB "
               f"(interpreter + parser idle: {idle['rss_mib']:.0f} MiB; val curve kept {r['curve']} points)")
 
