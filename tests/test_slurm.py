@@ -462,3 +462,21 @@ def _overlapping(recs) -> bool:
 def harness_env(args, cwd, env):
     full = {**os.environ, **env, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([PY, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=full)
+
+
+def test_e2e_until_decisive_stops_submitting_and_counts_running_jobs(slurm_cluster, tmp_path):
+    exp = write_experiment(tmp_path, name="seq", runs=10, h0_args={"step_sleep": 0.05},
+                           h1_args={"step_sleep": 0.05})
+    res = tmp_path / "results" / "seq"
+    out = harness("run", exp, "--until-decisive", "--plain", "--backend", "slurm", "--max-parallel", "2",
+                  cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "stop: every criterion is decided" in out.stderr
+    recs = results_of(res)
+    # every submitted job finished and was counted: nothing was cancelled or left behind
+    assert len(recs) == len(launched(res)) and all(r["status"] == "ok" for r in recs)
+    # at most one job beyond the deciding run was already running when the decision came
+    # (max-parallel 2); far fewer than the fixed design's 20
+    assert len(recs) <= 3 + 3 + 1
+    table = harness("analyze", res, cwd=tmp_path).stdout
+    assert "H1 time: PASS" in table and "H1 loss: PASS" in table
