@@ -3,7 +3,10 @@
 #   GPU 0: the reference experiment hypotheses/untie-ve-h100-reduced.toml through `harness run`
 #          (compile cache on: run 1 compiles cold, runs 2..N reuse the cache);
 #   GPU 1: bench/bench_throughput.py (H0, H1, GPT-2-small baseline), at the same time.
-# Everything it measured lands in $OUT (results as one tarball).
+# Everything it measured lands in $OUT (results as one tarball). If one call is not enough,
+# call again with `carry: ["results/untie-ve-h100-reduced"]` after unpacking the tarball
+# (the tarball leaves the compile cache out, so the first resumed run compiles again):
+# `harness run` resumes where it stopped.
 # Usage: OUT=/tmp/out bash bench/h100_reference.sh [experiment-timeout-s]
 set -u
 OUT=${OUT:-/tmp/h100_reference}
