@@ -1,7 +1,6 @@
 """``harness status RESULTS``: done / failed / diverged / pending per hypothesis."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import UserError

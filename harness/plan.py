@@ -70,13 +70,6 @@ def scenarios_from_results(path: str) -> tuple[list[dict], dict]:
     """One scenario per treatment, estimated from a results folder (or log folders)."""
     from harness import sources
     ds = sources.load([path])
-    spec = {}
-    spec_path = Path(path) / "spec.json"
-    if spec_path.is_file():
-        try:
-            spec = json.loads(spec_path.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"{spec_path}: unreadable ({e}); restore it or pass the flags instead")
     control = ds.control or ds.groups[0].name
     cgroup = ds.group(control)
     if cgroup is None:
@@ -102,7 +95,7 @@ def scenarios_from_results(path: str) -> tuple[list[dict], dict]:
     if not out:
         raise UserError(f"{path}: only the control {control} is there; a plan needs a treatment")
     defaults = {"target_loss": ds.target_loss, "alpha_time": ds.alpha_time, "alpha_loss": ds.alpha_loss,
-                "min_effect": spec.get("min_effect"), "runs": spec.get("runs")}
+                "min_effect": ds.min_effect, "runs": ds.runs}
     return out, defaults
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from harness.gate import Verdict, fmt_p
+from harness.gate import Verdict
 from harness.records import nan_to_none   # JSON has no NaN: null, as result.json
 from harness.sources import Dataset, Group
 from harness.stats import Row, Summary

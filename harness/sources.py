@@ -82,6 +82,8 @@ class Dataset:
     alpha_time: float | None = None
     alpha_loss: float | None = None
     sequential: dict | None = None      # the saved --until-decisive plan of a results folder
+    min_effect: float | None = None     # more of the experiment spec, for `harness plan`
+    runs: int | None = None
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
@@ -333,6 +335,8 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.target_loss = spec.get("target_loss")
         ds.alpha_time = spec.get("alpha_time")
         ds.alpha_loss = spec.get("alpha_loss")
+        ds.min_effect = spec.get("min_effect")
+        ds.runs = spec.get("runs")
     planned = spec.get("runs")
     if (root / "sequential.json").is_file() and ds.sequential is None:
         ds.sequential = _read_json(root / "sequential.json")

@@ -128,10 +128,6 @@ class Store:
                     slot.orphans.append(d)
         return out
 
-    def records(self) -> list[RunRecord]:
-        return sorted((RunRecord.load(p) for p in self.root.glob("*/*/result.json")),
-                      key=lambda r: (r.order if r.order is not None else 1 << 30, r.hypothesis, r.index))
-
 
 def _index_of(d: Path) -> int | None:
     head, sep, attempt = d.name.partition("-")

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import ROOT, STAND_INS, harness, results_of, write_experiment
 
@@ -97,7 +96,7 @@ def test_upstream_style_script_runs_unchanged_and_its_log_is_collected(tmp_path)
     upstream = tmp_path / "records" / "train_gpt.py"
     upstream.parent.mkdir()
     upstream.write_text((STAND_INS / "upstream_train_gpt.py").read_text())
-    text = f"""
+    text = """
 [experiment]
 name = "up"
 runs = 2
