@@ -66,10 +66,16 @@ def _std(xs: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def scenarios_from_results(path: str) -> tuple[list[dict], dict]:
+def scenarios_from_results(path: str, group_by: str = "folder",
+                           control: str | None = None) -> tuple[list[dict], dict]:
     """One scenario per treatment, estimated from a results folder (or log folders)."""
     from harness import sources
-    ds = sources.load([path])
+    ds = sources.load([path], group_by)
+    if control is not None:
+        if ds.group(control) is None:
+            raise UserError(f"--control {control}: no such group; the groups are "
+                            f"{', '.join(g.name for g in ds.groups)}")
+        ds.control = control
     control = ds.control or ds.groups[0].name
     cgroup = ds.group(control)
     if cgroup is None:
@@ -139,6 +145,9 @@ def configure(p) -> None:
     p.add_argument("--target-loss", type=float, help="default 3.28 (or the experiment's)")
     p.add_argument("--alpha-time", type=float, help="default 0.001 (or the experiment's)")
     p.add_argument("--alpha-loss", type=float, help="default 0.01 (or the experiment's)")
+    p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
+                   help="a plain folder of logs: groups by subfolder or by final step count")
+    p.add_argument("--control", help="the control group (default: the experiment's, else the first)")
     p.add_argument("--power", type=float, default=0.9, help="wanted power of each criterion (default 0.9)")
     p.add_argument("--min-effect", type=float, help="seconds the treatment must gain (sequential futility)")
     p.add_argument("--max-runs", type=int, help="most runs per arm of the sequential design (default: the fixed n)")
@@ -209,7 +218,7 @@ def main(args) -> int:
     if args.results:
         if not Path(args.results).exists():
             raise UserError(f"{args.results}: no such results folder; give a folder with spec.json or use the flags")
-        scenarios, defaults = scenarios_from_results(args.results)
+        scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control)
         for sc in scenarios:  # flags override the estimates
             for key in ("time_sigma", "treatment_time_sigma", "time_delta", "loss_mean", "loss_sigma"):
                 if getattr(args, key) is not None:
