@@ -120,7 +120,7 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
                 raise UserError(f"group {g.name} comes from {ds.group(g.name).origin} and from {g.origin}; "
                                 f"name them apart with NAME=PATH")
             ds.groups.append(g)
-    ds.warnings += hardware_warnings(ds.groups)
+    ds.warnings += hardware_warnings(ds.groups) + software_warnings(ds.groups)
     if not ds.groups:
         raise UserError(f"no speedrun logs in {' '.join(sources)} (looked for {'/'.join(LOG_SUFFIXES)} "
                         f"files with 'step:k/N' lines, or a results folder with spec.json)")
@@ -149,6 +149,24 @@ def hardware_warnings(groups: list[Group]) -> list[str]:
         out.append("hardware differs between groups: " + "; ".join(
             f"{name}: {' / '.join(hardware_text(h) for h in sorted(c))}"
             for name, c in per_group.items() if c))
+    return out
+
+
+def software_warnings(groups: list[Group]) -> list[str]:
+    """Runs under different torch or CUDA versions time different code: say which."""
+    out = []
+    for field_name, label in (("torch_version", "torch"), ("cuda_version", "CUDA")):
+        seen: dict[str, dict[str, int]] = {}
+        for g in groups:
+            for r in g.runs:
+                v = getattr(r.record, field_name)
+                if v:
+                    seen.setdefault(v, {}).setdefault(g.name, 0)
+                    seen[v][g.name] += 1
+        if len(seen) > 1:
+            out.append(f"runs used {len(seen)} {label} versions: " + "; ".join(
+                f"{v} ({', '.join(f'{n} {g}' for g, n in per.items())})" for v, per in sorted(seen.items()))
+                + "; compare runs of one software stack")
     return out
 
 

@@ -53,3 +53,15 @@ def test_analyze_prints_the_node_table_only_for_several_hosts(tmp_path):
     assert line.split() == ["b", "0", "2", "-", "9.0050"]
     js = json.loads(harness("analyze", two, "--format", "json", cwd=tmp_path).stdout)
     assert {n["host"]: n["runs"] for n in js["nodes"]} == {"a": {"H0": 3, "H1": 1}, "b": {"H0": 0, "H1": 2}}
+
+
+def test_mixed_torch_versions_are_a_warning(tmp_path):
+    res = tmp_path / "res"
+    _results(res, {"H0": ["a"] * 3, "H1": ["a"] * 3})
+    for i, p in enumerate(sorted(res.glob("H1/*/result.json"))):
+        rec = RunRecord.load(p)
+        rec.torch_version = "2.9.0" if i == 0 else "2.10.0"
+        rec.save(p)
+    out = harness("analyze", res, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "runs used 2 torch versions: 2.10.0 (2 H1); 2.9.0 (1 H1)" in out.stdout
