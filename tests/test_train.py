@@ -128,8 +128,10 @@ def test_schedules_follow_the_recipe():
     assert tg.lr_multiplier(1560, cfg) == pytest.approx(1.73 * 0.1)
     assert tg.muon_momentum(0, cfg) == pytest.approx(0.85) and tg.muon_momentum(300, cfg) == pytest.approx(0.95)
     assert tg.muon_momentum(1599, cfg) < 0.86
-    assert tg.mtp_weights(0, cfg) == [1.0, 0.5, 0.25] and tg.mtp_weights(1200, cfg) == [1.0]
-    assert len(tg.mtp_weights(600, cfg)) == 2
+    assert tg.mtp_weights(0, cfg) == [1.0, 0.5, 0.25] and tg.mtp_weights(1200, cfg) == [1.0, 0.0, 0.0]
+    # the same length in every third (one compiled graph), the third target off after the first
+    w = tg.mtp_weights(600, cfg)
+    assert len(w) == 3 and w[2] == 0.0 and 0 < w[1] <= 0.5
     assert tg.split_step(cfg) % 2 == 1 and tg.split_step(cfg) > 2 * 1560 / 3
     assert tg.windows_for(3, cfg) == (192, 384)
 

@@ -732,9 +732,12 @@ def mtp_weights(step, cfg):
     sched = cfg["num_iterations"] - cfg["extension_iterations"]
     stage = stage_of(step, cfg)
     frac = min(1.0, max(0.0, 3 * step / sched - stage))  # progress through this third
+    # Always three weights (zeros pad the later thirds): one compiled graph per batch shape
+    # instead of one per number of targets. A zero-weight target costs a gather over T
+    # positions, nothing next to the logits' T x V.
     if step >= sched or stage == 2:
-        return [1.0]
-    return [1.0, 0.5, 0.25 * (1 - frac)] if stage == 0 else [1.0, 0.5 * (1 - frac)]
+        return [1.0, 0.0, 0.0]
+    return [1.0, 0.5, 0.25 * (1 - frac)] if stage == 0 else [1.0, 0.5 * (1 - frac), 0.0]
 
 
 def windows_for(long_blocks, cfg, short_blocks=None):
