@@ -191,6 +191,12 @@ class MarkdownExporter(Exporter):
                     + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
                     + "; `~` = no significant difference.", "",
                     _md_table([""] + head, rows), ""]
+        if a.sequential is not None:
+            out += ["**Sequential decisions** (`--until-decisive`)", ""]
+            out += [f"- {_md_escape(line)}" for line in a.sequential.lines] + [""]
+        if a.nodes:
+            lines = node_lines(a)
+            out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
         if a.warnings:
             out += ["**Warnings**", ""] + [f"- {_md_escape(w)}" for w in a.warnings] + [""]
         if a.show_gate:

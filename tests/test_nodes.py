@@ -65,3 +65,10 @@ def test_mixed_torch_versions_are_a_warning(tmp_path):
     out = harness("analyze", res, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "runs used 2 torch versions: 2.10.0 (2 H1); 2.9.0 (1 H1)" in out.stdout
+
+
+def test_markdown_carries_the_node_table(tmp_path):
+    two = tmp_path / "two"
+    _results(two, {"H0": ["a", "a", "b"], "H1": ["b", "a", "b"]})
+    md = harness("analyze", two, "--format", "markdown", cwd=tmp_path).stdout
+    assert "**runs per node (train time means per arm)**" in md and "\nb " in md
