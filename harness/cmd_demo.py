@@ -35,12 +35,13 @@ def main(args) -> int:
     if not (ROOT / SMOKE).is_file():
         raise UserError(f"{ROOT / SMOKE} not found: the demo runs from a checkout "
                         "(pip install -e . in the repository)")
+    results = str(Path(args.results).absolute()) if args.results else None
     os.chdir(ROOT)  # the experiment's paths are relative to the project root
     exp = spec.load(SMOKE, ROOT)
     data = exp.control.env.get("DATA_PATH", "data/synthetic")
     ensure_data(ROOT / data)
-    results = args.results or str(Path("results") / exp.name)
-    run_args = ["run", SMOKE, "--results", results] + (["--runs", str(args.runs)] if args.runs else [])
+    results = results or str(Path("results") / exp.name)
+    run_args = ["run", SMOKE, "--results", results] + (["--runs", str(args.runs)] if args.runs is not None else [])
     rc = cli.main(run_args)
     if rc != 0:
         return rc

@@ -110,6 +110,8 @@ def main(args) -> int:
     runs = args.runs
     if args.until_decisive:
         runs = args.max_runs or args.runs or exp.runs
+    if runs is not None:
+        exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
                    compile_cache=False if args.no_compile_cache else None)

@@ -44,6 +44,11 @@ def main(args) -> int:
     if spec is None:
         raise UserError(f"{args.results}: no spec.json, so not a results folder; "
                         "give the folder that 'harness run' printed")
+    if not (isinstance(spec, dict) and isinstance(spec.get("runs"), int)
+            and isinstance(spec.get("hypotheses"), list)
+            and all(isinstance(h, dict) and isinstance(h.get("name"), str) for h in spec["hypotheses"])):
+        raise UserError(f"{args.results}/spec.json: not a frozen experiment spec (needs 'runs' and "
+                        "'hypotheses'); restore it from a copy")
     slots = store.slots([h["name"] for h in spec["hypotheses"]])
     rows = count(spec, slots)
     cols = ["ok", "diverged", "failed", "timeout", "interrupted", "unfinished", "pending", "attempts"]

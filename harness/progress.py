@@ -16,7 +16,8 @@ def _clock(seconds: float) -> str:
 
 def describe(rec) -> str:
     if rec.status in ("ok", "diverged"):
-        return (f"{rec.status} val_loss {rec.val_loss:.4f} train_time {rec.train_time_s:.3f} s "
+        t = "-" if rec.train_time_s is None else f"{rec.train_time_s:.3f} s"
+        return (f"{rec.status} val_loss {rec.val_loss:.4f} train_time {t} "
                 f"(wall {rec.wall_s:.1f} s)")
     return f"{rec.status.upper()}: {rec.message}"
 

@@ -115,18 +115,18 @@ class Runner:
     def run(self) -> dict[tuple[str, int], Slot]:
         self.store.lock()
         try:
+            # read every stored record first: a corrupt one stops us before anything is written
+            slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.freeze(self.exp, self.source_text)
             plan_path = self.store.root / "sequential.json"
             if self.decider is not None and hasattr(self.decider, "to_dict") and not plan_path.exists():
                 atomic_write_text(plan_path, json.dumps(self.decider.to_dict(), indent=2) + "\n")
-            return self._run()
+            return self._run(slots)
         finally:
             self.store.unlock()
             self.backend.close()
 
-    def _run(self) -> dict[tuple[str, int], Slot]:
-        names = [h.name for h in self.exp.hypotheses]
-        slots = self.store.slots(names)
+    def _run(self, slots: dict[tuple[str, int], Slot]) -> dict[tuple[str, int], Slot]:
         running: list[_Job] = self._recover(slots)
         order_of = {s: i for i, s in enumerate(self.order)}
         queue = deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
@@ -158,8 +158,8 @@ class Runner:
                     outcome = self.backend.poll(job.handle)
                     if outcome is None:
                         continue
-                    running.remove(job)
                     rec = self._finish(job, outcome)
+                    running.remove(job)  # only once its result is stored (Ctrl-C in between)
                     slot = slots.setdefault((job.hyp.name, job.index), Slot(job.hyp.name, job.index))
                     slot.records.append(rec)
                     if rec.status not in COMPLETED and self._needs_attempt(slot):
@@ -207,7 +207,9 @@ class Runner:
         src = script if script.is_absolute() else self.base / script
         snapshot = run_dir / ("snapshot-" + script.name)
         shutil.copy2(src, snapshot)
-        argv = hyp.argv(hyp.script)
+        # the scratch cwd mirrors the root's entries only: a path out of the root ('../x.py')
+        # would resolve inside the run folder, so it is given absolute
+        argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
         env = self._env(hyp, index)
         spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
                           log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node)
@@ -363,6 +365,8 @@ class Runner:
                     LogParser(str(spec.log_path)))
 
     def _write_interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
+        if (run_dir / "result.json").exists():
+            return None  # it finished after all: its record stands
         try:
             launch = json.loads((run_dir / "launch.json").read_text())
         except (OSError, ValueError):

@@ -145,8 +145,11 @@ class Experiment:
         ``runs`` may grow (more data), and the scheduling knobs do not change what a run is.
         """
         d = self.to_dict()
-        for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description"):
+        for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
+                    "compile_cache"):
             d.pop(key, None)
+        for h in d["hypotheses"]:
+            h.pop("description", None)
         return json.loads(json.dumps(d))  # the shape spec.json gives back (lists, not tuples)
 
     def launch_order(self, runs: int | None = None, order: str | None = None) -> list[tuple[str, int]]:
@@ -229,6 +232,8 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
             raise _fail(path, f"experiment.{key}", f"got {exp[key]}, expected a number in (0, 1)")
     if exp.get("runs", 10) < 1:
         raise _fail(path, "experiment.runs", f"got {exp['runs']}, expected a positive integer")
+    if "timeout" in exp and not exp["timeout"] > 0:
+        raise _fail(path, "experiment.timeout", f"got {exp['timeout']}, expected seconds > 0 (or leave it out)")
     if exp.get("retries", 0) < 0:
         raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer >= 0")
 

@@ -58,9 +58,13 @@ class Store:
 
     # -- lock: one runner per results folder -------------------------------------------
     def lock(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"{self.root}: cannot use as a results folder ({e.strerror or e}); "
+                            "give a folder you can write to with --results") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,6 +91,8 @@ class Store:
                 stored = json.loads(spec_path.read_text())
             except (OSError, ValueError) as e:
                 raise UserError(f"{spec_path}: unreadable frozen spec ({e}); restore it from a copy")
+            if not isinstance(stored, dict):
+                raise UserError(f"{spec_path}: not a frozen spec (a JSON object); restore it from a copy")
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
                 shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
@@ -116,17 +122,27 @@ class Store:
             folder = self.root / hyp
             if not folder.is_dir():
                 continue
-            for d in sorted(folder.iterdir()):
+            for d in sorted(folder.iterdir(), key=_attempt_order):
                 index = _index_of(d)
                 if index is None:
                     continue
                 slot = out.setdefault((hyp, index), Slot(hyp, index))
                 result = d / "result.json"
                 if result.exists():
-                    slot.records.append(RunRecord.load(result))
+                    try:
+                        slot.records.append(RunRecord.load(result))
+                    except (OSError, ValueError, TypeError, AttributeError) as e:
+                        raise UserError(f"{result}: not a readable run record ({e}); restore it "
+                                        "from a copy or move its run folder aside") from None
                 elif (d / "launch.json").exists():
                     slot.orphans.append(d)
         return out
+
+
+def _attempt_order(d: Path) -> tuple:
+    # 000-10 after 000-9: attempts in the order they ran, not as strings sort
+    head, _, attempt = d.name.partition("-")
+    return (head, int(attempt) if attempt.isdigit() else -1, d.name)
 
 
 def _index_of(d: Path) -> int | None:

@@ -84,3 +84,14 @@ def test_missing_file_and_bad_flags(tmp_path):
     for args in (["--runs", "0"], ["--retries", "-1"], ["--order", "zigzag"], ["--max-runs", "3"]):
         out = harness("run", p, *args, cwd=tmp_path)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+
+
+def test_descriptions_and_compile_cache_are_not_part_of_the_frozen_spec(tmp_path):
+    p = tmp_path / "e.toml"
+    p.write_text(GOOD)
+    a = spec.load(p, tmp_path).frozen_view()
+    p.write_text(GOOD.replace('name = "H1"', 'name = "H1"\ndescription = "reworded"')
+                 .replace("runs = 3", "runs = 3\ncompile_cache = false"))
+    assert spec.load(p, tmp_path).frozen_view() == a
+    p.write_text(GOOD.replace("num_iterations = 1575", "num_iterations = 1550"))
+    assert spec.load(p, tmp_path).frozen_view() != a
