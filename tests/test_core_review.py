@@ -1,7 +1,6 @@
 """Regression tests for bugs found in a review of the harness core (runner, store, CLI)."""
 import argparse
 import io
-import json
 import shutil
 
 from conftest import STAND_INS, harness, results_of, write_experiment
