@@ -379,6 +379,20 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
 
 
+def _decide(d: dict, dec: int, stat: str, passed: str, futile: str, ran_out: str) -> dict:
+    """A criterion's decision from its first boundary crossing (1 pass, -1 fail, 0 open)."""
+    if dec == 1:
+        d.update(decision="pass", why=passed)
+    elif dec == -1 and d["p_fail"] <= d["fail_boundary"]:
+        d.update(decision="fail", why=futile)
+    elif dec == -1:
+        d.update(decision="fail", why=ran_out)   # not passed by the last look
+    else:
+        d.update(decision="open", why=stat)
+    d["line"] = stat
+    return d
+
+
 class SequentialPlan:
     """The stopping rule of ``--until-decisive``: pure, deterministic, resume-safe.
 
@@ -471,19 +485,13 @@ class SequentialPlan:
         stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, Welch t {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
                 f"(pass if <= {_fmt_p(self.time_pass[j])}); p not faster by {self.min_effect:g} s "
                 f"{_fmt_p(pf[j])} (fail if <= {_fmt_p(self.time_fail[j])})")
-        if dec == 1:
-            d.update(decision="pass", why=f"faster: Welch p {_fmt_p(pp[j])} <= {_fmt_p(self.time_pass[j])} "
-                                          f"at pair {k} (diff {diff[j]:+.4f} s)")
-        elif dec == -1 and pf[j] <= self.time_fail[j]:
-            d.update(decision="fail", why=f"not faster by {self.min_effect:g} s: p {_fmt_p(pf[j])} <= "
-                                          f"{_fmt_p(self.time_fail[j])} at pair {k} (diff {diff[j]:+.4f} s)")
-        elif dec == -1:
-            d.update(decision="fail", why=f"not shown faster by the last look (pair {M}): "
-                                          f"p {_fmt_p(pp[j])} > {_fmt_p(self.time_pass[j])}")
-        else:
-            d.update(decision="open", why=stat)
-        d["line"] = stat
-        return d
+        at = f"at pair {k} (diff {diff[j]:+.4f} s)"
+        return _decide(d, dec, stat,
+                       passed=f"faster: Welch p {_fmt_p(pp[j])} <= {_fmt_p(self.time_pass[j])} {at}",
+                       futile=f"not faster by {self.min_effect:g} s: p {_fmt_p(pf[j])} <= "
+                              f"{_fmt_p(self.time_fail[j])} {at}",
+                       ran_out=f"not shown faster by the last look (pair {M}): "
+                               f"p {_fmt_p(pp[j])} > {_fmt_p(self.time_pass[j])}")
 
     def _loss(self, recs: list) -> dict:
         M = self.max_runs
@@ -512,19 +520,12 @@ class SequentialPlan:
         stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
                 f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
                 f"(fail if <= {_fmt_p(self.loss_fail[j])})")
-        if dec == 1:
-            d.update(decision="pass", why=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= "
-                                          f"{_fmt_p(self.loss_pass[j])} at run {k} (mean {mean:.5f})")
-        elif dec == -1 and pf[j] <= self.loss_fail[j]:
-            d.update(decision="fail", why=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= "
-                                          f"{_fmt_p(self.loss_fail[j])} at run {k} (mean {mean:.5f})")
-        elif dec == -1:
-            d.update(decision="fail", why=f"not shown below {self.target_loss:g} by the last look "
-                                          f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
-        else:
-            d.update(decision="open", why=stat)
-        d["line"] = stat
-        return d
+        at = f"at run {k} (mean {mean:.5f})"
+        return _decide(d, dec, stat,
+                       passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= {_fmt_p(self.loss_pass[j])} {at}",
+                       futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= {_fmt_p(self.loss_fail[j])} {at}",
+                       ran_out=f"not shown below {self.target_loss:g} by the last look "
+                               f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
 
     def look(self, records: dict[str, list]) -> Look:
         """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order."""
