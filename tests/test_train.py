@@ -4,6 +4,7 @@ Everything runs the tiny preset on synthetic shards made in a temporary folder.
 """
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train", "train_gpt.py")
 sys.path.insert(0, ROOT)
 
+from harness.logparse import parse_stream  # noqa: E402
 from train import data as tdata  # noqa: E402
 
 
@@ -308,9 +310,14 @@ def test_one_and_two_processes_agree(synth):
 def test_warmup_then_reset_changes_nothing(synth):
     out, _ = synth
     args = ["--num-iterations", "5", "--val-every", "3"]
-    plain = val_losses(run(args + ["--no-warmup"], out).stdout)
-    warm = val_losses(run(args + ["--warmup"], out).stdout)
+    plain_out = run(args + ["--no-warmup"], out).stdout
+    warm_out = run(args + ["--warmup"], out).stdout
+    plain, warm = val_losses(plain_out), val_losses(warm_out)
     assert plain == warm and [s for s, _ in plain] == [0, 3, 5]
+    # The warm-up reports its cost on a line the log parsers skip.
+    assert re.search(r"^warmup: \d+ms compile and untimed warm-up, \d+ms since process start$", warm_out, re.M)
+    assert "warmup:" not in plain_out
+    assert parse_stream(io.BytesIO(warm_out.encode())).val_loss == warm[-1][1]
 
 
 @pytest.mark.parametrize("args,needle", [

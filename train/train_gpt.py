@@ -22,6 +22,8 @@ import sys
 import time
 import warnings
 
+PROCESS_START = time.time()  # before torch's import: the warm-up line reports start-up cost
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -922,6 +924,7 @@ def main(argv):
     N = cfg["num_iterations"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if cfg["warmup"]:
+        warmup_start = time.time()
         # Compile and warm up every shape the run will see (each third's batch and window,
         # the extension, validation), then reset weights, optimisers and data order.
         sched = N - cfg["extension_iterations"]
@@ -932,6 +935,10 @@ def main(argv):
         trainer.validate(val_tokens, cfg["val_window"])
         trainer.validate(val_tokens, cfg["final_long_window"])
         trainer.reset()
+        sync()
+        # Not a step line (parsers skip it): how much of a run's wall time is compilation.
+        log0(rank, f"warmup: {1000 * (time.time() - warmup_start):.0f}ms compile and untimed warm-up, "
+                   f"{1000 * (time.time() - PROCESS_START):.0f}ms since process start")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
