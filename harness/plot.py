@@ -104,7 +104,7 @@ def plot(a: Analysis, path: str) -> None:
                      f"(Time p {fmt_p(r.time_p)}, verdict {r.time_verdict}); "
                      f"loss {r.loss_mean:.4f}, Loss p {fmt_p(r.loss_p)} against {s.target_loss:g}")
     lines.append(f"gate: {'PASS' if a.verdict.passed else 'FAIL'}"
-                 + ("" if a.verdict.passed else f" ({len(a.verdict.reasons)} criteria failed)"))
+                 + ("" if a.verdict.passed else f" ({len(a.verdict.reasons)} {'criterion' if len(a.verdict.reasons) == 1 else 'criteria'} failed)"))
     fig.suptitle("\n".join(lines), fontsize=11)
     fig.tight_layout()
     try:

@@ -476,17 +476,18 @@ class GPT(nn.Module):
                 logits = self.logits(x[s:s + chunk])
                 total = total + F.cross_entropy(logits, targets[s:s + chunk], reduction="sum")
             return total / x.size(0)
-        # multi-token prediction: target t+1+k with weight w_k (the same head for all k)
+        # multi-token prediction: target t+1+k with weight w_k (the same head for all k).
+        # One gather of all K targets, so the backward scatters into one T x V buffer, not K;
+        # full-length with zero weights past the end rather than slices of length T - k:
+        # inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151").
         logits = self.logits(x)
         lse = torch.logsumexp(logits, dim=-1)
-        loss = 0
-        T = targets.size(0)
-        pos = torch.arange(T, device=targets.device)
-        for k in range(mtp_weights.size(0)):
-            # Full-length tensors with a mask rather than slices of length T - k: inductor
-            # (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151").
-            nll = lse - logits.gather(1, targets.roll(-k)[:, None]).squeeze(1)
-            loss = loss + mtp_weights[k] * torch.where(pos < T - k, nll, 0).sum() / (T - k)
+        T, K = targets.size(0), mtp_weights.size(0)
+        ks = torch.arange(K, device=targets.device)
+        shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)  # (T, K)
+        valid = torch.arange(T, device=targets.device)[:, None] < T - ks
+        coef = torch.where(valid, mtp_weights[None, :] / (T - ks), 0)  # mean over T - k each
+        loss = (coef * (lse[:, None] - logits.gather(1, shifted))).sum()
         return loss
 
     def logits(self, x):
