@@ -404,3 +404,24 @@ def test_holm_note_when_only_the_raw_p_passes(capsys, tmp_path):
     h1 = data["hypotheses"][1]
     assert h1["time_p"] < 0.001 <= h1["time_p_holm"]
     assert any(n.startswith("note: H1 time p after Holm") for n in data["gate"]["notes"])
+
+
+# ---------------------------------------------------------------- committed H100 data
+
+def test_committed_h100_reference_reads_as_a_results_folder(capsys, in_root):
+    """results/untie-ve-h100-reduced is real trainer output (issue 5): 5 ok runs per arm,
+    the interrupted attempt passed over, one GPU model in both arms."""
+    code, out, err = run(capsys, "results/untie-ve-h100-reduced", "--gate")
+    assert code == 1 and err == ""  # H1 is slower: the gate fails it on time
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:3]}
+    assert rows["H0"][1:3] == ["5", "100"] and rows["H1"][1:3] == ["5", "98"]
+    assert "PASS  H1  hardware  1x NVIDIA H100 80GB HBM3 in both arms" in out
+    assert "FAIL  H1  time" in out
+
+
+def test_closed_pipe_is_not_a_traceback():
+    p = subprocess.Popen([sys.executable, "analyze.py", str(FIXTURES / "record_logs")], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the child has printed anything: its writes fail with EPIPE
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err, err

@@ -136,8 +136,11 @@ def _wait_for(pred, timeout=60):
 
 def _spawn(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A shell's background job inherits SIGINT ignored, and Python then never turns it
+    # into KeyboardInterrupt: give the runner the default, as a terminal would.
     return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_sigkill_mid_run_then_resume_loses_nothing_and_redoes_the_interrupted_run(tmp_path):

@@ -294,8 +294,10 @@ from conftest import harness, results_of, write_experiment  # noqa: E402
 
 def spawn(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # SIGINT as on a terminal, even when the tests run as a shell's background job
     return subprocess.Popen([PY, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_until(cond, limit_s=90.0, what="condition", proc=None):
