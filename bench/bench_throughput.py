@@ -4,7 +4,7 @@ One process, one GPU. For each model: torch.compile, warm-up steps, then CUDA-ev
 timing of many steps; prints the median ms/step, tokens/s, MFU and peak memory.
 
     python bench/bench_throughput.py --data-path DIR [--steps 30] [--tokens-per-step 49152]
-        [--only h0,h1,baseline] [--profile]
+        [--only h0,h1,baseline] [--profile] [--trainer OLD_COPY.py]
 
 The trainer is measured at one record rank's share of a step in the record's last
 third (24 x 2048 tokens, `--preset speedrun-1gpu`), the shape that dominates a run.
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 
 
-def load_trainer():
-    spec = importlib.util.spec_from_file_location("train_gpt", ROOT / "train" / "train_gpt.py")
+def load_trainer(path: Path):
+    spec = importlib.util.spec_from_file_location("train_gpt", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -133,12 +133,15 @@ def main() -> None:
     ap.add_argument("--tokens-per-step", type=int, default=24 * 2048)
     ap.add_argument("--only", default="h0,h1,baseline")
     ap.add_argument("--profile", action="store_true", help="top CUDA kernels of the H0 step")
+    ap.add_argument("--trainer", type=Path, default=ROOT / "train" / "train_gpt.py",
+                    help="trainer file to measure (an older copy, for a before/after)")
     a = ap.parse_args()
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), 989e12)
     print(f"device {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"{a.tokens_per_step} tokens/step, median of {a.steps} steps after {a.warmup} warm-up")
-    tg = load_trainer()
+    print(f"trainer {a.trainer}")
+    tg = load_trainer(a.trainer)
     rows = {}
     for case in a.only.split(","):
         torch.cuda.empty_cache()

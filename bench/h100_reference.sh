@@ -43,9 +43,9 @@ echo "harness run rc=${PIPESTATUS[0]} wall=$(( $(date +%s) - start ))s" | tee -a
 
 $PY -m harness status "$W" > "$OUT/status.txt" 2>&1
 if grep -q "^finished in" "$OUT/harness_run.txt" && [ "$(left)" -gt 200 ]; then
-    # Same cache folder as the experiment: the trainer's H0/H1 graphs are already compiled.
-    TORCHINDUCTOR_CACHE_DIR=$W/.cache/inductor TRITON_CACHE_DIR=$W/.cache/triton \
-        timeout -k 10 $(( $(left) - 30 )) $PY bench/bench_throughput.py --data-path "$DATA" \
+    # Not the experiment's cache folder: inductor (torch 2.11) cannot load those graphs into
+    # a process that imports the trainer under another module name, and says so at length.
+    timeout -k 10 $(( $(left) - 30 )) $PY bench/bench_throughput.py --data-path "$DATA" \
         --steps 100 ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/throughput.txt"
     echo "bench rc=${PIPESTATUS[0]}" >> "$OUT/throughput.txt"
 fi

@@ -150,9 +150,36 @@ def test_bf16_mantissa_side_buffer_is_exact():
     w = torch.randn(1000) * 3
     p = torch.nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
     lo = torch.zeros(1000, dtype=torch.int16)
-    tg.store_fp32(p, lo, w)
-    assert torch.equal(tg.fp32_view(p, lo), w)
+    tg.store_fp32(p.data, lo, w)
+    assert torch.equal(tg.fp32_view(p.data, lo), w)
     assert (p.data.float() - w).abs().max() <= w.abs().max() * 2 ** -7
+
+
+def test_fused_adam_is_the_eager_adam():
+    """The compiled per-tensor update (on by default with compile, on GPUs) gives the eager
+    update's weights (bf16 + mantissa buffer) and moments, over steps and lr changes."""
+    torch.manual_seed(0)
+    shape = (1100, 1000)  # above FUSE_MIN_NUMEL, so the fused path takes it
+    assert shape[0] * shape[1] >= tg.Adam.FUSE_MIN_NUMEL
+    init = torch.randn(shape).bfloat16()
+    # One sign per element across steps: where bf16 gradients cancel in the momentum
+    # (m ~ 0), an ulp decides the cautious decay's sign test, in either implementation.
+    sign = torch.randn(shape).sign()
+    grads = [(sign * torch.rand(shape) * (i + 1)).bfloat16() for i in range(3)]
+    runs = []
+    for fused in (False, True):
+        p = torch.nn.Parameter(init.clone())
+        opt = tg.Adam([(p, 75.0, 5.0)], lr=0.008, wd=0.005, fused=fused)
+        assert (opt.fused is not None) == fused
+        for i, g in enumerate(grads):
+            p.grad = g.clone()
+            opt.step(lr_mult=1.0 - 0.3 * i)
+        st = opt.state[p]
+        runs.append((tg.fp32_view(p.data, st["lo"]), st["m"], st["v"]))
+    # Fused arithmetic rounds differently (an ulp here and there), nothing more.
+    for eager, fused in zip(*runs):
+        assert torch.allclose(eager, fused, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(runs[0][0], init.float())  # it did step
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
