@@ -3,7 +3,7 @@ untimed warm-up), train_time, and the rest (validation, torchrun, exit).
 
     python bench/cache_report.py RESULTS_DIR [--markdown]
 
-Reads every attempt's result.json (wall_s, train_time_s, order) and the trainer's
+Reads every attempt's result.json (wall_s, train_time_s, started_at) and the trainer's
 `warmup:` line from its log. The first run of an experiment with the shared compile cache
 compiles cold; later runs show what the cache saves (issue 5). An interrupted attempt
 has no wall time (its runner was stopped).
@@ -30,7 +30,7 @@ def rows(root: Path) -> list[dict]:
         warm = since = None
         if m:
             warm, since = int(m.group(1)) / 1000, int(m.group(2)) / 1000
-        out.append(dict(order=rec.order, run=f"{rec.hypothesis} {rec.run_id}", status=rec.status,
+        out.append(dict(run=f"{rec.hypothesis} {rec.run_id}", status=rec.status,
                         wall=rec.wall_s or None, startup=None if m is None else since - warm, warmup=warm,
                         train=rec.train_time_s, started=rec.started_at or ""))
     # Launch order across resumed calls: a resumed runner numbers its own launches from 0.
