@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from typing import Callable, Protocol
 
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.backends.local import now_iso
+from harness.classify import classify
 from harness.logparse import LogParser, LogSummary, parse_file
 from harness.records import COMPLETED, RunRecord, atomic_write_text
 from harness.spec import Experiment, Hypothesis
@@ -289,17 +289,15 @@ class Runner:
                 s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None,
                 job_id: str | None = None) -> RunRecord:
         log_path = run_dir / log_name
+        verdict = classify(s, hyp.steps)   # the one classifier: analysis reads logs the same way
         if outcome.timed_out:
             status, why = "timeout", outcome.message or "timed out"
-        elif s.finished and hyp.steps is not None and s.total_steps != hyp.steps:
-            status, why = "failed", (f"final step {s.total_steps} differs from the expected {hyp.steps}; "
-                                     f"fix the hypothesis's steps or its args")
-        elif s.finished:
-            status = "ok" if math.isfinite(s.val_loss) else "diverged"
+        elif verdict.completed:
+            status = verdict.record_status
             why = "" if outcome.exit_code in (0, None) else f"finished, then exited with code {outcome.exit_code}"
         else:
             status = "failed"
-            why = s.problem()
+            why = verdict.message
             if outcome.exit_code not in (0, None):
                 why = f"exit code {outcome.exit_code}; {why}"
             if outcome.message:

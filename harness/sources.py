@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logparse import LogSummary, parse_file
 from harness.records import COMPLETED, RunRecord
@@ -256,20 +257,10 @@ def _parse_or_error(path: str) -> LogSummary | OSError:
         return e
 
 
-def _status(s: LogSummary) -> tuple[str, str]:
-    """Status of a parsed log and, when it has no usable result, why."""
-    if not s.finished:
-        return "failed", s.problem()
-    if s.train_time_ms is None or not math.isfinite(s.train_time_ms):
-        return "failed", f"the final validation line at step {s.final_step} has no train_time"
-    if not math.isfinite(s.val_loss):
-        return "diverged", f"val_loss {s.val_loss} at step {s.final_step}"
-    return "ok", ""
-
-
 def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
     """A RunRecord for a plain log: the same figures the runner would have stored."""
-    status, why = _status(s)
+    c = classify(s)        # the one classifier, as the runner's
+    status, why = c.record_status, c.message
     return RunRecord(
         run_id=Path(s.path).stem, hypothesis=hypothesis, index=index, seed=-1,  # seed unknown
         status=status, final_step=s.final_step if status != "failed" else s.last_step,
@@ -391,11 +382,11 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     data: list[Run] = []
     for index in sorted(slots):
         attempts = sorted(slots[index], key=lambda r: r.record.attempt)
-        done = [r for r in attempts if r.record.status in COMPLETED]
+        counted = counted_attempt([r.record for r in attempts])
         bad = [r for r in attempts if r.record.status in ("failed", "timeout")]
         g.failed += bad                      # listed, whatever came after
-        if done:
-            data.append(done[-1])            # a slot is one run: its latest completed attempt
+        if counted is not None:              # a slot is one run: the rule the runner uses
+            data.append(next(r for r in attempts if r.record is counted))
         elif bad:
             g.unfinished.append(bad[-1])
         # interrupted attempts are ignored: the runner redoes them

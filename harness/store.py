@@ -24,8 +24,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.classify import counted_attempt
 from harness.errors import UserError
-from harness.records import COMPLETED, RunRecord, atomic_write_text
+from harness.records import RunRecord, atomic_write_text
 from harness.spec import Experiment
 
 
@@ -40,7 +41,7 @@ class Slot:
 
     @property
     def done(self) -> RunRecord | None:
-        return next((r for r in self.records if r.status in COMPLETED), None)
+        return counted_attempt(self.records)   # the one rule, shared with the analysis
 
     @property
     def failures(self) -> int:
