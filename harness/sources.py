@@ -323,7 +323,7 @@ def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
         step_avg_ms=s.step_avg_ms, peak_mem_mib=s.peak_mem_mib,
         gpus={"names": list(s.gpu_names), "count": s.gpu_count},
         torch_version=s.torch_version, cuda_version=s.cuda_version,
-        message=f"{s.label}: {why}" if why and status != "diverged" else "",
+        message=f"{s.label}: {why}" if why else "",
         val_curve=[[step, loss] for step, loss in s.val_curve],
     )
 
