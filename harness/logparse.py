@@ -311,28 +311,62 @@ def _set_env(s: LogSummary, env: dict) -> None:
 # Block mode: regexes run over many lines at once (in C), and Python only sees the
 # few lines that matter. Plain step lines are counted, and only the block's last
 # one is read (it carries the newest step and total).
-_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s|"
-                     + _ERROR_BODY + rb")[^\n]*", re.M)
+_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s)[^\n]*", re.M)
 _ANY_STEP = re.compile(rb"^step:\d+/\d+", re.M)
-_RUN_START = re.compile(rb"^step:0/\d+ [^\n]*val_loss", re.M)
 _STEP_AT = re.compile(rb"step:(\d+)/(\d+)\b")  # for match(block, pos): '^' would not match at pos
+_ERROR_AT = re.compile(_ERROR_BODY)               # likewise
+# an error line holds one of these: found by substring search (as fast as memchr), not
+# by one more regex pass over every line
+_ERROR_NEEDLES = (b"rror", b"Exception", b"Interrupt")   # "rror": "Error" and "error: "
 BLOCK = 1 << 20
 _SNIFF = 4096                 # bytes looked at to tell gzip and UTF-16 from plain text
+
+
+def _error_lines(block: bytes) -> list[bytes]:
+    """The error lines of a block, in order."""
+    starts = set()
+    for needle in _ERROR_NEEDLES:
+        i = block.find(needle)
+        while i >= 0:
+            starts.add(block.rfind(b"\n", 0, i) + 1)
+            i = block.find(b"\n", i)
+            if i < 0:
+                break
+            i = block.find(needle, i)
+    out = []
+    for start in sorted(starts):
+        m = _ERROR_AT.match(block, start)
+        if m:
+            out.append(m.group(0))
+    return out
+
+
+def _step_line_before(block: bytes, end: int) -> bool:
+    """Whether a step line starts before ``end`` (substring search: a regex pass costs more)."""
+    pos = 0 if block.startswith(b"step:") else block.find(b"\nstep:", 0, end) + 1 or -1
+    while 0 <= pos < end:
+        if _STEP_AT.match(block, pos):
+            return True
+        pos = block.find(b"\nstep:", pos, end) + 1 or -1
+    return False
 
 
 def _feed_block(parser: LogParser, block: bytes, complete: bool = True) -> None:
     """``block`` holds whole lines ('\n'-separated); ``complete`` False: its last line has no end."""
     s = parser.summary
-    starts = list(_RUN_START.finditer(block))
-    if starts and (len(starts) > 1 or s.step_lines or _ANY_STEP.search(block).start() != starts[0].start()):
+    wanted = list(_WANTED.finditer(block))
+    starts = [m for m in wanted if m.group(0).startswith(b"step:0/")]
+    if starts and (len(starts) > 1 or s.step_lines or _step_line_before(block, starts[0].start())):
         # a new run may start inside this block: line by line, so each run gets its own counts
         lines = block.split(b"\n")
         for i, line in enumerate(lines):
             parser.feed(line, complete or i < len(lines) - 1)
         return
     vals_before = s.step_lines
-    for m in _WANTED.finditer(block):
+    for m in wanted:
         parser.feed(m.group(0), complete)
+    for line in _error_lines(block):
+        parser.feed(line, complete)
     fed_steps = s.step_lines - vals_before
     steps = len(_ANY_STEP.findall(block))
     if steps == fed_steps:
