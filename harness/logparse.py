@@ -48,6 +48,11 @@ _ERROR_BODY = (_RANK_PREFIX + rb"(?:(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exce
                rb"(?::[^\n]*|[ \t\r]*$)|[\w./-]*: error: [^\n]*|error: [^\n]*)")
 _ERROR = re.compile(rb"^" + _ERROR_BODY)
 _RANK_STRIP = re.compile(rb"^" + _RANK_PREFIX)
+_RANK_AT = re.compile(_RANK_PREFIX)             # for match(block, pos)
+# A traceback's exception line is its first line at the left margin after the frames,
+# whatever the exception's name (triton's OutOfResources, dynamo's BackendCompilerFailed).
+_TRACEBACK = b"Traceback (most recent call last)"
+MAX_TRACEBACK_LINES = 500     # frames looked through in block mode
 # torchrun's own report of a child's failure: less telling than the child's exception
 _LAUNCHER = re.compile(rb"torch\.distributed\.elastic|ChildFailedError|SignalException")
 
@@ -177,6 +182,7 @@ class LogParser:
         # or (when no run follows) a table printed again at the end of this one
         self._env: dict = {}
         self._next_env: dict = {}
+        self._tracebacks: set[bytes] = set()   # rank prefixes inside a traceback's frames
 
     def feed(self, line: bytes | str, complete: bool = True) -> None:
         """One line, without its line end; ``complete``: False for a file's unterminated last line."""
@@ -219,13 +225,30 @@ class LogParser:
                 rows[int(m.group(1))] = m.group(2).decode(errors="replace").strip()
                 self._apply_env()
                 return
-        m = _ERROR.match(line)
-        if m:
-            text = _RANK_STRIP.sub(b"", m.group(0)).strip().decode("utf-8", "replace")[:MAX_ERROR_LINE]
-            if _LAUNCHER.search(line):
-                s.launcher_error_line = text
-            else:
-                s.error_line = text
+        self._error_line(line)
+
+    def _error_line(self, line: bytes) -> None:
+        m = _RANK_STRIP.match(line)
+        prefix, body = line[:m.end()].strip(), line[m.end():]
+        if self._tracebacks:
+            if prefix in self._tracebacks:
+                if body[:1] in (b" ", b"\t") or not body.strip():
+                    return                          # a frame of this traceback
+                self._tracebacks.discard(prefix)
+                self._set_error(line, body)       # its exception line
+                return
+        if body.startswith(_TRACEBACK):
+            self._tracebacks.add(prefix)
+            return
+        if _ERROR.match(line):
+            self._set_error(line, body)
+
+    def _set_error(self, line: bytes, body: bytes) -> None:
+        text = body.strip().decode("utf-8", "replace")[:MAX_ERROR_LINE]
+        if _LAUNCHER.search(line):
+            self.summary.launcher_error_line = text
+        else:
+            self.summary.error_line = text
 
     # -- environment: belongs to this run until its step lines start -----------------
     def _env_target(self) -> dict:
@@ -323,21 +346,49 @@ _SNIFF = 4096                 # bytes looked at to tell gzip and UTF-16 from pla
 
 
 def _error_lines(block: bytes) -> list[bytes]:
-    """The error lines of a block, in order."""
+    """The lines of a block that may hold an error, in order: error-like lines and
+    tracebacks (through their exception line), for ``LogParser.feed`` to judge."""
     starts = set()
     for needle in _ERROR_NEEDLES:
         i = block.find(needle)
         while i >= 0:
-            starts.add(block.rfind(b"\n", 0, i) + 1)
+            start = block.rfind(b"\n", 0, i) + 1
+            if _ERROR_AT.match(block, start):
+                starts.add(start)
             i = block.find(b"\n", i)
             if i < 0:
                 break
             i = block.find(needle, i)
+    i = block.find(_TRACEBACK)
+    while i >= 0:
+        start = block.rfind(b"\n", 0, i) + 1
+        starts.update(_traceback_lines(block, start))
+        i = block.find(_TRACEBACK, i + 1)
     out = []
     for start in sorted(starts):
-        m = _ERROR_AT.match(block, start)
-        if m:
-            out.append(m.group(0))
+        end = block.find(b"\n", start)
+        out.append(block[start:end if end >= 0 else len(block)])
+    return out
+
+
+def _traceback_lines(block: bytes, start: int) -> list[int]:
+    """Starts of a traceback's lines (same rank prefix), through its exception line."""
+    m = _RANK_AT.match(block, start)
+    if not block.startswith(_TRACEBACK, m.end()):
+        return []                    # not at a line start: quoted in the source, say
+    prefix = block[start:m.end()].strip()
+    out = [start]
+    pos = block.find(b"\n", start) + 1
+    for _ in range(MAX_TRACEBACK_LINES):
+        if pos <= 0 or pos >= len(block):
+            break
+        m = _RANK_AT.match(block, pos)
+        if block[pos:m.end()].strip() == prefix:
+            out.append(pos)
+            c = block[m.end():m.end() + 1]
+            if c not in (b" ", b"\t", b"\n", b""):
+                break                # the exception line
+        pos = block.find(b"\n", pos) + 1
     return out
 
 
