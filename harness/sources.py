@@ -231,6 +231,9 @@ def _classify(src: str) -> tuple[str, str, str]:
         return "plain", "", src
     if os.path.isfile(src) or globlib.has_magic(src):
         return "plain", "", src
+    if os.path.lexists(src):
+        raise UserError(f"{src}: not a log file or folder (a FIFO, a device or a broken link); "
+                        f"give a results folder, NAME=PATH, or a folder of logs")
     raise UserError(f"{src}: no such file or folder (SOURCE is a results folder, "
                     f"NAME=PATH, or a folder of logs)")
 
@@ -245,8 +248,8 @@ def _files(path: str, src: str) -> list[str]:
     for p in sorted(globlib.glob(path)):
         if os.path.isdir(p):
             found += _walk(p)
-        elif os.path.isfile(p):
-            found.append(p)
+        elif os.path.isfile(p) or os.path.lexists(p):
+            found.append(p)    # a FIFO or a broken link: skipped later, with a warning
     if not found:
         raise UserError(f"{src}: the pattern matches no file")
     return found

@@ -199,3 +199,11 @@ def test_csv_warnings_go_to_stderr(capsys):
     code, out, err = run(capsys, FIXTURES / "record_logs", "--group-by", "steps", "--format", "csv")
     assert code == 0 and "duplicate log" not in out
     assert err.startswith("warning: duplicate log:")
+
+
+def test_a_fifo_named_as_the_source_is_an_error_not_a_hang(tmp_path):
+    os.mkfifo(tmp_path / "x.txt")
+    out = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "x.txt")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a log file or folder" in out.stderr
+    assert len(out.stderr.splitlines()) == 1
