@@ -68,6 +68,8 @@ def classify(s: LogSummary, expected_steps: int | None = None) -> Classification
     err = s.error_line or s.launcher_error_line or ""
     if s.read_problem:
         return Classification(FAILED, f"the log cannot be read to its end: {s.read_problem}", err)
+    if not s.is_log and err:
+        return Classification(FAILED, "ended before its first 'step:k/N' line", err)
     if not s.finished:
         return Classification(FAILED, s.problem(), err)
     if expected_steps is not None and s.total_steps != expected_steps:

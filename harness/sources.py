@@ -331,6 +331,11 @@ def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
     )
 
 
+def _died_early(s: LogSummary) -> bool:
+    """A log with no step line but the script's error: a run that died before training."""
+    return bool(s.error_line or s.launcher_error_line)
+
+
 def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
                ds: Dataset, log_sources: set[int]) -> dict[int, list[Group]]:
     """Parse the logs and group them; returns the groups by the source that first named them.
@@ -350,14 +355,21 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
             continue
         if isinstance(runs, OSError):
             raise UserError(f"cannot read {path}: {runs.strerror or runs} (fix its permissions or leave it out)")
-        if not runs[-1].is_log:
+        if runs[-1].size == 0:
+            ds.warnings.append(f"skipped {path}: an empty file")
+            continue
+        if not runs[-1].is_log and not _died_early(runs[-1]):
             continue                   # a README, a statistics page, another program's output
         found.add(src)
         if len(runs) > 1:
             ds.warnings.append(f"{path} holds {len(runs)} runs, one after another (a new one at each "
                                f"'step:0/N val_loss' line): read as {len(runs)} separate runs")
         for s in runs:
-            if not s.is_log:
+            if not s.is_log and not _died_early(s):
+                continue
+            if not s.is_log and by_steps:
+                # no step count to group it by: listed, counted in no group
+                no_result.append(record_from_log(s, "", 0).message)
                 continue
             if (s.sha256, s.part) in seen:
                 if s.part == 0:

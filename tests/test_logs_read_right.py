@@ -47,7 +47,19 @@ def test_every_kind_of_log_file_is_read(capsys, tmp_path):
     assert by_name["utf16.txt"] == pytest.approx(98.001) and by_name["cr_only.txt"] == pytest.approx(98.004)
     failed = {Path(r["source"]).name: r["message"] for r in h["failed_runs"]}
     assert "cut_mid_number.txt" in failed and "train_time:6 has no unit" in failed["cut_mid_number.txt"]
-    assert "cut_zip.log.gz" in failed and "argparse_error.txt" not in failed   # not a log: passed over
+    assert "cut_zip.log.gz" in failed
+    # a run that died before its first step is a failed run, with the script's error
+    assert "error: unrecognized arguments: --num-iteratons 20" in failed["argparse_error.txt"]
+    assert "ModuleNotFoundError: No module named 'triton'" in failed["import_error.txt"]
+
+
+def test_empty_log_is_skipped_with_a_warning_and_notes_pass_quietly(capsys, tmp_path):
+    B.write_group(tmp_path / "g", H0_LOSSES[:3], H0_TIMES[:3])
+    (tmp_path / "g" / "empty.txt").write_bytes(b"")
+    (tmp_path / "g" / "notes.txt").write_text("tried lr 0.02 on node 3\n")
+    data = as_json(capsys, f"G={tmp_path / 'g'}")
+    assert data["hypotheses"][0]["runs"] == 3 and data["hypotheses"][0]["failed"] == 0
+    assert len(_warnings(data, "empty.txt")) == 1 and not _warnings(data, "notes.txt")
 
 
 def test_a_log_cut_mid_number_is_a_failed_run_not_a_fast_one(capsys, tmp_path):
