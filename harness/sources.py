@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,24 @@ class Dataset:
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""
         return next((g for g in self.groups if g.name == name or g.name == label(name)), None)
+
+
+def group_named(ds: Dataset, flag: str, name: str) -> str:
+    """The group a flag names (as shown, or as written unquoted); UserError if none."""
+    g = ds.group(name)
+    if g is None:
+        raise UserError(f"{flag} {label(name)}: no such group; the groups are "
+                        f"{', '.join(g.name for g in ds.groups)}")
+    return g.name
+
+
+def split_hint(g: Group, group_by: str, srcs: list[str], prog: str) -> str:
+    """How to split a group of logs that mixes final steps ('' for a results folder's)."""
+    if g.kind == "plain" and group_by == "folder":
+        return f"to compare them, split by final step: {prog} {shlex.join(srcs)} --group-by steps"
+    if g.kind == "named":
+        return "to compare them, give each step count's logs their own NAME=PATH"
+    return ""
 
 
 def as_float(x) -> float:
