@@ -219,3 +219,17 @@ def test_a_fifo_named_as_the_source_is_an_error_not_a_hang(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a log file or folder" in out.stderr
     assert len(out.stderr.splitlines()) == 1
+
+
+def test_the_process_pool_reads_the_same(monkeypatch, tmp_path):
+    # big trees are parsed in a pool: skips and split runs must come back from it too
+    from harness import sources
+    g = tmp_path / "g"
+    B.write_group(g, H0_LOSSES[:3], H0_TIMES[:3])
+    (g / "track.txt").write_text(D.log() + D.log(time_ms=97000.0))
+    os.symlink(g / "gone.txt", g / "dangling.txt")
+    serial = sources.load([str(g)])
+    monkeypatch.setattr(sources, "PARALLEL_BYTES", 0)
+    pooled = sources.load([str(g)])
+    assert pooled.warnings == serial.warnings and len(pooled.warnings) == 2
+    assert pooled.groups[0].times == serial.groups[0].times and len(serial.groups[0].times) == 5
