@@ -231,5 +231,5 @@ def test_the_process_pool_reads_the_same(monkeypatch, tmp_path):
     serial = sources.load([str(g)])
     monkeypatch.setattr(sources, "PARALLEL_BYTES", 0)
     pooled = sources.load([str(g)])
-    assert pooled.warnings == serial.warnings and len(pooled.warnings) == 2
+    assert pooled.warnings == serial.warnings and len(pooled.warnings) == 3   # + torch versions
     assert pooled.groups[0].times == serial.groups[0].times and len(serial.groups[0].times) == 5
