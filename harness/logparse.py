@@ -168,14 +168,13 @@ class LogParser:
     """Feed lines (bytes or str); read ``summary`` (the current run) at any time.
 
     A file may hold several runs appended to each other: each ``step:0/N val_loss``
-    line after a run's first step line starts a new one; ``runs()`` lists them all.
+    line after a run's steps (past step 0) starts a new one; ``runs()`` lists them all.
     """
 
     def __init__(self, path: str = "") -> None:
         self.path = path
         self.summary = LogSummary(path=path)
         self._done: list[LogSummary] = []
-        self._gpu_rows: dict[int, str] = {}
         self._stride = 1           # keep every _stride-th validation point
         self._seen_val = 0
         # environment lines printed after a run's step lines: the next run's header,
@@ -262,7 +261,9 @@ class LogParser:
         s = self.summary
         fields, bad = _fields(rest)
         is_val = b"val_loss" in fields or b"val_loss" in bad
-        if step == 0 and is_val and (s.final_step is not None or (s.last_step or 0) > 0):
+        # a new run only once this one has trained: a step-0 validation printed twice in a
+        # row (a restart before training) stays one run
+        if step == 0 and is_val and (s.last_step or 0) > 0:
             self._next_run()
             s = self.summary
         s.step_lines += 1
@@ -290,6 +291,7 @@ class LogParser:
         self.summary = LogSummary(path=self.path)
         self._env, self._next_env = self._next_env, {}
         self._stride, self._seen_val = 1, 0
+        self._tracebacks = set()
         _set_env(self.summary, self._env)
 
     def runs(self) -> list[LogSummary]:

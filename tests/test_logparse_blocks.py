@@ -76,3 +76,10 @@ def test_blocks_agree_with_lines_on_appended_runs_and_error_lines(monkeypatch):
     runs = logparse.parse_stream_runs(io.BytesIO(a + crash + b))
     assert [r.total_steps for r in runs] == [900, 600, 800] and runs[1].error_line.startswith("RuntimeError")
     assert [r.finished for r in runs] == [True, False, True] and {r.parts for r in runs} == {3}
+
+
+def test_a_step_zero_validation_printed_twice_is_one_run():
+    head = b"step:0/3 val_loss:10.8 train_time:0ms step_avg:nanms\n"
+    data = head + head + b"step:1/3 train_time:5ms step_avg:5.00ms\nstep:3/3 val_loss:3.1 train_time:15ms\n"
+    runs = logparse.parse_stream_runs(io.BytesIO(data))
+    assert len(runs) == 1 and runs[0].finished and runs[0].train_time_ms == 15
