@@ -377,6 +377,9 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
         if runs[-1].size == 0:
             ds.warnings.append(f"skipped {path}: an empty file")
             continue
+        if not runs[-1].is_log and runs[-1].read_problem:
+            ds.warnings.append(f"skipped {path}: {runs[-1].read_problem}")
+            continue
         if not runs[-1].is_log and not _died_early(runs[-1]):
             continue                   # a README, a statistics page, another program's output
         found.add(src)

@@ -57,9 +57,12 @@ def test_empty_log_is_skipped_with_a_warning_and_notes_pass_quietly(capsys, tmp_
     B.write_group(tmp_path / "g", H0_LOSSES[:3], H0_TIMES[:3])
     (tmp_path / "g" / "empty.txt").write_bytes(b"")
     (tmp_path / "g" / "notes.txt").write_text("tried lr 0.02 on node 3\n")
+    (tmp_path / "g" / "broken.txt.gz").write_bytes(b"\x1f\x8b\x08\x00garbage, not deflate data")
     data = as_json(capsys, f"G={tmp_path / 'g'}")
     assert data["hypotheses"][0]["runs"] == 3 and data["hypotheses"][0]["failed"] == 0
     assert len(_warnings(data, "empty.txt")) == 1 and not _warnings(data, "notes.txt")
+    broken = _warnings(data, "broken.txt.gz")
+    assert len(broken) == 1 and "gzip data is corrupt" in broken[0]
 
 
 def test_a_log_cut_mid_number_is_a_failed_run_not_a_fast_one(capsys, tmp_path):
