@@ -11,7 +11,12 @@ Traps it handles (see ``shared/design/harness.md``):
 - at the final step a timing-only ``step:N/N train_time:`` line comes before the
   ``val_loss`` line, whose (slightly larger) time is the published one;
 - older layouts (``train_loss:``, ``step_avg:nanms``), runs that stop before their
-  last validation, and files that are not speedrun logs at all.
+  last validation, and files that are not speedrun logs at all;
+- strict figures: a time counts with its unit only (``ms``, or ``s`` as other tracks
+  write it), a loss bare, and a last line cut by the end of the file is named as such;
+- several runs appended to one file (split at each ``step:0/N val_loss`` line);
+- gzip, UTF-16 and BOMs, ``\r`` line ends; the script's own error line (exception,
+  argparse) for the classifier (``harness/classify.py``), which judges the summary.
 """
 from __future__ import annotations
 
