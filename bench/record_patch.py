@@ -46,9 +46,9 @@ class _VarlenFA3Interface:
                             scale=softmax_scale, window_size=(left, 0 if causal else right))
 flash_attn_interface = _VarlenFA3Interface()
 '''
-CAST = "    A = A.to(tl.float32)  # record_patch.py: inductor passes these as fp64\n" \
-       "    B = B.to(tl.float32)\n" \
-       "    C = C.to(tl.float32)\n"
+CAST = "    A = tl.cast(A, tl.float32)  # record_patch.py: inductor passes these as fp64, or as Python floats\n" \
+       "    B = tl.cast(B, tl.float32)\n" \
+       "    C = tl.cast(C, tl.float32)\n"
 
 
 class PatchError(Exception):

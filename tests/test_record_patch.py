@@ -55,10 +55,10 @@ def test_patches_exactly_the_three_facts(tmp_path):
     assert "num_extension_iterations: int = 4  # extension" in main
     assert "val_tokens: int = 10485760" in main  # everything else untouched
     kern = (tmp_path / "triton_kernels.py").read_text()
-    assert kern.count("A = A.to(tl.float32)") == 2
+    assert kern.count("A = tl.cast(A, tl.float32)") == 2
     # the cast sits right after each CE kernel's signature, not in the other kernel
-    assert "BLOCK_SIZE: tl.constexpr\n):\n    A = A.to(tl.float32)" in kern
-    assert "BLOCK_SIZE: tl.constexpr):\n    A = A.to(tl.float32)" in kern
+    assert "BLOCK_SIZE: tl.constexpr\n):\n    A = tl.cast(A, tl.float32)" in kern
+    assert "BLOCK_SIZE: tl.constexpr):\n    A = tl.cast(A, tl.float32)" in kern
     assert "def other_kernel(a_ptr, b_ptr, BLOCK: tl.constexpr):\n    pass" in kern
     compile(main, "train_gpt.py", "exec")
     compile(kern, "triton_kernels.py", "exec")
