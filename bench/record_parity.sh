@@ -12,6 +12,10 @@
 #      nearly spent (Ctrl-C; the next call resumes);
 #   4. once done and time is left: bench/bench_throughput.py before/after (TRAINER_OLD);
 #   5. the per-phase tokens/s (bench/phase_throughput.py), the table and the plot into $OUT.
+# Measured 2026-12-01 on one H200 (results/record-parity/README.md): on an empty cache the two
+# primings at once did not reach their first steps in 415 s; a warm record run takes about
+# 175 s of wall, a trainer run about 270 s (one of its graphs recompiles every run). So 2
+# runs per arm need 3-4 calls of ~570 s on a machine kept warm (call again within 30 s).
 # The experiment's working copy and data live outside the repo (/var/tmp/parity), so on a
 # machine that stays warm between calls they survive the tree being re-sent; on a fresh one
 # the runs resume from the committed results/record-parity (cold cache: priming again).
@@ -37,8 +41,11 @@ say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/machine.txt"; }
 
 # 1. the record's code, rebuilt and adapted (deterministic: same bytes every call)
 rm -rf data/record
-$PY -m harness extract "$LOG" --out data/record | tee -a "$OUT/machine.txt" || exit 2
-$PY bench/record_patch.py data/record --scheduled $SCHED --extension $EXT | tee -a "$OUT/machine.txt" || exit 2
+mkdir -p "$BASE"
+$PY -m harness extract "$LOG" --out data/record > "$BASE/extract.txt" 2>&1; rc=$?
+cat "$BASE/extract.txt" | tee -a "$OUT/machine.txt"; [ $rc = 0 ] || exit 2
+$PY bench/record_patch.py data/record --scheduled $SCHED --extension $EXT > "$BASE/patch.txt" 2>&1; rc=$?
+cat "$BASE/patch.txt" | tee -a "$OUT/machine.txt"; [ $rc = 0 ] || exit 2
 
 # 2. data (kept outside the tree on a warm machine)
 if [ ! -f "$D/synthetic_meta.json" ]; then
