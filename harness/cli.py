@@ -21,6 +21,7 @@ COMMANDS = {
     "analyze": ("harness.analyze", "significance table and record gate from results or log folders"),
     "plan": ("harness.plan", "runs per arm needed, fixed and sequential designs"),
     "simulate": ("harness.simulate", "Monte Carlo of the sequential procedure"),
+    "extract": ("harness.extract", "rebuild the training script and kernel files a speedrun log embeds"),
 }
 
 
