@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.logparse import LogSummary, parse_file
 from harness.records import COMPLETED, RunRecord
+from harness.store import sequential_path
 
 # Only these are read while walking a folder: READMEs quote log lines, and parsing
 # images or checkpoints would cost time for nothing.
@@ -356,8 +357,9 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.min_effect = spec.get("min_effect")
         ds.runs = spec.get("runs")
     planned = spec.get("runs")
-    if (root / "sequential.json").is_file() and ds.sequential is None:
-        ds.sequential = _read_json(root / "sequential.json")
+    plan_path = sequential_path(root)
+    if plan_path.is_file() and ds.sequential is None:
+        ds.sequential = _read_json(plan_path)
         planned = None  # stopping before the planned runs is the point: not a warning
     groups = []
     for h in hyps:

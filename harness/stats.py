@@ -15,6 +15,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from harness import thresholds as th
+from harness.formats import fmt_p
+
 NAN = math.nan
 OUTLIER_MADS = 5.0       # flag runs further than this many MADs from the median
 MAD_SCALE = 1.4826       # MAD -> sigma for normal data
@@ -393,8 +396,8 @@ def _mode_steps(steps: list[int]) -> int | None:
     return max(s for s, c in counts if c == best)   # ties: the larger step count
 
 
-def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
-              alpha_time: float = 0.001, alpha_loss: float = 0.01,
+def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS,
+              alpha_time: float = th.ALPHA_TIME, alpha_loss: float = th.ALPHA_LOSS,
               seed: int = BOOTSTRAP_SEED) -> Summary:
     """The significance table: the control first, then the others in the given order."""
     ctrl = next(a for a in arms if a.name == control)
@@ -464,6 +467,6 @@ def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
             out.append(StatWarning(
                 "drift", arm.name,
                 f"drift: {arm.name} time {way} with run order (Spearman rho {rho:+.2f}, "
-                f"p {p:.4f}, {row.drift_slope:+.4f} s per run): the machine changed during "
+                f"p {fmt_p(p)}, {row.drift_slope:+.4f} s per run): the machine changed during "
                 f"the experiment"))
     return out
