@@ -2,14 +2,14 @@
 
 ``LAYER_OF`` places every module of ``harness/`` in one layer; ``MAY_IMPORT`` says
 which layers each layer may use. One-way: logs and design sit on the base; data on
-logs; analysis on the base alone (no file I/O: data comes in as records); run on
-data, logs and design; the commands on everything. The trainer (``train/``) imports
+logs; analysis on the base alone; run on data, logs and design; the commands on
+everything. Analysis and design read no files: their data comes in as arguments. The trainer (``train/``) imports
 nothing of the harness: it is one workload among many.
 
 When the modules move into folders, ``LAYER_OF`` becomes a map of folders (or the
 folder of each path gives its layer); the rules and the checker stay as they are.
-``KNOWN_LEAKS`` lists the imports that break a rule today; the move removes them,
-and a leak that is gone must leave the list (the test says so).
+``KNOWN_LEAKS`` and ``KNOWN_READERS`` list what breaks a rule today; the move removes
+them, and a leak that is gone must leave its list (the test says so).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ MAY_IMPORT = {
     "cli": {"base", "logs", "design", "data", "analysis", "run", "cli"},
 }
 # layers that never read files: their data comes in as arguments
-NO_FILE_READS = {"analysis"}
+NO_FILE_READS = {"analysis", "design"}
 READ_CALLS = {"open", "read_text", "read_bytes", "iterdir", "glob", "rglob", "listdir", "scandir",
               "walk", "load", "loadtxt", "read_csv"}
 
@@ -50,6 +50,10 @@ READ_CALLS = {"open", "read_text", "read_bytes", "iterdir", "glob", "rglob", "li
 KNOWN_LEAKS = {
     ("gate", "sources"): "the gate takes the loader's Group for the runs' hygiene",
     ("report", "sources"): "the report takes the loader's Dataset and Group",
+}
+# modules of a no-read layer that read files today
+KNOWN_READERS = {
+    "sequential": "the calibration cache ($HARNESS_CACHE or ~/.cache/harness): to be passed in",
 }
 
 
@@ -99,7 +103,7 @@ def file_reads(tree: ast.AST) -> list[tuple[str, int]]:
     return out
 
 
-def violations(sources: dict[str, str], leaks=KNOWN_LEAKS) -> tuple[list[str], set]:
+def violations(sources: dict[str, str], leaks=KNOWN_LEAKS, readers=KNOWN_READERS) -> tuple[list[str], set]:
     """Broken rules in ``{module: source}``, and the known leaks actually seen."""
     bad, seen = [], set()
     for module, text in sorted(sources.items()):
@@ -120,7 +124,11 @@ def violations(sources: dict[str, str], leaks=KNOWN_LEAKS) -> tuple[list[str], s
             bad.append(f"{module}:{line} ({mine}) imports {target} ({theirs}); "
                        f"{mine} may import only {', '.join(sorted(MAY_IMPORT[mine]))}")
         if mine in NO_FILE_READS:
-            for call, line in file_reads(tree):
+            reads = file_reads(tree)
+            if reads and module in readers:
+                seen.add(module)
+                continue
+            for call, line in reads:
                 bad.append(f"{module}:{line} ({mine}) reads files ({call}); pass the data in instead")
     return bad, seen
 
@@ -139,8 +147,8 @@ def _package_sources() -> dict[str, str]:
 def test_every_module_imports_only_its_own_or_lower_layers():
     bad, seen = violations(_package_sources())
     assert not bad, "\n".join(bad)
-    gone = set(KNOWN_LEAKS) - seen
-    assert not gone, f"these leaks are fixed: remove them from KNOWN_LEAKS: {sorted(gone)}"
+    gone = (set(KNOWN_LEAKS) | set(KNOWN_READERS)) - seen
+    assert not gone, f"these leaks are fixed: remove them from KNOWN_LEAKS / KNOWN_READERS: {sorted(gone)}"
 
 
 def test_the_trainer_imports_nothing_of_the_harness():
@@ -161,13 +169,15 @@ def test_the_checker_catches_upward_sideways_and_reading_modules():
         "sequential": "from .backends import slurm\n",
         "brand_new": "x = 1\n",
         "spec": "from harness.thresholds import RUNS\n",     # allowed: data on base
+        "simulate": "from pathlib import Path\nPath('x').read_text()\n",
     }
-    bad, _ = violations(sources, leaks={})
+    bad, _ = violations(sources, leaks={}, readers={})
     text = "\n".join(bad)
     assert "stats:1 (analysis) imports runner (run)" in text
     assert "gate:3 (analysis) reads files (load)" in text and "gate:3 (analysis) reads files (open)" in text
     assert "logparse:1 (logs) imports store (data)" in text
     assert "sequential:1 (design) imports backends.slurm (run)" in text
     assert "harness/brand_new.py is in no layer" in text
+    assert "simulate:2 (design) reads files (read_text)" in text
     assert not any(b.startswith("spec") for b in bad)
-    assert len(bad) == 6, text
+    assert len(bad) == 7, text
