@@ -10,8 +10,8 @@ import os
 import sys
 
 from harness.errors import UserError
-
-DEFAULTS = {"target_loss": 3.28, "alpha_time": 0.001, "alpha_loss": 0.01}
+from harness.thresholds import GATE as DEFAULTS
+from harness.thresholds import resolve
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         if not n:
             raise UserError(f"no run in {' '.join(args.sources)} has a result yet (run the experiment first)")
         raise UserError(f"none of the {n} runs has a final result (each is listed above)")
-    settings = {k: _pick(getattr(args, k), getattr(ds, k), DEFAULTS[k]) for k in DEFAULTS}
+    settings = resolve(args, ds)
     if not 0 < settings["alpha_time"] < 1 or not 0 < settings["alpha_loss"] < 1:
         raise UserError("--alpha-time and --alpha-loss must lie between 0 and 1")
 
@@ -88,6 +88,3 @@ def main(args: argparse.Namespace) -> int:
             sys.stderr.write(f"warning: {w}\n")
     return (0 if verdict.passed else 1) if args.gate else 0
 
-
-def _pick(flag, spec, default):
-    return flag if flag is not None else spec if spec is not None else default

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness import spec as specmod
 from harness.errors import UserError
+from harness.thresholds import RETRIES
 
 
 def configure(p) -> None:
@@ -17,7 +18,7 @@ def configure(p) -> None:
     p.add_argument("--order", choices=specmod.ORDERS, help="launch order (default: the file's)")
     p.add_argument("--seed", type=int, help="base seed; run i of every arm gets SEED = seed + i")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per run")
-    p.add_argument("--retries", type=int, help="extra attempts for a failed run (default: the file's, else 2)")
+    p.add_argument("--retries", type=int, help=f"extra attempts for a failed run (default: the file's, else {RETRIES})")
     p.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
     p.add_argument("--backend", choices=("local", "slurm"), help="where runs execute (default: the file's)")
     p.add_argument("--partition", help="slurm: partition")
@@ -71,17 +72,18 @@ def make_backend(args, exp, results: Path):
 def make_decider(exp, max_runs: int, order: str, results: Path):
     """The sequential plan, fixed at the experiment's first --until-decisive run.
 
-    It is stored as ``sequential.json`` beside the results, so a resumed experiment
+    It is stored beside the results (``store.sequential_path``), so a resumed experiment
     uses exactly the same boundaries (even after a numpy or scipy upgrade).
     """
     import json
 
     from harness.sequential import SequentialPlan
+    from harness.store import sequential_path
 
     if order == "blocked":
         raise UserError("--until-decisive with order 'blocked' runs every control run before the "
                         "first treatment run and saves nothing; use --order interleaved")
-    saved = results / "sequential.json"
+    saved = sequential_path(results)
     if saved.exists():
         try:
             plan = SequentialPlan.from_dict(json.loads(saved.read_text()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from harness.formats import fmt_p
 from harness.sources import Group, as_float, hardware_text
 from harness.stats import Row, Summary
 
@@ -42,13 +43,6 @@ class Verdict:
     def reasons(self) -> list[str]:
         """One line per failed criterion."""
         return [c.line for c in self.criteria if not c.passed]
-
-
-def fmt_p(p: float) -> str:
-    """A p-value readable at any size: 0.0123, 4.74e-05, nan."""
-    if math.isnan(p):
-        return "nan"
-    return f"{p:.4f}" if p >= 1e-4 else f"{p:.2e}"
 
 
 def evaluate(summary: Summary, groups: list[Group]) -> Verdict:

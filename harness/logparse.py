@@ -4,7 +4,7 @@ One ``LogParser`` serves the runner's live stream (``feed`` a line at a time) an
 folders of old logs (``parse_file``). Memory stays constant however long the log:
 only counters, the last lines' figures and a bounded validation curve are kept.
 
-Traps it handles (see ``shared/design/harness.md``):
+Traps it handles (the format, for users: ``docs/log-format.md``):
 - upstream logs start with the script's own source, where the same patterns sit
   inside f-strings: only lines that *start* with ``step:<digits>`` are results, and
   environment lines count only at a line start;

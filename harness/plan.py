@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from harness import sequential as seq
+from harness import thresholds as th
 from harness.errors import UserError
 
 MAX_N = 1000
@@ -142,9 +143,9 @@ def configure(p) -> None:
     p.add_argument("--time-delta", type=float, help="hoped-for treatment minus control time (s), < 0 is faster")
     p.add_argument("--loss-mean", type=float, help="treatment's expected mean loss")
     p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma")
-    p.add_argument("--target-loss", type=float, help="default 3.28 (or the experiment's)")
-    p.add_argument("--alpha-time", type=float, help="default 0.001 (or the experiment's)")
-    p.add_argument("--alpha-loss", type=float, help="default 0.01 (or the experiment's)")
+    p.add_argument("--target-loss", type=float, help=f"default {th.TARGET_LOSS} (or the experiment's)")
+    p.add_argument("--alpha-time", type=float, help=f"default {th.ALPHA_TIME} (or the experiment's)")
+    p.add_argument("--alpha-loss", type=float, help=f"default {th.ALPHA_LOSS} (or the experiment's)")
     p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
                    help="a plain folder of logs: groups by subfolder or by final step count")
     p.add_argument("--control", help="the control group (default: the experiment's, else the first)")
@@ -227,16 +228,9 @@ def main(args) -> int:
     else:
         scenarios, source = [_flag_scenario(args)], "flags"
 
-    def pick(name, fallback):
-        v = getattr(args, name)
-        if v is None:
-            v = defaults.get(name)
-        return fallback if v is None else v
-
-    alpha_time = pick("alpha_time", 0.001)
-    alpha_loss = pick("alpha_loss", 0.01)
-    target = pick("target_loss", 3.28)
-    min_effect = pick("min_effect", 0.0)
+    got = th.resolve(args, defaults, {**th.GATE, "min_effect": th.MIN_EFFECT})
+    alpha_time, alpha_loss = got["alpha_time"], got["alpha_loss"]
+    target, min_effect = got["target_loss"], got["min_effect"]
     res = {"source": source, "power": args.power, "alpha_time": alpha_time, "alpha_loss": alpha_loss,
            "target_loss": target, "min_effect": min_effect, "method": seq.METHOD,
            "treatments": [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,

@@ -26,6 +26,7 @@ from harness.logparse import LogParser, LogSummary, parse_file
 from harness.records import COMPLETED, RunRecord, atomic_write_text
 from harness.spec import Experiment, Hypothesis
 from harness.store import Slot, Store
+from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
 
@@ -83,9 +84,9 @@ class Runner:
         self.decider = decider
         self.want_steps = want_steps
         self.runs = self.opt.runs or exp.runs
-        self.retries = exp.retries if self.opt.retries is None else self.opt.retries
-        self.timeout = self.opt.timeout_s if self.opt.timeout_s is not None else exp.timeout
-        cache = exp.compile_cache if self.opt.compile_cache is None else self.opt.compile_cache
+        self.retries = pick(self.opt.retries, exp.retries, RETRIES)
+        self.timeout = pick(self.opt.timeout_s, exp.timeout, None)
+        cache = pick(self.opt.compile_cache, exp.compile_cache, True)
         self.cache_dir = (store.root / ".cache").resolve() if cache else None
         self.order = exp.launch_order(self.runs, self.opt.order)
         self._git = _git_commit(self.base)
@@ -118,7 +119,7 @@ class Runner:
             # read every stored record first: a corrupt one stops us before anything is written
             slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.freeze(self.exp, self.source_text)
-            plan_path = self.store.root / "sequential.json"
+            plan_path = self.store.sequential_path
             if self.decider is not None and hasattr(self.decider, "to_dict") and not plan_path.exists():
                 atomic_write_text(plan_path, json.dumps(self.decider.to_dict(), indent=2) + "\n")
             return self._run(slots)

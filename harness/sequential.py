@@ -53,7 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import thresholds as th
 from harness.errors import UserError
+from harness.formats import fmt_p
 
 METHOD = ("group-sequential t-tests with error spending (Lan & DeMets 1983; power family "
           "alpha*(n/M)^rho, Kim & DeMets 1987), boundaries on the nominal p scale calibrated by "
@@ -315,7 +317,7 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
 
 def _check_alpha(name: str, a: float) -> None:
     if not isinstance(a, (int, float)) or not (0.0 < float(a) < 0.5):
-        raise UserError(f"{name} {a!r}: expected a number in (0, 0.5), e.g. 0.001")
+        raise UserError(f"{name} {a!r}: expected a number in (0, 0.5), e.g. {th.ALPHA_TIME}")
 
 
 def _check_max_runs(m: int) -> None:
@@ -373,10 +375,7 @@ def _sort(records: list) -> list:
     return list(records)
 
 
-def _fmt_p(p: float) -> str:
-    if p is None or not math.isfinite(p):
-        return "nan"
-    return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
+_fmt_p = fmt_p   # the one p-value format of every output (formats.py)
 
 
 def _decide(d: dict, dec: int, stat: str, passed: str, futile: str, ran_out: str) -> dict:
@@ -400,9 +399,9 @@ class SequentialPlan:
     hypothesis in launch order and says which arms need more runs and why.
     """
 
-    def __init__(self, control: str, treatments: list[str], alpha_time: float = 0.001,
-                 alpha_loss: float = 0.01, target_loss: float = 3.28, min_effect: float = 0.0,
-                 max_runs: int = 10, futility_alpha: float = FUTILITY_ALPHA,
+    def __init__(self, control: str, treatments: list[str], alpha_time: float = th.ALPHA_TIME,
+                 alpha_loss: float = th.ALPHA_LOSS, target_loss: float = th.TARGET_LOSS,
+                 min_effect: float = th.MIN_EFFECT, max_runs: int = th.RUNS, futility_alpha: float = FUTILITY_ALPHA,
                  saved: dict | None = None) -> None:
         treatments = list(treatments)
         if not treatments:
@@ -416,7 +415,7 @@ class SequentialPlan:
         if not _finite(min_effect) or min_effect < 0:
             raise UserError(f"min_effect {min_effect!r}: expected seconds >= 0")
         if not _finite(target_loss):
-            raise UserError(f"target_loss {target_loss!r}: expected a number, e.g. 3.28")
+            raise UserError(f"target_loss {target_loss!r}: expected a number, e.g. {th.TARGET_LOSS}")
         self.control = control
         self.treatments = treatments
         self.alpha_time = float(alpha_time)

@@ -16,15 +16,16 @@ import math
 import numpy as np
 
 from harness import sequential as seq
+from harness import thresholds as th
 from harness.errors import UserError
 
 BLOCK = 50_000
 
 
 def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma: float,
-             treatment_time_sigma: float | None = None, alpha_time: float = 0.001,
-             alpha_loss: float = 0.01, max_runs: int = 10, min_effect: float = 0.0,
-             target_loss: float = 3.28, sims: int = 10_000, seed: int = 0,
+             treatment_time_sigma: float | None = None, alpha_time: float = th.ALPHA_TIME,
+             alpha_loss: float = th.ALPHA_LOSS, max_runs: int = th.RUNS, min_effect: float = th.MIN_EFFECT,
+             target_loss: float = th.TARGET_LOSS, sims: int = 10_000, seed: int = 0,
              futility_alpha: float = seq.FUTILITY_ALPHA) -> dict:
     """Operating characteristics of the sequential procedure (one treatment)."""
     st = time_sigma if treatment_time_sigma is None else treatment_time_sigma
@@ -144,12 +145,12 @@ def configure(p) -> None:
     p.add_argument("--time-delta", type=float, required=True, help="treatment mean time minus control's (s); < 0 is faster")
     p.add_argument("--loss-mean", type=float, required=True, help="treatment's true mean loss")
     p.add_argument("--loss-sigma", type=float, required=True, help="treatment's loss sigma")
-    p.add_argument("--target-loss", type=float, default=3.28)
-    p.add_argument("--alpha-time", type=float, default=0.001)
-    p.add_argument("--alpha-loss", type=float, default=0.01)
+    p.add_argument("--target-loss", type=float, default=th.TARGET_LOSS)
+    p.add_argument("--alpha-time", type=float, default=th.ALPHA_TIME)
+    p.add_argument("--alpha-loss", type=float, default=th.ALPHA_LOSS)
     p.add_argument("--futility-alpha", type=float, default=seq.FUTILITY_ALPHA,
                    help="error of a futility stop at the edge of the null (default 0.1)")
-    p.add_argument("--max-runs", type=int, default=10, help="most runs per arm (default 10)")
+    p.add_argument("--max-runs", type=int, default=th.RUNS, help=f"most runs per arm (default {th.RUNS})")
     p.add_argument("--min-effect", type=float, default=0.0, help="seconds the treatment must gain (futility)")
     p.add_argument("--sims", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)

@@ -25,6 +25,7 @@ from harness.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
+from harness.store import sequential_path
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
 # quote log lines, and parsing images or checkpoints would cost time for nothing.
@@ -458,8 +459,9 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.min_effect = spec.get("min_effect")
         ds.runs = spec.get("runs")
     planned = spec.get("runs")
-    if (root / "sequential.json").is_file() and ds.sequential is None:
-        ds.sequential = _read_json(root / "sequential.json")
+    plan_path = sequential_path(root)
+    if plan_path.is_file() and ds.sequential is None:
+        ds.sequential = _read_json(plan_path)
         planned = None  # stopping before the planned runs is the point: not a warning
     groups = []
     for h in hyps:

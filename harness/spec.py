@@ -19,6 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from harness import thresholds as th
 from harness.errors import UserError
 
 ORDERS = ("interleaved", "blocked", "random")
@@ -29,9 +30,9 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EXPERIMENT_KEYS = {
     "name": ((str,), "a folder-safe name"),
     "description": ((str,), "text"),
-    "target_loss": ((int, float), "a number, e.g. 3.28"),
-    "alpha_time": ((int, float), "a number in (0, 1), e.g. 0.001"),
-    "alpha_loss": ((int, float), "a number in (0, 1), e.g. 0.01"),
+    "target_loss": ((int, float), f"a number, e.g. {th.TARGET_LOSS}"),
+    "alpha_time": ((int, float), f"a number in (0, 1), e.g. {th.ALPHA_TIME}"),
+    "alpha_loss": ((int, float), f"a number in (0, 1), e.g. {th.ALPHA_LOSS}"),
     "runs": ((int,), "a positive integer (runs per hypothesis)"),
     "order": ((str,), "one of " + ", ".join(ORDERS)),
     "seed": ((int,), "an integer"),
@@ -114,15 +115,15 @@ class Experiment:
     name: str
     hypotheses: tuple[Hypothesis, ...]
     description: str = ""
-    target_loss: float = 3.28
-    alpha_time: float = 0.001
-    alpha_loss: float = 0.01
-    runs: int = 10
+    target_loss: float = th.TARGET_LOSS
+    alpha_time: float = th.ALPHA_TIME
+    alpha_loss: float = th.ALPHA_LOSS
+    runs: int = th.RUNS
     order: str = "interleaved"
     seed: int = 0
-    min_effect: float = 0.0
+    min_effect: float = th.MIN_EFFECT
     timeout: float | None = None
-    retries: int = 2
+    retries: int = th.RETRIES
     compile_cache: bool = True
     backend: str = "local"
     slurm: dict = field(default_factory=dict)

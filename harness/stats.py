@@ -15,6 +15,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from harness import thresholds as th
+from harness.formats import fmt_p
+
 NAN = math.nan
 # Robust checks beside the table. Each is a test with a stated false-alarm rate, so
 # that a warning means something at the small n of speedrun records (n = 5..20):
@@ -428,8 +431,8 @@ def _mode_steps(steps: list[int]) -> int | None:
     return max(s for s, c in counts if c == best)   # ties: the larger step count
 
 
-def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
-              alpha_time: float = 0.001, alpha_loss: float = 0.01,
+def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS,
+              alpha_time: float = th.ALPHA_TIME, alpha_loss: float = th.ALPHA_LOSS,
               seed: int = BOOTSTRAP_SEED) -> Summary:
     """The significance table: the control first, then the others in the given order."""
     ctrl = next(a for a in arms if a.name == control)
@@ -508,7 +511,7 @@ def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
             out.append(StatWarning(
                 "drift", arm.name,
                 f"drift: {arm.name} time {way} with run order (Spearman rho {rho:+.2f}, two-sided "
-                f"p {p:.2g} < {DRIFT_ALPHA:g}, {row.drift_slope:+.4f} s per run): the machine "
+                f"p {fmt_p(p)} < {DRIFT_ALPHA:g}, {row.drift_slope:+.4f} s per run): the machine "
                 f"changed during the experiment; compare the runs' hosts and start times, and "
                 f"rerun with order = \"interleaved\" so that both arms see the same drift"))
     return out

@@ -5,6 +5,7 @@ Layout::
     results/<experiment>/
         .lock                      flock held by the one runner at work
         spec.json                  the frozen experiment (what later runs must match)
+        sequential.json            the --until-decisive plan, fixed at its first run
         experiment.toml            the file as it was first run
         <hypothesis>/<NNN>-<attempt>/
             launch.json            written when the attempt starts (job id, command)
@@ -28,6 +29,13 @@ from harness.classify import counted_attempt
 from harness.errors import UserError
 from harness.records import RunRecord, atomic_write_text
 from harness.spec import Experiment
+
+SEQUENTIAL_FILE = "sequential.json"
+
+
+def sequential_path(root: str | Path) -> Path:
+    """Where a results folder keeps its sequential plan (the one spelling of the name)."""
+    return Path(root) / SEQUENTIAL_FILE
 
 
 @dataclass
@@ -107,6 +115,10 @@ class Store:
         toml_path = self.root / "experiment.toml"
         if not toml_path.exists():
             atomic_write_text(toml_path, source_text)
+
+    @property
+    def sequential_path(self) -> Path:
+        return sequential_path(self.root)
 
     def read_spec(self) -> dict | None:
         path = self.root / "spec.json"

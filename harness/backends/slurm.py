@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -182,6 +183,34 @@ def probe_filesystem(token_path: str, reply_path: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # The submitting side.
+
+
+@dataclass
+class JobState:
+    """What the submitting side knows of one attempt's job (``Handle.extra["job"]``)."""
+
+    token: str                      # our attempt's id inside the job's task: tells a reused job id apart
+    started_at: str                 # ISO-8601 UTC: submission (or the submitted file's time, adopted)
+    t0: float                       # time.monotonic() at submission, for wall_s
+    result: str                     # submitit's result pickle
+    stderr: str                     # the job's own stderr and stdout files
+    stdout: str
+    adopted: bool = False           # found again after the runner that submitted it died
+    node: str = ""                  # where SLURM placed it, once running
+    next_look: float = 0.0          # monotonic time before which the result file is not asked again
+    ended_seen: float | None = None     # when SLURM first showed it ended without a result
+    signal_seen: float | None = None    # when its result first showed a signal from SLURM
+    result_data: dict | None = None     # the result, kept while SLURM finishes the job
+    outcome: Outcome | None = None      # final; poll returns it from then on
+    cancelled: bool = False
+
+
+def job_state(handle: Handle) -> JobState:
+    return handle.extra["job"]
+
+
+class UnreadableJob(Exception):
+    """A job's submission file exists but cannot be read: whose job it is, is unknown."""
 
 
 class _Status:
@@ -453,10 +482,11 @@ class SlurmBackend(Backend):
     def _handle(self, spec: LaunchSpec, job_id: str, token: str, adopted: bool = False) -> Handle:
         import submitit
         job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
-        return Handle(spec, job_id=job_id, extra={
-            "token": token, "started_at": now_iso(), "t0": time.monotonic(), "adopted": adopted,
-            "result": str(job.paths.result_pickle), "stderr": str(job.paths.stderr),
-            "stdout": str(job.paths.stdout), "ended_seen": None})
+        state = JobState(token=token, started_at=now_iso(), t0=time.monotonic(), adopted=adopted,
+                         result=str(job.paths.result_pickle), stderr=str(job.paths.stderr),
+                         stdout=str(job.paths.stdout))
+        # "started_at" is the one key every backend's handle offers the runner
+        return Handle(spec, job_id=job_id, extra={"job": state, "started_at": state.started_at})
 
     def _find_active(self, comment: str, run_dir: Path) -> tuple[str, str] | None:
         try:
@@ -485,8 +515,8 @@ class SlurmBackend(Backend):
             except FileNotFoundError:
                 if wait:
                     time.sleep(0.2)
-            except Exception:
-                return None
+            except Exception as e:  # truncated, or written by another submitit/python: not "gone"
+                raise UnreadableJob(f"{path}: {_first_line(e)}") from None
         else:
             return None
         try:
@@ -499,52 +529,53 @@ class SlurmBackend(Backend):
 
     # -- following -------------------------------------------------------------------------
     def poll(self, handle: Handle) -> Outcome | None:
-        x = handle.extra
-        if "outcome" in x:
-            return x["outcome"]
-        res = x.get("result_data") or self._load_result(handle)
+        x = job_state(handle)
+        if x.outcome is not None:
+            return x.outcome
+        res = x.result_data or self._load_result(handle)
         if res is not None and res.get("slurm_signal") and not res.get("timed_out"):
             # SLURM stopped the command: name the state SLURM ends the job in (CANCELLED,
             # PREEMPTED, TIMEOUT...), which shows once the job has left COMPLETING.
-            x["result_data"] = res
-            x["signal_seen"] = x.get("signal_seen") or time.monotonic()
+            x.result_data = res
+            x.signal_seen = x.signal_seen or time.monotonic()
             st = self.status.get(handle.job_id)["state"]
             if st in ACTIVE:
-                if time.monotonic() - x["signal_seen"] < self.result_grace_s:
+                if time.monotonic() - x.signal_seen < self.result_grace_s:
                     return None
                 self._scancel(handle.job_id)  # e.g. requeued by SLURM: the runner retries, not SLURM
             res = dict(res, slurm_state=st)
         if res is not None:
-            x["outcome"] = self._from_result(handle, res)
+            x.outcome = self._from_result(handle, res)
             self.status.forget(handle.job_id)
-            return x["outcome"]
+            return x.outcome
         info = self.status.get(handle.job_id)
         st = info["state"]
         if st in ACTIVE:
             if st not in ("PENDING", "CONFIGURING") and info.get("node"):
-                x["node"] = info["node"]
+                x.node = info["node"]
             return None
         # ended (or forgotten by SLURM) without a result so far: give a slow shared
         # filesystem a moment to show the result file, then call it lost.
-        if x["ended_seen"] is None:
-            x["ended_seen"] = time.monotonic()
+        if x.ended_seen is None:
+            x.ended_seen = time.monotonic()
             return None
-        if time.monotonic() - x["ended_seen"] < self.result_grace_s:
+        if time.monotonic() - x.ended_seen < self.result_grace_s:
             return None
         res = self._load_result(handle, force=True)
         if res is not None:
-            x["outcome"] = self._from_result(handle, res)
+            x.outcome = self._from_result(handle, res)
         else:
-            x["outcome"] = self._lost(handle, info)
+            x.outcome = self._lost(handle, info)
         self.status.forget(handle.job_id)
-        return x["outcome"]
+        return x.outcome
 
     def _load_result(self, handle: Handle, force: bool = False):
+        x = job_state(handle)
         now = time.monotonic()
-        if not force and now < handle.extra.get("next_look", 0.0):
+        if not force and now < x.next_look:
             return None  # the runner polls every 50 ms; the filesystem is asked twice a second
-        handle.extra["next_look"] = now + 0.5
-        path = Path(handle.extra["result"])
+        x.next_look = now + 0.5
+        path = Path(x.result)
         try:
             path.parent.chmod(path.parent.stat().st_mode)  # refresh NFS attribute caches
         except OSError:
@@ -557,25 +588,25 @@ class SlurmBackend(Backend):
         except Exception:  # written right now: read it at the next poll
             return None
         if kind == "success" and isinstance(value, dict):
-            if value.get("token") != handle.extra["token"]:
+            if value.get("token") != x.token:
                 return None  # a stale file from a reused job id
             return value
         # submitit caught an exception around run_attempt (unpickling, import, ...)
         return {"error": _last_line(str(value)) or "the job raised an exception", "exit_code": None,
-                "token": handle.extra["token"]}
+                "token": x.token}
 
     def _from_result(self, handle: Handle, r: dict) -> Outcome:
-        x = handle.extra
-        host = r.get("host") or x.get("node") or ""
-        started = r.get("started_at") or x["started_at"]
+        x = job_state(handle)
+        host = r.get("host") or x.node or ""
+        started = r.get("started_at") or x.started_at
         finished = r.get("finished_at") or now_iso()
         wall = r.get("wall_s")
         if wall is None:
-            wall = time.monotonic() - x["t0"]
+            wall = time.monotonic() - x.t0
         if r.get("error"):
             return Outcome(exit_code=None, timed_out=False, started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
-                           message=f"SLURM job {handle.job_id}: {r['error']} (job stderr: {x['stderr']})")
+                           message=f"SLURM job {handle.job_id}: {r['error']} (job stderr: {x.stderr})")
         if r.get("timed_out"):
             t = handle.spec.timeout_s
             return Outcome(exit_code=r.get("exit_code"), timed_out=True, started_at=started,
@@ -587,32 +618,33 @@ class SlurmBackend(Backend):
             return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
                            message=f"SLURM job {handle.job_id} {state} ({r['slurm_signal']} from SLURM stopped "
-                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x['stderr']})")
+                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x.stderr})")
         return Outcome(exit_code=r.get("exit_code"), timed_out=False, started_at=started, finished_at=finished,
                        wall_s=wall, host=host, message="")
 
     def _lost(self, handle: Handle, info: dict) -> Outcome:
-        x = handle.extra
+        x = job_state(handle)
         st = info["state"]
         what = (f"ended in state {st}" if st != GONE else
                 "is no longer known to SLURM (squeue/sacct)")
         reason = info.get("reason") or ""
         if reason and reason not in ("None", "(null)"):
             what += f" ({reason})"
-        log = x["stderr"]
+        log = x.stderr
         tail = _tail_line(log)
         hint = f"; last line: {tail}" if tail else ""
         if not Path(log).exists():
             hint = f"; no job log appeared in {Path(log).parent}: is it on a filesystem shared with the nodes?"
-        return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=x["started_at"],
-                       finished_at=now_iso(), wall_s=time.monotonic() - x["t0"], host=info.get("node") or x.get("node") or "",
+        return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=x.started_at,
+                       finished_at=now_iso(), wall_s=time.monotonic() - x.t0, host=info.get("node") or x.node or "",
                        message=f"SLURM job {handle.job_id} {what} without reporting a result "
                                f"(job stderr: {log}{hint})")
 
     def cancel(self, handle: Handle) -> None:
-        if "outcome" in handle.extra or handle.extra.get("cancelled"):
+        x = job_state(handle)
+        if x.outcome is not None or x.cancelled:
             return
-        handle.extra["cancelled"] = True
+        x.cancelled = True
         self._scancel(handle.job_id)
 
     @staticmethod
@@ -627,25 +659,34 @@ class SlurmBackend(Backend):
 
         ``job_id`` empty: the runner died between sbatch and saving the id; the job is
         then found by its comment (the run folder) among the jobs squeue still lists.
-        Returns None when SLURM no longer knows the job and it left no result.
+        Returns None when SLURM no longer knows the job and it left no result. A job
+        whose submission file cannot be read is not presumed gone (it may still run,
+        and redoing the attempt would run it twice): that is a UserError naming it.
         """
         run_dir = Path(run_dir).resolve()
         job_id = str(job_id or "").strip()
-        if not job_id:
-            found = self._find_active(COMMENT_PREFIX + str(run_dir), run_dir)
-            if found is None:
+        try:
+            if not job_id:
+                found = self._find_active(COMMENT_PREFIX + str(run_dir), run_dir)
+                if found is None:
+                    return None
+                job_id, token = found
+            elif not job_id.isdigit():
                 return None
-            job_id, token = found
-        elif not job_id.isdigit():
-            return None
-        else:
-            token = self._submitted_token(job_id, run_dir)
-            if token is None:
-                return None  # not our attempt's job (or its files are gone)
+            else:
+                token = self._submitted_token(job_id, run_dir)
+                if token is None:
+                    return None  # not our attempt's job (or its files are gone)
+        except UnreadableJob as e:
+            raise _user_error(f"slurm backend: cannot tell whether SLURM job {job_id or '?'} is the attempt in "
+                              f"{run_dir}: its submission file is unreadable ({e}); check it with squeue/sacct, "
+                              f"scancel it if it still runs, then move the run folder aside and run again") from None
         handle = self._handle(spec, job_id, token, adopted=True)
         import submitit
         submitted = submitit.SlurmJob(folder=self.folder, job_id=job_id).paths.submitted_pickle
-        handle.extra["started_at"] = _mtime_iso(submitted) or handle.extra["started_at"]
+        state = job_state(handle)
+        state.started_at = _mtime_iso(submitted) or state.started_at
+        handle.extra["started_at"] = state.started_at
         if self._load_result(handle, force=True) is not None:
             return handle
         st = self.status.get(job_id, fresh=True)["state"]
