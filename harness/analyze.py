@@ -32,6 +32,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate", action="store_true",
                    help="print the record gate's verdict; exit 1 when it fails")
     p.add_argument("--plot", metavar="FILE.png", help="also draw times, losses and loss curves")
+    p.add_argument("--variance-from", metavar="LOGS",
+                   help="borrow sigma from earlier runs (a folder of logs or a results folder, e.g. the "
+                        "record's published logs): loss always, time when the hardware matches")
+    p.add_argument("--known-loss-sigma", type=float, metavar="SIGMA",
+                   help="loss sigma fixed by the track's rules: the loss test becomes a z-test")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
 
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
-    summary = stats.summarise(arms, control, **settings)
+    variance = variance_plan(args, ds)
+    summary = stats.summarise(arms, control, variance=variance, **settings)
     verdict = gate.evaluate(summary, ds.groups)
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
@@ -76,6 +82,31 @@ def main(args: argparse.Namespace) -> int:
         from harness import plot      # matplotlib only when asked for
         plot.plot(analysis, args.plot)
     return (0 if verdict.passed else 1) if args.gate else 0
+
+
+def variance_plan(args, ds):
+    """The borrowed/known sigma plan from the flags, else the experiment's keys; None: none."""
+    from harness import borrow, sources
+    known = _pick(getattr(args, "known_loss_sigma", None), getattr(ds, "known_loss_sigma", None), None)
+    src = _pick(getattr(args, "variance_from", None), getattr(ds, "variance_from", None), None)
+    if known is not None and not (known > 0 and known < float("inf")):
+        raise UserError(f"--known-loss-sigma {known}: expected a standard deviation > 0, e.g. 0.0013")
+    borrowed = None
+    if src is not None:
+        if not os.path.exists(src):
+            raise UserError(f"--variance-from {src}: no such folder; give the folder of the earlier runs' logs")
+        earlier = sources.load([src], "steps")
+        current = {os.path.realpath(r.source) for g in ds.groups for r in g.runs}
+        again = [r.source for g in earlier.groups for r in g.runs if os.path.realpath(r.source) in current]
+        if again:
+            raise UserError(f"--variance-from {src}: holds runs being tested ({again[0]}); "
+                            f"borrow from earlier runs only")
+        borrowed = {"source": src, "losses": [g.losses for g in earlier.groups],
+                    "times": [g.times for g in earlier.groups],
+                    "hardware": [r.hardware for g in earlier.groups for r in g.runs]}
+        if borrow.estimate(borrowed["losses"], src) is None:
+            raise UserError(f"--variance-from {src}: no group with 2 finished runs to estimate sigma from")
+    return borrow.make_plan(known, borrowed, [r.hardware for g in ds.groups for r in g.runs])
 
 
 def _pick(flag, spec, default):

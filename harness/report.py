@@ -119,7 +119,7 @@ class TextExporter(Exporter):
 
     def render(self, a: Analysis) -> str:
         s = a.summary
-        parts = ["\n".join(table_lines(s))]
+        parts = ["\n".join(table_lines(s) + ([s.variance_line] if s.variance_line else []))]
         parts += [raw_block(g) for g in a.groups]
         if s.treatments:
             head, rows = beside_columns(s)
@@ -183,6 +183,8 @@ class MarkdownExporter(Exporter):
     def render(self, a: Analysis) -> str:
         s = a.summary
         out = [_md_table([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows]), ""]
+        if s.variance_line:
+            out += [_md_escape(s.variance_line), ""]
         out += ["```"] + ["\n\n".join(raw_block(g) for g in a.groups)] + ["```", ""]
         if s.treatments:
             head, rows = beside_columns(s)
@@ -241,8 +243,9 @@ def to_dict(a: Analysis) -> dict:
             "failed_runs": [{"source": run.source, "status": run.record.status,
                              "message": run.record.message} for run in g.failed],
         })
+    extra = {"variance": s.variance_line} if s.variance_line else {}   # only when borrowed or known
     return nan_to_none({
-        "control": s.control, "target_loss": s.target_loss,
+        "control": s.control, "target_loss": s.target_loss, **extra,
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
         "hypotheses": hyps,
         "warnings": a.warnings,

@@ -84,6 +84,8 @@ class Dataset:
     sequential: dict | None = None      # the saved --until-decisive plan of a results folder
     min_effect: float | None = None     # more of the experiment spec, for `harness plan`
     runs: int | None = None
+    known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
+    variance_from: str | None = None
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
@@ -355,6 +357,8 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.alpha_loss = spec.get("alpha_loss")
         ds.min_effect = spec.get("min_effect")
         ds.runs = spec.get("runs")
+        ds.known_loss_sigma = spec.get("known_loss_sigma")
+        ds.variance_from = spec.get("variance_from")
     planned = spec.get("runs")
     if (root / "sequential.json").is_file() and ds.sequential is None:
         ds.sequential = _read_json(root / "sequential.json")

@@ -40,6 +40,9 @@ EXPERIMENT_KEYS = {
     "retries": ((int,), "an integer >= 0"),
     "compile_cache": ((bool,), "true or false"),
     "backend": ((str,), "local or slurm"),
+    # borrowed / known variance (harness/borrow.py)
+    "known_loss_sigma": ((int, float), "the loss sigma a track's rules fix, e.g. 0.0013"),
+    "variance_from": ((str,), "a folder of earlier runs' logs to borrow sigma from"),
 }
 HYPOTHESIS_KEYS = {
     "name": ((str,), "a folder-safe name such as H0"),
@@ -126,6 +129,8 @@ class Experiment:
     compile_cache: bool = True
     backend: str = "local"
     slurm: dict = field(default_factory=dict)
+    known_loss_sigma: float | None = None
+    variance_from: str | None = None
 
     @property
     def control(self) -> Hypothesis:
@@ -146,7 +151,7 @@ class Experiment:
         """
         d = self.to_dict()
         for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
-                    "compile_cache"):
+                    "compile_cache", "known_loss_sigma", "variance_from"):   # analysis, not what a run is
             d.pop(key, None)
         for h in d["hypotheses"]:
             h.pop("description", None)
@@ -236,6 +241,9 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
         raise _fail(path, "experiment.timeout", f"got {exp['timeout']}, expected seconds > 0 (or leave it out)")
     if exp.get("retries", 0) < 0:
         raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer >= 0")
+    if "known_loss_sigma" in exp and not 0 < exp["known_loss_sigma"] < float("inf"):
+        raise _fail(path, "experiment.known_loss_sigma",
+                    f"got {exp['known_loss_sigma']}, expected a standard deviation > 0, e.g. 0.0013")
 
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -267,7 +275,7 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     known = {k: v for k, v in exp.items() if k != "name"}
     if "timeout" in known:
         known["timeout"] = float(known["timeout"])
-    for key in ("target_loss", "alpha_time", "alpha_loss", "min_effect"):
+    for key in ("target_loss", "alpha_time", "alpha_loss", "min_effect", "known_loss_sigma"):
         if key in known:
             known[key] = float(known[key])
     return Experiment(name=exp["name"], hypotheses=tuple(hyps), slurm=dict(slurm), **known)
