@@ -71,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
     multi = len(rows) > 1
     look = None
     if ds.sequential is not None:
-        from harness.sequential import SequentialPlan   # numpy only for sequential experiments
-        look = SequentialPlan.from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
+        from harness.borrow_seq import plan_from_dict   # numpy only for sequential experiments
+        look = plan_from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
                                                                for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
@@ -86,27 +86,11 @@ def main(args: argparse.Namespace) -> int:
 
 def variance_plan(args, ds):
     """The borrowed/known sigma plan from the flags, else the experiment's keys; None: none."""
-    from harness import borrow, sources
+    from harness.variance_source import load_plan
     known = _pick(getattr(args, "known_loss_sigma", None), getattr(ds, "known_loss_sigma", None), None)
     src = _pick(getattr(args, "variance_from", None), getattr(ds, "variance_from", None), None)
-    if known is not None and not (known > 0 and known < float("inf")):
-        raise UserError(f"--known-loss-sigma {known}: expected a standard deviation > 0, e.g. 0.0013")
-    borrowed = None
-    if src is not None:
-        if not os.path.exists(src):
-            raise UserError(f"--variance-from {src}: no such folder; give the folder of the earlier runs' logs")
-        earlier = sources.load([src], "steps")
-        current = {os.path.realpath(r.source) for g in ds.groups for r in g.runs}
-        again = [r.source for g in earlier.groups for r in g.runs if os.path.realpath(r.source) in current]
-        if again:
-            raise UserError(f"--variance-from {src}: holds runs being tested ({again[0]}); "
-                            f"borrow from earlier runs only")
-        borrowed = {"source": src, "losses": [g.losses for g in earlier.groups],
-                    "times": [g.times for g in earlier.groups],
-                    "hardware": [r.hardware for g in earlier.groups for r in g.runs]}
-        if borrow.estimate(borrowed["losses"], src) is None:
-            raise UserError(f"--variance-from {src}: no group with 2 finished runs to estimate sigma from")
-    return borrow.make_plan(known, borrowed, [r.hardware for g in ds.groups for r in g.runs])
+    return load_plan(known, src, [r.hardware for g in ds.groups for r in g.runs],
+                     {r.source for g in ds.groups for r in g.runs})
 
 
 def _pick(flag, spec, default):

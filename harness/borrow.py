@@ -11,14 +11,20 @@ earlier runs through ``sources`` and hands their values in).
   A quantity's variance estimate becomes the pooled
   ``((n - 1) s^2 + df_b s_b^2) / (n - 1 + df_b)`` with ``n - 1 + df_b`` degrees of
   freedom (the standard pooled estimate when both share one sigma). The loss test
-  pools the treatment's losses with the borrowed loss sigma; the time test pools the
-  control's times with the borrowed time sigma (the earlier runs are the control's,
-  e.g. the record's published logs), only when the hardware of both is recorded and
-  the same. The treatment's time variance is always its own.
-* Consistency check: before borrowing for an arm, a two-sided F test of the arm's
-  own variance against the borrowed one (``CHECK_LEVEL``). When it rejects, that arm
-  does not borrow (its own variance, as without borrowing) and a warning says so;
-  nothing fails: the fallback is the unborrowed test, which is valid on its own.
+  pools the treatment's losses with the borrowed loss sigma (one-sample t). The time
+  test, only when the hardware of both is recorded and the same, becomes Student's
+  pooled two-sample t with the earlier runs as a third sample of the same sigma:
+  s^2 = ((n_c - 1) s_c^2 + (n_t - 1) s_t^2 + df_b s_b^2) / (n_c + n_t - 2 + df_b), exact
+  when the run-to-run sigma is the hardware's and not the change's (the assumption
+  borrowing makes; the consistency check guards it). Welch's t is not used there: with
+  one arm's variance borrowed and the other's from 2 runs its df are badly wrong.
+* Consistency check: before borrowing for an arm, a one-sided F test of "the arm's
+  own spread is larger than the borrowed sigma" (``CHECK_LEVEL``). Only that side is
+  checked: a borrowed sigma that is too small makes the tests claim too much, one
+  that is too large only costs power (and falling back to a variance that happens
+  to be small would itself make false claims). When it rejects, that arm does not
+  borrow (its own variance, as without borrowing) and a warning says so; nothing
+  fails: the fallback is the unborrowed test, which is valid on its own.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 
 from harness.stats import NAN, betainc, mean, norm_sf, std, t_cdf
 
-CHECK_LEVEL = 0.05     # two-sided F test: refuse to borrow when the spreads disagree at this level
+CHECK_LEVEL = 0.05     # one-sided F test: refuse to borrow when the runs spread more, at this level
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,11 @@ class VariancePlan:
         if self.loss is not None:
             parts.append(self.loss.text("loss"))
         if self.time is not None:
-            parts.append(self.time.text("control time"))
+            parts.append(self.time.text("time"))
         elif self.time_note:
             parts.append(f"time sigma not borrowed: {self.time_note}")
         check = "" if (self.loss is None or self.loss.known) and self.time is None else \
-            f"; an arm whose own spread disagrees (F test, level {self.level:g}) does not borrow"
+            f"; an arm that spreads more (F test, level {self.level:g}) does not borrow"
         return "variance: " + "; ".join(parts) + check
 
     def to_dict(self) -> dict:
@@ -132,13 +138,12 @@ def f_cdf(f: float, d1: float, d2: float) -> float:
 
 
 def consistency_p(xs: list[float], sigma: Sigma) -> float:
-    """Two-sided F-test p of "the runs' sigma equals the borrowed one"; nan below 2 runs."""
+    """One-sided F-test p of "the runs' sigma is larger than the borrowed one"; nan below 2 runs."""
     xs = [x for x in xs if math.isfinite(x)]
     if len(xs) < 2 or sigma.known or sigma.value <= 0:
         return NAN
     f = std(xs) ** 2 / sigma.value ** 2
-    c = f_cdf(f, len(xs) - 1, sigma.df)
-    return min(1.0, 2.0 * min(c, 1.0 - c))
+    return 1.0 - f_cdf(f, len(xs) - 1, sigma.df)
 
 
 def agrees(xs: list[float], sigma: Sigma | None, level: float = CHECK_LEVEL) -> bool:
@@ -176,24 +181,23 @@ def one_sample_less(xs: list[float], mu: float, sigma: Sigma) -> float:
     return _cdf((mean(xs) - mu) / math.sqrt(var / n), df)
 
 
-def welch_less(a: list[float], b: list[float], b_sigma: Sigma) -> float:
-    """One-sided Welch p that mean(a) < mean(b), ``b``'s variance pooled with ``b_sigma``.
+def pooled_t_less(a: list[float], b: list[float], sigma: Sigma) -> float:
+    """One-sided p that mean(a) < mean(b): Student's pooled t with ``sigma`` as a third sample.
 
-    The Welch-Satterthwaite degrees of freedom count ``b``'s pooled df (inf when known).
+    df = n_a - 1 + n_b - 1 + df_b (a z-test when sigma is known).
     """
     na, nb = len(a), len(b)
-    if na < 2 or nb < 1 or not all(math.isfinite(x) for x in list(a) + list(b)):
+    if na < 1 or nb < 1 or not all(math.isfinite(x) for x in list(a) + list(b)):
         return NAN
-    va = std(a) ** 2 / na
-    vb_full, dfb = pooled(b, b_sigma)
-    vb = vb_full / nb
-    se2 = va + vb
-    diff = mean(a) - mean(b)
-    if se2 <= 0:
+    if sigma.known:
+        var, df = sigma.value ** 2, math.inf
+    else:
+        ss = sum((len(xs) - 1) * std(xs) ** 2 for xs in (a, b) if len(xs) >= 2)
+        df = na - 1 + nb - 1 + sigma.df
+        var = (ss + sigma.df * sigma.value ** 2) / df
+    if var <= 0:
         return NAN
-    tail_b = 0.0 if math.isinf(dfb) else vb * vb / dfb
-    df = se2 * se2 / (va * va / (na - 1) + tail_b)
-    return t_cdf(diff / math.sqrt(se2), df)
+    return _cdf((mean(a) - mean(b)) / math.sqrt(var * (1.0 / na + 1.0 / nb)), df)
 
 
 # ---------------------------------------------------------------- the table's tests
@@ -220,23 +224,21 @@ def arm_tests(name: str, losses: list[float], times: list[float], control_name: 
         else:
             out.notes.append(_refused(name, "loss", losses, plan.loss, plan.level))
     if plan.time is not None and not is_control:
-        if agrees(control_times, plan.time, plan.level):
-            out.time_faster = welch_less(times, control_times, plan.time)
-            out.time_slower = _welch_more(times, control_times, plan.time)
+        refused = [_refused(n, "time", xs, plan.time, plan.level)
+                   for n, xs in ((control_name, control_times), (name, times))
+                   if not agrees(xs, plan.time, plan.level)]
+        if refused:      # both arms share the pooled variance: either one refusing stops it
+            out.notes += refused
         else:
-            out.notes.append(_refused(control_name, "time", control_times, plan.time, plan.level))
+            out.time_faster = pooled_t_less(times, control_times, plan.time)
+            out.time_slower = pooled_t_less(control_times, times, plan.time)
     return out
-
-
-def _welch_more(a: list[float], b: list[float], b_sigma: Sigma) -> float:
-    """One-sided p that mean(a) > mean(b) (the "slower" side), b's variance pooled."""
-    return welch_less([-x for x in a], [-x for x in b], b_sigma)
 
 
 def _refused(name: str, what: str, xs: list[float], sigma: Sigma, level: float) -> str:
     p = consistency_p(xs, sigma)
     return (f"variance: {name} {what} sigma {std(xs):.4g} disagrees with the borrowed "
-            f"{sigma.value:.4g} (F test p {p:.2g} < {level:g}): its own variance is used instead")
+            f"{sigma.value:.4g} (F test of a larger spread p {p:.2g} < {level:g}): its own variance is used instead")
 
 
 # ---------------------------------------------------------------- the plan
