@@ -76,12 +76,24 @@ def main(args: argparse.Namespace) -> int:
                                                                for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
-                               sequential=look)
+                               sequential=look, sweeps=sweep_analyses(ds, control, settings, variance))
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for
         plot.plot(analysis, args.plot)
     return (0 if verdict.passed else 1) if args.gate else 0
+
+
+def sweep_analyses(ds, control: str, settings: dict, variance) -> list:
+    """One loss model per step sweep (arms named BASE@STEPS: harness/sweep.py)."""
+    from harness import sweep
+    by_name = {g.name: g for g in ds.groups}
+    ctrl = by_name[control].times
+    sigma = variance.loss if variance is not None else None
+    level = variance.level if variance is not None else None
+    return [sweep.analyse(base, [(s, n, by_name[n].losses, by_name[n].times) for s, n in arms], ctrl,
+                          settings["target_loss"], settings["alpha_loss"], sigma, level)
+            for base, arms in sweep.sweeps([g.name for g in ds.groups if g.name != control]).items()]
 
 
 def variance_plan(args, ds):

@@ -92,6 +92,10 @@ def make_decider(exp, max_runs: int, order: str, results: Path):
             raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
                             f"{plan.max_runs}; keep it, or use a new --results folder for {max_runs}")
         return plan
+    from harness import sweep
+    if sweep.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
+        from harness.borrow_seq import sweep_decider
+        return sweep_decider(exp, max_runs)
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
         from harness.borrow_seq import borrowed_plan     # borrowed / known sigma (issue 16)

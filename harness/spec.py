@@ -48,7 +48,7 @@ HYPOTHESIS_KEYS = {
     "name": ((str,), "a folder-safe name such as H0"),
     "control": ((bool,), "true or false"),
     "description": ((str,), "text"),
-    "steps": ((int,), "the expected final step, a positive integer"),
+    "steps": ((int, list), "the expected final step, a positive integer (or a list: a step sweep)"),
     "script": ((str,), "a path to the training script"),
     "nproc_per_node": ((int,), "a positive integer (GPUs per run)"),
     "launcher": ((str,), "one of " + ", ".join(LAUNCHERS)),
@@ -257,7 +257,7 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     hyps_raw = raw.get("hypothesis")
     if not isinstance(hyps_raw, list) or not hyps_raw:
         raise _fail(path, "[[hypothesis]]", "none defined; add at least a control and a treatment")
-    hyps = [_hypothesis(path, i, h, defaults, base) for i, h in enumerate(hyps_raw)]
+    hyps = [arm for i, h in enumerate(hyps_raw) for arm in _arms(path, i, h, defaults, base)]
     seen: set[str] = set()
     for h in hyps:
         if h.name.lower() in seen:
@@ -285,6 +285,24 @@ def _check_name(path: Path, where: str, name: str) -> None:
     if not SAFE_NAME.match(name) or name in (".", ".."):
         raise _fail(path, where, f"{name!r} is not safe as a folder name; "
                                  "use letters, digits, '.', '_' and '-' (at most 64)")
+
+
+def _arms(path: Path, i: int, h, defaults: dict, base: Path) -> list[Hypothesis]:
+    """One hypothesis, or one arm per step count of a sweep (``steps = [...]``: harness/sweep.py)."""
+    if not (isinstance(h, dict) and isinstance(h.get("steps"), list)):
+        return [_hypothesis(path, i, h, defaults, base)]
+    from dataclasses import replace
+
+    from harness import sweep
+    where = f"hypothesis {h.get('name', f'#{i + 1}')}.steps"
+    if h.get("control"):
+        raise _fail(path, where, "the control cannot be a sweep; sweep a treatment")
+    one = _hypothesis(path, i, {k: v for k, v in h.items() if k != "steps"}, defaults, base)
+    try:
+        arms = sweep.expand(one.name, h["steps"], one.args)
+    except ValueError as e:
+        raise _fail(path, where, str(e)) from None
+    return [replace(one, name=name, steps=steps, args=args) for name, steps, args in arms]
 
 
 def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis:
@@ -317,6 +335,8 @@ def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis
     if nproc < 1:
         raise _fail(path, f"{where}.nproc_per_node", f"got {nproc}, expected a positive integer")
     steps = h.get("steps")
+    if isinstance(steps, list):
+        raise _fail(path, f"{where}.steps", "a list of step counts (a sweep) is for treatments only")
     if steps is not None and steps < 1:
         raise _fail(path, f"{where}.steps", f"got {steps}, expected a positive integer")
     return Hypothesis(
