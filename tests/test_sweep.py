@@ -89,8 +89,8 @@ def test_sweep_finds_the_smallest_step_count_below_target_with_its_interval():
             (1560, "H1@1560", [3.2799, 3.2797, 3.2802], [97.4] * 3),
             (1575, "H1@1575", [3.2785, 3.2781, 3.2788], [98.3] * 3)]
     sw = sweep.analyse("H1", arms, [98.0] * 3, 3.28, 0.01)
-    assert [p.verdict for p in sw.points] == ["above", "~", "below"] or sw.smallest.steps == 1560
-    assert sw.smallest is not None
+    assert [p.verdict for p in sw.points] == ["above", "~", "below"]
+    assert sw.smallest.steps == 1575 and sw.crossing == 1563     # 1563: interpolated, not run
     lo, hi = sw.interval
     assert lo < sw.smallest.predicted < hi < 3.28
     assert sw.fit.upper(sw.smallest.steps, 0.01) == pytest.approx(hi)
