@@ -193,3 +193,12 @@ def test_borrowed_boundaries_hold_alpha_when_right_and_the_robust_limit_when_off
     m, v = borrow_seq.seq._moments(1.5 * rng.standard_normal((N, M)))
     p = borrow_seq.loss_p(m, v, n, rng.chisquare(df, (N, 1)) / df, df, borrow.CHECK_LEVEL)[0]
     assert float((p <= b0).any(axis=1).mean()) > 1.5 * a + 3 * se
+
+
+def test_known_sigma_sequential_boundaries_are_z_with_an_exact_first_look(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    b = borrow_seq.boundaries("loss", 0.05, 4, borrow_seq.RHO_PASS, math.inf, borrow.CHECK_LEVEL, True)
+    assert b[0] == pytest.approx(0.05 * (2 / 4) ** borrow_seq.RHO_PASS)
+    # the z p-value of a look: no consistency check, sigma as the rule fixes it
+    p = borrow_seq.loss_p(np.array([-0.002]), np.array([1e-12]), np.array([4]), 0.0013 ** 2, math.inf, 0.05)[0]
+    assert p[0] == pytest.approx(sps.norm.cdf(-0.002 * 2 / 0.0013))
