@@ -180,7 +180,8 @@ def _gate_tail(v: Verdict) -> str:
 
 def _gate_lines(a: Analysis) -> list[str]:
     v = a.verdict
-    return [f"gate: {_gate_head(a)}"] + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
+    borrowed = [a.summary.variance_line] if a.summary.variance_line else []   # what the p-values used
+    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
 
 
 class MarkdownExporter(Exporter):

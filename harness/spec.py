@@ -241,6 +241,9 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
         raise _fail(path, "experiment.timeout", f"got {exp['timeout']}, expected seconds > 0 (or leave it out)")
     if exp.get("retries", 0) < 0:
         raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer >= 0")
+    if "variance_from" in exp and not (base / exp["variance_from"]).is_dir():
+        raise _fail(path, "experiment.variance_from", f"{exp['variance_from']!r} is not a folder under {base}; "
+                                                      f"give the folder of the earlier runs' logs")
     if "known_loss_sigma" in exp and not 0 < exp["known_loss_sigma"] < float("inf"):
         raise _fail(path, "experiment.known_loss_sigma",
                     f"got {exp['known_loss_sigma']}, expected a standard deviation > 0, e.g. 0.0013")

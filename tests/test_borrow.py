@@ -195,3 +195,17 @@ def test_experiment_file_keys_reach_the_analysis(tmp_path, capsys):
     code, out, _ = run(capsys, tmp_path / "res")
     line = next(x for x in out.splitlines() if x.startswith("variance:"))
     assert "loss sigma 0.0013 known" in line and "; time sigma " in line and "not borrowed" not in line
+
+
+@pytest.mark.parametrize("line, needle", [
+    ('known_loss_sigma = -0.1', "experiment.known_loss_sigma: got -0.1"),
+    ('known_loss_sigma = true', "experiment.known_loss_sigma: got bool"),
+    ('variance_from = "no/such/folder"', "experiment.variance_from: 'no/such/folder' is not a folder"),
+])
+def test_bad_variance_keys_in_the_experiment_file(tmp_path, line, needle):
+    from conftest import write_experiment
+    from harness import spec
+    from harness.errors import UserError
+    path = write_experiment(tmp_path, extra_exp=line)
+    with pytest.raises(UserError, match=needle):
+        spec.load(path, base_dir=tmp_path)
