@@ -202,3 +202,22 @@ def test_known_sigma_sequential_boundaries_are_z_with_an_exact_first_look(tmp_pa
     # the z p-value of a look: no consistency check, sigma as the rule fixes it
     p = borrow_seq.loss_p(np.array([-0.002]), np.array([1e-12]), np.array([4]), 0.0013 ** 2, math.inf, 0.05)[0]
     assert p[0] == pytest.approx(sps.norm.cdf(-0.002 * 2 / 0.0013))
+
+
+def test_until_decisive_borrows_the_loss_sigma_named_in_the_experiment_file(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+    import analyze_builders as B
+    B.write_group(tmp_path / "earlier", [3.0511, 3.0498, 3.0503, 3.0520], [10.0, 10.1, 10.0, 10.05], steps=20)
+    from conftest import write_experiment
+    path = write_experiment(tmp_path, runs=3, extra_exp='variance_from = "earlier"\nalpha_time = 0.05\n'
+                                                       'alpha_loss = 0.05\ntarget_loss = 3.2')
+    r = harness("run", path, "--until-decisive", "--plain", cwd=tmp_path,
+                env={"HARNESS_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((tmp_path / "results" / "exp" / "sequential.json").read_text())
+    assert plan["variance"]["loss"]["df"] == 3.0 and plan["variance"]["time"] is None
+    r = harness("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    sd = np.std([3.0511, 3.0498, 3.0503, 3.0520], ddof=1)
+    assert f"variance: loss sigma {sd:.4g} borrowed from 4 runs of earlier (3 df)" in r.stdout
+    assert "time sigma not borrowed" in r.stdout
