@@ -11,7 +11,7 @@ import sys
 
 from harness.errors import UserError
 from harness.thresholds import GATE as DEFAULTS
-from harness.thresholds import resolve
+from harness.thresholds import pick, resolve
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -34,6 +34,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate", action="store_true",
                    help="print the record gate's verdict; exit 1 when it fails")
     p.add_argument("--plot", metavar="FILE.png", help="also draw times, losses and loss curves")
+    p.add_argument("--variance-from", metavar="LOGS",
+                   help="borrow sigma from earlier runs (a folder of logs or a results folder, e.g. the "
+                        "record's published logs): loss always, time when the hardware matches")
+    p.add_argument("--known-loss-sigma", type=float, metavar="SIGMA",
+                   help="loss sigma fixed by the track's rules: the loss test becomes a z-test")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,19 +70,20 @@ def main(args: argparse.Namespace) -> int:
         arm.sources = [r.source for r in g.runs]
         arm.loss_control = g.name == loss_control
         arm.split_hint = sources.split_hint(g, args.group_by, args.sources, prog)
-    summary = stats.summarise(arms, control, **settings)
+    variance = variance_plan(args, ds)
+    summary = stats.summarise(arms, control, variance=variance, **settings)
     verdict = gate.evaluate(summary, ds.groups)
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
     multi = len(rows) > 1
     look = None
     if ds.sequential is not None:
-        from harness.sequential import SequentialPlan   # numpy only for sequential experiments
-        look = SequentialPlan.from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
+        from harness.borrow_seq import plan_from_dict   # numpy only for sequential experiments
+        look = plan_from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
                                                                for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
-                               sequential=look)
+                               sequential=look, sweeps=sweep_analyses(ds, control, settings, variance))
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for
@@ -87,4 +93,25 @@ def main(args: argparse.Namespace) -> int:
         for w in analysis.warnings:
             sys.stderr.write(f"warning: {w}\n")
     return (0 if verdict.passed else 1) if args.gate else 0
+
+
+def sweep_analyses(ds, control: str, settings: dict, variance) -> list:
+    """One loss model per step sweep (arms named BASE@STEPS: harness/sweep.py)."""
+    from harness import sweep
+    by_name = {g.name: g for g in ds.groups}
+    ctrl = by_name[control].times
+    sigma = variance.loss if variance is not None else None
+    level = variance.level if variance is not None else None
+    return [sweep.analyse(base, [(s, n, by_name[n].losses, by_name[n].times) for s, n in arms], ctrl,
+                          settings["target_loss"], settings["alpha_loss"], sigma, level)
+            for base, arms in sweep.sweeps([g.name for g in ds.groups if g.name != control]).items()]
+
+
+def variance_plan(args, ds):
+    """The borrowed/known sigma plan from the flags, else the experiment's keys; None: none."""
+    from harness.variance_source import load_plan
+    known = pick(getattr(args, "known_loss_sigma", None), getattr(ds, "known_loss_sigma", None), None)
+    src = pick(getattr(args, "variance_from", None), getattr(ds, "variance_from", None), None)
+    return load_plan(known, src, [r.hardware for g in ds.groups for r in g.runs],
+                     {r.source for g in ds.groups for r in g.runs})
 

@@ -86,14 +86,22 @@ def make_decider(exp, max_runs: int, order: str, results: Path):
     saved = sequential_path(results)
     if saved.exists():
         try:
-            plan = SequentialPlan.from_dict(json.loads(saved.read_text()))
+            from harness.borrow_seq import plan_from_dict
+            plan = plan_from_dict(json.loads(saved.read_text()))
         except ValueError as e:
             raise UserError(f"{saved}: unreadable ({e}); restore it from a copy")
         if plan.max_runs != max_runs:
             raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
                             f"{plan.max_runs}; keep it, or use a new --results folder for {max_runs}")
         return plan
+    from harness import sweep
+    if sweep.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
+        from harness.borrow_seq import sweep_decider
+        return sweep_decider(exp, max_runs)
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
+    if exp.known_loss_sigma is not None or exp.variance_from is not None:
+        from harness.borrow_seq import borrowed_plan     # borrowed / known sigma (issue 16)
+        return borrowed_plan(exp, max_runs)
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,

@@ -31,6 +31,7 @@ class Analysis:
     nodes: list = field(default_factory=list)          # nodes.NodeRow, when runs span several hosts
     sequential: object = None                          # sequential.Look replayed on the stored runs
     node_warnings: list[str] = field(default_factory=list)
+    sweeps: list = field(default_factory=list)         # sweep.Sweep per step sweep (issue 16)
 
     @property
     def groups(self) -> list[Group]:
@@ -39,7 +40,8 @@ class Analysis:
 
     @property
     def warnings(self) -> list[str]:
-        return self.dataset.warnings + [w.message for w in self.summary.warnings] + self.node_warnings
+        return (self.dataset.warnings + [w.message for w in self.summary.warnings] + self.node_warnings
+                + [w for sw in self.sweeps for w in sw.warnings])
 
 
 # ---------------------------------------------------------------- cells
@@ -130,7 +132,7 @@ class TextExporter(Exporter):
 
     def render(self, a: Analysis) -> str:
         s = a.summary
-        parts = ["\n".join(table_lines(s))]
+        parts = ["\n".join(table_lines(s) + ([s.variance_line] if s.variance_line else []))]
         parts += [raw_block(g) for g in a.groups]
         parts[0] += "\n" + "\n".join(footer_lines(s))    # right under the table
         if s.treatments:
@@ -145,6 +147,7 @@ class TextExporter(Exporter):
             parts.append(title + "\n" + "\n".join(lines))
         if a.sequential is not None:
             parts.append("\n".join(sequential_lines(a.sequential)))
+        parts += ["\n".join(_sweep_lines(sw)) for sw in a.sweeps]
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
         if a.warnings:
@@ -158,6 +161,11 @@ def sequential_lines(look) -> list[str]:
     """The --until-decisive decisions; after an early stop the table's p-values are descriptive."""
     return (["sequential decisions (--until-decisive; these, not the table's fixed-sample p-values, "
              "control the error rates after an early stop):"] + [f"  {line}" for line in look.lines])
+
+
+def _sweep_lines(sw) -> list[str]:
+    from harness import sweep
+    return sweep.lines(sw)
 
 
 def node_lines(a: Analysis) -> list[str]:
@@ -185,7 +193,8 @@ def _gate_tail(v: Verdict) -> str:
 
 def _gate_lines(a: Analysis) -> list[str]:
     v = a.verdict
-    return [f"gate: {_gate_head(a)}"] + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
+    borrowed = [a.summary.variance_line] if a.summary.variance_line else []   # what the p-values used
+    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
 
 
 class MarkdownExporter(Exporter):
@@ -196,6 +205,8 @@ class MarkdownExporter(Exporter):
     def render(self, a: Analysis) -> str:
         s = a.summary
         out = [_md_table([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows]), ""]
+        if s.variance_line:
+            out += [_md_escape(s.variance_line), ""]
         out += ["```"] + ["\n\n".join(raw_block(g) for g in a.groups)] + ["```", ""]
         out[1:1] = ["", _md_escape(" ".join(footer_lines(s)))]    # right under the table
         if s.treatments:
@@ -209,6 +220,9 @@ class MarkdownExporter(Exporter):
         if a.sequential is not None:
             out += ["**Sequential decisions** (`--until-decisive`)", ""]
             out += [f"- {_md_escape(line)}" for line in a.sequential.lines] + [""]
+        for sw in a.sweeps:
+            lines = _sweep_lines(sw)
+            out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.nodes:
             lines = node_lines(a)
             out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
@@ -256,8 +270,12 @@ def to_dict(a: Analysis) -> dict:
             "failed_runs": [{"source": run.source, "status": run.record.status,
                              "message": run.record.message} for run in g.failed],
         })
+    extra = {"variance": s.variance_line} if s.variance_line else {}   # only when borrowed or known
+    if a.sweeps:
+        from harness import sweep
+        extra["sweeps"] = [sweep.to_dict(sw) for sw in a.sweeps]
     return nan_to_none({
-        "control": s.control, "target_loss": s.target_loss,
+        "control": s.control, "target_loss": s.target_loss, **extra,
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
         "hypotheses": hyps,
         "loss_control": s.loss_control,

@@ -137,6 +137,7 @@ class Runner:
             1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue)}))
         self._update_look(slots)
         stop_reason = ""
+        deferred: list = []     # slots of arms not needed now, kept for a decider that may revisit
         try:
             while queue or running:
                 while queue and len(running) < self.backend.max_parallel and not stop_reason:
@@ -145,6 +146,9 @@ class Runner:
                         break
                     key = queue.popleft()
                     if self.look is not None and not self.look.need.get(key[0], True):
+                        if getattr(self.decider, "revisit", False):   # a sweep may need the arm again
+                            deferred.append(key)
+                            continue
                         self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
                                                  "why": "arm decided"}))
                         continue
@@ -168,6 +172,10 @@ class Runner:
                                                   "retries": self.retries}))
                         queue.appendleft((job.hyp.name, job.index))
                     self._update_look(slots)
+                    if deferred and self.look is not None:
+                        back = [k for k in deferred if self.look.need.get(k[0], True)]
+                        deferred = [k for k in deferred if k not in back]
+                        queue.extendleft(reversed(back))
                 if self.want_steps and running:
                     self.emit(Event("tick", {"jobs": [(j.hyp.name, j.index, j.parser.summary.last_step,
                                                        j.parser.summary.total_steps) for j in running]}))

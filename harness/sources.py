@@ -115,6 +115,8 @@ class Dataset:
     sequential: dict | None = None      # the saved --until-decisive plan of a results folder
     min_effect: float | None = None     # more of the experiment spec, for `harness plan`
     runs: int | None = None
+    known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
+    variance_from: str | None = None
 
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""
@@ -458,6 +460,8 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.alpha_loss = spec.get("alpha_loss")
         ds.min_effect = spec.get("min_effect")
         ds.runs = spec.get("runs")
+        ds.known_loss_sigma = spec.get("known_loss_sigma")
+        ds.variance_from = spec.get("variance_from")
     planned = spec.get("runs")
     plan_path = sequential_path(root)
     if plan_path.is_file() and ds.sequential is None:

@@ -41,12 +41,15 @@ EXPERIMENT_KEYS = {
     "retries": ((int,), "an integer >= 0"),
     "compile_cache": ((bool,), "true or false"),
     "backend": ((str,), "local or slurm"),
+    # borrowed / known variance (harness/borrow.py)
+    "known_loss_sigma": ((int, float), "the loss sigma a track's rules fix, e.g. 0.0013"),
+    "variance_from": ((str,), "a folder of earlier runs' logs to borrow sigma from"),
 }
 HYPOTHESIS_KEYS = {
     "name": ((str,), "a folder-safe name such as H0"),
     "control": ((bool,), "true or false"),
     "description": ((str,), "text"),
-    "steps": ((int,), "the expected final step, a positive integer"),
+    "steps": ((int, list), "the expected final step, a positive integer (or a list: a step sweep)"),
     "script": ((str,), "a path to the training script"),
     "nproc_per_node": ((int,), "a positive integer (GPUs per run)"),
     "launcher": ((str,), "one of " + ", ".join(LAUNCHERS)),
@@ -127,6 +130,8 @@ class Experiment:
     compile_cache: bool = True
     backend: str = "local"
     slurm: dict = field(default_factory=dict)
+    known_loss_sigma: float | None = None
+    variance_from: str | None = None
 
     @property
     def control(self) -> Hypothesis:
@@ -147,7 +152,7 @@ class Experiment:
         """
         d = self.to_dict()
         for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
-                    "compile_cache"):
+                    "compile_cache", "known_loss_sigma", "variance_from"):   # analysis, not what a run is
             d.pop(key, None)
         for h in d["hypotheses"]:
             h.pop("description", None)
@@ -237,6 +242,12 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
         raise _fail(path, "experiment.timeout", f"got {exp['timeout']}, expected seconds > 0 (or leave it out)")
     if exp.get("retries", 0) < 0:
         raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer >= 0")
+    if "variance_from" in exp and not (base / exp["variance_from"]).is_dir():
+        raise _fail(path, "experiment.variance_from", f"{exp['variance_from']!r} is not a folder under {base}; "
+                                                      f"give the folder of the earlier runs' logs")
+    if "known_loss_sigma" in exp and not 0 < exp["known_loss_sigma"] < float("inf"):
+        raise _fail(path, "experiment.known_loss_sigma",
+                    f"got {exp['known_loss_sigma']}, expected a standard deviation > 0, e.g. 0.0013")
 
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -250,7 +261,7 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     hyps_raw = raw.get("hypothesis")
     if not isinstance(hyps_raw, list) or not hyps_raw:
         raise _fail(path, "[[hypothesis]]", "none defined; add at least a control and a treatment")
-    hyps = [_hypothesis(path, i, h, defaults, base) for i, h in enumerate(hyps_raw)]
+    hyps = [arm for i, h in enumerate(hyps_raw) for arm in _arms(path, i, h, defaults, base)]
     seen: set[str] = set()
     for h in hyps:
         if h.name.lower() in seen:
@@ -268,7 +279,7 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     known = {k: v for k, v in exp.items() if k != "name"}
     if "timeout" in known:
         known["timeout"] = float(known["timeout"])
-    for key in ("target_loss", "alpha_time", "alpha_loss", "min_effect"):
+    for key in ("target_loss", "alpha_time", "alpha_loss", "min_effect", "known_loss_sigma"):
         if key in known:
             known[key] = float(known[key])
     return Experiment(name=exp["name"], hypotheses=tuple(hyps), slurm=dict(slurm), **known)
@@ -278,6 +289,24 @@ def _check_name(path: Path, where: str, name: str) -> None:
     if not SAFE_NAME.match(name) or name in (".", ".."):
         raise _fail(path, where, f"{name!r} is not safe as a folder name; "
                                  "use letters, digits, '.', '_' and '-' (at most 64)")
+
+
+def _arms(path: Path, i: int, h, defaults: dict, base: Path) -> list[Hypothesis]:
+    """One hypothesis, or one arm per step count of a sweep (``steps = [...]``: harness/sweep.py)."""
+    if not (isinstance(h, dict) and isinstance(h.get("steps"), list)):
+        return [_hypothesis(path, i, h, defaults, base)]
+    from dataclasses import replace
+
+    from harness import sweep
+    where = f"hypothesis {h.get('name', f'#{i + 1}')}.steps"
+    if h.get("control"):
+        raise _fail(path, where, "the control cannot be a sweep; sweep a treatment")
+    one = _hypothesis(path, i, {k: v for k, v in h.items() if k != "steps"}, defaults, base)
+    try:
+        arms = sweep.expand(one.name, h["steps"], one.args)
+    except ValueError as e:
+        raise _fail(path, where, str(e)) from None
+    return [replace(one, name=name, steps=steps, args=args) for name, steps, args in arms]
 
 
 def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis:
@@ -310,6 +339,8 @@ def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis
     if nproc < 1:
         raise _fail(path, f"{where}.nproc_per_node", f"got {nproc}, expected a positive integer")
     steps = h.get("steps")
+    if isinstance(steps, list):
+        raise _fail(path, f"{where}.steps", "a list of step counts (a sweep) is for treatments only")
     if steps is not None and steps < 1:
         raise _fail(path, f"{where}.steps", f"got {steps}, expected a positive integer")
     return Hypothesis(

@@ -409,6 +409,7 @@ class Summary:
     alpha_loss: float
     rows: list[Row]
     warnings: list[StatWarning]
+    variance_line: str = ""          # what sigma the tests borrow or know (borrow.VariancePlan)
 
     @property
     def treatments(self) -> list[Row]:
@@ -433,8 +434,12 @@ def _mode_steps(steps: list[int]) -> int | None:
 
 def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS,
               alpha_time: float = th.ALPHA_TIME, alpha_loss: float = th.ALPHA_LOSS,
-              seed: int = BOOTSTRAP_SEED) -> Summary:
-    """The significance table: the control first, then the others in the given order."""
+              seed: int = BOOTSTRAP_SEED, variance=None) -> Summary:
+    """The significance table: the control first, then the others in the given order.
+
+    ``variance`` (a ``borrow.VariancePlan``) replaces the loss and time p-values by
+    their borrowed- or known-sigma versions, arm by arm where the consistency check allows.
+    """
     ctrl = next(a for a in arms if a.name == control)
     ordered = [ctrl] + [a for a in arms if a is not ctrl]
     # Loss +/- against the arm marked loss_control (some records use another baseline)
@@ -457,10 +462,20 @@ def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS
             is_control=is_ctrl,
             is_loss_control=arm is l_ctrl,
         )
+        over = None
+        if variance is not None:
+            from harness import borrow    # imported here: borrow builds on this module
+            over = borrow.arm_tests(arm.name, arm.losses, arm.times, ctrl.name, ctrl.times,
+                                    target_loss, variance, is_ctrl)
+            row.loss_p = _first(over.loss_below, row.loss_p)
+            row.time_p = _first(over.time_faster, row.time_p)
+            for note in over.notes:
+                if all(w.message != note for w in warnings):
+                    warnings.append(StatWarning("variance", arm.name, note))
         if not is_ctrl:
             row.time_p_mw = mannwhitney_less(arm.times, ctrl.times)
             row.time_delta_ci = bootstrap_diff_ci(arm.times, ctrl.times, seed=seed)
-            row.time_p_slower = welch_less(ctrl.times, arm.times)
+            row.time_p_slower = _first(over and over.time_slower, welch_less(ctrl.times, arm.times))
             row.time_verdict = ("faster" if row.time_p < alpha_time else
                                 "slower" if row.time_p_slower < alpha_time else "~")
         else:
@@ -469,7 +484,8 @@ def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS
             row.loss_verdict = "diverged"
         elif row.loss_p < alpha_loss:
             row.loss_verdict = "below"
-        elif ttest_1samp_less([-x for x in arm.losses], -target_loss) < alpha_loss:
+        elif _first(over and over.loss_above,
+                    ttest_1samp_less([-x for x in arm.losses], -target_loss)) < alpha_loss:
             row.loss_verdict = "above"
         rows.append(row)
         warnings += _arm_warnings(arm, row)
@@ -478,7 +494,13 @@ def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS
         for r, p in zip(treatments, holm([r.time_p for r in treatments])):
             r.time_p_holm = p
     return Summary(control=ctrl.name, target_loss=target_loss, alpha_time=alpha_time,
-                   alpha_loss=alpha_loss, rows=rows, warnings=warnings)
+                   alpha_loss=alpha_loss, rows=rows, warnings=warnings,
+                   variance_line=variance.line() if variance is not None else "")
+
+
+def _first(x, default):
+    """``x`` unless it is None (the plan left that p-value alone)."""
+    return default if x is None else x
 
 
 def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
