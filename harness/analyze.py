@@ -35,7 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import gate, nodes, report, sources, stats
+    from harness import blocked, gate, nodes, report, sources, stats
     from harness.sources import as_float
 
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
@@ -59,9 +59,11 @@ def main(args: argparse.Namespace) -> int:
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
     summary = stats.summarise(arms, control, **settings)
-    verdict = gate.evaluate(summary, ds.groups)
-    rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
-                            for g in ds.groups})
+    by_host = {g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
+               for g in ds.groups}
+    tests = blocked.blocked_tests(by_host, control)   # empty unless the runs span nodes
+    verdict = gate.evaluate(summary, ds.groups, tests)
+    rows = nodes.node_rows(by_host)
     multi = len(rows) > 1
     look = None
     if ds.sequential is not None:
@@ -69,8 +71,9 @@ def main(args: argparse.Namespace) -> int:
         look = SequentialPlan.from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
                                                                for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
-                               node_warnings=nodes.node_warnings(rows, control) if multi else [],
-                               sequential=look)
+                               node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
+                               if multi else [],
+                               sequential=look, blocked=tests)
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for

@@ -31,6 +31,7 @@ class Analysis:
     nodes: list = field(default_factory=list)          # nodes.NodeRow, when runs span several hosts
     sequential: object = None                          # sequential.Look replayed on the stored runs
     node_warnings: list[str] = field(default_factory=list)
+    blocked: dict = field(default_factory=dict)        # treatment -> blocked.BlockedTest (runs span nodes)
 
     @property
     def groups(self) -> list[Group]:
@@ -134,6 +135,9 @@ class TextExporter(Exporter):
             parts.append("\n".join(sequential_lines(a.sequential)))
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
+        if a.blocked:
+            from harness import blocked
+            parts.append("\n".join(blocked.lines(a.blocked)))
         if a.warnings:
             parts.append("warnings:\n" + "\n".join(f"  {w}" for w in a.warnings))
         if a.show_gate:
@@ -197,6 +201,10 @@ class MarkdownExporter(Exporter):
         if a.nodes:
             lines = node_lines(a)
             out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
+        if a.blocked:
+            from harness import blocked
+            lines = blocked.lines(a.blocked)
+            out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.warnings:
             out += ["**Warnings**", ""] + [f"- {_md_escape(w)}" for w in a.warnings] + [""]
         if a.show_gate:
@@ -249,10 +257,16 @@ def to_dict(a: Analysis) -> dict:
         "sequential": None if a.sequential is None else {
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
+        "blocked": {name: _blocked_dict(bt) for name, bt in a.blocked.items()},
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
     })
+
+
+def _blocked_dict(bt) -> dict:
+    from harness import blocked
+    return blocked.to_dict(bt)
 
 
 class JsonExporter(Exporter):
