@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from harness import pairing
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.backends.local import now_iso
 from harness.logparse import LogParser, LogSummary, parse_file
@@ -88,6 +89,15 @@ class Runner:
         cache = exp.compile_cache if self.opt.compile_cache is None else self.opt.compile_cache
         self.cache_dir = (store.root / ".cache").resolve() if cache else None
         self.order = exp.launch_order(self.runs, self.opt.order)
+        # paired design on clusters: the runs of one index share a node (harness/pairing.py)
+        self.pairing_mode = pairing.mode(exp.pairing, backend.may_span_nodes)
+        self.pairing = None
+        if self.pairing_mode == pairing.NODE:
+            order_name = self.opt.order or exp.order
+            pairing.check_order(order_name, self.pairing_mode)
+            if order_name == "interleaved":
+                self.order = pairing.alternate(self.order)
+            self.pairing = pairing.Pairing([h.name for h in exp.hypotheses], backend.node_usable)
         self._git = _git_commit(self.base)
         self._host_gpus: dict | None = None
         self.look = None
@@ -133,7 +143,8 @@ class Runner:
                       not any((j.hyp.name, j.index) == s for j in running))
         self.emit(Event("plan", {"experiment": self.exp.name, "results": str(self.store.root),
                                  "total": len(self.order), "done": sum(
-            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue)}))
+            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue),
+            "pairing": self.pairing_mode}))
         self._update_look(slots)
         stop_reason = ""
         try:
@@ -142,13 +153,24 @@ class Runner:
                     if self.look is not None and self.look.done:
                         stop_reason = "decided"
                         break
-                    key = queue.popleft()
+                    node = None
+                    if self.pairing is not None:
+                        pick = self.pairing.pick(queue, slots, {(j.hyp.name, j.index) for j in running})
+                        if pick is None:
+                            break   # every queued run waits for its partner to finish
+                        key, node = pick.key, pick.node
+                        queue.remove(key)
+                        if pick.broken:
+                            self.emit(Event("unpaired", {"hypothesis": key[0], "index": key[1],
+                                                         "why": pick.broken}))
+                    else:
+                        key = queue.popleft()
                     if self.look is not None and not self.look.need.get(key[0], True):
                         self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
                                                  "why": "arm decided"}))
                         continue
                     slot = slots.setdefault(key, Slot(*key))
-                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key]))
+                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key], node))
                 if not running:
                     break
                 time.sleep(POLL_S)
@@ -198,7 +220,7 @@ class Runner:
         self.emit(Event("look", {"look": self.look}))
 
     # -- one attempt -------------------------------------------------------------------------
-    def _start(self, hyp_name: str, index: int, attempt: int, order: int) -> _Job:
+    def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> _Job:
         hyp = self.exp.hypothesis(hyp_name)
         run_dir = self.store.attempt_dir(hyp_name, index, attempt)
         run_dir.mkdir(parents=True)
@@ -212,9 +234,11 @@ class Runner:
         argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
         env = self._env(hyp, index)
         spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
-                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node)
+                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node,
+                          node=node)
         launch = {"backend": self.backend.name, "job_id": None, "hypothesis": hyp_name, "index": index,
-                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir)}
+                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir),
+                  "pairing": self.pairing_mode, "node": node}
         # written before the start: a runner killed in between leaves an attempt resume can see
         atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
         handle = self.backend.start(spec)

@@ -40,7 +40,10 @@ EXPERIMENT_KEYS = {
     "retries": ((int,), "an integer >= 0"),
     "compile_cache": ((bool,), "true or false"),
     "backend": ((str,), "local or slurm"),
+    "pairing": ((str,), "node or none (control and treatment of one index on one node)"),
+    "speed_probe": ((bool,), "true or false (time a fixed GPU workload before each run)"),
 }
+PAIRINGS = ("node", "none")
 HYPOTHESIS_KEYS = {
     "name": ((str,), "a folder-safe name such as H0"),
     "control": ((bool,), "true or false"),
@@ -126,6 +129,8 @@ class Experiment:
     compile_cache: bool = True
     backend: str = "local"
     slurm: dict = field(default_factory=dict)
+    pairing: str | None = None      # None: "node" when the backend may use several nodes
+    speed_probe: bool = False
 
     @property
     def control(self) -> Hypothesis:
@@ -146,7 +151,7 @@ class Experiment:
         """
         d = self.to_dict()
         for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
-                    "compile_cache"):
+                    "compile_cache", "pairing"):
             d.pop(key, None)
         for h in d["hypotheses"]:
             h.pop("description", None)
@@ -227,6 +232,8 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
         raise _fail(path, "experiment.order", f"got {exp['order']!r}, expected one of {', '.join(ORDERS)}")
     if exp.get("backend", "local") not in ("local", "slurm"):
         raise _fail(path, "experiment.backend", f"got {exp['backend']!r}, expected local or slurm")
+    if exp.get("pairing", "none") not in PAIRINGS:
+        raise _fail(path, "experiment.pairing", f"got {exp['pairing']!r}, expected one of {', '.join(PAIRINGS)}")
     for key in ("alpha_time", "alpha_loss"):
         if key in exp and not 0 < exp[key] < 1:
             raise _fail(path, f"experiment.{key}", f"got {exp[key]}, expected a number in (0, 1)")
