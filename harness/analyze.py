@@ -35,7 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import blocked, gate, nodes, report, sources, stats
+    from harness import blocked, cuped, gate, nodes, report, sources, stats
     from harness.sources import as_float
 
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
@@ -62,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
     by_host = {g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                for g in ds.groups}
     tests = blocked.blocked_tests(by_host, control)   # empty unless the runs span nodes
+    probed = cuped.adjust_all({g.name: [(r.record.probe_s, as_float(r.record.train_time_s)) for r in g.runs]
+                               for g in ds.groups}, control)   # empty unless runs carry probe times
     verdict = gate.evaluate(summary, ds.groups, tests)
     rows = nodes.node_rows(by_host)
     multi = len(rows) > 1
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],
-                               sequential=look, blocked=tests)
+                               sequential=look, blocked=tests, cuped=probed)
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for

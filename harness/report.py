@@ -32,6 +32,7 @@ class Analysis:
     sequential: object = None                          # sequential.Look replayed on the stored runs
     node_warnings: list[str] = field(default_factory=list)
     blocked: dict = field(default_factory=dict)        # treatment -> blocked.BlockedTest (runs span nodes)
+    cuped: dict = field(default_factory=dict)          # treatment -> cuped.Cuped (runs with probe times)
 
     @property
     def groups(self) -> list[Group]:
@@ -138,6 +139,9 @@ class TextExporter(Exporter):
         if a.blocked:
             from harness import blocked
             parts.append("\n".join(blocked.lines(a.blocked)))
+        if a.cuped:
+            from harness import cuped
+            parts.append("\n".join(cuped.lines(a.cuped)))
         if a.warnings:
             parts.append("warnings:\n" + "\n".join(f"  {w}" for w in a.warnings))
         if a.show_gate:
@@ -205,6 +209,10 @@ class MarkdownExporter(Exporter):
             from harness import blocked
             lines = blocked.lines(a.blocked)
             out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
+        if a.cuped:
+            from harness import cuped
+            lines = cuped.lines(a.cuped)
+            out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.warnings:
             out += ["**Warnings**", ""] + [f"- {_md_escape(w)}" for w in a.warnings] + [""]
         if a.show_gate:
@@ -258,6 +266,7 @@ def to_dict(a: Analysis) -> dict:
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "blocked": {name: _blocked_dict(bt) for name, bt in a.blocked.items()},
+        "speed_probe": {name: _cuped_dict(r) for name, r in a.cuped.items()},
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
@@ -267,6 +276,11 @@ def to_dict(a: Analysis) -> dict:
 def _blocked_dict(bt) -> dict:
     from harness import blocked
     return blocked.to_dict(bt)
+
+
+def _cuped_dict(r) -> dict:
+    from harness import cuped
+    return cuped.to_dict(r)
 
 
 class JsonExporter(Exporter):

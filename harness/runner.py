@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -231,7 +232,7 @@ class Runner:
         shutil.copy2(src, snapshot)
         # the scratch cwd mirrors the root's entries only: a path out of the root ('../x.py')
         # would resolve inside the run folder, so it is given absolute
-        argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
+        argv = self._probed(hyp.argv(str(src) if ".." in script.parts else hyp.script), hyp, run_dir)
         env = self._env(hyp, index)
         spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
                           log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node,
@@ -248,6 +249,14 @@ class Runner:
         self.emit(Event("start", {"hypothesis": hyp_name, "index": index, "attempt": attempt,
                                   "order": order, "total": len(self.order), "run_dir": str(run_dir)}))
         return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
+
+    def _probed(self, argv: list[str], hyp: Hypothesis, run_dir: Path) -> list[str]:
+        """With ``speed_probe``: the fixed workload runs first, on the run's node, then execs the run."""
+        if not self.exp.speed_probe:
+            return argv
+        probe = Path(__file__).resolve().parent / "probe.py"
+        return [sys.executable, str(probe), "--out", str(run_dir / "probe.json"),
+                "--nproc", str(hyp.nproc_per_node), "--", *argv]
 
     def _workdir(self, run_dir: Path) -> Path:
         """A scratch cwd that mirrors the project root except ``logs/``.
@@ -340,7 +349,7 @@ class Runner:
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend.name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve])
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir))
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:
@@ -408,6 +417,15 @@ class Runner:
         rec.message = f"{why} (log: {run_dir / log_name})"
         rec.save(run_dir / "result.json")
         return rec
+
+
+def _probe_s(run_dir: Path) -> float | None:
+    """The speed probe's time, when it ran and succeeded (harness/probe.py wrote probe.json)."""
+    try:
+        value = json.loads((run_dir / "probe.json").read_text()).get("probe_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _sha256(path: Path) -> str:

@@ -153,6 +153,8 @@ class Experiment:
         for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
                     "compile_cache", "pairing"):
             d.pop(key, None)
+        if not d.get("speed_probe"):
+            d.pop("speed_probe", None)   # folders made before the probe existed stay resumable
         for h in d["hypotheses"]:
             h.pop("description", None)
         return json.loads(json.dumps(d))  # the shape spec.json gives back (lists, not tuples)

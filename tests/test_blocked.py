@@ -57,7 +57,7 @@ def test_variance_pooled_within_nodes_per_arm():
     vc = (0.02 + 0.08) / 2
     vt = (0.02 + 0.02) / 2
     d = [(10.0 - 10.1), (10.9 - 11.2)]
-    w = [1 / (vc / 2 + vt / 2)] * 2
+    w = [1 / (vc / 2 + vt / 2)] * 2   # balanced nodes: count weights are the inverse-variance ones
     assert bt.delta == pytest.approx(sum(d) / 2)
     assert bt.se == pytest.approx(math.sqrt(1 / sum(w)))
     # Satterthwaite with df 2 per arm
