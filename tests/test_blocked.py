@@ -153,3 +153,31 @@ def test_one_node_keeps_the_plain_time_criterion(tmp_path):
     out = harness("analyze", res, "--gate", cwd=tmp_path)
     assert "blocked" not in out.stdout
     assert _gate_time(out.stdout).startswith("PASS  H1  time      Time p = ")
+
+
+def _recs(rows):
+    out = {"H0": [], "H1": []}
+    for order, (hyp, host, t) in enumerate(rows):
+        out[hyp].append(RunRecord(run_id=f"{len(out[hyp]):03d}-1", hypothesis=hyp, index=len(out[hyp]), seed=0,
+                                  status="ok", order=order, val_loss=3.27, train_time_s=t, host=host))
+    return out
+
+
+def test_sequential_design_uses_the_blocked_statistic_when_runs_span_nodes():
+    from harness.sequential import SequentialPlan
+    plan = SequentialPlan("H0", ["H1"], max_runs=10)
+    rng = random.Random(4)
+    shifts = [0.0, 0.8, -0.4, 0.5]
+    rows = []
+    for i in range(10):   # paired schedule, the record's speedup under 0.5 s node noise
+        host = f"n{i % 4}"
+        for hyp, d, sd in (("H0", 0.0, 0.0904), ("H1", -0.3925, 0.0533))[:: 1 if i % 2 == 0 else -1]:
+            rows.append((hyp, host, 98.0 + shifts[i % 4] + d + rng.gauss(0, sd)))
+    look = plan.look(_recs(rows))
+    time = look.decisions["H1"]["time"]
+    assert time["decision"] == "pass" and time["n"] < 10, look.lines
+    assert "stratified Welch by node" in time["why"]
+    # the same times on one node: the plain Welch statistic, which node noise drowns
+    one = plan.look(_recs([(h, "n0", t) for h, _, t in rows]))
+    assert one.decisions["H1"]["time"]["decision"] == "fail"
+    assert "by node" not in " ".join(one.lines)
