@@ -114,3 +114,12 @@ def test_pairing_key_is_checked(tmp_path):
     bad = write_experiment(tmp_path, extra_exp='pairing = "rack"')
     with pytest.raises(UserError, match="experiment.pairing: got 'rack', expected one of node, none"):
         specmod.load(bad, tmp_path)
+
+
+def test_pairs_are_the_default_exactly_when_the_backend_may_span_nodes(tmp_path):
+    exp_path = write_experiment(tmp_path, runs=2)
+    exp = specmod.load(exp_path, tmp_path)
+    on = Runner(exp, Store(tmp_path / "a"), FakeCluster(), tmp_path, exp_path.read_text())
+    off = Runner(exp, Store(tmp_path / "b"), LocalBackend(), tmp_path, exp_path.read_text())
+    assert on.pairing_mode == "node" and on.order == [("H0", 0), ("H1", 0), ("H1", 1), ("H0", 1)]
+    assert off.pairing_mode == "none" and off.order == [("H0", 0), ("H1", 0), ("H0", 1), ("H1", 1)]
