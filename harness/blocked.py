@@ -16,7 +16,7 @@ noisier):
   run counts only, w_h = n_ch n_th / (n_ch + n_th) (inverse-variance weights when
   both arms are equally noisy), so node effects cancel exactly. Weights from the
   estimated variances would be random and correlated with the estimate: on
-  unbalanced nodes that test rejects too often (1.2e-3 at alpha 1e-3 in
+  unbalanced nodes that test rejects too often (1.3e-3 and 1.2e-3 at alpha 1e-3,
   bench/bench_blocked.py); with a paired schedule both choices coincide;
 * its variance s_c^2 A + s_t^2 B (A = sum (w_h/W)^2 / n_ch, B likewise) with
   Satterthwaite's degrees of freedom; one-sided p from Student's t.
