@@ -5,7 +5,7 @@
 The workload measures the machine, not the change: a fixed number of bf16 matrix
 products on every GPU the run will use (at once, so the slowest GPU sets the
 time), and with several GPUs an all-reduce over NCCL, as the speedrun's gradient
-reduction does. Its time (``probe_s``) is a covariate of the run's training time
+reduction does (a CPU run with several processes: over gloo). Its time (``probe_s``) is a covariate of the run's training time
 that no treatment can change: the analysis regresses it out (CUPED) beside the
 plain comparison. Without CUDA it multiplies small float32 matrices on the CPU, so
 tests and the CPU demo still run the same path.
@@ -27,9 +27,10 @@ import tempfile
 import time
 
 # workload: thresholds in one place (a few seconds on an H100)
-GPU_SIZE, GPU_ITERS, GPU_WARMUP = 8192, 600, 20           # 1.1 TFLOP per product
+GPU_SIZE, GPU_ITERS, GPU_WARMUP = 8192, 1500, 20          # 1.1 TFLOP per product: ~2.5 s on an H100
 ALLREDUCE_MIB, ALLREDUCE_ITERS, ALLREDUCE_WARMUP = 256, 20, 3
 CPU_SIZE, CPU_ITERS, CPU_WARMUP = 192, 60, 5
+CPU_ALLREDUCE_MIB = 1                                    # gloo, when a CPU run has several processes
 
 
 def _matmuls(torch, device: str) -> float:
@@ -52,25 +53,32 @@ def _matmuls(torch, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def _worker(rank: int, nproc: int, port: int, queue) -> None:
+def _worker(rank: int, nproc: int, port: int, gpu: bool, queue) -> None:
     import torch
     import torch.distributed as dist
-    torch.cuda.set_device(rank)
+    if gpu:
+        torch.cuda.set_device(rank)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("nccl", rank=rank, world_size=nproc)
+    dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=nproc)
     try:
-        dev = f"cuda:{rank}"
+        dev = f"cuda:{rank}" if gpu else "cpu"
+
+        def sync():
+            if gpu:
+                torch.cuda.synchronize(dev)
+
         dist.barrier()
         mm = _matmuls(torch, dev)
-        x = torch.ones(ALLREDUCE_MIB * 2 ** 20 // 2, device=dev, dtype=torch.bfloat16)
+        mib = ALLREDUCE_MIB if gpu else CPU_ALLREDUCE_MIB
+        x = torch.ones(mib * 2 ** 20 // 2, device=dev, dtype=torch.bfloat16 if gpu else torch.float16)
         for _ in range(ALLREDUCE_WARMUP):
             dist.all_reduce(x)
-        torch.cuda.synchronize(dev)
+        sync()
         dist.barrier()
         t0 = time.perf_counter()
         for _ in range(ALLREDUCE_ITERS):
             dist.all_reduce(x)
-        torch.cuda.synchronize(dev)
+        sync()
         queue.put((rank, mm, time.perf_counter() - t0))
     finally:
         dist.destroy_process_group()
@@ -79,26 +87,22 @@ def _worker(rank: int, nproc: int, port: int, queue) -> None:
 def measure(nproc: int) -> dict:
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus == 0:
-        mm = _matmuls(torch, "cpu")
-        return {"probe_s": mm, "matmul_s": mm, "allreduce_s": None, "device": "cpu", "gpus": 0}
-    if nproc <= 1 or gpus < 2:
-        mm = _matmuls(torch, "cuda:0")
-        return {"probe_s": mm, "matmul_s": mm, "allreduce_s": None,
-                "device": torch.cuda.get_device_name(0), "gpus": 1}
-    n = min(nproc, gpus)
+    device = torch.cuda.get_device_name(0) if gpus else "cpu"
+    n = min(nproc, gpus) if gpus else nproc
+    if n <= 1:
+        mm = _matmuls(torch, "cuda:0" if gpus else "cpu")
+        return {"probe_s": mm, "matmul_s": mm, "allreduce_s": None, "device": device, "gpus": min(gpus, 1)}
     import torch.multiprocessing as mp
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    mp.start_processes(_worker, args=(n, port, queue), nprocs=n, join=True, start_method="spawn")
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.start_processes(_worker, args=(n, port, bool(gpus), queue), nprocs=n, join=True, start_method="spawn")
     got = [queue.get() for _ in range(n)]
     mm = max(g[1] for g in got)        # the slowest GPU sets the pace of a data-parallel step
     ar = max(g[2] for g in got)
-    return {"probe_s": mm + ar, "matmul_s": mm, "allreduce_s": ar,
-            "device": torch.cuda.get_device_name(0), "gpus": n}
+    return {"probe_s": mm + ar, "matmul_s": mm, "allreduce_s": ar, "device": device,
+            "gpus": n if gpus else 0, "processes": n}
 
 
 def _write(path: str, data: dict) -> None:

@@ -76,3 +76,14 @@ def test_speed_probe_key_runs_the_probe_before_each_run_and_analyze_reports_cupe
     assert harness("run", plain, "--plain", cwd=tmp_path).returncode == 0
     assert all(r["probe_s"] is None for r in results_of(tmp_path / "results" / "plain"))
     assert "speed probe" not in harness("analyze", tmp_path / "results" / "plain", cwd=tmp_path).stdout
+
+
+def test_probe_with_several_processes_times_an_all_reduce(tmp_path):
+    # without CUDA the same code path spawns the processes and all-reduces over gloo
+    out = tmp_path / "probe.json"
+    p = subprocess.run([sys.executable, str(PROBE), "--out", str(out), "--nproc", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = json.loads(out.read_text())
+    assert data["processes"] == 2 and data["allreduce_s"] > 0
+    assert data["probe_s"] == pytest.approx(data["matmul_s"] + data["allreduce_s"])
