@@ -519,6 +519,11 @@ def test_e2e_paired_design_keeps_pairs_on_one_node_and_retries_a_failed_half_the
         a, b = sorted((r for r in ok if r["index"] == i), key=lambda r: r["started_at"])
         assert a["finished_at"] <= b["started_at"], (a, b)
     assert (a["hypothesis"], b["hypothesis"]) == ("H1", "H0")   # block 1 ran H1 first
+    # one node: the analysis keeps the plain Welch time test (the blocked one equals it there)
+    report = harness("analyze", res, "--gate", cwd=tmp_path)
+    assert report.returncode in (0, 1), report.stderr
+    assert "runs per node" not in report.stdout and "blocked by node" not in report.stdout
+    assert "H1  time      Time p = " in report.stdout
 
 
 def test_backend_knows_a_one_node_partition_and_node_states(slurm_cluster, tmp_path):
