@@ -123,6 +123,8 @@ def test_gate_does_not_take_a_fast_node_for_a_speedup(tmp_path):
     js = json.loads(harness("analyze", res, "--format", "json", cwd=tmp_path).stdout)
     b = js["blocked"]["H1"]
     assert b["nodes"] == 2 and b["p"] > 0.01 and b["method"] == blocked.METHOD
+    md = harness("analyze", res, "--format", "markdown", "--gate", cwd=tmp_path).stdout
+    assert "**time blocked by node: stratified Welch" in md and "blocked by node, stratified Welch by node" in md
     eff = {e["host"]: e["effect_s"] for e in b["node_effects"]}
     assert eff["fast"] - eff["slow"] == pytest.approx(-0.6, abs=0.1)
 

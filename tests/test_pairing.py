@@ -12,7 +12,7 @@ from harness.records import RunRecord
 from harness.runner import Runner
 from harness.store import Slot, Store
 
-from conftest import write_experiment
+from conftest import harness, write_experiment
 
 
 def test_alternate_rotates_the_first_arm_per_block():
@@ -108,6 +108,11 @@ def test_runner_keeps_pairs_on_one_node_and_retries_a_failed_half_there(tmp_path
     for i in range(4):
         a, b = sorted((done[("H0", i)], done[("H1", i)]), key=lambda r: r.started_at)
         assert a.finished_at <= b.started_at
+    # the stored runs span nodes: the analysis blocks by node and the gate says so
+    out = harness("analyze", store.root, "--gate", cwd=tmp_path)
+    assert "time blocked by node: stratified Welch" in out.stdout, out.stdout + out.stderr
+    nodes = len({done[("H0", i)].host for i in range(4)})
+    assert f"blocked by node, stratified Welch by node ({nodes} nodes)" in out.stdout
 
 
 def test_pairing_key_is_checked(tmp_path):
