@@ -42,7 +42,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import gate, nodes, report, sources, stats
+    from harness import blocked, cuped, gate, nodes, report, sources, stats
     from harness.sources import as_float
 
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
@@ -72,9 +72,13 @@ def main(args: argparse.Namespace) -> int:
         arm.split_hint = sources.split_hint(g, args.group_by, args.sources, prog)
     variance = variance_plan(args, ds)
     summary = stats.summarise(arms, control, variance=variance, **settings)
-    verdict = gate.evaluate(summary, ds.groups)
-    rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
-                            for g in ds.groups})
+    by_host = {g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
+               for g in ds.groups}
+    tests = blocked.blocked_tests(by_host, control)   # empty unless the runs span nodes
+    probed = cuped.adjust_all({g.name: [(r.record.probe_s, as_float(r.record.train_time_s)) for r in g.runs]
+                               for g in ds.groups}, control)   # empty unless runs carry probe times
+    verdict = gate.evaluate(summary, ds.groups, tests)
+    rows = nodes.node_rows(by_host)
     multi = len(rows) > 1
     look = None
     if ds.sequential is not None:
@@ -82,8 +86,10 @@ def main(args: argparse.Namespace) -> int:
         look = plan_from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
                                                                for g in ds.groups})
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
-                               node_warnings=nodes.node_warnings(rows, control) if multi else [],
-                               sequential=look, sweeps=sweep_analyses(ds, control, settings, variance))
+                               node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
+                               if multi else [],
+                               sequential=look, blocked=tests, cuped=probed,
+                               sweeps=sweep_analyses(ds, control, settings, variance))
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for

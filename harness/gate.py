@@ -45,7 +45,10 @@ class Verdict:
         return [c.line for c in self.criteria if not c.passed]
 
 
-def evaluate(summary: Summary, groups: list[Group]) -> Verdict:
+def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None) -> Verdict:
+    """``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes; the time
+    criterion then uses it instead of the pooled Welch test, and says so."""
+    blocked = blocked or {}
     by_name = {g.name: g for g in groups}
     control = by_name[summary.control]
     v = Verdict(passed=False)
@@ -53,7 +56,7 @@ def evaluate(summary: Summary, groups: list[Group]) -> Verdict:
         v.criteria.append(Criterion(summary.control, "runs", False, "only the control was given",
                                     "a treatment to compare with the control"))
     for row in summary.treatments:
-        v.criteria += _judge(row, summary, by_name[row.name], control)
+        v.criteria += _judge(row, summary, by_name[row.name], control, blocked.get(row.name))
         if not math.isnan(row.time_p_holm) and row.time_p < summary.alpha_time <= row.time_p_holm:
             v.notes.append(f"note: {row.name} time p after Holm adjustment for "
                            f"{len(summary.treatments)} treatments is {fmt_p(row.time_p_holm)} "
@@ -68,13 +71,17 @@ def evaluate(summary: Summary, groups: list[Group]) -> Verdict:
     return v
 
 
-def _judge(row: Row, s: Summary, g: Group, control: Group) -> list[Criterion]:
+def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None) -> list[Criterion]:
     name, ctrl = row.name, s.row(s.control)
     out = []
-    ok = row.time_p < s.alpha_time and row.time_delta < 0   # nan compares False: fails
-    out.append(Criterion(name, "time", ok,
-                         f"Time p = {fmt_p(row.time_p)}, Time +/- = {row.time_delta:+.4f} s",
-                         f"p < {s.alpha_time:g} and +/- < 0"))
+    if bt is None:
+        ok = row.time_p < s.alpha_time and row.time_delta < 0   # nan compares False: fails
+        fig = f"Time p = {fmt_p(row.time_p)}, Time +/- = {row.time_delta:+.4f} s"
+    else:   # runs span nodes: node speed must not pass for a speedup
+        ok = bt.p < s.alpha_time and bt.delta < 0
+        fig = (f"blocked by node, {bt.label}: p = {fmt_p(bt.p)}, +/- = {bt.delta:+.4f} s"
+               + (f" ({bt.problem})" if bt.problem else ""))
+    out.append(Criterion(name, "time", ok, fig, f"p < {s.alpha_time:g} and +/- < 0"))
     ok = row.loss_p < s.alpha_loss
     out.append(Criterion(name, "loss", ok,
                          f"Loss p = {fmt_p(row.loss_p)}, Loss μ = {row.loss_mean:.4f}",

@@ -44,8 +44,12 @@ def node_warnings(rows: list[NodeRow], control: str) -> list[str]:
         for r in rows:
             a, c = r.counts[arm] / total, r.counts[control] / totals[control]
             if abs(a - c) > UNEVEN_SHARE:
+                per_node = "; ".join(f"{x.host} {control} {x.counts[control]} / {arm} {x.counts[arm]}"
+                                     for x in rows)
                 out.append(f"{arm} and {control} are unevenly spread over nodes ({r.host}: "
-                           f"{a:.0%} of {arm}'s runs, {c:.0%} of {control}'s); a slow node reads as a "
-                           "slow arm: rerun with more runs or pin the experiment to one node")
+                           f"{a:.0%} of {arm}'s runs, {c:.0%} of {control}'s; runs per node: {per_node}): "
+                           "the gate's time test is blocked by node so a slow node does not read as a slow "
+                           "arm, but unbalanced nodes cost runs and power; schedule control and treatment "
+                           "in pairs on one node (pairing = \"node\") or pin the experiment to one node")
                 break
     return out

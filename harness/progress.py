@@ -47,7 +47,8 @@ class Progress:
     def on_plan(self, d) -> None:
         self.total = d["pending"]
         self._line(f"experiment {d['experiment']}: results in {d['results']}; "
-                   f"{d['done']} of {d['total']} runs already done, {d['pending']} to run")
+                   f"{d['done']} of {d['total']} runs already done, {d['pending']} to run"
+                   + ("; paired design: the runs of one index share a node" if d.get("pairing") == "node" else ""))
 
     def on_start(self, d) -> None:
         self.current = f"{d['hypothesis']} #{d['index']}" + (f" (attempt {d['attempt']})" if d["attempt"] > 1 else "")
@@ -92,6 +93,9 @@ class Progress:
         self.total += 1
         self._line(f"  retrying {rec.hypothesis} #{rec.index} (failure {d['failures']} of at most "
                    f"{d['retries'] + 1})")
+
+    def on_unpaired(self, d) -> None:
+        self._line(f"  {d['hypothesis']} #{d['index']} runs on any node: {d['why']} (the pair is broken)")
 
     def on_skip(self, d) -> None:
         self._line(f"  skip {d['hypothesis']} #{d['index']}: {d['why']}")

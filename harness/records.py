@@ -54,6 +54,7 @@ class RunRecord:
     message: str = ""                # why it failed, with the log's path
     log: str = "log.txt"             # the log the figures were read from (in the run folder)
     val_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
+    probe_s: float | None = None     # the speed probe's time before this run (speed_probe = true)
 
     def to_json(self) -> str:
         return json.dumps(nan_to_none(dataclasses.asdict(self)), indent=2, sort_keys=False)

@@ -32,6 +32,8 @@ class Analysis:
     sequential: object = None                          # sequential.Look replayed on the stored runs
     node_warnings: list[str] = field(default_factory=list)
     sweeps: list = field(default_factory=list)         # sweep.Sweep per step sweep (issue 16)
+    blocked: dict = field(default_factory=dict)        # treatment -> blocked.BlockedTest (runs span nodes)
+    cuped: dict = field(default_factory=dict)          # treatment -> cuped.Cuped (runs with probe times)
 
     @property
     def groups(self) -> list[Group]:
@@ -150,6 +152,12 @@ class TextExporter(Exporter):
         parts += ["\n".join(_sweep_lines(sw)) for sw in a.sweeps]
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
+        if a.blocked:
+            from harness import blocked
+            parts.append("\n".join(blocked.lines(a.blocked)))
+        if a.cuped:
+            from harness import cuped
+            parts.append("\n".join(cuped.lines(a.cuped)))
         if a.warnings:
             parts.append("warnings:\n" + "\n".join(f"  {w}" for w in a.warnings))
         if a.show_gate:
@@ -226,6 +234,14 @@ class MarkdownExporter(Exporter):
         if a.nodes:
             lines = node_lines(a)
             out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
+        if a.blocked:
+            from harness import blocked
+            lines = blocked.lines(a.blocked)
+            out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
+        if a.cuped:
+            from harness import cuped
+            lines = cuped.lines(a.cuped)
+            out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.warnings:
             out += ["**Warnings**", ""] + [f"- {_md_escape(w)}" for w in a.warnings] + [""]
         if a.show_gate:
@@ -288,10 +304,22 @@ def to_dict(a: Analysis) -> dict:
         "sequential": None if a.sequential is None else {
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
+        "blocked": {name: _blocked_dict(bt) for name, bt in a.blocked.items()},
+        "speed_probe": {name: _cuped_dict(r) for name, r in a.cuped.items()},
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
     })
+
+
+def _blocked_dict(bt) -> dict:
+    from harness import blocked
+    return blocked.to_dict(bt)
+
+
+def _cuped_dict(r) -> dict:
+    from harness import cuped
+    return cuped.to_dict(r)
 
 
 class JsonExporter(Exporter):

@@ -13,12 +13,14 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from harness import pairing
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.backends.local import now_iso
 from harness.classify import classify
@@ -89,6 +91,15 @@ class Runner:
         cache = pick(self.opt.compile_cache, exp.compile_cache, True)
         self.cache_dir = (store.root / ".cache").resolve() if cache else None
         self.order = exp.launch_order(self.runs, self.opt.order)
+        # paired design on clusters: the runs of one index share a node (harness/pairing.py)
+        self.pairing_mode = pairing.mode(exp.pairing, backend.may_span_nodes)
+        self.pairing = None
+        if self.pairing_mode == pairing.NODE:
+            order_name = self.opt.order or exp.order
+            pairing.check_order(order_name, self.pairing_mode)
+            if order_name == "interleaved":
+                self.order = pairing.alternate(self.order)
+            self.pairing = pairing.Pairing([h.name for h in exp.hypotheses], backend.node_usable)
         self._git = _git_commit(self.base)
         self._host_gpus: dict | None = None
         self.look = None
@@ -134,7 +145,8 @@ class Runner:
                       not any((j.hyp.name, j.index) == s for j in running))
         self.emit(Event("plan", {"experiment": self.exp.name, "results": str(self.store.root),
                                  "total": len(self.order), "done": sum(
-            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue)}))
+            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue),
+            "pairing": self.pairing_mode}))
         self._update_look(slots)
         stop_reason = ""
         deferred: list = []     # slots of arms not needed now, kept for a decider that may revisit
@@ -144,7 +156,18 @@ class Runner:
                     if self.look is not None and self.look.done:
                         stop_reason = "decided"
                         break
-                    key = queue.popleft()
+                    node = None
+                    if self.pairing is not None:
+                        pick = self.pairing.pick(queue, slots, {(j.hyp.name, j.index) for j in running})
+                        if pick is None:
+                            break   # every queued run waits for its partner to finish
+                        key, node = pick.key, pick.node
+                        queue.remove(key)
+                        if pick.broken:
+                            self.emit(Event("unpaired", {"hypothesis": key[0], "index": key[1],
+                                                         "why": pick.broken}))
+                    else:
+                        key = queue.popleft()
                     if self.look is not None and not self.look.need.get(key[0], True):
                         if getattr(self.decider, "revisit", False):   # a sweep may need the arm again
                             deferred.append(key)
@@ -153,7 +176,7 @@ class Runner:
                                                  "why": "arm decided"}))
                         continue
                     slot = slots.setdefault(key, Slot(*key))
-                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key]))
+                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key], node))
                 if not running:
                     break
                 time.sleep(POLL_S)
@@ -207,7 +230,7 @@ class Runner:
         self.emit(Event("look", {"look": self.look}))
 
     # -- one attempt -------------------------------------------------------------------------
-    def _start(self, hyp_name: str, index: int, attempt: int, order: int) -> _Job:
+    def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> _Job:
         hyp = self.exp.hypothesis(hyp_name)
         run_dir = self.store.attempt_dir(hyp_name, index, attempt)
         run_dir.mkdir(parents=True)
@@ -218,12 +241,14 @@ class Runner:
         shutil.copy2(src, snapshot)
         # the scratch cwd mirrors the root's entries only: a path out of the root ('../x.py')
         # would resolve inside the run folder, so it is given absolute
-        argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
+        argv = self._probed(hyp.argv(str(src) if ".." in script.parts else hyp.script), hyp, run_dir)
         env = self._env(hyp, index)
         spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
-                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node)
+                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node,
+                          node=node)
         launch = {"backend": self.backend.name, "job_id": None, "hypothesis": hyp_name, "index": index,
-                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir)}
+                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir),
+                  "pairing": self.pairing_mode, "node": node}
         # written before the start: a runner killed in between leaves an attempt resume can see
         atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
         handle = self.backend.start(spec)
@@ -233,6 +258,14 @@ class Runner:
         self.emit(Event("start", {"hypothesis": hyp_name, "index": index, "attempt": attempt,
                                   "order": order, "total": len(self.order), "run_dir": str(run_dir)}))
         return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
+
+    def _probed(self, argv: list[str], hyp: Hypothesis, run_dir: Path) -> list[str]:
+        """With ``speed_probe``: the fixed workload runs first, on the run's node, then execs the run."""
+        if not self.exp.speed_probe:
+            return argv
+        probe = Path(__file__).resolve().parent / "probe.py"
+        return [sys.executable, str(probe), "--out", str(run_dir / "probe.json"),
+                "--nproc", str(hyp.nproc_per_node), "--", *argv]
 
     def _workdir(self, run_dir: Path) -> Path:
         """A scratch cwd that mirrors the project root except ``logs/``.
@@ -323,7 +356,7 @@ class Runner:
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend.name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve])
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir))
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:
@@ -391,6 +424,15 @@ class Runner:
         rec.message = f"{why} (log: {run_dir / log_name})"
         rec.save(run_dir / "result.json")
         return rec
+
+
+def _probe_s(run_dir: Path) -> float | None:
+    """The speed probe's time, when it ran and succeeded (harness/probe.py wrote probe.json)."""
+    try:
+        value = json.loads((run_dir / "probe.json").read_text()).get("probe_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _sha256(path: Path) -> str:

@@ -98,6 +98,12 @@ def welch_p(diff, var_c, var_t, n, shift=0.0):
     return _stdtr(df, t), _stdtr(df, -tf), t
 
 
+def _t_upper(t: float, df: float) -> float:
+    """P(T >= t) for Student's t (the futility side of the blocked statistic)."""
+    from harness.stats import t_cdf
+    return t_cdf(-t, df)
+
+
 def one_sample_p(mean_minus_target, var, n):
     """One-sample t p-values: (p below target, p above target, t); NaN when var == 0."""
     m = np.asarray(mean_minus_target, dtype=float)
@@ -463,7 +469,8 @@ class SequentialPlan:
             setattr(self, name, arr)
 
     # -- the look -----------------------------------------------------------------------
-    def _time(self, ctimes: list[float], ttimes: list[float]) -> dict:
+    def _time(self, ctimes: list[float], ttimes: list[float], chosts: list[str] | None = None,
+              thosts: list[str] | None = None) -> dict:
         M = self.max_runs
         L = max(0, min(len(ctimes), len(ttimes), M) - 1)
         if L == 0:
@@ -472,21 +479,34 @@ class SequentialPlan:
         c = np.asarray(ctimes[:L + 1], dtype=float)
         t = np.asarray(ttimes[:L + 1], dtype=float)
         n = np.arange(2, L + 2)
-        diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
-        vc = np.array([c[:k].var(ddof=1) for k in n])
-        vt = np.array([t[:k].var(ddof=1) for k in n])
-        pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
+        test = "Welch"
+        if chosts is not None and thosts is not None and len(set(chosts[:L + 1]) | set(thosts[:L + 1])) > 1:
+            # runs span nodes: the blocked statistic at every look (bench/bench_blocked.py: error rates)
+            from harness import blocked
+            test = "stratified Welch by node"
+            bts = [blocked.stratified(list(zip(chosts[:k], ctimes[:k])), list(zip(thosts[:k], ttimes[:k])))
+                   for k in n]
+            diff = np.array([b.delta for b in bts])
+            tstat = np.array([b.t for b in bts])
+            pp = np.array([b.p if b.se > 0 else math.nan for b in bts])   # no spread: no decision
+            pf = np.array([_t_upper((b.delta + self.min_effect) / b.se, b.df) if b.se > 0 else math.nan
+                           for b in bts])
+        else:
+            diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
+            vc = np.array([c[:k].var(ddof=1) for k in n])
+            vt = np.array([t[:k].var(ddof=1) for k in n])
+            pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
         (k,), (dec,) = first_crossing(pp[None], self.time_pass, pf[None], self.time_fail, M)
         j = k - 2
         d = {"look": int(k), "n": int(k), "diff": float(diff[j]), "t": float(tstat[j]),
              "p": float(pp[j]), "boundary": float(self.time_pass[j]),
              "p_fail": float(pf[j]), "fail_boundary": float(self.time_fail[j])}
-        stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, Welch t {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
+        stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, {test} t {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
                 f"(pass if <= {_fmt_p(self.time_pass[j])}); p not faster by {self.min_effect:g} s "
                 f"{_fmt_p(pf[j])} (fail if <= {_fmt_p(self.time_fail[j])})")
         at = f"at pair {k} (diff {diff[j]:+.4f} s)"
         return _decide(d, dec, stat,
-                       passed=f"faster: Welch p {_fmt_p(pp[j])} <= {_fmt_p(self.time_pass[j])} {at}",
+                       passed=f"faster: {test} p {_fmt_p(pp[j])} <= {_fmt_p(self.time_pass[j])} {at}",
                        futile=f"not faster by {self.min_effect:g} s: p {_fmt_p(pf[j])} <= "
                               f"{_fmt_p(self.time_fail[j])} {at}",
                        ran_out=f"not shown faster by the last look (pair {M}): "
@@ -532,12 +552,14 @@ class SequentialPlan:
         recs = {name: [r for r in _sort(records.get(name, []) or []) if r.status in ("ok", "diverged")]
                 for name in [self.control, *self.treatments]}
         ctimes = [float(r.train_time_s) for r in recs[self.control] if _finite(r.train_time_s)]
+        chosts = [getattr(r, "host", None) or "?" for r in recs[self.control] if _finite(r.train_time_s)]
         decisions: dict[str, dict] = {}
         lines: list[str] = []
         need = {self.control: False}
         for h in self.treatments:
             ttimes = [float(r.train_time_s) for r in recs[h] if _finite(r.train_time_s)]
-            tdec = self._time(ctimes, ttimes)
+            thosts = [getattr(r, "host", None) or "?" for r in recs[h] if _finite(r.train_time_s)]
+            tdec = self._time(ctimes, ttimes, chosts, thosts)
             ldec = self._loss(recs[h])
             decisions[h] = {"time": {k: v for k, v in tdec.items() if k != "line"},
                             "loss": {k: v for k, v in ldec.items() if k != "line"}}

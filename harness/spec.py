@@ -44,7 +44,10 @@ EXPERIMENT_KEYS = {
     # borrowed / known variance (harness/borrow.py)
     "known_loss_sigma": ((int, float), "the loss sigma a track's rules fix, e.g. 0.0013"),
     "variance_from": ((str,), "a folder of earlier runs' logs to borrow sigma from"),
+    "pairing": ((str,), "node or none (control and treatment of one index on one node)"),
+    "speed_probe": ((bool,), "true or false (time a fixed GPU workload before each run)"),
 }
+PAIRINGS = ("node", "none")
 HYPOTHESIS_KEYS = {
     "name": ((str,), "a folder-safe name such as H0"),
     "control": ((bool,), "true or false"),
@@ -132,6 +135,8 @@ class Experiment:
     slurm: dict = field(default_factory=dict)
     known_loss_sigma: float | None = None
     variance_from: str | None = None
+    pairing: str | None = None      # None: "node" when the backend may use several nodes
+    speed_probe: bool = False
 
     @property
     def control(self) -> Hypothesis:
@@ -152,8 +157,10 @@ class Experiment:
         """
         d = self.to_dict()
         for key in ("runs", "order", "timeout", "retries", "backend", "slurm", "description",
-                    "compile_cache", "known_loss_sigma", "variance_from"):   # analysis, not what a run is
+                    "compile_cache", "known_loss_sigma", "variance_from", "pairing"):   # analysis, not what a run is
             d.pop(key, None)
+        if not d.get("speed_probe"):
+            d.pop("speed_probe", None)   # folders made before the probe existed stay resumable
         for h in d["hypotheses"]:
             h.pop("description", None)
         return json.loads(json.dumps(d))  # the shape spec.json gives back (lists, not tuples)
@@ -233,6 +240,8 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
         raise _fail(path, "experiment.order", f"got {exp['order']!r}, expected one of {', '.join(ORDERS)}")
     if exp.get("backend", "local") not in ("local", "slurm"):
         raise _fail(path, "experiment.backend", f"got {exp['backend']!r}, expected local or slurm")
+    if exp.get("pairing", "none") not in PAIRINGS:
+        raise _fail(path, "experiment.pairing", f"got {exp['pairing']!r}, expected one of {', '.join(PAIRINGS)}")
     for key in ("alpha_time", "alpha_loss"):
         if key in exp and not 0 < exp[key] < 1:
             raise _fail(path, f"experiment.{key}", f"got {exp[key]}, expected a number in (0, 1)")

@@ -482,3 +482,52 @@ def test_e2e_until_decisive_stops_submitting_and_counts_running_jobs(slurm_clust
     assert len(recs) <= 3 + 3 + 1
     table = harness("analyze", res, cwd=tmp_path).stdout
     assert "H1 time: PASS" in table and "H1 loss: PASS" in table
+
+
+def test_e2e_paired_design_keeps_pairs_on_one_node_and_retries_a_failed_half_there(slurm_cluster, tmp_path):
+    """pairing = "node": each index's H0 and H1 run one after the other, pinned to one node."""
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    exp = write_experiment(tmp_path, name="pairs", runs=2, h0_args={"step_sleep": 0.05},
+                           h1_args={"step_sleep": 0.05, "mode": "flaky"}, extra_exp='pairing = "node"',
+                           extra_defaults=f'env = {{ FLAKY_DIR = "{flaky}" }}')
+    res = tmp_path / "results" / "pairs"
+    out = harness("run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2", cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "paired design" in out.stderr
+    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    recs = {(r["hypothesis"], r["index"], r["attempt"]): r for r in results_of(res)}
+    launches = {(p.parent.parent.name, int(p.parent.name[:3]), int(p.parent.name[4:])): json.loads(p.read_text())
+                for p in res.glob("*/*/launch.json")}
+
+    def script(key):
+        job = launches[key]["job_id"]
+        return (res / ".slurm" / f"{job}_submission.sh").read_text()
+
+    # block 0: H0 opens it on any node; H1 crashes there and its retry is pinned to H0's node
+    assert recs[("H0", 0, 1)]["status"] == "ok" and recs[("H1", 0, 1)]["status"] == "failed"
+    assert "--nodelist" not in script(("H0", 0, 1))
+    for key in (("H1", 0, 1), ("H1", 0, 2)):
+        assert f"#SBATCH --nodelist={node}" in script(key), script(key)
+    # block 1: H1 opens it (alternating), crashes with no partner yet, is retried on any node; H0 follows it
+    assert recs[("H1", 1, 1)]["status"] == "failed" and recs[("H1", 1, 2)]["status"] == "ok"
+    assert "--nodelist" not in script(("H1", 1, 2))
+    assert f"#SBATCH --nodelist={node}" in script(("H0", 1, 1))
+    ok = [r for r in recs.values() if r["status"] == "ok"]
+    assert len(ok) == 4 and {r["host"] for r in ok} == {node}   # SLURM's node name is the record's host
+    for i in range(2):   # one run of a pair at a time
+        a, b = sorted((r for r in ok if r["index"] == i), key=lambda r: r["started_at"])
+        assert a["finished_at"] <= b["started_at"], (a, b)
+    assert (a["hypothesis"], b["hypothesis"]) == ("H1", "H0")   # block 1 ran H1 first
+    # one node: the analysis keeps the plain Welch time test (the blocked one equals it there)
+    report = harness("analyze", res, "--gate", cwd=tmp_path)
+    assert report.returncode in (0, 1), report.stderr
+    assert "runs per node" not in report.stdout and "blocked by node" not in report.stdout
+    assert "H1  time      Time p = " in report.stdout
+
+
+def test_backend_knows_a_one_node_partition_and_node_states(slurm_cluster, tmp_path):
+    backend = make_backend(tmp_path, check_filesystem=False)
+    assert backend.may_span_nodes is False      # the CI cluster has one node: no pairing by default
+    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    assert backend.node_usable(node) and not backend.node_usable("no-such-node")

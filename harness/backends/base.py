@@ -22,6 +22,7 @@ class LaunchSpec:
     log_path: Path           # stdout and stderr both stream into this file
     timeout_s: float | None  # wall-clock limit; None means no limit
     nproc: int = 1           # processes (GPUs) the command uses on its node
+    node: str | None = None  # run on this node (the partner's, in a paired design); None: any
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Handle:
 class Backend(abc.ABC):
     name: str = "?"
     max_parallel: int = 1
+    may_span_nodes: bool = False   # runs may land on different machines (pairing matters)
 
     @abc.abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:
@@ -70,6 +72,10 @@ class Backend(abc.ABC):
         processes die with their runner, so the default is None.
         """
         return None
+
+    def node_usable(self, node: str) -> bool:
+        """Whether a job pinned to ``node`` can run there now (not down or drained)."""
+        return True
 
     def close(self) -> None:
         """Release whatever the backend holds (called once, at the end)."""

@@ -50,6 +50,8 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FA
 GONE = "GONE"  # neither squeue nor sacct knows the job (any more)
 COMMENT_PREFIX = "harness:"
 TRANSIENT = ("timed out", "temporarily", "try again", "connection refused", "unable to contact")
+USABLE_NODE_STATES = {"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing", "resv",
+                      "reserved", "plnd", "planned"}
 TIME_MARGIN_MIN = 5  # SLURM time limit = the run's timeout + this, so our own kill comes first
 
 
@@ -74,7 +76,8 @@ def run_attempt(task: dict) -> dict:
     SLURM (SIGTERM on scancel, preemption or time limit) are forwarded to the
     command's process group and reported as ``slurm_signal``.
     """
-    host = socket.gethostname()
+    # SLURM's own name of the node: what a paired follow-up job pins to (--nodelist)
+    host = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     started_at, t0 = now_iso(), time.monotonic()
     out = {"token": task["token"], "host": host, "started_at": started_at, "exit_code": None,
            "timed_out": False, "slurm_signal": None, "error": None}
@@ -348,7 +351,7 @@ class SlurmBackend(Backend):
     def _check_partition(self) -> bool:
         """Whether the partition exists (UserError if not) and has GPUs."""
         try:
-            p = subprocess.run(["sinfo", "--noheader", "--format=%P|%G"], capture_output=True,
+            p = subprocess.run(["sinfo", "--noheader", "--format=%P|%G|%D"], capture_output=True,
                                text=True, timeout=60)
         except (OSError, subprocess.SubprocessError) as e:
             raise _user_error(f"slurm backend: sinfo failed ({e}); is the SLURM controller reachable "
@@ -358,22 +361,40 @@ class SlurmBackend(Backend):
             raise _user_error(f"slurm backend: sinfo failed ({why}); is the SLURM controller reachable "
                               f"from this host?")
         parts: dict[str, bool] = {}
+        nodes: dict[str, int] = {}
         default = None
         for line in p.stdout.splitlines():
-            name, _, gres = line.strip().partition("|")
+            name, _, rest = line.strip().partition("|")
+            gres, _, count = rest.partition("|")
             if name.endswith("*"):
                 name = name[:-1]
                 default = name
             parts[name] = parts.get(name, False) or "gpu" in gres.lower()
+            nodes[name] = nodes.get(name, 0) + (int(count) if count.strip().isdigit() else 2)
+        pinned = any(k in self.extra for k in ("nodelist", "w"))
         if self.partition is None:
             if default is None:
                 raise _user_error(f"slurm backend: the cluster has no default partition; pass --partition "
                                   f"(one of {', '.join(sorted(parts)) or 'none listed'})")
+            self.may_span_nodes = nodes[default] > 1 and not pinned
             return parts[default]
         if self.partition not in parts:
             raise _user_error(f"slurm backend: partition {self.partition!r} does not exist; pass --partition "
                               f"with one of: {', '.join(sorted(parts)) or '(sinfo lists none)'}")
+        self.may_span_nodes = nodes[self.partition] > 1 and not pinned
         return parts[self.partition]
+
+    def node_usable(self, node: str) -> bool:
+        """False when SLURM reports ``node`` down, drained, failing or unknown."""
+        try:
+            p = subprocess.run(["sinfo", "--noheader", "--nodes=" + node, "--format=%t"],
+                               capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return True   # cannot ask: let sbatch decide
+        states = {ln.strip().rstrip("*~#!%$@^-").lower() for ln in p.stdout.splitlines() if ln.strip()}
+        if p.returncode != 0 or not states:
+            return False  # no such node (any more)
+        return bool(states & USABLE_NODE_STATES)
 
     def _check_filesystem(self, timeout_s: float) -> None:
         """A tiny job reads a token the submitter wrote and answers next to it."""
@@ -420,7 +441,8 @@ class SlurmBackend(Backend):
                     pass
 
     # -- submitting ------------------------------------------------------------------------
-    def _executor(self, job_name: str, time: int | None, gpus: int, comment: str | None = None):
+    def _executor(self, job_name: str, time: int | None, gpus: int, comment: str | None = None,
+                  node: str | None = None):
         import submitit
         ex = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=0)
         extra = {}
@@ -431,6 +453,8 @@ class SlurmBackend(Backend):
         extra.setdefault("no-requeue", True)
         if comment is not None:
             extra.setdefault("comment", comment)
+        if node:
+            extra["nodelist"] = node  # the partner's node: one pair, one machine
         params = dict(job_name=job_name[:100], nodes=1, ntasks_per_node=1, time=time,
                       additional_parameters=extra, signal_delay_s=30,
                       setup=[f"export PYTHONPATH={shlex.quote(self._pythonpath)}${{PYTHONPATH:+:$PYTHONPATH}}"])
@@ -465,7 +489,7 @@ class SlurmBackend(Backend):
                 "timeout_s": spec.timeout_s, "kill_grace_s": self.kill_grace_s}
         name = f"harness:{run_dir.parent.name}/{run_dir.name}"
         ex = self._executor(job_name=name, time=self._time_for(spec), gpus=self._gpus_for(spec),
-                            comment=comment)
+                            comment=comment, node=spec.node)
         for attempt in range(4):
             try:
                 job = ex.submit(run_attempt, task)
