@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from harness import sequential as seq
+from harness import thresholds as th
 from harness.borrow import VariancePlan
 
 CAL_VERSION = 2           # 2: pooled-t time statistic, one-sided check
@@ -199,8 +200,8 @@ def boundaries(kind: str, alpha: float, max_runs: int, rho: float, df_b: float,
 class BorrowedPlan(seq.SequentialPlan):
     """``SequentialPlan`` whose loss and/or time statistics use a ``VariancePlan``."""
 
-    def __init__(self, control, treatments, alpha_time=0.001, alpha_loss=0.01, target_loss=3.28,
-                 min_effect=0.0, max_runs=10, futility_alpha=seq.FUTILITY_ALPHA, *,
+    def __init__(self, control, treatments, alpha_time=th.ALPHA_TIME, alpha_loss=th.ALPHA_LOSS,
+                 target_loss=th.TARGET_LOSS, min_effect=th.MIN_EFFECT, max_runs=10, futility_alpha=seq.FUTILITY_ALPHA, *,
                  variance: VariancePlan, saved: dict | None = None) -> None:
         self.variance = variance
         if saved is None:   # every boundary computed here, so the plain ones are not calibrated in vain
@@ -242,10 +243,11 @@ class BorrowedPlan(seq.SequentialPlan):
         out.lines.insert(0, self.variance.line())
         return out
 
-    def _time(self, ctimes, ttimes):
+    def _time(self, ctimes, ttimes, chosts=None, thosts=None):
         s = self.variance.time
-        if s is None:
-            return super()._time(ctimes, ttimes)
+        spans = chosts is not None and thosts is not None and len(set(chosts) | set(thosts)) > 1
+        if s is None or spans:   # a borrowed sigma is one node's: across nodes the blocked test decides
+            return super()._time(ctimes, ttimes, chosts, thosts)
         M = self.max_runs
         L = max(0, min(len(ctimes), len(ttimes), M) - 1)
         if L == 0:

@@ -290,6 +290,10 @@ def to_dict(a: Analysis) -> dict:
     if a.sweeps:
         from harness import sweep
         extra["sweeps"] = [sweep.to_dict(sw) for sw in a.sweeps]
+    if a.blocked:    # only when the runs span nodes
+        extra["blocked"] = {name: _blocked_dict(bt) for name, bt in a.blocked.items()}
+    if a.cuped:      # only when the runs carry speed-probe times
+        extra["speed_probe"] = {name: _cuped_dict(r) for name, r in a.cuped.items()}
     return nan_to_none({
         "control": s.control, "target_loss": s.target_loss, **extra,
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
@@ -304,8 +308,6 @@ def to_dict(a: Analysis) -> dict:
         "sequential": None if a.sequential is None else {
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
-        "blocked": {name: _blocked_dict(bt) for name, bt in a.blocked.items()},
-        "speed_probe": {name: _cuped_dict(r) for name, r in a.cuped.items()},
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
