@@ -69,7 +69,7 @@ def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
     status = harness("status", res, cwd=tmp_path)
     assert status.returncode == 0
     row = next(line for line in status.stdout.splitlines() if line.startswith("H0"))
-    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "2"]
+    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "0", "2"]
 
 
 def test_flaky_run_succeeds_on_retry(tmp_path):
