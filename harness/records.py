@@ -155,9 +155,12 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            # a failed write() names no file: name the one that could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise

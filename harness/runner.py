@@ -132,6 +132,12 @@ class Runner:
         try:
             # read every stored record first: a corrupt one stops us before anything is written
             slots = self.store.slots([h.name for h in self.exp.hypotheses])
+            self.store.freeze(self.exp, self.source_text, check_only=True)  # refused: nothing touched
+            # trees an earlier runner left running end first: before their folders are set
+            # aside, their logs read, or their GPUs given to a new attempt
+            for slot in slots.values():
+                for run_dir in slot.orphans:
+                    self._end_leftovers(run_dir)
             aside = self.store.freeze(self.exp, self.source_text)
             if aside:
                 self.emit(Event("aside", {"folder": str(aside)}))
@@ -463,10 +469,7 @@ class Runner:
         if not isinstance(launch, dict) or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
             return None
         hyp = self.exp.hypothesis(launch["hypothesis"])
-        if launch.get("backend", "local") == "local" and launch.get("host") in (None, socket.gethostname()):
-            # a trainer that forked or ignored SIGTERM may outlive its runner: end it
-            # before anything reads its log or a new attempt takes its GPUs
-            end_leftovers(str(run_dir), launch.get("job_id"))
+        self._end_leftovers(run_dir, launch)
         summary, log_name = self._collect_and_parse(run_dir)
         outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
                           finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
@@ -483,6 +486,19 @@ class Runner:
             rec.message = f"{why} (log: {run_dir / log_name})"
         rec.save(run_dir / "result.json")
         return rec
+
+
+    def _end_leftovers(self, run_dir: Path, launch: dict | None = None) -> None:
+        """A local trainer that forked or ignored SIGTERM may outlive its runner: end it."""
+        if launch is None:
+            try:
+                launch = json.loads((run_dir / "launch.json").read_text())
+            except (OSError, ValueError):
+                return
+        if not isinstance(launch, dict) or launch.get("backend", "local") != "local":
+            return
+        if launch.get("host") in (None, socket.gethostname()):
+            end_leftovers(str(run_dir), launch.get("job_id"))
 
 
 def _script_logs(folder: Path) -> list[Path]:
