@@ -21,8 +21,18 @@ FAST_KILL = {"HARNESS_KILL_GRACE_S": "0.5"}
 
 
 def _marked(run_dir):
-    from harness.backends.local import marked_pids
-    return [p for p in marked_pids(str(run_dir)) if _alive(p)]
+    """Live processes started for this run folder (their command line or cwd names it)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(run_dir)) and _alive(int(name)):
+            out.append(int(name))
+    return out
 
 
 def _pids_in(folder):
@@ -63,7 +73,10 @@ def test_a_trainer_ignoring_sigterm_is_ended_at_its_timeout(tmp_path):
 
 def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_redone(tmp_path):
     # a trainer ignoring SIGTERM survives its runner's death (PDEATHSIG is a SIGTERM)
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn", "step_sleep": 0.02})
+    once = tmp_path / "once"
+    once.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn", "step_sleep": 0.02},
+                           extra_defaults=f'env = {{ ONCE_DIR = "{once}" }}')
     res = tmp_path / "results" / "exp"
     proc = _spawn_env(["run", exp, "--timeout", "60"], tmp_path, FAST_KILL)
     log = res / "H0" / "000-1" / "log.txt"
@@ -74,13 +87,18 @@ def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_r
     time.sleep(0.3)
     leftover = _marked(res / "H0" / "000-1")
     assert leftover  # the trainer outlived the runner ...
-    # ... and the next run ends it before launching anything (here: the corrected spec's runs)
-    write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.02})
-    out = harness("run", exp, cwd=tmp_path, env=FAST_KILL, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert not any(_alive(p) for p in leftover)
-    old = res / "superseded" / "1" / "H0" / "000-1"  # kept under its spec, its log intact
-    assert "step:9/" in (old / "log.txt").read_text()
+    # ... and the next run ends it before it launches the run again
+    proc2 = _spawn_env(["run", exp], tmp_path, FAST_KILL)
+    redo = res / "H0" / "000-2" / "log.txt"
+    assert _wait_for(lambda: redo.exists() or proc2.poll() is not None, timeout=60)
+    alive_at_relaunch = [p for p in leftover if _alive(p)]
+    _, err = proc2.communicate(timeout=120)
+    for p in leftover:
+        if _alive(p):
+            os.kill(p, signal.SIGKILL)
+    assert proc2.returncode == 0, err
+    assert not alive_at_relaunch
+    assert "step:9/" in log.read_text()  # its log is kept
 
 
 def test_the_log_decides_a_run_complete_when_its_runner_died_is_not_redone(tmp_path):

@@ -30,6 +30,13 @@ if a.mode == "flaky":
         sys.exit(3)
 if a.mode == "missing":
     open("data/no_such_shard.bin")
+if a.mode == "stubborn" and os.environ.get("ONCE_DIR"):
+    # stubborn on the first attempt only
+    marker = os.path.join(os.environ["ONCE_DIR"], f"stubborn{seed}")
+    if os.path.exists(marker):
+        a.mode = "ok"
+    else:
+        open(marker, "w").close()
 if a.mode == "stubborn":
     import signal
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
