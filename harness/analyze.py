@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from harness.errors import UserError
@@ -20,6 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "or a folder of logs")
     p.add_argument("--control", metavar="NAME",
                    help="control group (default: the experiment's control, else the first group)")
+    p.add_argument("--loss-control", metavar="NAME",
+                   help="group that Loss +/- is measured against (default: the control)")
     p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
                    help="plain log folders: one group per subfolder (default) or per final step count")
     p.add_argument("--target-loss", type=float, metavar="LOSS",
@@ -42,9 +45,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--plot {args.plot}: its folder does not exist")
     ds = sources.load(args.sources, args.group_by)
     names = [g.name for g in ds.groups]
-    control = args.control or (ds.control if ds.control in names else None) or names[0]
-    if control not in names:
-        raise UserError(f"--control {control}: no such group; the groups are {', '.join(names)}")
+    control = _group(ds, "--control", args.control) if args.control else \
+        (ds.control if ds.control in names else None) or names[0]
+    loss_control = _group(ds, "--loss-control", args.loss_control) if args.loss_control else control
     if not any(g.runs for g in ds.groups):
         for w in ds.warnings:
             sys.stderr.write(f"{w}\n")
@@ -57,8 +60,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--alpha-time and --alpha-loss must lie between 0 and 1")
 
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
-                      order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
-    summary = stats.summarise(arms, control, **settings)
+                      order=g.order, expected_steps=g.expected_steps,
+                      sources=[r.source for r in g.runs]) for g in ds.groups]
+    summary = stats.summarise(arms, control, loss_control=loss_control, **settings)
+    _split_hints(summary, ds, args)
     verdict = gate.evaluate(summary, ds.groups)
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
@@ -71,11 +76,41 @@ def main(args: argparse.Namespace) -> int:
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
                                sequential=look)
+    if args.format == "csv":
+        # CSV holds runs only: the warnings go where a person reads them
+        for w in analysis.warnings:
+            sys.stderr.write(f"warning: {w}\n")
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for
         plot.plot(analysis, args.plot)
     return (0 if verdict.passed else 1) if args.gate else 0
+
+
+def _group(ds, flag: str, name: str) -> str:
+    g = ds.group(name)
+    if g is None:
+        from harness.sources import label
+        raise UserError(f"{flag} {label(name)}: no such group; the groups are "
+                        f"{', '.join(g.name for g in ds.groups)}")
+    return g.name
+
+
+def _split_hints(summary, ds, args) -> None:
+    """A group of plain logs that mixes final steps: say the command that splits it."""
+    for w in summary.warnings:
+        g = ds.group(w.hypothesis)
+        if w.kind != "steps" or g is None or g.kind == "results":
+            continue
+        if g.kind == "plain" and args.group_by == "folder":
+            w.message += f"; to compare them, split by final step: {_command(args.sources)} --group-by steps"
+        elif g.kind == "named":
+            w.message += "; to compare them, give each step count's logs their own NAME=PATH"
+
+
+def _command(srcs: list[str]) -> str:
+    prog = "python analyze.py" if os.path.basename(sys.argv[0]) == "analyze.py" else "harness analyze"
+    return " ".join([prog] + [shlex.quote(s) for s in srcs])
 
 
 def _pick(flag, spec, default):

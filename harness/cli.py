@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None, prog: str = "harness") -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): no traceback, and none again at exit's flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:
         if e.errno not in STORAGE_ERRNOS:
             raise
@@ -69,7 +73,3 @@ def main(argv: list[str] | None = None, prog: str = "harness") -> int:
         where = e.filename or "a results file"
         sys.stderr.write(f"error: {where}: {e.strerror or e}; {STORAGE_FIX}\n")
         return 2
-    except BrokenPipeError:
-        # The reader went away (`| head`): no traceback, and none again at exit's flush.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141

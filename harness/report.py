@@ -102,6 +102,17 @@ def table_lines(s: Summary) -> list[str]:
     return _align([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows])
 
 
+def footer_lines(s: Summary) -> list[str]:
+    """What each column is, and which test gives each p: records publish other ones too."""
+    against = f"the control {s.control}'s"
+    loss_vs = (f"; Loss +/- against {s.loss_control}'s mean loss (--loss-control)"
+               if s.loss_control and s.loss_control != s.control else "")
+    return [f"Time in s; +/- = mean minus {against}{loss_vs}.",
+            f"Time p: one-sided Welch t-test that the mean time is below {against} "
+            f"(a two-sided Welch p is 2 x min(p, 1 - p)).",
+            f"Loss p: one-sided one-sample t-test that the mean loss is below the target {s.target_loss:g}."]
+
+
 # ---------------------------------------------------------------- exporters
 
 class Exporter(abc.ABC):
@@ -119,13 +130,14 @@ class TextExporter(Exporter):
 
     def render(self, a: Analysis) -> str:
         s = a.summary
-        parts = ["\n".join(table_lines(s))]
+        parts = ["\n".join(table_lines(s) + footer_lines(s))]
         parts += [raw_block(g) for g in a.groups]
         if s.treatments:
             head, rows = beside_columns(s)
             lines = _align([f"vs {s.control}"] + head, rows)
-            title = (f"robust checks vs control {s.control}: Time +/- in % of the control mean, "
-                     f"its bootstrap 95% interval, one-sided Mann-Whitney p"
+            title = (f"robust checks vs control {s.control}: Time Δ% = Time +/- in % of the control's "
+                     f"mean time; Time +/- 95% CI = its bootstrap 95% interval in s; MW p = one-sided "
+                     f"Mann-Whitney p"
                      + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
                      + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g},"
                      f" ~ = no significant difference")
@@ -153,7 +165,7 @@ def node_lines(a: Analysis) -> list[str]:
     head = ["node"] + [f"{arm} n" for arm in arms] + [f"{arm} time μ" for arm in arms]
     rows = [[n.host] + [str(n.counts.get(arm, 0)) for arm in arms]
             + [_f4(n.means[arm]) if arm in n.means else "-" for arm in arms] for n in a.nodes]
-    return ["runs per node (train time means per arm)"] + _align(head, rows)
+    return ["runs per node (mean train time in s per arm)"] + _align(head, rows)
 
 
 def _gate_head(a: Analysis) -> str:
@@ -183,11 +195,13 @@ class MarkdownExporter(Exporter):
     def render(self, a: Analysis) -> str:
         s = a.summary
         out = [_md_table([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows]), ""]
+        out += [_md_escape(" ".join(footer_lines(s))), ""]
         out += ["```"] + ["\n\n".join(raw_block(g) for g in a.groups)] + ["```", ""]
         if s.treatments:
             head, rows = beside_columns(s)
-            out += [f"Beside the table, against the control {s.control}: Time +/- in % and its "
-                    f"bootstrap 95% interval, one-sided Mann-Whitney p"
+            out += [f"Beside the table, against the control {s.control}: Time Δ% = Time +/- in % of "
+                    f"the control's mean time, Time +/- 95% CI = its bootstrap 95% interval in s, "
+                    f"MW p = one-sided Mann-Whitney p"
                     + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
                     + "; `~` = no significant difference.", "",
                     _md_table([""] + head, rows), ""]
@@ -242,8 +256,14 @@ def to_dict(a: Analysis) -> dict:
                              "message": run.record.message} for run in g.failed],
         })
     return nan_to_none({
-        "control": s.control, "target_loss": s.target_loss,
+        "control": s.control, "loss_control": s.loss_control or s.control,
+        "target_loss": s.target_loss,
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
+        "units": {"time": "s", "time_delta_ci95": "s", "drift.slope_s_per_run": "s per run"},
+        "tests": {"time_p": "Welch t-test, one-sided: mean time below the control's",
+                  "loss_p": "one-sample t-test, one-sided: mean loss below target_loss",
+                  "time_p_mann_whitney": "Mann-Whitney U, one-sided: times below the control's",
+                  "drift.p": "Spearman rank correlation of time with run order, two-sided"},
         "hypotheses": hyps,
         "warnings": a.warnings,
         "sequential": None if a.sequential is None else {

@@ -9,11 +9,8 @@ decides the status of a run (the log does).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from harness.backends.base import Outcome
-
-TAIL_BYTES = 64 * 1024  # the error is at the end of the log; long logs are not read whole
 
 # a failure is deterministic when the script's error says so and it printed no step line
 DETERMINISTIC = re.compile(
@@ -25,37 +22,12 @@ DETERMINISTIC = re.compile(
 TRANSIENT = re.compile(
     r"NCCL|CUDA|cuDNN|cuBLAS|out of memory|ECC|Xid|device-side|NVML|timed? ?out|Connection"
     r"|Broken pipe|preempt|node fail|NODE_FAIL|signal|Killed|SIGTERM|SIGKILL|rendezvous", re.I)
-_ERROR_LINE = re.compile(r"^\s*(?:[\w.]*(?:Error|Exception|Interrupt)\b.*|.*\berror\b.*|.*\bfatal\b.*|Killed\b.*)",
-                         re.I)
-
-
-def script_error(log_path: Path) -> str:
-    """The script's own error line: the last error-like line of its log ('' if none).
-
-    For a traceback that is its exception line ('RuntimeError: CUDA error: ...'); for
-    argparse it is 'prog: error: unrecognized arguments: ...'.
-    """
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - TAIL_BYTES))
-            data = f.read()
-    except OSError:
-        return ""
-    lines = data.decode("utf-8", "replace").splitlines()
-    for line in reversed(lines):
-        if line.startswith("harness"):  # our own notes in the log are not the script's words
-            if "could not start" in line:
-                return line.strip()[:300]
-            continue
-        if _ERROR_LINE.match(line) and not line.lstrip().startswith(("step:", "File ")):
-            return line.strip()[:300]
-    return ""
 
 
 def retryable(error: str, stepped: bool, outcome: Outcome, previous_error: str | None) -> bool:
     """Whether a failed attempt may succeed when launched again."""
+    if outcome.message.startswith("could not start"):
+        return False      # the launcher itself is missing: every launch would fail so
     if outcome.timed_out or (outcome.exit_code is not None and outcome.exit_code < 0):
         return True       # killed by a signal or the time limit: nothing says it would repeat
     if outcome.message and TRANSIENT.search(outcome.message):

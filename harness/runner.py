@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import socket
@@ -23,6 +22,7 @@ from typing import Callable, Protocol
 from harness import retry
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.backends.local import end_leftovers, now_iso
+from harness.classify import classify
 from harness.logparse import LogParser, LogSummary, parse_file
 from harness.records import COMPLETED, RunRecord, atomic_write_text, dumps
 from harness.spec import Experiment, Hypothesis
@@ -161,9 +161,10 @@ class Runner:
             1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue) + len(running)}))
         self._update_look(slots)
         stop_reason = ""
-        # a hypothesis whose attempt failed deterministically (usage error, missing file...):
-        # its other runs would fail the same way, so none is launched in this invocation
+        # a hypothesis whose runs failed deterministically with the same error (usage error,
+        # missing file...): its other runs would fail the same way, so none is launched
         blocked: dict[str, RunRecord] = {}
+        certain: dict[str, RunRecord] = {}  # the first deterministic failure of each arm
         try:
             while queue or running:
                 while queue and len(running) < self.backend.max_parallel and not stop_reason:
@@ -198,7 +199,10 @@ class Runner:
                     slot.records.append(rec)
                     again = rec.status not in COMPLETED and self._needs_attempt(slot)
                     if rec.status == "failed" and not rec.retryable:
-                        blocked.setdefault(job.hyp.name, rec)
+                        # two runs of one arm failing alike (a typo in its args): the others would too
+                        first = certain.setdefault(job.hyp.name, rec)
+                        if first is not rec and first.error == rec.error:
+                            blocked.setdefault(job.hyp.name, rec)
                     self.emit(Event("finish", {"record": rec, "total": len(self.order), "settled": not again}))
                     if again:
                         self.emit(Event("retry", {"record": rec, "failures": slot.failures,
@@ -378,22 +382,21 @@ class Runner:
                 s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None,
                 job_id: str | None = None) -> RunRecord:
         log_path = run_dir / log_name
+        verdict = classify(s, hyp.steps)   # the one classifier: analysis reads logs the same way
         error = ""
         if outcome.timed_out:
             status, why = "timeout", outcome.message or "timed out"
-        elif s.finished and hyp.steps is not None and s.total_steps != hyp.steps:
-            status, why = "failed", (f"final step {s.total_steps} differs from the expected {hyp.steps}; "
-                                     f"fix the hypothesis's steps or its args")
-        elif s.finished:
-            status = "ok" if math.isfinite(s.val_loss) else "diverged"
+        elif verdict.completed:
+            status = verdict.record_status
             why = "" if outcome.exit_code in (0, None) else f"finished, then exited with code {outcome.exit_code}"
         else:
             status = "failed"
-            # the script's own words first: they name the cause (a typo in args, a missing file)
-            error = retry.script_error(run_dir / "log.txt")
-            why = s.problem()
-            if error:
-                why = f"{error!r}; {why}"
+            # the script's own words name the cause (a typo in args, a missing file); its
+            # traceback is on stderr, so in log.txt when the figures came from its own log
+            error = verdict.error_line or (self._error_line(run_dir / "log.txt") if log_name != "log.txt" else "")
+            why = verdict.message
+            if error and error not in why:
+                why = f"{why}; the script said: {error}"
             if outcome.exit_code not in (0, None):
                 why = f"exit code {outcome.exit_code}; {why}"
             if outcome.message:
@@ -411,6 +414,12 @@ class Runner:
             command=list(spec.argv) if spec else [], backend=self.backend.name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
             log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], error=error)
+
+    def _error_line(self, log: Path) -> str:
+        try:
+            return classify(parse_file(log)).error_line
+        except OSError:
+            return ""
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:

@@ -11,6 +11,7 @@ Logs found twice (same bytes) count once, with a warning.
 """
 from __future__ import annotations
 
+import errno
 import glob as globlib
 import json
 import math
@@ -19,15 +20,42 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.classify import classify, counted_attempt
 from harness.errors import UserError
-from harness.logparse import LogSummary, parse_file
+from harness.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
 
-# Only these are read while walking a folder: READMEs quote log lines, and parsing
-# images or checkpoints would cost time for nothing.
-LOG_SUFFIXES = (".txt", ".log", ".out")
+# Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
+# quote log lines, and parsing images or checkpoints would cost time for nothing.
+LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")
 PARALLEL_BYTES = 64 << 20     # parse in a process pool above this much log data
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")   # shown as is; any other name is quoted
+MAX_NAME = 64
+
+
+def is_log_name(name: str) -> bool:
+    low = name.lower()
+    return low.removesuffix(".gz").endswith(LOG_SUFFIXES)
+
+
+def label(name: str) -> str:
+    """A group name as shown: plain names as they are, others (spaces...) in double quotes."""
+    return name if _PLAIN_NAME.match(name) else json.dumps(name, ensure_ascii=False)
+
+
+def _label_problem(name: str) -> str:
+    """Why ``name`` cannot label a group ('' when it can)."""
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with a space"
+    if not name.isprintable():
+        return "holds a control character (tab, newline...)"
+    if len(name) > MAX_NAME:
+        return f"is longer than {MAX_NAME} characters"
+    if name.startswith('"'):
+        return "starts with a quote"
+    return ""
 
 
 @dataclass
@@ -54,6 +82,7 @@ class Group:
     unfinished: list[Run] = field(default_factory=list)  # runs with no result in the end
     expected_steps: int | None = None
     origin: str = ""                                     # the SOURCE it came from
+    kind: str = ""                                       # results | named | plain (its SOURCE's)
 
     @property
     def losses(self) -> list[float]:
@@ -86,7 +115,8 @@ class Dataset:
     runs: int | None = None
 
     def group(self, name: str) -> Group | None:
-        return next((g for g in self.groups if g.name == name), None)
+        """By the name as shown, or as written on the command line (unquoted)."""
+        return next((g for g in self.groups if g.name == name or g.name == label(name)), None)
 
 
 def as_float(x) -> float:
@@ -103,8 +133,12 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
     ds = Dataset(groups=[])
     pending: list[tuple[str, str, int, bool]] = []   # (path, group key, source number, by steps)
     from_results: dict[int, list[Group]] = {}
+    log_sources: set[int] = set()
+    kinds: dict[int, str] = {}
     for i, src in enumerate(sources):
         kind, name, path = _classify(src)
+        if kind != "results":
+            log_sources.add(i)
         if kind == "results":
             from_results[i] = _load_results(Path(path), src, ds)
         elif kind == "named":
@@ -112,13 +146,15 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
         else:  # plain folder or glob: key by subfolder now, by steps after parsing
             root = path if os.path.isdir(path) else None
             pending += [(p, _folder_key(p, root), i, group_by == "steps") for p in _files(path, src)]
-    from_logs = _load_logs(pending, sources, ds) if pending else {}
+        kinds[i] = kind
+    from_logs = _load_logs(pending, sources, ds, log_sources) if log_sources else {}
     # groups in the order of the sources that brought them
     for i in range(len(sources)):
         for g in from_results.get(i, []) + from_logs.get(i, []):
             if ds.group(g.name) is not None:
                 raise UserError(f"group {g.name} comes from {ds.group(g.name).origin} and from {g.origin}; "
                                 f"name them apart with NAME=PATH")
+            g.kind = kinds[i]
             ds.groups.append(g)
     ds.warnings += hardware_warnings(ds.groups) + software_warnings(ds.groups)
     if not ds.groups:
@@ -174,9 +210,11 @@ def _classify(src: str) -> tuple[str, str, str]:
     """('results'|'named'|'plain', group name, path)."""
     if "=" in src and not os.path.exists(src):
         name, path = src.split("=", 1)
-        if not _NAME.match(name):
-            raise UserError(f"{src}: group name {name!r} may hold only letters, digits and _.+- "
-                            f"(write NAME=PATH)")
+        why = _label_problem(name)
+        if why:
+            raise UserError(f"{src}: the group name before '=' {why}; give a name such as "
+                            f"H1 or \"lr 0.02\" (NAME=PATH)")
+        name = label(name)
         if not path:
             raise UserError(f"{src}: no path after '=' (write NAME=PATH)")
         if not os.path.exists(path) and not globlib.has_magic(path):
@@ -219,7 +257,7 @@ def _walk(root: str) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out += [os.path.join(dirpath, f) for f in sorted(filenames)
-                if not f.startswith(".") and f.lower().endswith(LOG_SUFFIXES)]
+                if not f.startswith(".") and is_log_name(f)]
     return sorted(out)
 
 
@@ -235,7 +273,14 @@ def _folder_key(path: str, root: str | None) -> str:
 
 # ---------------------------------------------------------------- plain logs
 
-def _parse_all(paths: list[str]) -> list[LogSummary | OSError]:
+@dataclass
+class _Skip:
+    """A path passed over with a warning (a FIFO, a device, a dangling or looping link)."""
+
+    why: str
+
+
+def _parse_all(paths: list[str]) -> list[list[LogSummary] | _Skip | OSError]:
     total = 0
     for p in paths:
         try:
@@ -249,74 +294,94 @@ def _parse_all(paths: list[str]) -> list[LogSummary | OSError]:
     return [_parse_or_error(p) for p in paths]
 
 
-def _parse_or_error(path: str) -> LogSummary | OSError:
+def _parse_or_error(path: str) -> list[LogSummary] | _Skip | OSError:
     try:
-        return parse_file(path)
+        return parse_file_runs(path)
+    except NotALogFile as e:
+        return _Skip(str(e).removeprefix(f"{path}: "))
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return _Skip("a loop of symbolic links")
+        if e.errno == errno.ENOENT:
+            return _Skip("a symbolic link to nothing" if os.path.islink(path) else "gone while reading")
         return e
-
-
-def _status(s: LogSummary) -> tuple[str, str]:
-    """Status of a parsed log and, when it has no usable result, why."""
-    if not s.finished:
-        return "failed", s.problem()
-    if s.train_time_ms is None or not math.isfinite(s.train_time_ms):
-        return "failed", f"the final validation line at step {s.final_step} has no train_time"
-    if not math.isfinite(s.val_loss):
-        return "diverged", f"val_loss {s.val_loss} at step {s.final_step}"
-    return "ok", ""
 
 
 def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
     """A RunRecord for a plain log: the same figures the runner would have stored."""
-    status, why = _status(s)
+    c = classify(s)        # the one classifier, as the runner's
+    status, why = c.record_status, c.message
+    failed = status == "failed"
+    stem = Path(s.path).stem
     return RunRecord(
-        run_id=Path(s.path).stem, hypothesis=hypothesis, index=index, seed=-1,  # seed unknown
-        status=status, final_step=s.final_step if status != "failed" else s.last_step,
+        run_id=stem if s.parts <= 1 else f"{stem}#{s.part + 1}", hypothesis=hypothesis, index=index,
+        seed=-1,  # seed unknown
+        status=status, final_step=s.last_step if failed else s.final_step,
         expected_steps=s.total_steps,
-        val_loss=s.val_loss if status != "failed" else None,
-        train_time_s=s.train_time_s if status != "failed" else None,
+        val_loss=None if failed else s.val_loss,
+        train_time_s=None if failed else s.train_time_s,
         step_avg_ms=s.step_avg_ms, peak_mem_mib=s.peak_mem_mib,
         gpus={"names": list(s.gpu_names), "count": s.gpu_count},
         torch_version=s.torch_version, cuda_version=s.cuda_version,
-        message=f"{s.path}: {why}" if why else "",
+        message=f"{s.label}: {why}" if why else "",
         val_curve=[[step, loss] for step, loss in s.val_curve],
     )
 
 
 def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
-               ds: Dataset) -> dict[int, list[Group]]:
-    """Parse the logs and group them; returns the groups by the source that first named them."""
+               ds: Dataset, log_sources: set[int]) -> dict[int, list[Group]]:
+    """Parse the logs and group them; returns the groups by the source that first named them.
+
+    ``log_sources``: the sources that name logs; one that gives none is an error naming it.
+    """
     parsed = _parse_all([p for p, _, _, _ in pending])
-    seen: dict[str, str] = {}          # sha256 -> first path
+    seen: dict[tuple[str, int], str] = {}     # (sha256, run in file) -> first path
     groups: dict[str, Group] = {}
     first_src: dict[str, int] = {}
     step_keys: set[str] = set()
     no_result: list[str] = []
-    for (path, key, src, by_steps), s in zip(pending, parsed):
-        if isinstance(s, OSError):
-            raise UserError(f"cannot read {path}: {s.strerror or s} (fix its permissions or leave it out)")
-        if not s.is_log:
-            continue                   # a README, a statistics page, another program's output
-        if s.sha256 in seen:
-            ds.warnings.append(f"duplicate log: {path} is identical to {seen[s.sha256]}; counted once")
+    found: set[int] = set()                   # sources that gave at least one log
+    for (path, key, src, by_steps), runs in zip(pending, parsed):
+        if isinstance(runs, _Skip):
+            ds.warnings.append(f"skipped {path}: {runs.why}")
             continue
-        seen[s.sha256] = path
-        if by_steps:
-            key = str(s.total_steps)
-            step_keys.add(key)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = Group(name=key, origin=sources[src], expected_steps=s.total_steps)
-            first_src[key] = src
-        rec = record_from_log(s, key, len(g.runs) + len(g.failed))
-        run = Run(rec, path)
-        if rec.status in COMPLETED:
-            g.runs.append(run)
-        else:
-            g.failed.append(run)
-            g.unfinished.append(run)   # a log is one run: no later attempt replaces it
-            no_result.append(rec.message)
+        if isinstance(runs, OSError):
+            raise UserError(f"cannot read {path}: {runs.strerror or runs} (fix its permissions or leave it out)")
+        if not runs[-1].is_log:
+            continue                   # a README, a statistics page, another program's output
+        found.add(src)
+        if len(runs) > 1:
+            ds.warnings.append(f"{path} holds {len(runs)} runs, one after another (a new one at each "
+                               f"'step:0/N val_loss' line): read as {len(runs)} separate runs")
+        for s in runs:
+            if not s.is_log:
+                continue
+            if (s.sha256, s.part) in seen:
+                if s.part == 0:
+                    ds.warnings.append(f"duplicate log: {path} is identical to {seen[s.sha256, 0]}; "
+                                       "counted once")
+                continue
+            seen[s.sha256, s.part] = path
+            k = key
+            if by_steps:
+                k = str(s.total_steps)
+                step_keys.add(k)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = Group(name=k, origin=sources[src], expected_steps=s.total_steps)
+                first_src[k] = src
+            rec = record_from_log(s, k, len(g.runs) + len(g.failed))
+            run = Run(rec, s.label)
+            if rec.status in COMPLETED:
+                g.runs.append(run)
+            else:
+                g.failed.append(run)
+                g.unfinished.append(run)   # a log is one run: no later attempt replaces it
+                no_result.append(rec.message)
+    for i in sorted(log_sources - found):
+        raise UserError(f"{sources[i]}: no speedrun logs there (looked for "
+                        f"{'/'.join(LOG_SUFFIXES)} files, gzip'ed too, with 'step:k/N' lines); "
+                        f"check the path")
     if no_result:
         ds.warnings += [f"no final result: {m}" for m in no_result]
         ds.warnings.append(f"{len(no_result)} log{'s' if len(no_result) > 1 else ''} without a final "
@@ -391,11 +456,11 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     data: list[Run] = []
     for index in sorted(slots):
         attempts = sorted(slots[index], key=lambda r: r.record.attempt)
-        done = [r for r in attempts if r.record.status in COMPLETED]
+        counted = counted_attempt([r.record for r in attempts])
         bad = [r for r in attempts if r.record.status in ("failed", "timeout")]
         g.failed += bad                      # listed, whatever came after
-        if done:
-            data.append(done[-1])            # a slot is one run: its latest completed attempt
+        if counted is not None:              # a slot is one run: the rule the runner uses
+            data.append(next(r for r in attempts if r.record is counted))
         elif bad:
             g.unfinished.append(bad[-1])
         # interrupted attempts are ignored: the runner redoes them

@@ -16,9 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 NAN = math.nan
-OUTLIER_MADS = 5.0       # flag runs further than this many MADs from the median
-MAD_SCALE = 1.4826       # MAD -> sigma for normal data
-DRIFT_RHO = 0.7          # |Spearman rho| of time against run order that counts as strong
+# Robust checks beside the table. Each is a test with a stated false-alarm rate, so
+# that a warning means something at the small n of speedrun records (n = 5..20):
+OUTLIER_ALPHA = 0.01     # Bonferroni outlier test per group and figure (time, loss); on
+                         # clean normal data it fires on <= 1% of them at any n
+                         # (bench/bench_outliers.py measures it)
+OUTLIER_MIN_RUNS = 4     # the leave-one-out t needs >= 2 degrees of freedom
+DRIFT_ALPHA = 0.01       # Spearman test of time against run order, two-sided
 DRIFT_MIN_RUNS = 5       # fewer runs say nothing about a trend
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20240520  # fixed: the same data always print the same interval
@@ -289,22 +293,44 @@ def slope(x: list[float], y: list[float]) -> float:
     return NAN if sxx == 0 else math.fsum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
 
 
-def mad_outliers(xs: list[float], k: float = OUTLIER_MADS) -> list[tuple[int, float]]:
-    """(index, distance in MADs) of values more than ``k`` MADs from the median.
+@dataclass
+class Outlier:
+    index: int          # into the values given
+    t: float            # leave-one-out studentized distance from the other values' mean
+    p: float            # two-sided, Bonferroni-adjusted over the values (capped at 1)
+    others_mean: float
 
-    The MAD is scaled by 1.4826 (as R's ``mad`` and scipy's ``scale="normal"``) so that
-    it estimates sigma for normal data: 5 MADs is then about 5 sigma. The raw MAD of 10
-    runs is small and noisy; unscaled, it flags two ordinary runs of the reference
-    record. When the MAD is 0 (most values equal) nothing can be scaled or flagged.
+
+def outliers(xs: list[float], alpha: float = OUTLIER_ALPHA) -> list[Outlier]:
+    """Values that lie too far from the others for normal data (Bonferroni outlier test).
+
+    For each value, t = (x_i - mean of the others) / (sd of the others * sqrt(1 + 1/(n-1)))
+    follows Student's t with n - 2 degrees of freedom when all n values come from one
+    normal distribution; the two-sided p times n (Bonferroni) bounds the chance that a
+    clean group shows any flag by ``alpha``, at every n. A rule of k MADs does not: the
+    MAD of 5 to 10 runs is so small and noisy that 5 MADs flagged most real records.
+    Values equal to all others at the figures' resolution (sd of the others 0) are not
+    scaled, hence not flagged.
     """
     vals = [(i, x) for i, x in enumerate(xs) if math.isfinite(x)]
-    if len(vals) < 3:
+    n = len(vals)
+    if n < OUTLIER_MIN_RUNS:
         return []
-    med = median([x for _, x in vals])
-    mad = MAD_SCALE * median([abs(x - med) for _, x in vals])
-    if mad == 0:
-        return []
-    return [(i, abs(x - med) / mad) for i, x in vals if abs(x - med) > k * mad]
+    m_all = mean([x for _, x in vals])
+    ss_all = math.fsum((x - m_all) ** 2 for _, x in vals)
+    out = []
+    for i, x in vals:
+        # the others' mean and sum of squares, without a pass per value
+        m = (n * m_all - x) / (n - 1)
+        ss = max(0.0, ss_all - (x - m_all) ** 2 * n / (n - 1))
+        sd = math.sqrt(ss / (n - 2))
+        if not sd > 1e-6 * math.sqrt(ss_all / (n - 1)):
+            continue     # the others are all equal (round-off left): nothing to scale by
+        t = (x - m) / (sd * math.sqrt(1.0 + 1.0 / (n - 1)))
+        p = min(1.0, n * 2.0 * t_cdf(-abs(t), n - 2))
+        if p < alpha:
+            out.append(Outlier(i, t, p, m))
+    return out
 
 
 def holm(ps: list[float]) -> list[float]:
@@ -331,6 +357,7 @@ class Arm:
     steps: list[int] = field(default_factory=list)   # final step of each run
     order: list[float] | None = None                 # launch order of each run, if known
     expected_steps: int | None = None                # shown when there is no run
+    sources: list[str] | None = None                 # the log of each run, named in warnings
 
 
 @dataclass
@@ -376,6 +403,7 @@ class Summary:
     alpha_loss: float
     rows: list[Row]
     warnings: list[StatWarning]
+    loss_control: str = ""       # Loss +/- is measured against this group ("" or = control)
 
     @property
     def treatments(self) -> list[Row]:
@@ -395,11 +423,16 @@ def _mode_steps(steps: list[int]) -> int | None:
 
 def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
               alpha_time: float = 0.001, alpha_loss: float = 0.01,
-              seed: int = BOOTSTRAP_SEED) -> Summary:
-    """The significance table: the control first, then the others in the given order."""
+              seed: int = BOOTSTRAP_SEED, loss_control: str | None = None) -> Summary:
+    """The significance table: the control first, then the others in the given order.
+
+    ``loss_control``: the group whose mean loss ``Loss +/-`` is measured against, when it
+    is not the time control (some records compare the loss with another baseline).
+    """
     ctrl = next(a for a in arms if a.name == control)
+    l_ctrl = next(a for a in arms if a.name == (loss_control or control))
     ordered = [ctrl] + [a for a in arms if a is not ctrl]
-    c_tm, c_lm = mean(ctrl.times), mean(ctrl.losses)
+    c_tm, c_lm = mean(ctrl.times), mean(l_ctrl.losses)
     rows: list[Row] = []
     warnings: list[StatWarning] = []
     for arm in ordered:
@@ -412,7 +445,7 @@ def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
             time_delta=0.0 if is_ctrl else t_mean - c_tm,
             time_p=NAN if is_ctrl else welch_less(arm.times, ctrl.times),
             loss_mean=l_mean, loss_std=std(arm.losses),
-            loss_delta=0.0 if is_ctrl else l_mean - c_lm,
+            loss_delta=0.0 if arm is l_ctrl else l_mean - c_lm,
             loss_p=ttest_1samp_less(arm.losses, target_loss),
             is_control=is_ctrl,
         )
@@ -437,7 +470,7 @@ def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
         for r, p in zip(treatments, holm([r.time_p for r in treatments])):
             r.time_p_holm = p
     return Summary(control=ctrl.name, target_loss=target_loss, alpha_time=alpha_time,
-                   alpha_loss=alpha_loss, rows=rows, warnings=warnings)
+                   alpha_loss=alpha_loss, rows=rows, warnings=warnings, loss_control=l_ctrl.name)
 
 
 def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
@@ -449,21 +482,27 @@ def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
         out.append(StatWarning("steps", arm.name,
                                f"{arm.name} mixes final steps: {parts}; Steps shows the most common"))
     for what, xs, unit in (("time", arm.times, " s"), ("loss", arm.losses, "")):
-        med = median([x for x in xs if math.isfinite(x)])
-        for i, dist in mad_outliers(xs):
+        for o in outliers(xs):
+            who = arm.sources[o.index] if arm.sources and o.index < len(arm.sources) else None
+            run = f"run {o.index + 1}" + (f" ({who})" if who else "")
             out.append(StatWarning(
                 "outlier", arm.name,
-                f"outlier: {arm.name} run {i + 1} {what} {xs[i]:.4f}{unit} is {dist:.1f} MADs "
-                f"from the median {med:.4f}{unit} (limit {OUTLIER_MADS:g})", run=i))
+                f"outlier: {arm.name} {run} {what} {xs[o.index]:.4f}{unit} lies {abs(o.t):.1f} sd from "
+                f"the other {len(xs) - 1} runs' mean {o.others_mean:.4f}{unit} (Bonferroni outlier "
+                f"test p {o.p:.2g} < {OUTLIER_ALPHA:g}): read that log for a slow or failing node or "
+                f"other jobs on the machine; keep the run unless its machine was at fault "
+                f"(dropping runs biases the test), and rerun it if it was", run=o.index))
     if arm.order is not None and len(arm.times) >= DRIFT_MIN_RUNS and _finite(arm.times):
         rho, p = spearman(arm.order, arm.times)
         rank = [float(i) for i in _ranks(list(arm.order))[0]]
         row.drift_rho, row.drift_p, row.drift_slope = rho, p, slope(rank, arm.times)
-        if not math.isnan(rho) and abs(rho) >= DRIFT_RHO:
+        # stated only when significant: a trend at p = 0.19 is no evidence of a change
+        if not math.isnan(p) and p < DRIFT_ALPHA:
             way = "rises" if rho > 0 else "falls"
             out.append(StatWarning(
                 "drift", arm.name,
-                f"drift: {arm.name} time {way} with run order (Spearman rho {rho:+.2f}, "
-                f"p {p:.4f}, {row.drift_slope:+.4f} s per run): the machine changed during "
-                f"the experiment"))
+                f"drift: {arm.name} time {way} with run order (Spearman rho {rho:+.2f}, two-sided "
+                f"p {p:.2g} < {DRIFT_ALPHA:g}, {row.drift_slope:+.4f} s per run): the machine "
+                f"changed during the experiment; compare the runs' hosts and start times, and "
+                f"rerun with order = \"interleaved\" so that both arms see the same drift"))
     return out

@@ -24,8 +24,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.classify import counted_attempt
 from harness.errors import UserError
-from harness.records import COMPLETED, TMP_SUFFIX, RunRecord, atomic_write_text, dumps
+from harness.records import TMP_SUFFIX, RunRecord, atomic_write_text, dumps
 from harness.spec import Experiment
 
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
@@ -43,7 +44,7 @@ class Slot:
 
     @property
     def done(self) -> RunRecord | None:
-        return next((r for r in self.records if r.status in COMPLETED), None)
+        return counted_attempt(self.records)   # the one rule, shared with the analysis
 
     @property
     def failures(self) -> int:

@@ -73,14 +73,18 @@ def test_progress_does_not_crash_on_an_ok_run_without_train_time():
     assert "H0 #0: ok val_loss 3.1000" in out.getvalue()
 
 
-def test_run_of_a_script_without_train_time_finishes(tmp_path):
+def test_run_of_a_script_without_train_time_is_failed_as_analyze_says(tmp_path):
+    # issue 14: one classifier; a final line with no time has no result to time (it was
+    # "ok" for the runner and "failed" for analyze)
     script = tmp_path / "s.py"
     script.write_text("import sys\nprint('step:0/5 val_loss:5.0')\nprint('step:5/5 val_loss:3.1')\n")
     exp = write_experiment(tmp_path, runs=1, script=str(script),
                            h0_args={"num_iterations": 5}, h1_args={"num_iterations": 5})
     out = harness("run", exp, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert [r["status"] for r in results_of(tmp_path / "results" / "exp")] == ["ok", "ok"]
+    assert "Traceback" not in out.stderr, out.stderr
+    recs = results_of(tmp_path / "results" / "exp")
+    assert recs and {r["status"] for r in recs} == {"failed"}
+    assert all("has no train_time" in r["message"] for r in recs)
 
 
 def test_relative_script_path_with_dotdot_and_spaces_runs(tmp_path):

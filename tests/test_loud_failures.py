@@ -42,17 +42,17 @@ def test_run_prints_the_table_on_stdout_and_the_gate_when_asked(tmp_path):
 # -- fail fast, say why ---------------------------------------------------------------------
 
 def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_path):
-    exp = write_experiment(tmp_path, runs=2, h1_args={"num_iteratons": 20})
+    exp = write_experiment(tmp_path, runs=3, h1_args={"num_iteratons": 20})
     out = harness("run", exp, "--retries", "2", cwd=tmp_path)
     assert out.returncode == 3, out.stderr
     res = tmp_path / "results" / "exp"
     h1 = [r for r in results_of(res) if r["hypothesis"] == "H1"]
-    assert len(h1) == 1, [r["run_id"] for r in h1]  # one launch, not 6
+    assert [r["run_id"] for r in h1] == ["000-1", "001-1"]  # two launches, not 9
     assert "unrecognized arguments: --num-iteratons 20" in h1[0]["message"]
     assert "unrecognized arguments" in h1[0]["error"] and h1[0]["retryable"] is False
-    assert "not launched" in out.stderr  # H1 #1 would fail the same way
+    assert "not launched" in out.stderr  # H1 #2 would fail the same way
     counters = [line.split("]")[0] + "]" for line in out.stderr.splitlines() if line.startswith("[")]
-    assert all(c.endswith("/4]") for c in counters), counters
+    assert all(c.endswith("/6]") for c in counters), counters
     assert "unrecognized arguments" in out.stderr.strip().splitlines()[-1]
 
 
