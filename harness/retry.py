@@ -26,8 +26,8 @@ TRANSIENT = re.compile(
 
 def retryable(error: str, stepped: bool, outcome: Outcome, previous_error: str | None) -> bool:
     """Whether a failed attempt may succeed when launched again."""
-    if outcome.message.startswith("could not start"):
-        return False      # the launcher itself is missing: every launch would fail so
+    if outcome.message.startswith("could not start") or (outcome.exit_code == 127 and not stepped):
+        return False      # the launcher itself is missing (127: command not found)
     if outcome.timed_out or (outcome.exit_code is not None and outcome.exit_code < 0):
         return True       # killed by a signal or the time limit: nothing says it would repeat
     if outcome.message and TRANSIENT.search(outcome.message):

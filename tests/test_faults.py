@@ -234,3 +234,16 @@ def test_a_really_full_disk_and_a_read_only_one_are_one_line_and_resume(tmp_path
     assert out.returncode == 0, out.stderr
     assert sorted((r["hypothesis"], r["index"]) for r in results_of(res) if r["status"] == "ok") == [
         ("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]
+
+
+def test_when_the_runner_dies_the_whole_tree_of_its_run_ends_at_once(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "fork", "step_sleep": 0.5},
+                           extra_defaults=f'env = {{ PID_DIR = "{pids}" }}')
+    proc = _spawn_env(["run", exp], tmp_path, FAST_KILL)
+    assert _wait_for(lambda: _pids_in(pids))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # no resume needed: the detached child ends with its run
+    assert _wait_for(lambda: not any(_alive(p) for p in _pids_in(pids)), timeout=15)

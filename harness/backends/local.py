@@ -6,12 +6,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
 
 KILL_GRACE_S = 10.0  # SIGTERM first so torchrun can stop its workers, then SIGKILL
+SUPERVISOR = str(Path(__file__).resolve().parent.parent / "supervise.py")
 MARKER = "HARNESS_RUN_DIR"  # every process of a run inherits it (set by the runner)
 
 
@@ -123,8 +126,10 @@ class LocalBackend(Backend):
     def start(self, spec: LaunchSpec) -> Handle:
         log = open(spec.log_path, "ab", buffering=0)
         env = {**os.environ, **spec.env}
+        # the supervisor parents the run: its whole tree ends with it, even if we die
+        argv = [sys.executable, SUPERVISOR, *spec.argv]
         try:
-            proc = subprocess.Popen(spec.argv, cwd=spec.workdir, env=env, stdout=log,
+            proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as e:
