@@ -185,6 +185,16 @@ def test_analyze_of_a_record_of_the_wrong_shape_is_one_line(tmp_path, bad):
     assert rj.read_text() == bad
 
 
+def test_analyze_of_a_spec_json_of_the_wrong_shape_is_one_line(tmp_path):
+    exp = write_experiment(tmp_path, runs=1)
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    sp = tmp_path / "results" / "exp" / "spec.json"
+    for bad in ("[]", '"x"'):
+        sp.write_text(bad)
+        out = harness("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
+        assert _one_line_error(out, str(sp)), out.stderr
+
+
 def test_analyze_of_a_record_with_a_wrongly_typed_field_is_one_line(tmp_path):
     exp = write_experiment(tmp_path, runs=1)
     assert harness("run", exp, cwd=tmp_path).returncode == 0
