@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 from harness.errors import UserError
@@ -45,9 +44,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--plot {args.plot}: its folder does not exist")
     ds = sources.load(args.sources, args.group_by)
     names = [g.name for g in ds.groups]
-    control = _group(ds, "--control", args.control) if args.control else \
+    control = sources.group_named(ds, "--control", args.control) if args.control else \
         (ds.control if ds.control in names else None) or names[0]
-    loss_control = _group(ds, "--loss-control", args.loss_control) if args.loss_control else control
+    loss_control = sources.group_named(ds, "--loss-control", args.loss_control or control)
     if not any(g.runs for g in ds.groups):
         for w in ds.warnings:
             sys.stderr.write(f"{w}\n")
@@ -60,10 +59,13 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--alpha-time and --alpha-loss must lie between 0 and 1")
 
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
-                      order=g.order, expected_steps=g.expected_steps,
-                      sources=[r.source for r in g.runs]) for g in ds.groups]
-    summary = stats.summarise(arms, control, loss_control=loss_control, **settings)
-    _split_hints(summary, ds, args)
+                      order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
+    prog = "python analyze.py" if os.path.basename(sys.argv[0]) == "analyze.py" else "harness analyze"
+    for arm, g in zip(arms, ds.groups):   # what the checks beside the table need to say
+        arm.sources = [r.source for r in g.runs]
+        arm.loss_control = g.name == loss_control
+        arm.split_hint = sources.split_hint(g, args.group_by, args.sources, prog)
+    summary = stats.summarise(arms, control, **settings)
     verdict = gate.evaluate(summary, ds.groups)
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
@@ -76,41 +78,15 @@ def main(args: argparse.Namespace) -> int:
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
                                sequential=look)
-    if args.format == "csv":
-        # CSV holds runs only: the warnings go where a person reads them
-        for w in analysis.warnings:
-            sys.stderr.write(f"warning: {w}\n")
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness import plot      # matplotlib only when asked for
         plot.plot(analysis, args.plot)
+    if args.format == "csv":
+        # CSV holds runs only: the warnings go where a person reads them
+        for w in analysis.warnings:
+            sys.stderr.write(f"warning: {w}\n")
     return (0 if verdict.passed else 1) if args.gate else 0
-
-
-def _group(ds, flag: str, name: str) -> str:
-    g = ds.group(name)
-    if g is None:
-        from harness.sources import label
-        raise UserError(f"{flag} {label(name)}: no such group; the groups are "
-                        f"{', '.join(g.name for g in ds.groups)}")
-    return g.name
-
-
-def _split_hints(summary, ds, args) -> None:
-    """A group of plain logs that mixes final steps: say the command that splits it."""
-    for w in summary.warnings:
-        g = ds.group(w.hypothesis)
-        if w.kind != "steps" or g is None or g.kind == "results":
-            continue
-        if g.kind == "plain" and args.group_by == "folder":
-            w.message += f"; to compare them, split by final step: {_command(args.sources)} --group-by steps"
-        elif g.kind == "named":
-            w.message += "; to compare them, give each step count's logs their own NAME=PATH"
-
-
-def _command(srcs: list[str]) -> str:
-    prog = "python analyze.py" if os.path.basename(sys.argv[0]) == "analyze.py" else "harness analyze"
-    return " ".join([prog] + [shlex.quote(s) for s in srcs])
 
 
 def _pick(flag, spec, default):

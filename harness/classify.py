@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from harness.logparse import LogSummary
+from harness.records import COMPLETED
 
 FINISHED, FAILED, DIVERGED = "finished", "failed", "diverged"
 _RECORD_STATUS = {FINISHED: "ok", FAILED: "failed", DIVERGED: "diverged"}
-COMPLETED_RECORD = ("ok", "diverged")     # = records.COMPLETED: runs that are data
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ def classify(s: LogSummary, expected_steps: int | None = None) -> Classification
     err = s.error_line or s.launcher_error_line or ""
     if s.read_problem:
         return Classification(FAILED, f"the log cannot be read to its end: {s.read_problem}", err)
+    if not s.is_log and err:
+        return Classification(FAILED, "ended before its first 'step:k/N' line", err)
     if not s.finished:
         return Classification(FAILED, s.problem(), err)
     if expected_steps is not None and s.total_steps != expected_steps:
@@ -94,5 +96,5 @@ def counted_attempt(records: Iterable) -> object | None:
     retries) was made on, and taking a later one would let a slot be re-run until it
     looks good. ``records``: RunRecords of one slot, any order (sorted by attempt here).
     """
-    done = [r for r in records if r.status in COMPLETED_RECORD]
+    done = [r for r in records if r.status in COMPLETED]
     return min(done, key=lambda r: r.attempt) if done else None

@@ -11,7 +11,12 @@ Traps it handles (see ``shared/design/harness.md``):
 - at the final step a timing-only ``step:N/N train_time:`` line comes before the
   ``val_loss`` line, whose (slightly larger) time is the published one;
 - older layouts (``train_loss:``, ``step_avg:nanms``), runs that stop before their
-  last validation, and files that are not speedrun logs at all.
+  last validation, and files that are not speedrun logs at all;
+- strict figures: a time counts with its unit only (``ms``, or ``s`` as other tracks
+  write it), a loss bare, and a last line cut by the end of the file is named as such;
+- several runs appended to one file (split at each ``step:0/N val_loss`` line);
+- gzip, UTF-16 and BOMs, ``\r`` line ends; the script's own error line (exception,
+  argparse) for the classifier (``harness/classify.py``), which judges the summary.
 """
 from __future__ import annotations
 
@@ -48,6 +53,11 @@ _ERROR_BODY = (_RANK_PREFIX + rb"(?:(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exce
                rb"(?::[^\n]*|[ \t\r]*$)|[\w./-]*: error: [^\n]*|error: [^\n]*)")
 _ERROR = re.compile(rb"^" + _ERROR_BODY)
 _RANK_STRIP = re.compile(rb"^" + _RANK_PREFIX)
+_RANK_AT = re.compile(_RANK_PREFIX)             # for match(block, pos)
+# A traceback's exception line is its first line at the left margin after the frames,
+# whatever the exception's name (triton's OutOfResources, dynamo's BackendCompilerFailed).
+_TRACEBACK = b"Traceback (most recent call last)"
+MAX_TRACEBACK_LINES = 500     # frames looked through in block mode
 # torchrun's own report of a child's failure: less telling than the child's exception
 _LAUNCHER = re.compile(rb"torch\.distributed\.elastic|ChildFailedError|SignalException")
 
@@ -163,20 +173,20 @@ class LogParser:
     """Feed lines (bytes or str); read ``summary`` (the current run) at any time.
 
     A file may hold several runs appended to each other: each ``step:0/N val_loss``
-    line after a run's first step line starts a new one; ``runs()`` lists them all.
+    line after a run's steps (past step 0) starts a new one; ``runs()`` lists them all.
     """
 
     def __init__(self, path: str = "") -> None:
         self.path = path
         self.summary = LogSummary(path=path)
         self._done: list[LogSummary] = []
-        self._gpu_rows: dict[int, str] = {}
         self._stride = 1           # keep every _stride-th validation point
         self._seen_val = 0
         # environment lines printed after a run's step lines: the next run's header,
         # or (when no run follows) a table printed again at the end of this one
         self._env: dict = {}
         self._next_env: dict = {}
+        self._tracebacks: set[bytes] = set()   # rank prefixes inside a traceback's frames
 
     def feed(self, line: bytes | str, complete: bool = True) -> None:
         """One line, without its line end; ``complete``: False for a file's unterminated last line."""
@@ -219,13 +229,30 @@ class LogParser:
                 rows[int(m.group(1))] = m.group(2).decode(errors="replace").strip()
                 self._apply_env()
                 return
-        m = _ERROR.match(line)
-        if m:
-            text = _RANK_STRIP.sub(b"", m.group(0)).strip().decode("utf-8", "replace")[:MAX_ERROR_LINE]
-            if _LAUNCHER.search(line):
-                s.launcher_error_line = text
-            else:
-                s.error_line = text
+        self._error_line(line)
+
+    def _error_line(self, line: bytes) -> None:
+        m = _RANK_STRIP.match(line)
+        prefix, body = line[:m.end()].strip(), line[m.end():]
+        if self._tracebacks:
+            if prefix in self._tracebacks:
+                if body[:1] in (b" ", b"\t") or not body.strip():
+                    return                          # a frame of this traceback
+                self._tracebacks.discard(prefix)
+                self._set_error(line, body)       # its exception line
+                return
+        if body.startswith(_TRACEBACK):
+            self._tracebacks.add(prefix)
+            return
+        if _ERROR.match(line):
+            self._set_error(line, body)
+
+    def _set_error(self, line: bytes, body: bytes) -> None:
+        text = body.strip().decode("utf-8", "replace")[:MAX_ERROR_LINE]
+        if _LAUNCHER.search(line):
+            self.summary.launcher_error_line = text
+        else:
+            self.summary.error_line = text
 
     # -- environment: belongs to this run until its step lines start -----------------
     def _env_target(self) -> dict:
@@ -239,7 +266,9 @@ class LogParser:
         s = self.summary
         fields, bad = _fields(rest)
         is_val = b"val_loss" in fields or b"val_loss" in bad
-        if step == 0 and is_val and (s.final_step is not None or (s.last_step or 0) > 0):
+        # a new run only once this one has trained: a step-0 validation printed twice in a
+        # row (a restart before training) stays one run
+        if step == 0 and is_val and (s.last_step or 0) > 0:
             self._next_run()
             s = self.summary
         s.step_lines += 1
@@ -267,6 +296,7 @@ class LogParser:
         self.summary = LogSummary(path=self.path)
         self._env, self._next_env = self._next_env, {}
         self._stride, self._seen_val = 1, 0
+        self._tracebacks = set()
         _set_env(self.summary, self._env)
 
     def runs(self) -> list[LogSummary]:
@@ -311,28 +341,90 @@ def _set_env(s: LogSummary, env: dict) -> None:
 # Block mode: regexes run over many lines at once (in C), and Python only sees the
 # few lines that matter. Plain step lines are counted, and only the block's last
 # one is read (it carries the newest step and total).
-_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s|"
-                     + _ERROR_BODY + rb")[^\n]*", re.M)
+_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s)[^\n]*", re.M)
 _ANY_STEP = re.compile(rb"^step:\d+/\d+", re.M)
-_RUN_START = re.compile(rb"^step:0/\d+ [^\n]*val_loss", re.M)
 _STEP_AT = re.compile(rb"step:(\d+)/(\d+)\b")  # for match(block, pos): '^' would not match at pos
+_ERROR_AT = re.compile(_ERROR_BODY)               # likewise
+# an error line holds one of these: found by substring search (as fast as memchr), not
+# by one more regex pass over every line
+_ERROR_NEEDLES = (b"rror", b"Exception", b"Interrupt")   # "rror": "Error" and "error: "
 BLOCK = 1 << 20
 _SNIFF = 4096                 # bytes looked at to tell gzip and UTF-16 from plain text
+
+
+def _error_lines(block: bytes) -> list[bytes]:
+    """The lines of a block that may hold an error, in order: error-like lines and
+    tracebacks (through their exception line), for ``LogParser.feed`` to judge."""
+    starts = set()
+    for needle in _ERROR_NEEDLES:
+        i = block.find(needle)
+        while i >= 0:
+            start = block.rfind(b"\n", 0, i) + 1
+            if _ERROR_AT.match(block, start):
+                starts.add(start)
+            i = block.find(b"\n", i)
+            if i < 0:
+                break
+            i = block.find(needle, i)
+    i = block.find(_TRACEBACK)
+    while i >= 0:
+        start = block.rfind(b"\n", 0, i) + 1
+        starts.update(_traceback_lines(block, start))
+        i = block.find(_TRACEBACK, i + 1)
+    out = []
+    for start in sorted(starts):
+        end = block.find(b"\n", start)
+        out.append(block[start:end if end >= 0 else len(block)])
+    return out
+
+
+def _traceback_lines(block: bytes, start: int) -> list[int]:
+    """Starts of a traceback's lines (same rank prefix), through its exception line."""
+    m = _RANK_AT.match(block, start)
+    if not block.startswith(_TRACEBACK, m.end()):
+        return []                    # not at a line start: quoted in the source, say
+    prefix = block[start:m.end()].strip()
+    out = [start]
+    pos = block.find(b"\n", start) + 1
+    for _ in range(MAX_TRACEBACK_LINES):
+        if pos <= 0 or pos >= len(block):
+            break
+        m = _RANK_AT.match(block, pos)
+        if block[pos:m.end()].strip() == prefix:
+            out.append(pos)
+            c = block[m.end():m.end() + 1]
+            if c not in (b" ", b"\t", b"\n", b""):
+                break                # the exception line
+        pos = block.find(b"\n", pos) + 1
+    return out
+
+
+def _step_line_before(block: bytes, end: int) -> bool:
+    """Whether a step line starts before ``end`` (substring search: a regex pass costs more)."""
+    pos = 0 if block.startswith(b"step:") else block.find(b"\nstep:", 0, end) + 1 or -1
+    while 0 <= pos < end:
+        if _STEP_AT.match(block, pos):
+            return True
+        pos = block.find(b"\nstep:", pos, end) + 1 or -1
+    return False
 
 
 def _feed_block(parser: LogParser, block: bytes, complete: bool = True) -> None:
     """``block`` holds whole lines ('\n'-separated); ``complete`` False: its last line has no end."""
     s = parser.summary
-    starts = list(_RUN_START.finditer(block))
-    if starts and (len(starts) > 1 or s.step_lines or _ANY_STEP.search(block).start() != starts[0].start()):
+    wanted = list(_WANTED.finditer(block))
+    starts = [m for m in wanted if m.group(0).startswith(b"step:0/")]
+    if starts and (len(starts) > 1 or s.step_lines or _step_line_before(block, starts[0].start())):
         # a new run may start inside this block: line by line, so each run gets its own counts
         lines = block.split(b"\n")
         for i, line in enumerate(lines):
             parser.feed(line, complete or i < len(lines) - 1)
         return
     vals_before = s.step_lines
-    for m in _WANTED.finditer(block):
+    for m in wanted:
         parser.feed(m.group(0), complete)
+    for line in _error_lines(block):
+        parser.feed(line, complete)
     fed_steps = s.step_lines - vals_before
     steps = len(_ANY_STEP.findall(block))
     if steps == fed_steps:

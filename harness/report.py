@@ -106,7 +106,7 @@ def footer_lines(s: Summary) -> list[str]:
     """What each column is, and which test gives each p: records publish other ones too."""
     against = f"the control {s.control}'s"
     loss_vs = (f"; Loss +/- against {s.loss_control}'s mean loss (--loss-control)"
-               if s.loss_control and s.loss_control != s.control else "")
+               if s.loss_control != s.control else "")
     return [f"Time in s; +/- = mean minus {against}{loss_vs}.",
             f"Time p: one-sided Welch t-test that the mean time is below {against} "
             f"(a two-sided Welch p is 2 x min(p, 1 - p)).",
@@ -130,8 +130,9 @@ class TextExporter(Exporter):
 
     def render(self, a: Analysis) -> str:
         s = a.summary
-        parts = ["\n".join(table_lines(s) + footer_lines(s))]
+        parts = ["\n".join(table_lines(s))]
         parts += [raw_block(g) for g in a.groups]
+        parts[0] += "\n" + "\n".join(footer_lines(s))    # right under the table
         if s.treatments:
             head, rows = beside_columns(s)
             lines = _align([f"vs {s.control}"] + head, rows)
@@ -195,8 +196,8 @@ class MarkdownExporter(Exporter):
     def render(self, a: Analysis) -> str:
         s = a.summary
         out = [_md_table([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows]), ""]
-        out += [_md_escape(" ".join(footer_lines(s))), ""]
         out += ["```"] + ["\n\n".join(raw_block(g) for g in a.groups)] + ["```", ""]
+        out[1:1] = ["", _md_escape(" ".join(footer_lines(s)))]    # right under the table
         if s.treatments:
             head, rows = beside_columns(s)
             out += [f"Beside the table, against the control {s.control}: Time Δ% = Time +/- in % of "
@@ -256,15 +257,15 @@ def to_dict(a: Analysis) -> dict:
                              "message": run.record.message} for run in g.failed],
         })
     return nan_to_none({
-        "control": s.control, "loss_control": s.loss_control or s.control,
-        "target_loss": s.target_loss,
+        "control": s.control, "target_loss": s.target_loss,
         "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss,
+        "hypotheses": hyps,
+        "loss_control": s.loss_control,
         "units": {"time": "s", "time_delta_ci95": "s", "drift.slope_s_per_run": "s per run"},
         "tests": {"time_p": "Welch t-test, one-sided: mean time below the control's",
                   "loss_p": "one-sample t-test, one-sided: mean loss below target_loss",
                   "time_p_mann_whitney": "Mann-Whitney U, one-sided: times below the control's",
                   "drift.p": "Spearman rank correlation of time with run order, two-sided"},
-        "hypotheses": hyps,
         "warnings": a.warnings,
         "sequential": None if a.sequential is None else {
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},

@@ -372,10 +372,10 @@ class Runner:
                 s = parse_file(run_dir / name)
             except OSError:
                 continue
-            # prefer a finished log; among equals, the script's own (it has nvidia-smi)
-            rank = (s.finished, s.step_lines, name != "log.txt")
-            if best is None or rank > (best[0].finished, best[0].step_lines, best[1] != "log.txt"):
-                best = (s, name)
+            # prefer a log with a result; among equals, the script's own (it has nvidia-smi)
+            rank = (classify(s).completed, s.step_lines, name != "log.txt")
+            if best is None or rank > best_rank:
+                best, best_rank = (s, name), rank
         return best if best else (LogSummary(path=str(run_dir / "log.txt")), "log.txt")
 
     def _record(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,24 @@ class Dataset:
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""
         return next((g for g in self.groups if g.name == name or g.name == label(name)), None)
+
+
+def group_named(ds: Dataset, flag: str, name: str) -> str:
+    """The group a flag names (as shown, or as written unquoted); UserError if none."""
+    g = ds.group(name)
+    if g is None:
+        raise UserError(f"{flag} {label(name)}: no such group; the groups are "
+                        f"{', '.join(g.name for g in ds.groups)}")
+    return g.name
+
+
+def split_hint(g: Group, group_by: str, srcs: list[str], prog: str) -> str:
+    """How to split a group of logs that mixes final steps ('' for a results folder's)."""
+    if g.kind == "plain" and group_by == "folder":
+        return f"to compare them, split by final step: {prog} {shlex.join(srcs)} --group-by steps"
+    if g.kind == "named":
+        return "to compare them, give each step count's logs their own NAME=PATH"
+    return ""
 
 
 def as_float(x) -> float:
@@ -231,6 +250,9 @@ def _classify(src: str) -> tuple[str, str, str]:
         return "plain", "", src
     if os.path.isfile(src) or globlib.has_magic(src):
         return "plain", "", src
+    if os.path.lexists(src):
+        raise UserError(f"{src}: not a log file or folder (a FIFO, a device or a broken link); "
+                        f"give a results folder, NAME=PATH, or a folder of logs")
     raise UserError(f"{src}: no such file or folder (SOURCE is a results folder, "
                     f"NAME=PATH, or a folder of logs)")
 
@@ -245,8 +267,8 @@ def _files(path: str, src: str) -> list[str]:
     for p in sorted(globlib.glob(path)):
         if os.path.isdir(p):
             found += _walk(p)
-        elif os.path.isfile(p):
-            found.append(p)
+        elif os.path.isfile(p) or os.path.lexists(p):
+            found.append(p)    # a FIFO or a broken link: skipped later, with a warning
     if not found:
         raise UserError(f"{src}: the pattern matches no file")
     return found
@@ -328,6 +350,11 @@ def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
     )
 
 
+def _died_early(s: LogSummary) -> bool:
+    """A log with no step line but the script's error: a run that died before training."""
+    return bool(s.error_line or s.launcher_error_line)
+
+
 def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
                ds: Dataset, log_sources: set[int]) -> dict[int, list[Group]]:
     """Parse the logs and group them; returns the groups by the source that first named them.
@@ -347,14 +374,24 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
             continue
         if isinstance(runs, OSError):
             raise UserError(f"cannot read {path}: {runs.strerror or runs} (fix its permissions or leave it out)")
-        if not runs[-1].is_log:
+        if runs[-1].size == 0:
+            ds.warnings.append(f"skipped {path}: an empty file")
+            continue
+        if not runs[-1].is_log and runs[-1].read_problem:
+            ds.warnings.append(f"skipped {path}: {runs[-1].read_problem}")
+            continue
+        if not runs[-1].is_log and not _died_early(runs[-1]):
             continue                   # a README, a statistics page, another program's output
         found.add(src)
         if len(runs) > 1:
             ds.warnings.append(f"{path} holds {len(runs)} runs, one after another (a new one at each "
                                f"'step:0/N val_loss' line): read as {len(runs)} separate runs")
         for s in runs:
-            if not s.is_log:
+            if not s.is_log and not _died_early(s):
+                continue
+            if not s.is_log and by_steps:
+                # no step count to group it by: listed, counted in no group
+                no_result.append(record_from_log(s, "", 0).message)
                 continue
             if (s.sha256, s.part) in seen:
                 if s.part == 0:

@@ -358,6 +358,8 @@ class Arm:
     order: list[float] | None = None                 # launch order of each run, if known
     expected_steps: int | None = None                # shown when there is no run
     sources: list[str] | None = None                 # the log of each run, named in warnings
+    loss_control: bool = False                       # Loss +/- of every arm is against this one
+    split_hint: str = ""                             # how to split mixed final steps
 
 
 @dataclass
@@ -393,6 +395,7 @@ class Row:
     drift_rho: float = NAN
     drift_p: float = NAN
     drift_slope: float = NAN                        # seconds per run
+    is_loss_control: bool = False                   # the baseline of Loss +/-
 
 
 @dataclass
@@ -403,7 +406,6 @@ class Summary:
     alpha_loss: float
     rows: list[Row]
     warnings: list[StatWarning]
-    loss_control: str = ""       # Loss +/- is measured against this group ("" or = control)
 
     @property
     def treatments(self) -> list[Row]:
@@ -411,6 +413,11 @@ class Summary:
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
+
+    @property
+    def loss_control(self) -> str:
+        """The group Loss +/- is measured against: the control unless another was marked."""
+        return next((r.name for r in self.rows if r.is_loss_control), self.control)
 
 
 def _mode_steps(steps: list[int]) -> int | None:
@@ -423,15 +430,12 @@ def _mode_steps(steps: list[int]) -> int | None:
 
 def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
               alpha_time: float = 0.001, alpha_loss: float = 0.01,
-              seed: int = BOOTSTRAP_SEED, loss_control: str | None = None) -> Summary:
-    """The significance table: the control first, then the others in the given order.
-
-    ``loss_control``: the group whose mean loss ``Loss +/-`` is measured against, when it
-    is not the time control (some records compare the loss with another baseline).
-    """
+              seed: int = BOOTSTRAP_SEED) -> Summary:
+    """The significance table: the control first, then the others in the given order."""
     ctrl = next(a for a in arms if a.name == control)
-    l_ctrl = next(a for a in arms if a.name == (loss_control or control))
     ordered = [ctrl] + [a for a in arms if a is not ctrl]
+    # Loss +/- against the arm marked loss_control (some records use another baseline)
+    l_ctrl = next((a for a in arms if a.loss_control), ctrl)
     c_tm, c_lm = mean(ctrl.times), mean(l_ctrl.losses)
     rows: list[Row] = []
     warnings: list[StatWarning] = []
@@ -448,6 +452,7 @@ def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
             loss_delta=0.0 if arm is l_ctrl else l_mean - c_lm,
             loss_p=ttest_1samp_less(arm.losses, target_loss),
             is_control=is_ctrl,
+            is_loss_control=arm is l_ctrl,
         )
         if not is_ctrl:
             row.time_p_mw = mannwhitney_less(arm.times, ctrl.times)
@@ -470,7 +475,7 @@ def summarise(arms: list[Arm], control: str, target_loss: float = 3.28,
         for r, p in zip(treatments, holm([r.time_p for r in treatments])):
             r.time_p_holm = p
     return Summary(control=ctrl.name, target_loss=target_loss, alpha_time=alpha_time,
-                   alpha_loss=alpha_loss, rows=rows, warnings=warnings, loss_control=l_ctrl.name)
+                   alpha_loss=alpha_loss, rows=rows, warnings=warnings)
 
 
 def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
@@ -480,7 +485,8 @@ def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
         parts = ", ".join(f"{s} ({c} run{'s' if c > 1 else ''})"
                           for s, c in sorted(counts.items(), reverse=True))
         out.append(StatWarning("steps", arm.name,
-                               f"{arm.name} mixes final steps: {parts}; Steps shows the most common"))
+                               f"{arm.name} mixes final steps: {parts}; Steps shows the most common"
+                               + (f"; {arm.split_hint}" if arm.split_hint else "")))
     for what, xs, unit in (("time", arm.times, " s"), ("loss", arm.losses, "")):
         for o in outliers(xs):
             who = arm.sources[o.index] if arm.sources and o.index < len(arm.sources) else None

@@ -86,8 +86,7 @@ def test_runner_and_analysis_give_every_fixture_log_the_same_status(tmp_path, da
     logs = sorted(folder.iterdir()) + sorted((FIXTURES / "record_logs").glob("*.txt"))[:4]
     logs.append(B.write_log(tmp_path / "stopped.txt", stop_at=1300))
     logs.append(B.write_log(tmp_path / "nan.txt", loss=float("nan")))
-    # runs that hold several logs: the runner reads its log as one run, the last
-    logs = [p for p in logs if len(parse_file_runs(p)) == 1]
+    # a file holding several runs: the runner's attempt is its last run, as parse_file reads it
     lst = tmp_path / "list.txt"
     lst.write_text("\n".join(str(p) for p in logs) + "\n")
     exp = tmp_path / "replay.toml"
@@ -144,3 +143,32 @@ def test_one_rule_for_the_attempt_that_counts(tmp_path):
     from harness import sources
     ds = sources.load([str(root)])
     assert ds.group("H0").times == [98.0]
+
+
+TRACEBACKS = (
+    # any exception name: the first line at the margin after the frames
+    ("Traceback (most recent call last):\n  File \"train_gpt.py\", line 9, in <module>\n    main()\n"
+     "triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 262144\n",
+     "triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 262144"),
+    # ranks interleaved, each behind its prefix; torchrun's own traceback after them
+    ("[rank1]: Traceback (most recent call last):\n[rank0]: Traceback (most recent call last):\n"
+     "[rank1]:   File \"train_gpt.py\", line 5, in <module>\n[rank0]:   File \"train_gpt.py\", line 5\n"
+     "[rank0]:     x = y\n[rank1]: torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:\n"
+     "[rank0]: torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:\n"
+     "Traceback (most recent call last):\n  File \"/usr/bin/torchrun\", line 8, in <module>\n"
+     "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n",
+     "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:"),
+)
+
+
+@pytest.mark.parametrize("text,want", TRACEBACKS)
+def test_traceback_exception_line_in_block_mode_and_line_by_line(tmp_path, text, want):
+    data = (D.log(stop_at=30, tail="") + text).encode()
+    p = tmp_path / "t.txt"
+    p.write_bytes(data)
+    block = parse_file(p)
+    live = LogParser()
+    for line in data.decode().splitlines():
+        live.feed(line)
+    assert block.error_line == live.summary.error_line == want
+    assert want in classify(block).message

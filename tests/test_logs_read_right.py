@@ -47,7 +47,22 @@ def test_every_kind_of_log_file_is_read(capsys, tmp_path):
     assert by_name["utf16.txt"] == pytest.approx(98.001) and by_name["cr_only.txt"] == pytest.approx(98.004)
     failed = {Path(r["source"]).name: r["message"] for r in h["failed_runs"]}
     assert "cut_mid_number.txt" in failed and "train_time:6 has no unit" in failed["cut_mid_number.txt"]
-    assert "cut_zip.log.gz" in failed and "argparse_error.txt" not in failed   # not a log: passed over
+    assert "cut_zip.log.gz" in failed
+    # a run that died before its first step is a failed run, with the script's error
+    assert "error: unrecognized arguments: --num-iteratons 20" in failed["argparse_error.txt"]
+    assert "ModuleNotFoundError: No module named 'triton'" in failed["import_error.txt"]
+
+
+def test_empty_log_is_skipped_with_a_warning_and_notes_pass_quietly(capsys, tmp_path):
+    B.write_group(tmp_path / "g", H0_LOSSES[:3], H0_TIMES[:3])
+    (tmp_path / "g" / "empty.txt").write_bytes(b"")
+    (tmp_path / "g" / "notes.txt").write_text("tried lr 0.02 on node 3\n")
+    (tmp_path / "g" / "broken.txt.gz").write_bytes(b"\x1f\x8b\x08\x00garbage, not deflate data")
+    data = as_json(capsys, f"G={tmp_path / 'g'}")
+    assert data["hypotheses"][0]["runs"] == 3 and data["hypotheses"][0]["failed"] == 0
+    assert len(_warnings(data, "empty.txt")) == 1 and not _warnings(data, "notes.txt")
+    broken = _warnings(data, "broken.txt.gz")
+    assert len(broken) == 1 and "gzip data is corrupt" in broken[0]
 
 
 def test_a_log_cut_mid_number_is_a_failed_run_not_a_fast_one(capsys, tmp_path):
@@ -199,3 +214,25 @@ def test_csv_warnings_go_to_stderr(capsys):
     code, out, err = run(capsys, FIXTURES / "record_logs", "--group-by", "steps", "--format", "csv")
     assert code == 0 and "duplicate log" not in out
     assert err.startswith("warning: duplicate log:")
+
+
+def test_a_fifo_named_as_the_source_is_an_error_not_a_hang(tmp_path):
+    os.mkfifo(tmp_path / "x.txt")
+    out = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "x.txt")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a log file or folder" in out.stderr
+    assert len(out.stderr.splitlines()) == 1
+
+
+def test_the_process_pool_reads_the_same(monkeypatch, tmp_path):
+    # big trees are parsed in a pool: skips and split runs must come back from it too
+    from harness import sources
+    g = tmp_path / "g"
+    B.write_group(g, H0_LOSSES[:3], H0_TIMES[:3])
+    (g / "track.txt").write_text(D.log() + D.log(time_ms=97000.0))
+    os.symlink(g / "gone.txt", g / "dangling.txt")
+    serial = sources.load([str(g)])
+    monkeypatch.setattr(sources, "PARALLEL_BYTES", 0)
+    pooled = sources.load([str(g)])
+    assert pooled.warnings == serial.warnings and len(pooled.warnings) == 3   # + torch versions
+    assert pooled.groups[0].times == serial.groups[0].times and len(serial.groups[0].times) == 5

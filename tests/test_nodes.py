@@ -71,4 +71,4 @@ def test_markdown_carries_the_node_table(tmp_path):
     two = tmp_path / "two"
     _results(two, {"H0": ["a", "a", "b"], "H1": ["b", "a", "b"]})
     md = harness("analyze", two, "--format", "markdown", cwd=tmp_path).stdout
-    assert "**runs per node (train time means per arm)**" in md and "\nb " in md
+    assert "**runs per node (mean train time in s per arm)**" in md and "\nb " in md
