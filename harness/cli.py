@@ -7,11 +7,17 @@ A command module exposes ``configure(parser)`` and ``main(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
 from harness.errors import UserError
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                  errno.EIO, errno.ENAMETOOLONG)
+STORAGE_FIX = ("nothing stored was lost; free space or fix the folder's permissions, "
+               "then run the same command again to resume")
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -61,3 +67,10 @@ def main(argv: list[str] | None = None, prog: str = "harness") -> int:
         # The reader went away (`| head`): no traceback, and none again at exit's flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        # disk full, read-only, permission: the folder, not the code, is at fault
+        where = e.filename or "a results file"
+        sys.stderr.write(f"error: {where}: {e.strerror or e}; {STORAGE_FIX}\n")
+        return 2

@@ -1,14 +1,28 @@
 """``harness run EXPERIMENT.toml``: launch (or resume) an experiment."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 from harness import spec as specmod
 from harness.errors import UserError
 from harness.thresholds import RETRIES
+
+EXIT_CODES = """exit codes:
+  0    every run has a result (ok or diverged), or the sequential plan decided
+  1    with --gate: the record gate failed
+  2    bad input (experiment file, flags, results folder) or a folder that cannot be
+       written (disk full, permission, read-only); nothing stored is lost: fix it and
+       run the same command again to resume
+  3    runs ended without a result (failed, timed out); the last line says how many
+       and the first reason, `harness status RESULTS` lists them all
+  130  stopped by Ctrl-C (143: by SIGTERM); the same command resumes"""
+EXIT_NO_RESULT = 3
 
 
 def configure(p) -> None:
@@ -32,6 +46,9 @@ def configure(p) -> None:
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not share one torch.compile cache between the runs")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
+    p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
+    p.epilog = EXIT_CODES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def load_experiment(args):
@@ -39,12 +56,19 @@ def load_experiment(args):
     exp = specmod.load(path)
     if args.seed is not None:
         exp = dataclasses.replace(exp, seed=args.seed)
-    for name in ("runs", "max_runs", "timeout", "max_parallel"):
+    for name in ("runs", "max_runs", "timeout", "max_parallel", "slurm_time"):
         value = getattr(args, name, None)
-        if value is not None and value <= 0:
+        # 'not value > 0' also refuses nan, which would kill every run at once
+        if value is not None and (not value > 0 or not math.isfinite(value)):
             raise UserError(f"--{name.replace('_', '-')} {value}: expected a positive number")
-    if args.retries is not None and args.retries < 0:
-        raise UserError(f"--retries {args.retries}: expected an integer >= 0")
+    for name in ("runs", "max_runs"):
+        value = getattr(args, name, None)
+        if value is not None and value > specmod.MAX_RUNS:
+            raise UserError(f"--{name.replace('_', '-')} {value}: at most {specmod.MAX_RUNS} runs per hypothesis")
+    if args.retries is not None and not 0 <= args.retries <= specmod.MAX_RETRIES:
+        raise UserError(f"--retries {args.retries}: expected an integer from 0 to {specmod.MAX_RETRIES}")
+    if args.seed is not None and abs(args.seed) > 2**31:
+        raise UserError(f"--seed {args.seed}: expected an integer of at most 2**31")
     return exp, path.read_text()
 
 
@@ -69,7 +93,7 @@ def make_backend(args, exp, results: Path):
                         extra=extra, folder=results / ".slurm")
 
 
-def make_decider(exp, max_runs: int, order: str, results: Path):
+def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = False):
     """The sequential plan, fixed at the experiment's first --until-decisive run.
 
     It is stored beside the results (``store.sequential_path``), so a resumed experiment
@@ -98,6 +122,8 @@ def make_decider(exp, max_runs: int, order: str, results: Path):
     if sweep.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
         from harness.borrow_seq import sweep_decider
         return sweep_decider(exp, max_runs)
+    if quiet:
+        return None
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
         from harness.borrow_seq import borrowed_plan     # borrowed / known sigma (issue 16)
@@ -109,9 +135,11 @@ def make_decider(exp, max_runs: int, order: str, results: Path):
     return plan  # the runner stores it once it holds the results folder
 
 
+
+
 def main(args) -> int:
     from harness.progress import Progress
-    from harness.runner import Options, Runner
+    from harness.runner import Options, Runner, Stopped
     from harness.store import Store
 
     exp, text = load_experiment(args)
@@ -127,6 +155,15 @@ def main(args) -> int:
                    compile_cache=False if args.no_compile_cache else None)
     store = Store(results)
     if args.dry_run:
+        # refuse exactly what the real run would, and write nothing
+        store.check_usable()
+        if store.root.is_dir():
+            store.slots([h.name for h in exp.hypotheses])
+            store.freeze(exp, text, check_only=True)
+        if args.until_decisive:
+            make_decider(exp, runs, args.order or exp.order, results, quiet=True)
+        if (args.backend or exp.backend) == "local":
+            make_backend(args, exp, results)
         from harness.backends.local import LocalBackend
         runner = Runner(exp, store, LocalBackend(), Path.cwd(), text, opts)
         for hyp, index, env, argv in runner.commands():
@@ -138,5 +175,43 @@ def main(args) -> int:
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
                     decider=decider, want_steps=progress.live)
-    runner.run()
-    return 0
+    resume = "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        slots = runner.run()
+    except Stopped as e:
+        names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
+        stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
+        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {resume}\n")
+        return 143 if e.why == "SIGTERM" else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    code = 0
+    if any(s.done is not None for s in slots.values()):
+        try:
+            code = _print_table(results, args.gate)
+        except UserError as e:  # the runs are stored; only the table could not be made
+            sys.stderr.write(f"no table: {e}\n")
+    without = runner.without(slots)
+    if without:
+        first = next((r for r in without if r is not None), None)
+        reason = f"first: {first.hypothesis} #{first.index}: {first.status}: {first.message}" if first else ""
+        sys.stderr.write(f"{len(without)} of {len(runner.order)} runs ended without a result; {reason}\n"
+                         if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
+        return EXIT_NO_RESULT
+    return code
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _print_table(results: Path, gate: bool) -> int:
+    """The table on stdout, as ``harness analyze RESULTS [--gate]`` prints it."""
+    import argparse
+
+    from harness import analyze
+    p = argparse.ArgumentParser()
+    analyze.configure(p)
+    sys.stdout.flush()
+    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])))

@@ -10,12 +10,19 @@ def configure(p) -> None:
     p.add_argument("results", help="results folder of an experiment (holds spec.json)")
 
 
-def count(spec: dict, slots: dict) -> list[dict]:
-    """One row per hypothesis. A slot counts once: by its completed attempt, else its last."""
+COLUMNS = ["ok", "diverged", "failed", "timeout", "interrupted", "running", "unfinished", "pending",
+           "attempts"]
+
+
+def count(spec: dict, slots: dict, active: bool = False) -> list[dict]:
+    """One row per hypothesis. A slot counts once: by its completed attempt, else its last.
+
+    ``active``: a runner holds the folder, so attempts without a result are running, not
+    left behind by a runner that died (those are 'unfinished' until the next run).
+    """
     rows = []
     for h in spec["hypotheses"]:
-        row = {"hypothesis": h["name"], "ok": 0, "diverged": 0, "failed": 0, "timeout": 0,
-               "interrupted": 0, "unfinished": 0, "pending": 0, "attempts": 0}
+        row = {"hypothesis": h["name"], **{c: 0 for c in COLUMNS}}
         for i in range(spec["runs"]):
             slot = slots.get((h["name"], i))
             if slot is None or (not slot.records and not slot.orphans):
@@ -26,7 +33,7 @@ def count(spec: dict, slots: dict) -> list[dict]:
             if done is not None:
                 row[done.status] += 1
             elif slot.orphans:
-                row["unfinished"] += 1
+                row["running" if active else "unfinished"] += 1
             else:
                 row[slot.records[-1].status] += 1
         rows.append(row)
@@ -50,8 +57,8 @@ def main(args) -> int:
         raise UserError(f"{args.results}/spec.json: not a frozen experiment spec (needs 'runs' and "
                         "'hypotheses'); restore it from a copy")
     slots = store.slots([h["name"] for h in spec["hypotheses"]])
-    rows = count(spec, slots)
-    cols = ["ok", "diverged", "failed", "timeout", "interrupted", "unfinished", "pending", "attempts"]
+    rows = count(spec, slots, active=store.in_use())
+    cols = COLUMNS
     print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")
     print(f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:

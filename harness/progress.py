@@ -82,20 +82,27 @@ class Progress:
         self.out.flush()
 
     def on_finish(self, d) -> None:
+        # the counter counts runs; a retried attempt shows its number beside the run
         rec = d["record"]
-        self.finished += 1
+        settled = d.get("settled", True)
+        if settled:
+            self.finished += 1
         if rec.wall_s:
             self.walls.append(rec.wall_s)
-        self._line(f"[{self.finished}/{self.total}] {rec.hypothesis} #{rec.index}: {describe(rec)}")
+        shown = self.finished if settled else self.finished + 1
+        attempt = f" (attempt {rec.attempt})" if rec.attempt > 1 else ""
+        self._line(f"[{shown}/{self.total}] {rec.hypothesis} #{rec.index}{attempt}: {describe(rec)}")
 
     def on_retry(self, d) -> None:
         rec = d["record"]
-        self.total += 1
         self._line(f"  retrying {rec.hypothesis} #{rec.index} (failure {d['failures']} of at most "
                    f"{d['retries'] + 1})")
 
     def on_unpaired(self, d) -> None:
         self._line(f"  {d['hypothesis']} #{d['index']} runs on any node: {d['why']} (the pair is broken)")
+
+    def on_aside(self, d) -> None:
+        self._line(f"no run had a result under the old spec: its attempts were moved to {d['folder']}")
 
     def on_skip(self, d) -> None:
         self._line(f"  skip {d['hypothesis']} #{d['index']}: {d['why']}")
@@ -107,7 +114,7 @@ class Progress:
     def on_done(self, d) -> None:
         slots = d["slots"].values()
         done = sum(1 for s in slots if s.done is not None)
-        gave_up = sum(1 for s in slots if s.done is None and s.records)
+        gave_up = len(d["without"]) if "without" in d else sum(1 for s in slots if s.done is None and s.records)
         msg = f"finished in {_clock(time.monotonic() - self.t0)}: {done} runs with a result"
         if gave_up:
             msg += f", {gave_up} without (see harness status)"

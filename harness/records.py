@@ -55,14 +55,24 @@ class RunRecord:
     log: str = "log.txt"             # the log the figures were read from (in the run folder)
     val_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
     probe_s: float | None = None     # the speed probe's time before this run (speed_probe = true)
+    error: str = ""                  # the script's own error line, when it failed
+    retryable: bool = True           # False: the failure would repeat (usage error, missing file)
 
     def to_json(self) -> str:
-        return json.dumps(nan_to_none(dataclasses.asdict(self)), indent=2, sort_keys=False)
+        return dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
+        """A record from parsed JSON; TypeError (saying which key) when the shape is wrong."""
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key in _SHAPES and value is not None and not _SHAPES[key](value):
+                raise TypeError(f"key {key!r}: unexpected value {value!r}")
         rec = cls(**{k: v for k, v in data.items() if k in known})
+        if rec.status not in STATUSES:
+            raise TypeError(f"key 'status': {rec.status!r} is not one of {', '.join(STATUSES)}")
         # JSON has no NaN: a diverged run's loss is stored as null with status diverged.
         if rec.status == "diverged" and rec.val_loss is None:
             rec.val_loss = math.nan
@@ -76,6 +86,38 @@ class RunRecord:
         atomic_write_text(Path(path), self.to_json() + "\n")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_REQUIRED_STR = lambda v: isinstance(v, str)  # noqa: E731
+# key -> check of its value when not null: a record of the wrong shape is refused when read,
+# not a traceback deep in the statistics
+_SHAPES = {
+    "run_id": _REQUIRED_STR, "hypothesis": _REQUIRED_STR, "status": _REQUIRED_STR,
+    "index": lambda v: _is_int(v) and v >= 0, "seed": _is_int, "attempt": lambda v: _is_int(v) and v >= 1,
+    "order": _is_int, "exit_code": _is_int, "final_step": _is_int, "expected_steps": _is_int,
+    "val_loss": _is_num, "train_time_s": _is_num, "step_avg_ms": _is_num, "peak_mem_mib": _is_num,
+    "wall_s": _is_num, "started_at": _REQUIRED_STR, "finished_at": _REQUIRED_STR, "host": _REQUIRED_STR,
+    "gpus": lambda v: isinstance(v, dict), "torch_version": _REQUIRED_STR, "cuda_version": _REQUIRED_STR,
+    "script_sha256": _REQUIRED_STR, "git_commit": _REQUIRED_STR,
+    "command": lambda v: isinstance(v, list), "backend": _REQUIRED_STR, "job_id": _REQUIRED_STR,
+    "message": _REQUIRED_STR, "log": _REQUIRED_STR, "error": _REQUIRED_STR,
+    "retryable": lambda v: isinstance(v, bool),
+    "val_curve": lambda v: isinstance(v, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(x is None or _is_num(x) for x in p) for p in v),
+}
+
+
+def dumps(obj) -> str:
+    """JSON for a record file: NaN and infinity become null (JSON has neither)."""
+    return json.dumps(nan_to_none(obj), indent=2, allow_nan=False)
+
+
 def nan_to_none(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -86,19 +128,40 @@ def nan_to_none(obj):
     return obj
 
 
+def _umask() -> int:
+    try:  # thread-safe read (Linux); os.umask can only read by setting
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+TMP_SUFFIX = ".tmp"   # temp files are ".<name>.<random>.tmp"; cleaned at the next run
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600; records are for the team: 0666 less the umask, as open() would
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            # a failed write() names no file: name the one that could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise

@@ -22,16 +22,28 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from harness import pairing
+from harness import retry
 from harness.backends.base import Backend, Handle, LaunchSpec, Outcome
-from harness.backends.local import now_iso
+from harness.backends.local import end_leftovers, now_iso
 from harness.classify import classify
 from harness.logparse import LogParser, LogSummary, parse_file
-from harness.records import COMPLETED, RunRecord, atomic_write_text
+from harness.records import COMPLETED, RunRecord, atomic_write_text, dumps
 from harness.spec import Experiment, Hypothesis
 from harness.store import Slot, Store
 from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
+SCRIPT_FILES = "script-files"   # what the script wrote in its working directory, kept per attempt
+RUN_MARKER = "HARNESS_RUN_DIR"  # in every run's environment: finds its processes, even detached ones
+
+
+class Stopped(Exception):
+    """The runner was stopped (Ctrl-C, SIGTERM); ``runs`` were running and are marked interrupted."""
+
+    def __init__(self, why: str, runs: list[tuple[str, int, int]]) -> None:
+        super().__init__(why)
+        self.why = why
+        self.runs = runs
 
 
 class Decider(Protocol):
@@ -104,6 +116,9 @@ class Runner:
         self._git = _git_commit(self.base)
         self._host_gpus: dict | None = None
         self.look = None
+        self.look_done = False
+        self.ran_here: set[str] = set()      # run folders of attempts launched by this invocation
+        self.skipped: dict[tuple[str, int], RunRecord] = {}
 
     # -- commands ------------------------------------------------------------------------
     def commands(self) -> list[tuple[str, int, dict, list[str]]]:
@@ -130,7 +145,17 @@ class Runner:
         try:
             # read every stored record first: a corrupt one stops us before anything is written
             slots = self.store.slots([h.name for h in self.exp.hypotheses])
-            self.store.freeze(self.exp, self.source_text)
+            self.store.freeze(self.exp, self.source_text, check_only=True)  # refused: nothing touched
+            # trees an earlier runner left running end first: before their folders are set
+            # aside, their logs read, or their GPUs given to a new attempt
+            for slot in slots.values():
+                for run_dir in slot.orphans:
+                    self._end_leftovers(run_dir)
+            aside = self.store.freeze(self.exp, self.source_text)
+            if aside:
+                self.emit(Event("aside", {"folder": str(aside)}))
+                slots = self.store.slots([h.name for h in self.exp.hypotheses])
+            self.store.clean()
             plan_path = self.store.sequential_path
             if self.decider is not None and hasattr(self.decider, "to_dict") and not plan_path.exists():
                 atomic_write_text(plan_path, json.dumps(self.decider.to_dict(), indent=2) + "\n")
@@ -146,11 +171,15 @@ class Runner:
                       not any((j.hyp.name, j.index) == s for j in running))
         self.emit(Event("plan", {"experiment": self.exp.name, "results": str(self.store.root),
                                  "total": len(self.order), "done": sum(
-            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue),
+            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue) + len(running),
             "pairing": self.pairing_mode}))
         self._update_look(slots)
         stop_reason = ""
         deferred: list = []     # slots of arms not needed now, kept for a decider that may revisit
+        # a hypothesis whose runs failed deterministically with the same error (usage error,
+        # missing file...): its other runs would fail the same way, so none is launched
+        blocked: dict[str, RunRecord] = {}
+        certain: dict[str, RunRecord] = {}  # the first deterministic failure of each arm
         try:
             while queue or running:
                 while queue and len(running) < self.backend.max_parallel and not stop_reason:
@@ -176,6 +205,12 @@ class Runner:
                         self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
                                                  "why": "arm decided"}))
                         continue
+                    if key[0] in blocked:
+                        self.skipped[key] = blocked[key[0]]
+                        self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
+                                                 "why": f"not launched: run #{blocked[key[0]].index} of "
+                                                        f"{key[0]} failed in a way a retry cannot fix"}))
+                        continue
                     slot = slots.setdefault(key, Slot(*key))
                     running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key], node))
                 if not running:
@@ -187,11 +222,18 @@ class Runner:
                     outcome = self.backend.poll(job.handle)
                     if outcome is None:
                         continue
-                    rec = self._finish(job, outcome)
-                    running.remove(job)  # only once its result is stored (Ctrl-C in between)
                     slot = slots.setdefault((job.hyp.name, job.index), Slot(job.hyp.name, job.index))
+                    rec = self._finish(job, outcome, slot)
+                    running.remove(job)  # only once its result is stored (Ctrl-C in between)
                     slot.records.append(rec)
-                    if rec.status not in COMPLETED and self._needs_attempt(slot):
+                    again = rec.status not in COMPLETED and self._needs_attempt(slot)
+                    if rec.status == "failed" and not rec.retryable:
+                        # two runs of one arm failing alike (a typo in its args): the others would too
+                        first = certain.setdefault(job.hyp.name, rec)
+                        if first is not rec and first.error == rec.error:
+                            blocked.setdefault(job.hyp.name, rec)
+                    self.emit(Event("finish", {"record": rec, "total": len(self.order), "settled": not again}))
+                    if again:
                         self.emit(Event("retry", {"record": rec, "failures": slot.failures,
                                                   "retries": self.retries}))
                         queue.appendleft((job.hyp.name, job.index))
@@ -203,16 +245,58 @@ class Runner:
                 if self.want_steps and running:
                     self.emit(Event("tick", {"jobs": [(j.hyp.name, j.index, j.parser.summary.last_step,
                                                        j.parser.summary.total_steps) for j in running]}))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            why = str(e) or "Ctrl-C"
+            stopped = self._stop_all(running, f"cancelled by the user ({why})")
+            raise Stopped(why, stopped) from None
+        except BaseException:
+            # disk full, permission...: end every run's tree (no orphan on the GPUs); their
+            # folders hold launch.json, so the next invocation records and redoes them
             for job in running:
                 self.backend.cancel(job.handle)
-                self._write_interrupted(job.run_dir, "cancelled by the user (Ctrl-C)")
             raise
-        self.emit(Event("done", {"slots": slots, "stop_reason": stop_reason, "look": self.look}))
+        self.look_done = bool(self.look is not None and self.look.done)
+        self.emit(Event("done", {"slots": slots, "stop_reason": stop_reason, "look": self.look,
+                                 "without": self.without(slots)}))
         return slots
 
+    def _stop_all(self, running: list[_Job], why: str) -> list[tuple[str, int, int]]:
+        for job in running:
+            self.backend.cancel(job.handle)
+        stopped = []
+        for job in running:
+            rec = self._write_interrupted(job.run_dir, why)
+            if rec is None or rec.status not in COMPLETED:
+                stopped.append((job.hyp.name, job.index, job.attempt))
+        return stopped
+
+    def without(self, slots: dict[tuple[str, int], Slot]) -> list[RunRecord | None]:
+        """For every planned run left without a result: its last record (None: never ran).
+
+        Runs the sequential plan no longer needs are not missing: the design stopped them.
+        """
+        if self.look is not None and self.look.done:
+            return []
+        out = []
+        for key in self.order:
+            slot = slots.get(key)
+            if slot is not None and slot.done is not None:
+                continue
+            if self.look is not None and not self.look.need.get(key[0], True):
+                continue
+            last = slot.records[-1] if slot is not None and slot.records else self.skipped.get(key)
+            out.append(last)
+        return out
+
     def _needs_attempt(self, slot: Slot | None) -> bool:
-        return slot is None or (slot.done is None and slot.failures <= self.retries)
+        if slot is None:
+            return True
+        if slot.done is not None or slot.failures > self.retries:
+            return False
+        # a deterministic failure is not retried within one invocation; a later one
+        # (after the user fixed the cause) tries once more
+        last = slot.records[-1] if slot.records else None
+        return not (last is not None and not last.retryable and (last.hypothesis, last.run_id) in self.ran_here)
 
     def _free_attempt(self, slot: Slot) -> int:
         attempt = slot.next_attempt
@@ -235,6 +319,7 @@ class Runner:
         hyp = self.exp.hypothesis(hyp_name)
         run_dir = self.store.attempt_dir(hyp_name, index, attempt)
         run_dir.mkdir(parents=True)
+        self.ran_here.add((hyp_name, run_dir.name))
         workdir = self._workdir(run_dir)
         script = Path(hyp.script)
         src = script if script.is_absolute() else self.base / script
@@ -244,18 +329,20 @@ class Runner:
         # would resolve inside the run folder, so it is given absolute
         argv = self._probed(hyp.argv(str(src) if ".." in script.parts else hyp.script), hyp, run_dir)
         env = self._env(hyp, index)
+        env[RUN_MARKER] = str(run_dir)
         spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
                           log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node,
                           node=node)
         launch = {"backend": self.backend.name, "job_id": None, "hypothesis": hyp_name, "index": index,
                   "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir),
-                  "pairing": self.pairing_mode, "node": node}
+                  "pairing": self.pairing_mode, "node": node,
+                  "host": socket.gethostname()}
         # written before the start: a runner killed in between leaves an attempt resume can see
-        atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+        atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
         handle = self.backend.start(spec)
         launch["job_id"] = handle.job_id
         launch["started_at"] = handle.extra.get("started_at") or now_iso()
-        atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+        atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
         self.emit(Event("start", {"hypothesis": hyp_name, "index": index, "attempt": attempt,
                                   "order": order, "total": len(self.order), "run_dir": str(run_dir)}))
         return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
@@ -274,7 +361,7 @@ class Runner:
         Relative paths (data/, sibling modules) resolve as from the root, while a
         script that writes ``logs/<uuid>.txt`` writes into this run's own folder.
         """
-        work = run_dir / "work"
+        work = run_dir / SCRIPT_FILES
         work.mkdir()
         for entry in os.listdir(self.base):
             if entry != "logs":
@@ -295,27 +382,33 @@ class Runner:
             job.parser.feed(line)
         job.tail_pos += end + 1
 
-    def _finish(self, job: _Job, outcome: Outcome) -> RunRecord:
+    def _finish(self, job: _Job, outcome: Outcome, slot: Slot) -> RunRecord:
         summary, log_name = self._collect_and_parse(job.run_dir)
         rec = self._record(job.hyp, job.index, job.attempt, job.order, job.run_dir, summary, log_name,
                            outcome, job.handle.spec, job.handle.job_id or None)
+        if rec.status == "failed":
+            previous = next((r for r in reversed(slot.records) if r.status == "failed"), None)
+            rec.retryable = retry.retryable(rec.error, summary.step_lines > 0, outcome,
+                                            previous.error if previous else None)
         rec.save(job.run_dir / "result.json")
-        self.emit(Event("finish", {"record": rec, "total": len(self.order)}))
         return rec
 
     def _collect_and_parse(self, run_dir: Path) -> tuple[LogSummary, str]:
-        """Move the script's own logs next to log.txt; parse the most complete log."""
-        work = run_dir / "work"
-        names = ["log.txt"]
-        logs = work / "logs"
-        if logs.is_dir():
-            for f in sorted(logs.rglob("*")):
-                if f.is_file():
-                    dest = run_dir / ("script-log-" + f.name)
-                    shutil.move(str(f), dest)
-                    names.append(dest.name)
-        if work.is_dir():
-            shutil.rmtree(work, ignore_errors=True)  # only symlinks and emptied folders
+        """Keep what the script wrote; parse the most complete of its logs and log.txt.
+
+        The scratch folder's mirror links are removed; every other entry (the script's
+        ``logs/``, checkpoints, ...) stays where the script put it, under ``script-files/``,
+        so nothing is renamed, overwritten or followed out of the run folder.
+        """
+        work = run_dir / SCRIPT_FILES
+        if work.is_dir() and not work.is_symlink():
+            for entry in os.listdir(work):
+                p = work / entry
+                if p.is_symlink() and os.readlink(p) == str(self.base / entry):
+                    p.unlink()  # ours: a mirror of the project root
+            if not os.listdir(work):
+                work.rmdir()
+        names = ["log.txt"] + [str(p.relative_to(run_dir)) for p in _script_logs(work / "logs")]
         best: tuple[LogSummary, str] | None = None
         for name in names:
             try:
@@ -333,6 +426,7 @@ class Runner:
                 job_id: str | None = None) -> RunRecord:
         log_path = run_dir / log_name
         verdict = classify(s, hyp.steps)   # the one classifier: analysis reads logs the same way
+        error = ""
         if outcome.timed_out:
             status, why = "timeout", outcome.message or "timed out"
         elif verdict.completed:
@@ -340,7 +434,12 @@ class Runner:
             why = "" if outcome.exit_code in (0, None) else f"finished, then exited with code {outcome.exit_code}"
         else:
             status = "failed"
+            # the script's own words name the cause (a typo in args, a missing file); its
+            # traceback is on stderr, so in log.txt when the figures came from its own log
+            error = verdict.error_line or (self._error_line(run_dir / "log.txt") if log_name != "log.txt" else "")
             why = verdict.message
+            if error and error not in why:
+                why = f"{why}; the script said: {error}"
             if outcome.exit_code not in (0, None):
                 why = f"exit code {outcome.exit_code}; {why}"
             if outcome.message:
@@ -357,7 +456,12 @@ class Runner:
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend.name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir))
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir), error=error)
+    def _error_line(self, log: Path) -> str:
+        try:
+            return classify(parse_file(log)).error_line
+        except OSError:
+            return ""
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:
@@ -406,25 +510,59 @@ class Runner:
                     LogParser(str(spec.log_path)))
 
     def _write_interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
+        """The record of an attempt that ended with its runner; its log decides the status."""
         if (run_dir / "result.json").exists():
             return None  # it finished after all: its record stands
         try:
             launch = json.loads((run_dir / "launch.json").read_text())
         except (OSError, ValueError):
             launch = {}
-        hyp = self.exp.hypothesis(launch["hypothesis"]) if "hypothesis" in launch else None
-        if hyp is None:
+        if not isinstance(launch, dict) or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
             return None
+        hyp = self.exp.hypothesis(launch["hypothesis"])
+        self._end_leftovers(run_dir, launch)
         summary, log_name = self._collect_and_parse(run_dir)
         outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
-                          finished_at=now_iso(), wall_s=0.0, host=socket.gethostname(), message=why)
+                          finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
+                          message=why)
         rec = self._record(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
                            summary, log_name, outcome, None, launch.get("job_id") or None)
-        rec.status = "interrupted"
         rec.command = launch.get("argv", [])
-        rec.message = f"{why} (log: {run_dir / log_name})"
+        if rec.status in COMPLETED:
+            # its log reached the final validation before the runner stopped: the run is done
+            rec.message = f"recorded from its complete log after the runner stopped ({why})"
+        else:
+            rec.status = "interrupted"
+            rec.error = ""
+            rec.message = f"{why} (log: {run_dir / log_name})"
         rec.save(run_dir / "result.json")
         return rec
+
+
+    def _end_leftovers(self, run_dir: Path, launch: dict | None = None) -> None:
+        """A local trainer that forked or ignored SIGTERM may outlive its runner: end it."""
+        if launch is None:
+            try:
+                launch = json.loads((run_dir / "launch.json").read_text())
+            except (OSError, ValueError):
+                return
+        if not isinstance(launch, dict) or launch.get("backend", "local") != "local":
+            return
+        if launch.get("host") in (None, socket.gethostname()):
+            end_leftovers(str(run_dir), launch.get("job_id"))
+
+
+def _script_logs(folder: Path) -> list[Path]:
+    """Regular files under the script's logs/ folder, never through a link."""
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # os.walk does not follow links
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not p.is_symlink() and p.is_file():
+                out.append(p)
+    return sorted(out)
 
 
 def _probe_s(run_dir: Path) -> float | None:

@@ -450,6 +450,9 @@ def _read_json(path: Path) -> dict:
 
 def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
     spec = _read_json(root / "spec.json")
+    if not isinstance(spec, dict):  # valid JSON of another shape: one line, not a traceback
+        raise UserError(f"{root / 'spec.json'} is not a frozen experiment spec (a JSON object); "
+                        "restore it from a copy")
     hyps = spec.get("hypotheses") or []
     if not isinstance(hyps, list) or not hyps:
         raise UserError(f"{root / 'spec.json'} lists no hypotheses")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import shutil
@@ -24,7 +25,13 @@ from harness.errors import UserError
 
 ORDERS = ("interleaved", "blocked", "random")
 LAUNCHERS = ("torchrun", "python")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # used with fullmatch: no trailing newline
+# names a hypothesis folder must not take: they are files of the results folder itself
+RESERVED_NAMES = ("spec.json", "experiment.toml", "sequential.json", "superseded")
+MAX_RUNS = 100_000        # per hypothesis; beyond it a typo (10**12) would hang building the order
+MAX_RETRIES = 100
+# set by the harness for every run (the seed of run i); an env entry would be silently replaced
+HARNESS_ENV = ("SEED", "HARNESS_RUN_DIR")
 
 # key -> (types, description of the expected value)
 EXPERIMENT_KEYS = {
@@ -206,10 +213,21 @@ def _check_table(path: Path, where: str, table: dict, allowed: dict) -> None:
 def _check_flat(path: Path, where: str, table: dict, kind: str) -> None:
     for key, value in table.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
-            raise _fail(path, f"{where}.{key}", f"not a valid {kind} name")
+            raise _fail(path, f"{where}.{key!r}", f"not a valid {kind} name; use letters, digits and '_'")
         if not isinstance(value, (str, int, float, bool)):
             raise _fail(path, f"{where}.{key}",
                         f"got {type(value).__name__}, expected a string, number or boolean")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(path, f"{where}.{key}", f"got {value}, expected a finite number (or a string)")
+        if isinstance(value, str):
+            _check_text(path, f"{where}.{key}", value)
+
+
+def _check_text(path: Path, where: str, value: str) -> None:
+    # the kernel takes argv and environ as C strings: a NUL would fail at launch, after
+    # the attempt folder exists
+    if "\0" in value:
+        raise _fail(path, where, "contains a NUL byte (\\0); remove it")
 
 
 def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
@@ -245,12 +263,21 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     for key in ("alpha_time", "alpha_loss"):
         if key in exp and not 0 < exp[key] < 1:
             raise _fail(path, f"experiment.{key}", f"got {exp[key]}, expected a number in (0, 1)")
-    if exp.get("runs", 10) < 1:
-        raise _fail(path, "experiment.runs", f"got {exp['runs']}, expected a positive integer")
+    if not 1 <= exp.get("runs", 10) <= MAX_RUNS:
+        raise _fail(path, "experiment.runs", f"got {exp['runs']}, expected an integer from 1 to {MAX_RUNS}")
+    for key in ("target_loss", "min_effect", "timeout", "alpha_time", "alpha_loss"):
+        if key in exp and not math.isfinite(exp[key]):
+            raise _fail(path, f"experiment.{key}", f"got {exp[key]}, expected a finite number")
+    if "target_loss" in exp and not exp["target_loss"] > 0:
+        raise _fail(path, "experiment.target_loss", f"got {exp['target_loss']}, expected a loss > 0, e.g. 3.28")
+    if exp.get("min_effect", 0) < 0:
+        raise _fail(path, "experiment.min_effect", f"got {exp['min_effect']}, expected seconds >= 0")
     if "timeout" in exp and not exp["timeout"] > 0:
         raise _fail(path, "experiment.timeout", f"got {exp['timeout']}, expected seconds > 0 (or leave it out)")
-    if exp.get("retries", 0) < 0:
-        raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer >= 0")
+    if not 0 <= exp.get("retries", 0) <= MAX_RETRIES:
+        raise _fail(path, "experiment.retries", f"got {exp['retries']}, expected an integer from 0 to {MAX_RETRIES}")
+    if abs(exp.get("seed", 0)) > 2**31:
+        raise _fail(path, "experiment.seed", f"got {exp['seed']}, expected an integer of at most 2**31")
     if "variance_from" in exp and not (base / exp["variance_from"]).is_dir():
         raise _fail(path, "experiment.variance_from", f"{exp['variance_from']!r} is not a folder under {base}; "
                                                       f"give the folder of the earlier runs' logs")
@@ -266,6 +293,13 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     if not isinstance(slurm, dict):
         raise _fail(path, "slurm", "expected a table [slurm]")
     _check_table(path, "slurm", slurm, SLURM_KEYS)
+    for key in ("max_parallel", "time", "gpus_per_node"):
+        if key in slurm and slurm[key] < 1:
+            raise _fail(path, f"slurm.{key}", f"got {slurm[key]}, expected a positive integer")
+    for key, value in slurm.get("extra", {}).items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _fail(path, f"slurm.extra.{key}", f"got {type(value).__name__}, expected a string or number")
+        _check_text(path, f"slurm.extra.{key}", str(value))
 
     hyps_raw = raw.get("hypothesis")
     if not isinstance(hyps_raw, list) or not hyps_raw:
@@ -295,7 +329,7 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
 
 
 def _check_name(path: Path, where: str, name: str) -> None:
-    if not SAFE_NAME.match(name) or name in (".", ".."):
+    if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
         raise _fail(path, where, f"{name!r} is not safe as a folder name; "
                                  "use letters, digits, '.', '_' and '-' (at most 64)")
 
@@ -327,15 +361,23 @@ def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis
         raise _fail(path, f"{where}.name", "missing; add name = \"H0\" (or H1, ...)")
     name = h["name"]
     _check_name(path, f"{where}.name", name)
+    if name.lower() in RESERVED_NAMES:
+        raise _fail(path, f"{where}.name", f"{name!r} is a file of the results folder; "
+                                           "name the hypothesis H0, H1, ... or anything else")
     where = f"hypothesis {name}"
     merged = {**defaults, **h}
     # env and args merge key by key, so a hypothesis only names what it changes
     env = {**defaults.get("env", {}), **h.get("env", {})}
     args = {**defaults.get("args", {}), **h.get("args", {})}
     _check_flat(path, f"{where}.env", env, "environment variable")
+    for key in HARNESS_ENV:
+        if key in env:
+            raise _fail(path, f"{where}.env.{key}", f"{key} is set by the harness for every run "
+                        "(SEED = experiment.seed + run index); remove it, set [experiment] seed instead")
     _check_flat(path, f"{where}.args", args, "flag")
     if "script" not in merged:
         raise _fail(path, f"{where}.script", "missing; set script = \"train/train_gpt.py\" in [defaults] or here")
+    _check_text(path, f"{where}.script", merged["script"])
     script = Path(merged["script"])
     full = script if script.is_absolute() else base / script
     if not full.is_file():

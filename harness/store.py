@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness.classify import counted_attempt
 from harness.errors import UserError
-from harness.records import RunRecord, atomic_write_text
+from harness.records import TMP_SUFFIX, RunRecord, atomic_write_text, dumps
 from harness.spec import Experiment
 
 SEQUENTIAL_FILE = "sequential.json"
@@ -36,6 +36,9 @@ SEQUENTIAL_FILE = "sequential.json"
 def sequential_path(root: str | Path) -> Path:
     """Where a results folder keeps its sequential plan (the one spelling of the name)."""
     return Path(root) / SEQUENTIAL_FILE
+
+SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
+RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
 
 
 @dataclass
@@ -91,30 +94,104 @@ class Store:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def in_use(self) -> bool:
+        """Whether a runner holds this folder now (its attempts without a result are running)."""
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def check_usable(self) -> None:
+        """What ``lock`` would refuse, without creating or locking anything (for --dry-run)."""
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"{self.root}: cannot use as a results folder ({probe} is not a folder you "
+                            "can write to); give a folder you can write to with --results")
+        if self.in_use():
+            raise UserError(f"{self.root}: in use by another runner; "
+                            "wait for it to finish or give another --results folder")
+
     # -- frozen spec -----------------------------------------------------------------
-    def freeze(self, exp: Experiment, source_text: str) -> None:
-        """Store the spec on first use; refuse a changed spec afterwards."""
+    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False) -> Path | None:
+        """Store the spec on first use; refuse a changed spec afterwards.
+
+        A changed spec is taken when no run of the folder has a result yet (the usual
+        case: a typo fixed after every attempt failed): the old spec and its attempts are
+        moved, untouched, to ``superseded/<k>/``, whose path is returned. ``check_only``
+        raises what the real call would raise and writes nothing.
+        """
         spec_path = self.root / "spec.json"
+        aside = None
         if spec_path.exists():
             try:
                 stored = json.loads(spec_path.read_text())
             except (OSError, ValueError) as e:
                 raise UserError(f"{spec_path}: unreadable frozen spec ({e}); restore it from a copy")
-            if not isinstance(stored, dict):
+            if not isinstance(stored, dict) or not isinstance(stored.get("frozen", {}), dict):
                 raise UserError(f"{spec_path}: not a frozen spec (a JSON object); restore it from a copy")
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
                 shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
-                raise UserError(f"{self.root} holds experiment '{stored.get('name')}' with another spec "
-                                f"({shown}); give the experiment a new name or use --results NEWDIR")
-            if stored.get("runs", 0) >= exp.runs:
-                return
+                if stored.get("name") != exp.name:
+                    raise UserError(f"{self.root} holds another experiment, '{stored.get('name')}'; "
+                                    f"give --results NEWDIR for '{exp.name}'")
+                done = self._completed(stored, exp)
+                if done:
+                    raise UserError(f"{self.root} holds {done} finished runs of experiment "
+                                    f"'{stored.get('name')}' with another spec ({shown}); give the "
+                                    "experiment a new name or use --results NEWDIR")
+                if check_only:
+                    return None
+                aside = self._set_aside(stored, exp)
+            elif stored.get("runs", 0) >= exp.runs:
+                return None
+        if check_only:
+            return None
         data = exp.to_dict()
         data["frozen"] = exp.frozen_view()
-        atomic_write_text(spec_path, json.dumps(data, indent=2) + "\n")
         toml_path = self.root / "experiment.toml"
-        if not toml_path.exists():
+        # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
+        # between leaves no frozen spec, and the next run writes both
+        if aside is not None or not toml_path.exists() or not spec_path.exists():
             atomic_write_text(toml_path, source_text)
+        atomic_write_text(spec_path, dumps(data) + "\n")
+        return aside
+
+    def _completed(self, stored: dict, exp: Experiment) -> int:
+        names = {h.name for h in exp.hypotheses}
+        names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
+                  and isinstance(h.get("name"), str)}
+        n = 0
+        for slot in self.slots(sorted(n for n in names if n)).values():
+            n += slot.done is not None
+        return n
+
+    def _set_aside(self, stored: dict, exp: Experiment) -> Path:
+        base = self.root / SUPERSEDED
+        k = 1
+        # a folder without spec.json is an earlier set-aside cut short: finish that one
+        while (base / str(k)).exists() and (base / str(k) / "spec.json").exists():
+            k += 1
+        dest = base / str(k)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = {h.name for h in exp.hypotheses}
+        names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
+                  and isinstance(h.get("name"), str)}
+        for name in sorted(n for n in names if n) + ["sequential.json", "experiment.toml", "spec.json"]:
+            src = self.root / name
+            if name in RESERVED or not (src.exists() or src.is_symlink()):
+                continue
+            os.replace(src, dest / name)  # spec.json last: the mark that this set-aside is complete
+        return dest
 
     @property
     def sequential_path(self) -> Path:
@@ -123,6 +200,27 @@ class Store:
     def read_spec(self) -> dict | None:
         path = self.root / "spec.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+    # -- cleaning --------------------------------------------------------------------
+    def clean(self) -> list[Path]:
+        """Remove what a killed runner can leave: atomic-write temp files and attempt folders
+        that never got a launch.json (nothing was started in them). Returns what went."""
+        gone: list[Path] = []
+        for folder in [self.root] + [d for d in self.root.iterdir() if d.is_dir() and not d.is_symlink()
+                                     and d.name not in RESERVED]:
+            for entry in list(folder.iterdir()):
+                if entry.is_dir() and not entry.is_symlink() and _index_of(entry) is not None:
+                    for f in entry.iterdir():
+                        if _is_tmp(f):
+                            f.unlink()
+                            gone.append(f)
+                    if _never_started(entry):
+                        _remove_unstarted(entry)
+                        gone.append(entry)
+                elif _is_tmp(entry):
+                    entry.unlink()
+                    gone.append(entry)
+        return gone
 
     # -- run folders -------------------------------------------------------------------
     def attempt_dir(self, hypothesis: str, index: int, attempt: int) -> Path:
@@ -150,6 +248,38 @@ class Store:
                 elif (d / "launch.json").exists():
                     slot.orphans.append(d)
         return out
+
+
+def _is_tmp(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file() and not p.is_symlink()
+
+
+_STARTED = ("launch.json", "result.json", "log.txt")
+
+
+def _never_started(d: Path) -> bool:
+    """An attempt folder the runner made but never launched: no launch.json, result or log,
+    and nothing but the scratch folder's mirror links and the script snapshot inside."""
+    if any((d / n).exists() for n in _STARTED):
+        return False
+    for entry in d.iterdir():
+        if entry.name.startswith("snapshot-") and entry.is_file():
+            continue
+        if entry.is_dir() and not entry.is_symlink() and all(e.is_symlink() for e in entry.iterdir()):
+            continue  # the scratch folder: links to the project root only
+        return False
+    return True
+
+
+def _remove_unstarted(d: Path) -> None:
+    for entry in d.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            for link in entry.iterdir():
+                link.unlink()  # the links only, never what they point to
+            entry.rmdir()
+        else:
+            entry.unlink()
+    d.rmdir()
 
 
 def _attempt_order(d: Path) -> tuple:

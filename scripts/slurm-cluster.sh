@@ -31,8 +31,16 @@ ETC_CONF=/etc/slurm/slurm.conf
 MARK="# written by harness scripts/slurm-cluster.sh"
 LOG="$STATE/log"
 MUNGE_SOCKET_DIR=/run/munge
+CTLD_MARK=0
+D_MARK=0
+MUNGE_STARTED=0
 
-die() { echo "slurm-cluster: $*" >&2; exit 1; }
+STARTED=()   # daemons this `up` started: a failed start stops them again (nothing left running)
+die() {
+    echo "slurm-cluster: $*" >&2
+    if [ ${#STARTED[@]} -gt 0 ]; then teardown_started; fi
+    exit 1
+}
 note() { echo "slurm-cluster: $*" >&2; }
 
 export SLURM_CONF="$CONF"
@@ -160,6 +168,7 @@ start_munge() {
     else
         /usr/sbin/munged --force >"$LOG/munged.out" 2>&1 9>&- || die "munged did not start: $(tail -n1 "$LOG/munged.out")"
     fi
+    MUNGE_STARTED=1
 
     for _ in $(seq 1 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
@@ -168,12 +177,47 @@ start_munge() {
     die "munged started but munge -n | unmunge fails: $(munge -n 2>&1 | unmunge 2>&1 | tail -n1)"
 }
 
+# the reason a daemon gave up: its last error/fatal line written since this start-up,
+# without the lines every start prints on a machine without PMIx (noise, not a cause)
+NOISE='mpi/pmix|pmi/pmix|PMIx|CANCELLED AT|cgroup'
+log_mark() { stat -c %s "$1" 2>/dev/null || echo 0; }
+reason_since() {  # logfile byte-offset
+    local line
+    line="$(tail -c +"$(( $2 + 1 ))" "$1" 2>/dev/null | grep -iE 'error|fatal' | grep -vE "$NOISE" | tail -n1)"
+    [ -n "$line" ] || line="$(tail -c +"$(( $2 + 1 ))" "$1" 2>/dev/null | grep -vE "$NOISE" | tail -n1)"
+    echo "${line:-no message}"
+}
+
 start_daemon() {  # name pidfile
-    local name=$1 pidfile=$2
+    local name=$1 pidfile=$2 mark
     pidfile_alive "$pidfile" && return 0
     rm -f "$pidfile"
+    mark="$(log_mark "$LOG/$name.log")"
     # daemonizes itself and writes its pid file; 9>&-: it must not inherit the script's lock
     "/usr/sbin/$name" -f "$CONF" >"$LOG/$name.out" 2>&1 9>&- || die "$name did not start: $(tail -n1 "$LOG/$name.out") (see $LOG/$name.log)"
+    STARTED+=("$pidfile")
+    # the parent returns before the daemon has written its pid file: wait for it, so that
+    # a slow start is not taken for a daemon that exited
+    for _ in $(seq 1 100); do pidfile_alive "$pidfile" && return 0; sleep 0.1; done
+    die "$name exited during start-up: $(reason_since "$LOG/$name.log" "$mark") (see $LOG/$name.log)"
+}
+
+wait_ctld() {  # slurmctld answers before slurmd registers with it
+    for _ in $(seq 1 100); do
+        scontrol ping 2>/dev/null | grep -q 'is UP' && return 0
+        pidfile_alive "$STATE/slurmctld.pid" || break
+        sleep 0.2
+    done
+    die "slurmctld does not answer: $(reason_since "$LOG/slurmctld.log" "$CTLD_MARK") (see $LOG/slurmctld.log)"
+}
+
+teardown_started() {
+    local i
+    for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_pidfile "${STARTED[$i]}"; done
+    STARTED=()
+    if [ "${MUNGE_STARTED:-0}" = 1 ] && [ -f "$MUNGE_SOCKET_DIR/munged.pid" ]; then
+        stop_pidfile "$MUNGE_SOCKET_DIR/munged.pid"
+    fi
 }
 
 node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
@@ -192,8 +236,8 @@ healthy() {  # daemons alive, node usable, and (when idle) a job step runs
 wait_usable() {
     local deadline=$(( $(date +%s) + WAIT_S )) st="" out=""
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        pidfile_alive "$STATE/slurmctld.pid" || die "slurmctld exited: $(grep -iE 'error|fatal' "$LOG/slurmctld.log" 2>/dev/null | tail -n1)"
-        pidfile_alive "$STATE/slurmd.pid" || die "slurmd exited: $(grep -iE 'error|fatal' "$LOG/slurmd.log" 2>/dev/null | tail -n1)"
+        pidfile_alive "$STATE/slurmctld.pid" || die "slurmctld exited: $(reason_since "$LOG/slurmctld.log" "$CTLD_MARK")"
+        pidfile_alive "$STATE/slurmd.pid" || die "slurmd exited: $(reason_since "$LOG/slurmd.log" "$D_MARK")"
         st="$(node_state)"
         case "$st" in
             idle|mixed|allocated) break ;;
@@ -226,9 +270,13 @@ cmd_up() {
         note "configuration changed: restarting daemons"
         stop_slurm
     fi
+    CTLD_MARK="$(log_mark "$LOG/slurmctld.log")"
+    D_MARK="$(log_mark "$LOG/slurmd.log")"
     start_daemon slurmctld "$STATE/slurmctld.pid"
+    wait_ctld
     start_daemon slurmd "$STATE/slurmd.pid"
     wait_usable
+    STARTED=()   # up: from here on, a later failure of this script leaves the cluster alone
     echo "slurm-cluster: up (node $(hostname -s), $(nproc) CPUs x $SHARE jobs, partition debug; conf $CONF, logs $LOG)"
 }
 

@@ -126,8 +126,8 @@ def test_status_reports_the_latest_attempt_when_there_are_ten_or_more(tmp_path):
                   attempt=attempt).save(d / "result.json")
     out = harness("status", res, cwd=tmp_path)
     row = next(line for line in out.stdout.splitlines() if line.startswith("H0"))
-    # ok diverged failed timeout interrupted unfinished pending attempts
-    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "10"], out.stdout
+    # ok diverged failed timeout interrupted running unfinished pending attempts
+    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "0", "10"], out.stdout
 
 
 def test_experiment_timeout_must_be_positive(tmp_path):
@@ -156,7 +156,7 @@ def test_demo_relative_results_folder_is_relative_to_the_callers_cwd(monkeypatch
     run = calls[0]
     results = run[run.index("--results") + 1]
     assert results == str(tmp_path / "out")
-    assert calls[1] == ["analyze", results]
+    assert len(calls) == 1  # the run itself prints the table: once
 
 
 def test_demo_passes_runs_zero_on_to_be_refused(monkeypatch, tmp_path):

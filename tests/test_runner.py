@@ -30,7 +30,7 @@ def test_run_writes_one_folder_per_run_with_records(tmp_path):
     run_dir = res / "H1" / "001-1"
     assert (run_dir / "log.txt").read_text().count("step:18/18") == 2
     assert (run_dir / "snapshot-fake_train.py").read_bytes() == (STAND_INS / "fake_train.py").read_bytes()
-    assert not (run_dir / "work").exists()
+    assert not (run_dir / "script-files").exists()  # the script wrote nothing of its own
     spec = json.loads((res / "spec.json").read_text())
     assert spec["control"] == "H0" and (res / "experiment.toml").read_text() == exp.read_text()
 
@@ -57,7 +57,7 @@ def test_torchrun_launch_on_cpu(tmp_path):
 def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
     exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "crash"}, h1_args={"mode": "nan"})
     out = harness("run", exp, "--retries", "1", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 3, out.stderr  # a run without a result
     res = tmp_path / "results" / "exp"
     h0 = sorted((r for r in results_of(res) if r["hypothesis"] == "H0"), key=lambda r: r["attempt"])
     assert [r["status"] for r in h0] == ["failed", "failed"]  # first try + one retry, both kept
@@ -69,7 +69,7 @@ def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
     status = harness("status", res, cwd=tmp_path)
     assert status.returncode == 0
     row = next(line for line in status.stdout.splitlines() if line.startswith("H0"))
-    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "2"]
+    assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "0", "2"]
 
 
 def test_flaky_run_succeeds_on_retry(tmp_path):
@@ -86,7 +86,7 @@ def test_flaky_run_succeeds_on_retry(tmp_path):
 def test_timeout_and_truncated_log(tmp_path):
     exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "hang"}, h1_args={"mode": "truncate"})
     out = harness("run", exp, "--timeout", "2", "--retries", "0", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 3, out.stderr
     recs = {r["hypothesis"]: r for r in results_of(tmp_path / "results" / "exp")}
     assert recs["H0"]["status"] == "timeout"
     assert recs["H1"]["status"] == "failed" and "stopped early" in recs["H1"]["message"]
@@ -118,11 +118,11 @@ steps = 30
     recs = results_of(tmp_path / "results" / "up")
     assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
     r = recs[0]
-    assert r["log"].startswith("script-log-") and r["gpus"] == {"names": ["NVIDIA H100 80GB HBM3"], "count": 1}
+    assert r["log"].startswith("script-files/logs/") and r["gpus"] == {"names": ["NVIDIA H100 80GB HBM3"], "count": 1}
     assert r["val_loss"] == 3.2 and r["train_time_s"] == 3.007 and r["cuda_version"] == "12.8"
     assert not (tmp_path / "logs").exists()  # nothing written into the project root
     run_dir = tmp_path / "results" / "up" / "H0" / "000-1"
-    assert list(run_dir.glob("script-log-*.txt"))
+    assert list(run_dir.glob("script-files/logs/*.txt"))
 
 
 def _wait_for(pred, timeout=60):

@@ -1,7 +1,11 @@
 """Stand-in trainer with flags: prints speedrun log lines, behaviour set by --mode.
 
 Modes: ok, crash (dies mid-run), nan (diverges), hang (sleeps forever), truncate
-(stops before the final validation), flaky (crashes on its first attempt only).
+(stops before the final validation), flaky (crashes on its first attempt only),
+fork (leaves a child behind, which writes its pid to $PID_DIR), stubborn (ignores
+SIGTERM, then hangs mid-run), linger (prints its final line, then hangs), files
+(writes logs of clashing and very long names and a file in its working directory),
+linklogs (makes logs/ a link to $LINK_TARGET), missing (opens a file that is not there).
 """
 import argparse
 import os
@@ -24,6 +28,38 @@ if a.mode == "flaky":
         open(marker, "w").close()
         print("step:1/%d train_time:1ms step_avg:1.00ms" % n, flush=True)
         sys.exit(3)
+if a.mode == "missing":
+    open("data/no_such_shard.bin")
+if a.mode == "stubborn" and os.environ.get("ONCE_DIR"):
+    # stubborn on the first attempt only
+    marker = os.path.join(os.environ["ONCE_DIR"], f"stubborn{seed}")
+    if os.path.exists(marker):
+        a.mode = "ok"
+    else:
+        open(marker, "w").close()
+if a.mode == "stubborn":
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if a.mode == "fork":
+    if os.fork() == 0:
+        os.setsid()  # leaves the process group too: only the run marker finds it
+        with open(os.path.join(os.environ["PID_DIR"], f"child-{os.getpid()}"), "w"):
+            pass
+        time.sleep(3600)
+        os._exit(0)
+if a.mode == "linklogs":
+    os.symlink(os.environ["LINK_TARGET"], "logs")
+if a.mode == "files":
+    os.makedirs("logs/a", exist_ok=True)
+    os.makedirs("logs/b", exist_ok=True)
+    with open("logs/a/same.txt", "w") as f:
+        f.write("from a\n")
+    with open("logs/b/same.txt", "w") as f:
+        f.write("from b\n")
+    with open("logs/" + "x" * 250 + ".txt", "w") as f:
+        f.write("long name\n")
+    with open("checkpoint.bin", "wb") as f:
+        f.write(b"weights")
 print(f"config: {{\"seed\": {seed}, \"tag\": \"{a.tag}\"}}")
 print("Running Python 3.11.7")
 print("Running PyTorch 2.13.0 compiled for CUDA None")
@@ -37,7 +73,7 @@ for k in range(1, n + 1):
     if a.mode == "crash" and k == n // 2:
         print("Traceback (most recent call last):\nRuntimeError: CUDA error: boom", flush=True)
         sys.exit(1)
-    if a.mode == "hang" and k == n // 2:
+    if a.mode in ("hang", "stubborn") and k == n // 2:
         time.sleep(3600)
     if a.mode == "truncate" and k == n:
         sys.exit(0)
@@ -48,3 +84,5 @@ for k in range(1, n + 1):
         shown = "nan" if a.mode == "nan" and k == n else f"{loss:.4f}"
         print(f"step:{k}/{n} val_loss:{shown} train_time:{t + 5:.0f}ms step_avg:{t / k:.2f}ms", flush=True)
 print("peak memory allocated: 123 MiB reserved: 456 MiB", flush=True)
+if a.mode == "linger":
+    time.sleep(3600)

@@ -1,0 +1,249 @@
+"""Fault injection: kills at random moments, full and read-only disks, misbehaving trainers.
+
+Each test checks the same promises: nothing stored is lost or changed, no process of a
+run outlives it, the error is one line naming the path, and the next run resumes.
+"""
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, harness, results_of, write_experiment
+from test_runner import _alive, _spawn, _wait_for
+
+FAST_KILL = {"HARNESS_KILL_GRACE_S": "0.5"}
+
+
+def _marked(run_dir):
+    """Live processes started for this run folder (their command line or cwd names it)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(run_dir)) and _alive(int(name)):
+            out.append(int(name))
+    return out
+
+
+def _pids_in(folder):
+    return [int(p.name.split("-")[1]) for p in folder.glob("child-*")]
+
+
+def _spawn_env(args, cwd, env):
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+# -- one process tree per run ---------------------------------------------------------------
+
+def test_a_forking_trainer_leaves_nothing_behind_when_its_run_ends(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "fork"},
+                           extra_defaults=f'env = {{ PID_DIR = "{pids}" }}')
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    children = _pids_in(pids)
+    assert len(children) == 1
+    assert _wait_for(lambda: not any(_alive(p) for p in children), timeout=10)
+
+
+def test_a_trainer_ignoring_sigterm_is_ended_at_its_timeout(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn"})
+    t0 = time.monotonic()
+    out = harness("run", exp, "--timeout", "2", "--retries", "0", cwd=tmp_path, env=FAST_KILL)
+    assert out.returncode == 3, out.stderr
+    assert time.monotonic() - t0 < 60
+    run_dir = tmp_path / "results" / "exp" / "H0" / "000-1"
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "timeout"
+    assert not _marked(run_dir)
+
+
+def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_redone(tmp_path):
+    # a trainer ignoring SIGTERM survives its runner's death (PDEATHSIG is a SIGTERM)
+    once = tmp_path / "once"
+    once.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn", "step_sleep": 0.02},
+                           extra_defaults=f'env = {{ ONCE_DIR = "{once}" }}')
+    res = tmp_path / "results" / "exp"
+    proc = _spawn_env(["run", exp, "--timeout", "60"], tmp_path, FAST_KILL)
+    log = res / "H0" / "000-1" / "log.txt"
+    assert _wait_for(lambda: log.exists() and "step:9/" in log.read_text())
+    time.sleep(0.2)  # it is in its endless sleep now
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)
+    leftover = _marked(res / "H0" / "000-1")
+    assert leftover  # the trainer outlived the runner ...
+    # ... and the next run ends it before it launches the run again
+    proc2 = _spawn_env(["run", exp], tmp_path, FAST_KILL)
+    redo = res / "H0" / "000-2" / "log.txt"
+    assert _wait_for(lambda: redo.exists() or proc2.poll() is not None, timeout=60)
+    alive_at_relaunch = [p for p in leftover if _alive(p)]
+    _, err = proc2.communicate(timeout=120)
+    for p in leftover:
+        if _alive(p):
+            os.kill(p, signal.SIGKILL)
+    assert proc2.returncode == 0, err
+    assert not alive_at_relaunch
+    assert "step:9/" in log.read_text()  # its log is kept
+
+
+def test_the_log_decides_a_run_complete_when_its_runner_died_is_not_redone(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "linger"})
+    res = tmp_path / "results" / "exp"
+    proc = _spawn(["run", exp], tmp_path)
+    log = res / "H0" / "000-1" / "log.txt"
+    assert _wait_for(lambda: log.exists() and "peak memory" in log.read_text())
+    os.kill(proc.pid, signal.SIGKILL)  # after the final line, before the trainer exits
+    proc.wait()
+    out = harness("run", exp, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    h0 = [r for r in results_of(res) if r["hypothesis"] == "H0"]
+    assert [(r["run_id"], r["status"]) for r in h0] == [("000-1", "ok")]
+    assert "complete log" in h0[0]["message"]
+
+
+def test_ctrl_c_and_sigterm_name_the_stopped_runs_and_the_resume_command(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
+    res = tmp_path / "results" / "exp"
+    for sig, code, name in ((signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")):
+        proc = _spawn(["run", exp], tmp_path)
+        logs = sorted(res.glob("H0/*/log.txt"))
+        n = len(logs)
+        assert _wait_for(lambda: len(list(res.glob("H0/*/log.txt"))) > n and
+                         "step:1/" in sorted(res.glob("H0/*/log.txt"))[-1].read_text())
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == code, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"stopped by {name}; stopped H0 #0"), last
+        assert f"resume with: harness run {exp}" in last
+    assert harness("run", exp, cwd=tmp_path).returncode == 0
+
+
+# -- kills at random moments ---------------------------------------------------------------------
+
+def test_sigkill_at_random_moments_never_loses_or_duplicates_a_run(tmp_path):
+    rng = random.Random(13)
+    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.01}, h1_args={"step_sleep": 0.01})
+    res = tmp_path / "results" / "exp"
+    kept: dict = {}
+    for trial in range(6):
+        proc = _spawn(["run", exp], tmp_path)
+        time.sleep(rng.uniform(0.2, 2.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for p, data in kept.items():
+            assert p.read_bytes() == data, p  # a stored record never changes
+        kept = {p: p.read_bytes() for p in res.glob("*/*/result.json")}
+    out = harness("run", exp, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    recs = results_of(res)
+    done = sorted((r["hypothesis"], r["index"]) for r in recs if r["status"] in ("ok", "diverged"))
+    assert done == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]  # each once
+    assert not list(res.rglob("*.tmp"))
+    assert all(not _marked(d) for d in res.glob("*/*"))
+    assert all((d / "launch.json").exists() for d in res.glob("H*/*"))  # no unstarted folders left
+
+
+# -- full and read-only disks ------------------------------------------------------------------
+
+def test_disk_full_at_any_record_write_is_one_line_and_the_next_run_resumes(tmp_path, monkeypatch):
+    from harness import cli, records
+    exp = write_experiment(tmp_path, runs=1)
+    monkeypatch.chdir(tmp_path)
+    real = records.os.fsync
+    for fail_at in (1, 2, 3, 5, 8):
+        calls = []
+
+        def full_disk(fd, calls=calls, fail_at=fail_at):
+            calls.append(fd)
+            if len(calls) == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(fd)
+        monkeypatch.setattr(records.os, "fsync", full_disk)
+        before = {p: p.read_bytes() for p in (tmp_path / "results").rglob("result.json")}
+        code = cli.main(["run", str(exp), "--plain"])
+        monkeypatch.setattr(records.os, "fsync", real)
+        for p, data in before.items():
+            assert p.read_bytes() == data
+        if len(calls) < fail_at:
+            assert code == 0
+            break
+        assert code == 2
+    assert cli.main(["run", str(exp), "--plain"]) == 0
+    done = [(r["hypothesis"], r["status"]) for r in results_of(tmp_path / "results" / "exp")
+            if r["status"] == "ok"]
+    assert sorted(done) == [("H0", "ok"), ("H1", "ok")]
+    assert not list((tmp_path / "results").rglob("*.tmp"))
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs (needs root, as the README's test command has; else skipped)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_really_full_disk_and_a_read_only_one_are_one_line_and_resume(tmp_path, small_fs):
+    exp = write_experiment(tmp_path, runs=2)
+    res = small_fs / "res"
+    assert harness("run", exp, "--runs", "1", "--results", res, cwd=tmp_path).returncode == 0
+    stored = {p: p.read_bytes() for p in res.rglob("*") if p.is_file() and p.name != ".lock"}
+    filler = small_fs / "filler"
+    with open(filler, "wb") as f:  # fill the disk
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    out = harness("run", exp, "--results", res, cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert lines[-1].startswith("error: ") and "No space left" in lines[-1] and str(res) in lines[-1]
+    for p, data in stored.items():
+        assert p.read_bytes() == data
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    out = harness("run", exp, "--results", res, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "Read-only" in out.stderr.strip().splitlines()[-1]
+    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    out = harness("run", exp, "--results", res, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted((r["hypothesis"], r["index"]) for r in results_of(res) if r["status"] == "ok") == [
+        ("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]
+
+
+def test_when_the_runner_dies_the_whole_tree_of_its_run_ends_at_once(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "fork", "step_sleep": 0.5},
+                           extra_defaults=f'env = {{ PID_DIR = "{pids}" }}')
+    proc = _spawn_env(["run", exp], tmp_path, FAST_KILL)
+    assert _wait_for(lambda: _pids_in(pids))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # no resume needed: the detached child ends with its run
+    assert _wait_for(lambda: not any(_alive(p) for p in _pids_in(pids)), timeout=15)
