@@ -22,12 +22,11 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from harness import thresholds as th
 from harness.errors import UserError
+from harness.store import FILE_NAMES
 
 ORDERS = ("interleaved", "blocked", "random")
 LAUNCHERS = ("torchrun", "python")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # used with fullmatch: no trailing newline
-# names a hypothesis folder must not take: they are files of the results folder itself
-RESERVED_NAMES = ("spec.json", "experiment.toml", "sequential.json", "superseded")
 MAX_RUNS = 100_000        # per hypothesis; beyond it a typo (10**12) would hang building the order
 MAX_RETRIES = 100
 # set by the harness for every run (the seed of run i); an env entry would be silently replaced
@@ -361,7 +360,7 @@ def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis
         raise _fail(path, f"{where}.name", "missing; add name = \"H0\" (or H1, ...)")
     name = h["name"]
     _check_name(path, f"{where}.name", name)
-    if name.lower() in RESERVED_NAMES:
+    if name.lower() in FILE_NAMES:
         raise _fail(path, f"{where}.name", f"{name!r} is a file of the results folder; "
                                            "name the hypothesis H0, H1, ... or anything else")
     where = f"hypothesis {name}"

@@ -24,11 +24,14 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.classify import counted_attempt
 from harness.errors import UserError
 from harness.records import TMP_SUFFIX, RunRecord, atomic_write_text, dumps
-from harness.spec import Experiment
+
+if TYPE_CHECKING:   # the parser of experiment files asks this module for the folder's file names
+    from harness.spec import Experiment
 
 SEQUENTIAL_FILE = "sequential.json"
 
@@ -38,6 +41,8 @@ def sequential_path(root: str | Path) -> Path:
     return Path(root) / SEQUENTIAL_FILE
 
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
+# names a hypothesis folder must not take: they are files of the results folder itself
+FILE_NAMES = ("spec.json", "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
 RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
 
 
