@@ -85,14 +85,14 @@ def make_big_log(path: Path, gb: float) -> int:
 
 _CHILD = """
 import json, resource, sys, time
-from harness.logparse import parse_file
+from harness.logs.logparse import parse_file
 t0 = time.perf_counter()
 s = parse_file(sys.argv[1])
 dt = time.perf_counter() - t0
 print(json.dumps({"s": dt, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "lines": s.step_lines, "curve": len(s.val_curve)}))
 """
-_IDLE = ("import json, resource; import harness.logparse; "
+_IDLE = ("import json, resource; import harness.logs.logparse; "
          "print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
 
 
@@ -123,7 +123,7 @@ def main() -> None:
         med, ts = wall(cmd, args.repeat)
         print(f"{args.logs} logs: analyze.py wall median {med:.2f} s (runs: {', '.join(f'{t:.2f}' for t in ts)})"
               f" -> {total / 1e6 / med:.0f} MB/s, {args.logs / med:.0f} logs/s end to end")
-        from harness.logparse import parse_file
+        from harness.logs.logparse import parse_file
         paths = sorted(tree.iterdir())
         t0 = time.perf_counter()
         for p in paths:

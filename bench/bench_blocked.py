@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of blocked designs across nodes (harness/blocked.py, harness/pairing.py).
+"""Benchmark of blocked designs across nodes (harness/analysis/blocked.py, harness/run/pairing.py).
 
 Model: 4 nodes with node effects N(0, 0.5^2) drawn afresh for every simulated
 experiment; within a node the run time is normal with the untied-value-embedding
@@ -10,12 +10,12 @@ rates) or the record's -0.3925 s (power). Schedules:
   SLURM backend without pairing does on a cluster whose nodes are all free;
 * skewed spread: the arms draw nodes from different mixes (H0 mostly nodes 1-2,
   H1 mostly 3-4: jobs of one arm submitted while the same nodes were free);
-* paired: the runs of one index share a node (harness/pairing.py), the pair's node
+* paired: the runs of one index share a node (harness/run/pairing.py), the pair's node
   uniform over the 4.
 
 Tests: the pooled Welch test (the community's Time p) and the stratified Welch
 test blocked by node (the gate's time test when runs span nodes). The sequential
-design (``--until-decisive``, boundaries of harness.sequential at M = 10) is
+design (``--until-decisive``, boundaries of harness.design.sequential at M = 10) is
 replayed on both statistics for the paired schedule. All rates are one-sided
 "faster" verdicts with Monte Carlo standard errors; the null rates are checked on
 two independent seeds. Nothing here is tuned.
@@ -35,8 +35,8 @@ from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import blocked  # noqa: E402
-from harness import sequential as seq  # noqa: E402
+from harness.analysis import blocked  # noqa: E402
+from harness.design import sequential as seq  # noqa: E402
 
 NODES = 4
 NODE_SIGMA = 0.5
@@ -92,7 +92,7 @@ def _node_moments(x, h):
 
 
 def stratified_p(c, t, hc, ht, weights="counts"):
-    """harness.blocked.stratified, vectorised over rows (nan where it has no result).
+    """harness.analysis.blocked.stratified, vectorised over rows (nan where it has no result).
 
     ``weights="variance"``: the rejected variant with weights 1 / (s_c^2/n_ch + s_t^2/n_th)
     from the estimated variances, shown in the null table as ``blocked-iv``.
@@ -111,7 +111,7 @@ def stratified_p(c, t, hc, ht, weights="counts"):
         a = np.where(shared, 1.0 / np.maximum(Nc, 1), 0.0)
         b = np.where(shared, 1.0 / np.maximum(Nt, 1), 0.0)
         d = np.where(shared, St / np.maximum(Nt, 1) - Sc / np.maximum(Nc, 1), 0.0)
-        if weights == "counts":   # as harness.blocked
+        if weights == "counts":   # as harness.analysis.blocked
             w = np.where(shared, 1.0 / np.where(shared, a + b, 1.0), 0.0)
         else:
             w = np.where(shared, 1.0 / (vc[:, None] * a + vt[:, None] * b), 0.0)
@@ -127,7 +127,7 @@ def stratified_p(c, t, hc, ht, weights="counts"):
 
 
 def check_against_module(rng) -> float:
-    """Largest relative gap between the vectorised test and harness.blocked on random data."""
+    """Largest relative gap between the vectorised test and harness.analysis.blocked on random data."""
     worst = 0.0
     for schedule in ("paired", "spread", "skewed"):
         c, t, hc, ht = draw(rng, 200, 6, DELTA * 0.3, schedule)
@@ -195,7 +195,7 @@ def main() -> int:
     sims = args.sims // (20 if args.quick else 1)
     t0 = time.time()
     gap = check_against_module(np.random.default_rng(99))
-    print(f"vectorised stratified test vs harness.blocked on 600 random data sets: max relative gap {gap:.1e}")
+    print(f"vectorised stratified test vs harness.analysis.blocked on 600 random data sets: max relative gap {gap:.1e}")
     print(f"model: {NODES} nodes, node sigma {NODE_SIGMA} s, within-node sigma H0 {SC} / H1 {ST} s, "
           f"speedup {DELTA} s")
     print()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of borrowed / known sigma in ``--until-decisive`` (harness/borrow_seq.py).
+"""Benchmark of borrowed / known sigma in ``--until-decisive`` (harness/design/borrow_seq.py).
 
 The untied-value-embedding scenario (control time sigma 0.0904 s, treatment 0.0533 s,
 delta -0.3925 s, treatment loss 3.2784 sigma 0.0009, target 3.28, alpha 0.001 / 0.01,
@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import borrow, borrow_seq, sequential as seq  # noqa: E402
+from harness.analysis import borrow  # noqa: E402
+from harness.design import borrow_seq, sequential as seq
 
 SC, ST, DELTA, LOSS, SL, TARGET = 0.0904, 0.0533, -0.3925, 3.2784, 0.0009, 3.28
 A_T, A_L, M, DF = 0.001, 0.01, 10, 9.0

@@ -7,7 +7,7 @@ standard errors, on two independent seeds; then how often it finds one real outl
 (one run shifted by k sd). The old rule (5 scaled MADs from the median) is shown
 beside the new one (Bonferroni outlier test at OUTLIER_ALPHA). The rule has no tuned
 constant (its alpha is analytic), so both seeds are checks. A slice of groups is
-also run through ``harness.stats.outliers`` itself, which must flag the same groups.
+also run through ``harness.analysis.stats.outliers`` itself, which must flag the same groups.
 
 Usage: ``python bench/bench_outliers.py [--groups G]`` (default 200,000 per cell, ~1 min).
 """
@@ -23,7 +23,7 @@ from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import stats  # noqa: E402
+from harness.analysis import stats  # noqa: E402
 
 
 def new_rule(x: np.ndarray, alpha: float = stats.OUTLIER_ALPHA) -> np.ndarray:

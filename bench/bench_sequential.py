@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import sequential as seq  # noqa: E402
+from harness.design import sequential as seq  # noqa: E402
 from harness.records import RunRecord  # noqa: E402
-from harness.simulate import simulate  # noqa: E402
+from harness.design.simulate import simulate  # noqa: E402
 
 H0L = [3.2776, 3.2785, 3.277, 3.2772, 3.2788, 3.2764, 3.2763, 3.2784, 3.2788, 3.2791]
 H0T = [98.081, 98.053, 97.895, 98.193, 98.136, 98.093, 98.11, 98.124, 98.156, 98.225]

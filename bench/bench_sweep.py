@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of step sweeps (harness/sweep.py) against testing each step count as its own arm.
+"""Benchmark of step sweeps (harness/analysis/sweep.py) against testing each step count as its own arm.
 
 Steps [1550, 1560, 1575], loss sigma 0.0009, target 3.28, alpha_loss 0.01; the true mean
 loss is linear in the step count (within a 25-step range the record's curve is).
@@ -27,7 +27,7 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import sweep  # noqa: E402
+from harness.analysis import sweep  # noqa: E402
 from harness.records import RunRecord  # noqa: E402
 
 STEPS = np.array([1550, 1560, 1575])

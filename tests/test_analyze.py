@@ -368,7 +368,7 @@ def test_plot_with_diverged_failed_and_one_run_groups(capsys, tmp_path):
 # ---------------------------------------------------------------- sources directly
 
 def test_process_pool_gives_the_same_groups(monkeypatch, in_root):
-    from harness import sources
+    from harness.data import sources
     seq = sources.load([RECORD], "steps")
     monkeypatch.setattr(sources, "PARALLEL_BYTES", 1)     # force the pool on 3.8 MB
     par = sources.load([RECORD], "steps")
@@ -378,7 +378,7 @@ def test_process_pool_gives_the_same_groups(monkeypatch, in_root):
 
 
 def test_plain_logs_become_run_records(tmp_path):
-    from harness import sources
+    from harness.data import sources
     B.write_log(tmp_path / "ok.txt", loss=3.2776, time_s=98.081)
     B.write_log(tmp_path / "nan.txt", loss=math.nan, time_s=98.2, seed=1)
     B.write_log(tmp_path / "short.txt", stop_at=700, seed=2)

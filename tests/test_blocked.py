@@ -1,4 +1,4 @@
-"""The time test blocked by node (harness/blocked.py) and its use by the gate, on synthetic multi-node data."""
+"""The time test blocked by node (harness/analysis/blocked.py) and its use by the gate, on synthetic multi-node data."""
 import json
 import math
 import random
@@ -6,9 +6,9 @@ import random
 import pytest
 from scipy import stats as sps
 
-from harness import blocked
+from harness.analysis import blocked
 from harness.records import RunRecord
-from harness.stats import welch_less
+from harness.analysis.stats import welch_less
 
 from conftest import harness
 
@@ -166,7 +166,7 @@ def _recs(rows):
 
 
 def test_sequential_design_uses_the_blocked_statistic_when_runs_span_nodes():
-    from harness.sequential import SequentialPlan
+    from harness.design.sequential import SequentialPlan
     plan = SequentialPlan("H0", ["H1"], max_runs=10)
     rng = random.Random(4)
     shifts = [0.0, 0.8, -0.4, 0.5]

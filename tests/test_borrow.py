@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import borrow, stats
+from harness.analysis import borrow, stats
 from harness.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +204,7 @@ def test_experiment_file_keys_reach_the_analysis(tmp_path, capsys):
 ])
 def test_bad_variance_keys_in_the_experiment_file(tmp_path, line, needle):
     from conftest import write_experiment
-    from harness import spec
+    from harness.data import spec
     from harness.errors import UserError
     path = write_experiment(tmp_path, extra_exp=line)
     with pytest.raises(UserError, match=needle):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sequential as seq
+from harness.design import sequential as seq
 
 SEEDS = Path(__file__).resolve().parent / "fixtures" / "calibrations.json"
 FIX = "rewrite it with: python tests/fixtures/make_calibrations.py"

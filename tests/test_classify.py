@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from conftest import STAND_INS, harness
-from harness.classify import Classification, classify, counted_attempt
-from harness.logparse import LogParser, parse_file, parse_file_runs
+from harness.logs.classify import Classification, classify, counted_attempt
+from harness.logs.logparse import LogParser, parse_file, parse_file_runs
 from harness.records import RunRecord
-from harness.sources import record_from_log
-from harness.store import Slot
+from harness.data.sources import record_from_log
+from harness.data.store import Slot
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -140,7 +140,7 @@ def test_one_rule_for_the_attempt_that_counts(tmp_path):
         "H0": (1600, [{"index": 0, "attempt": 1, "val_loss": 3.27, "train_time_s": 98.0},
                       {"index": 0, "attempt": 2, "val_loss": 3.29, "train_time_s": 99.0}]),
         "H1": (1600, [{"index": 0, "val_loss": 3.27, "train_time_s": 97.0}])})
-    from harness import sources
+    from harness.data import sources
     ds = sources.load([str(root)])
     assert ds.group("H0").times == [98.0]
 

@@ -4,10 +4,10 @@ import io
 import shutil
 
 from conftest import STAND_INS, harness, results_of, write_experiment
-from harness import cmd_demo
-from harness.progress import Progress
+from harness.cli import demo as cmd_demo
+from harness.run.progress import Progress
 from harness.records import RunRecord
-from harness.runner import Event
+from harness.run.runner import Event
 
 
 def _one_line_error(out):

@@ -10,7 +10,8 @@ import dataclasses
 import re
 from pathlib import Path
 
-from harness import records, spec
+from harness import records
+from harness.data import spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

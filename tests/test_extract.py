@@ -11,7 +11,7 @@ import pytest
 
 from conftest import harness
 from harness.errors import UserError
-from harness.extract import parse_embedded
+from harness.logs.extract import parse_embedded
 
 # The records' logging prologue (print0 style), with run output after the rule.
 PRINT_SCRIPT = '''import os

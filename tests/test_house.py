@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import formats, gate, sequential, store, thresholds
+from harness import formats, thresholds
+from harness.analysis import gate
+from harness.design import sequential
+from harness.data import store
 from harness.records import RunRecord
 
 PACKAGE = Path(__file__).resolve().parent.parent / "harness"
@@ -52,7 +55,9 @@ def test_gate_thresholds_are_written_only_in_thresholds_py():
 def test_defaults_everywhere_are_the_thresholds_module():
     import inspect
 
-    from harness import simulate, spec, stats
+    from harness.design import simulate
+    from harness.data import spec
+    from harness.analysis import stats
     exp = spec.Experiment(name="x", hypotheses=())
     assert (exp.target_loss, exp.alpha_time, exp.alpha_loss, exp.runs, exp.retries) == (
         thresholds.TARGET_LOSS, thresholds.ALPHA_TIME, thresholds.ALPHA_LOSS, thresholds.RUNS,

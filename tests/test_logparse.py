@@ -1,11 +1,11 @@
-"""harness.logparse on upstream-shaped logs and the traps of the records history."""
+"""harness.logs.logparse on upstream-shaped logs and the traps of the records history."""
 import math
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.logparse import LogParser, parse_file
+from harness.logs.logparse import LogParser, parse_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))

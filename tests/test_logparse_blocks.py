@@ -2,8 +2,8 @@
 import io
 import random
 
-from harness import logparse
-from harness.logparse import LogParser, parse_stream
+from harness.logs import logparse
+from harness.logs.logparse import LogParser, parse_stream
 
 
 def _line_by_line(data: bytes):

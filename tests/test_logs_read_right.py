@@ -226,7 +226,7 @@ def test_a_fifo_named_as_the_source_is_an_error_not_a_hang(tmp_path):
 
 def test_the_process_pool_reads_the_same(monkeypatch, tmp_path):
     # big trees are parsed in a pool: skips and split runs must come back from it too
-    from harness import sources
+    from harness.data import sources
     g = tmp_path / "g"
     B.write_group(g, H0_LOSSES[:3], H0_TIMES[:3])
     (g / "track.txt").write_text(D.log() + D.log(time_ms=97000.0))

@@ -67,8 +67,8 @@ def test_a_missing_file_is_not_retried_but_a_cuda_error_is(tmp_path):
 
 
 def test_retry_policy_table():
-    from harness.backends.base import Outcome
-    from harness.retry import retryable
+    from harness.run.backends.base import Outcome
+    from harness.run.retry import retryable
     o = Outcome(exit_code=1, timed_out=False, started_at="", finished_at="", wall_s=1, host="h")
     assert not retryable("train.py: error: unrecognized arguments: --x 1", False, o, None)
     assert not retryable("ModuleNotFoundError: No module named 'flash'", False, o, None)
@@ -160,9 +160,9 @@ def test_more_bad_values_names_slurm_time_and_flags(tmp_path):
 def test_records_and_the_frozen_spec_never_hold_nan_or_infinity(tmp_path):
     import dataclasses
 
-    from harness import spec as specmod
+    from harness.data import spec as specmod
     from harness.records import RunRecord
-    from harness.store import Store
+    from harness.data.store import Store
     rec = RunRecord(run_id="000-1", hypothesis="H0", index=0, seed=0, status="diverged",
                     val_loss=float("nan"), train_time_s=float("inf"), val_curve=[[10, float("-inf")]])
     exp = specmod.load(write_experiment(tmp_path, runs=1), tmp_path)
@@ -231,8 +231,8 @@ def _python():
 
 
 def test_freezing_the_spec_writes_both_files_or_neither(tmp_path, monkeypatch):
-    from harness import spec as specmod
-    from harness import store as storemod
+    from harness.data import spec as specmod
+    from harness.data import store as storemod
     exp_path = write_experiment(tmp_path, runs=1)
     exp = specmod.load(exp_path, tmp_path)
     text = exp_path.read_text()

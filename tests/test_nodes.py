@@ -1,7 +1,7 @@
 """Runs spread over several nodes: per-node means, and a warning when arms do not share nodes."""
 import json
 
-from harness import nodes
+from harness.analysis import nodes
 from harness.records import RunRecord
 
 from conftest import harness

@@ -1,16 +1,16 @@
-"""Paired scheduling (harness/pairing.py): the runs of one index on one node, alternating which goes first."""
+"""Paired scheduling (harness/run/pairing.py): the runs of one index on one node, alternating which goes first."""
 import itertools
 import json
 
 import pytest
 
-from harness import pairing
-from harness import spec as specmod
-from harness.backends.local import LocalBackend
+from harness.run import pairing
+from harness.data import spec as specmod
+from harness.run.backends.local import LocalBackend
 from harness.errors import UserError
 from harness.records import RunRecord
-from harness.runner import Runner
-from harness.store import Slot, Store
+from harness.run.runner import Runner
+from harness.data.store import Slot, Store
 
 from conftest import harness, write_experiment
 

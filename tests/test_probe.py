@@ -1,4 +1,4 @@
-"""The opt-in speed probe (harness/probe.py) and the CUPED-adjusted difference (harness/cuped.py)."""
+"""The opt-in speed probe (harness/run/probe.py) and the CUPED-adjusted difference (harness/analysis/cuped.py)."""
 import json
 import random
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import cuped
+from harness.analysis import cuped
 
 from conftest import ROOT, harness, results_of, write_experiment
 

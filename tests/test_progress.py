@@ -1,9 +1,9 @@
 """Progress rendering: a live line on terminals, one line per event elsewhere."""
 import io
 
-from harness.progress import Progress
+from harness.run.progress import Progress
 from harness.records import RunRecord
-from harness.runner import Event
+from harness.run.runner import Event
 
 
 def _rec(hyp, index, status="ok", **kw):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from harness import cli
-from harness import sequential as seq
+from harness.design import sequential as seq
 from harness.errors import UserError
 from harness.records import RunRecord
-from harness.simulate import simulate
+from harness.design.simulate import simulate
 
 # Reference raw values of the untied-value-embeddings record (statistics.md).
 H0L = [3.2776, 3.2785, 3.277, 3.2772, 3.2788, 3.2764, 3.2763, 3.2784, 3.2788, 3.2791]

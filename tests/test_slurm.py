@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import LaunchSpec, Outcome
+from harness.run.backends.base import LaunchSpec, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
@@ -59,7 +59,7 @@ def slurm_cluster():
 
 
 def make_backend(tmp_path, **kw):
-    from harness.backends.slurm import SlurmBackend
+    from harness.run.backends.slurm import SlurmBackend
     opts = dict(max_parallel=2, folder=tmp_path / "results" / ".slurm", status_interval_s=0.5,
                 result_grace_s=3.0, kill_grace_s=3.0)
     opts.update(kw)

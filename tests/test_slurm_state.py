@@ -15,8 +15,8 @@ pytest.importorskip("submitit")
 
 import submitit  # noqa: E402
 
-from harness.backends import slurm  # noqa: E402
-from harness.backends.base import LaunchSpec, Outcome  # noqa: E402
+from harness.run.backends import slurm  # noqa: E402
+from harness.run.backends.base import LaunchSpec, Outcome  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import STAND_INS, harness
-from harness import spec
+from harness.data import spec
 
 SCRIPT = STAND_INS / "fake_train.py"
 

@@ -1,12 +1,12 @@
-"""harness.stats: every test against scipy.stats, and the reference table digit for digit."""
+"""harness.analysis.stats: every test against scipy.stats, and the reference table digit for digit."""
 import math
 import random
 
 import pytest
 import scipy.stats as st
 
-from harness import stats as S
-from harness.report import table_lines
+from harness.analysis import stats as S
+from harness.analysis.report import table_lines
 
 H0_LOSSES = [3.2776, 3.2785, 3.277, 3.2772, 3.2788, 3.2764, 3.2763, 3.2784, 3.2788, 3.2791]
 H0_TIMES = [98.081, 98.053, 97.895, 98.193, 98.136, 98.093, 98.11, 98.124, 98.156, 98.225]

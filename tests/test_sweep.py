@@ -9,7 +9,9 @@ import pytest
 from scipy import stats as sps
 
 from conftest import STAND_INS, harness
-from harness import borrow, borrow_seq, spec, sweep
+from harness.analysis import borrow, sweep
+from harness.design import borrow_seq
+from harness.data import spec
 from harness.errors import UserError
 from harness.records import RunRecord
 

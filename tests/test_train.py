@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train", "train_gpt.py")
 sys.path.insert(0, ROOT)
 
-from harness.logparse import parse_stream  # noqa: E402
+from harness.logs.logparse import parse_stream  # noqa: E402
 from train import data as tdata  # noqa: E402
 
 

@@ -1,0 +1,1 @@
+"""Statistics and reports over run records; no file I/O."""

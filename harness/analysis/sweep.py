@@ -1,0 +1,331 @@
+"""Step sweeps: one hypothesis at several step counts, one model of the final loss.
+
+An experiment may give a hypothesis ``steps = [1550, 1560, 1575]`` with its step-count
+flag templated, e.g. ``args = { num_iterations = "{steps}" }``; it is expanded into
+one arm per step count, named ``H1@1550``, ``H1@1560``, ``H1@1575``.
+
+The model (pure functions, no file I/O): a **local linear fit** of the final loss
+against the step count over the swept range, fitted to every run of the sweep by
+least squares, with one **pooled residual sigma** (df = runs - 2; plus the borrowed
+df when a loss sigma is borrowed and the check allows, or a z-test when sigma is
+known). "Local": the range of a sweep is a few percent of the step count, where the
+loss curve is close to a straight line; predictions are made only inside the swept
+range. At each swept step count the predicted mean loss is tested one-sided against
+the target (p below) like the table's loss test, and the smallest step count whose
+prediction is below the target at alpha_loss is reported with its interval.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from harness.analysis.stats import NAN, mean, norm_sf, t_cdf, t_ppf
+
+SWEEP_NAME = re.compile(r"^(?P<base>.+)@(?P<steps>\d+)$")
+TEMPLATE = "{steps}"
+
+
+# ---------------------------------------------------------------- expansion
+
+def expand(name: str, steps: list, args: dict) -> list[tuple[str, int, dict]]:
+    """(arm name, step count, args) per swept step count; ValueError says what is wrong."""
+    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
+        raise ValueError(f"got {steps!r}, expected a list of positive step counts, e.g. [1550, 1560, 1575]")
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"{steps!r} repeats a step count; give each once")
+    if len(steps) < 2:
+        raise ValueError("a sweep needs 2 or more step counts (or give steps = N for one)")
+    templated = [k for k, v in args.items() if v == TEMPLATE]
+    if not templated:
+        raise ValueError(f"a sweep needs its step-count flag templated in args, e.g. "
+                         f"num_iterations = \"{TEMPLATE}\"")
+    out = []
+    for s in sorted(steps):
+        out.append((f"{name}@{s}", s, {k: (s if v == TEMPLATE else v) for k, v in args.items()}))
+    return out
+
+
+def sweeps(names: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """base -> [(steps, arm name)] sorted by steps, for the arms named BASE@STEPS."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for n in names:
+        m = SWEEP_NAME.match(n)
+        if m:
+            out.setdefault(m["base"], []).append((int(m["steps"]), n))
+    return {b: sorted(v) for b, v in out.items() if len(v) >= 2}
+
+
+# ---------------------------------------------------------------- the model
+
+@dataclass
+class Fit:
+    """Least-squares line loss = a + b * (steps - x0) with a pooled residual sigma."""
+
+    x0: float
+    a: float
+    b: float
+    sxx: float
+    n: int
+    sigma: float
+    df: float            # inf: sigma known
+    lo: int              # swept range
+    hi: int
+    note: str = ""       # what sigma it uses
+
+    def predict(self, s: float) -> tuple[float, float]:
+        """(predicted mean loss, its standard error) at step count s."""
+        d = s - self.x0
+        return self.a + self.b * d, self.sigma * math.sqrt(1.0 / self.n + d * d / self.sxx)
+
+    def p_below(self, s: float, target: float) -> float:
+        m, se = self.predict(s)
+        return _cdf((m - target) / se, self.df) if se > 0 else NAN
+
+    def upper(self, s: float, alpha: float) -> float:
+        """One-sided (1 - alpha) upper bound of the mean loss at s."""
+        m, se = self.predict(s)
+        return m + _ppf(1.0 - alpha, self.df) * se
+
+
+def _cdf(t: float, df: float) -> float:
+    return norm_sf(-t) if math.isinf(df) else t_cdf(t, df)
+
+
+def _ppf(q: float, df: float) -> float:
+    if math.isinf(df):
+        lo, hi = -40.0, 40.0
+        for _ in range(200):          # bisection on the normal cdf (no scipy on this path)
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if norm_sf(-mid) < q else (lo, mid)
+        return 0.5 * (lo + hi)
+    return t_ppf(q, df)
+
+
+def fit(points: list[tuple[int, list[float]]], sigma=None, level: float | None = None) -> Fit | None:
+    """The line through every run of the sweep; None below 3 runs or 2 distinct step counts.
+
+    ``sigma``: a ``borrow.Sigma`` (borrowed: pooled with the residuals, unless the
+    residual spread is larger at ``level`` (one-sided F test); known: used as is).
+    """
+    xs = [float(s) for s, ls in points for x in ls if math.isfinite(x)]
+    ys = [x for s, ls in points for x in ls if math.isfinite(x)]
+    if len(xs) < 3 or len(set(xs)) < 2:
+        return None
+    x0, y0 = mean(xs), mean(ys)
+    sxx = math.fsum((x - x0) ** 2 for x in xs)
+    b = math.fsum((x - x0) * (y - y0) for x, y in zip(xs, ys)) / sxx
+    a = y0
+    rss = math.fsum((y - a - b * (x - x0)) ** 2 for x, y in zip(xs, ys))
+    df = len(xs) - 2
+    s2 = rss / df
+    note = f"pooled residual sigma of the fit ({df} df)"
+    if sigma is not None and sigma.known:
+        s2, df, note = sigma.value ** 2, math.inf, f"known sigma {sigma.value:g} (z)"
+    elif sigma is not None:
+        from harness.analysis import borrow
+        p = 1.0 - borrow.f_cdf(s2 / sigma.value ** 2, df, sigma.df)
+        if level is None or p >= level:
+            s2 = (rss + sigma.df * sigma.value ** 2) / (df + sigma.df)
+            note = f"residual sigma pooled with the borrowed {sigma.value:.4g} ({df} + {sigma.df:g} df)"
+            df = df + sigma.df
+        else:
+            note += f"; the borrowed sigma {sigma.value:.4g} is not used (residuals spread more, F p {p:.2g})"
+    return Fit(x0, a, b, sxx, len(xs), math.sqrt(s2), df, int(min(xs)), int(max(xs)), note)
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclass
+class Point:
+    steps: int
+    name: str
+    runs: int
+    time_delta: float
+    loss_mean: float
+    predicted: float
+    p: float             # one-sided p that the mean loss at this step count is below the target
+    verdict: str         # below | above | ~
+
+
+@dataclass
+class Sweep:
+    base: str
+    target: float
+    alpha: float
+    points: list[Point]
+    fit: Fit | None
+    smallest: Point | None = None
+    interval: tuple[float, float] = (NAN, NAN)      # two-sided 1 - 2 alpha of its mean loss
+    crossing: int | None = None                    # smallest integer step count below, interpolated
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], control_times: list[float],
+            target: float, alpha: float, sigma=None, level: float | None = None) -> Sweep:
+    """``arms``: (steps, name, losses, times) per step count of one sweep."""
+    pts = [(s, ls) for s, _, ls, _ in arms]
+    f = fit(pts, sigma, level)
+    c_t = mean([t for t in control_times if math.isfinite(t)]) if control_times else NAN
+    out = Sweep(base, target, alpha, [], f)
+    if f is None:
+        out.warnings.append(f"sweep {base}: the loss model needs 3 runs over 2 step counts; "
+                            f"only the arms' own tests apply")
+    if any(not math.isfinite(x) for _, _, ls, _ in arms for x in ls):
+        out.warnings.append(f"sweep {base}: diverged runs (loss NaN) are left out of the fit")
+    for s, name, ls, ts in arms:
+        fin = [x for x in ls if math.isfinite(x)]
+        pred, p, verdict = NAN, NAN, "~"
+        if f is not None:
+            pred = f.predict(s)[0]
+            p = f.p_below(s, target)
+            p_above = 1.0 - p if math.isfinite(p) else NAN
+            verdict = "below" if p < alpha else "above" if p_above < alpha else "~"
+        t_fin = [t for t in ts if math.isfinite(t)]
+        out.points.append(Point(s, name, len(ls), mean(t_fin) - c_t if t_fin else NAN,
+                                mean(fin) if fin else NAN, pred, p, verdict))
+    below = [pt for pt in out.points if pt.verdict == "below"]
+    if f is not None and below:
+        out.smallest = min(below, key=lambda pt: pt.steps)
+        m, se = f.predict(out.smallest.steps)
+        q = _ppf(1.0 - alpha, f.df) * se
+        out.interval = (m - q, m + q)
+        out.crossing = next((s for s in range(f.lo, f.hi + 1) if f.upper(s, alpha) < target), None)
+    return out
+
+
+def lines(sw: Sweep) -> list[str]:
+    """The sweep table and its conclusion, as text lines."""
+    head = ["Steps", "Time +/-", "N", "Loss μ", "Loss fit", "Loss p", "verdict"]
+    rows = [[str(p.steps), f"{p.time_delta:+.4f}", str(p.runs), f"{p.loss_mean:.4f}", f"{p.predicted:.5f}",
+             f"{p.p:.4f}", {"below": f"< {sw.target:g}", "above": f"> {sw.target:g}"}.get(p.verdict, "~")]
+            for p in sw.points]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    out = [f"sweep {sw.base}: final loss vs steps, local linear fit over {sw.fit.lo}..{sw.fit.hi} steps, "
+           f"{sw.fit.note}; Loss p: one-sided, predicted mean below {sw.target:g}; "
+           f"Time +/- vs the control" if sw.fit else f"sweep {sw.base}: no loss model (too few runs)"]
+    out += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
+    if sw.fit is not None:
+        per_k = sw.fit.b * 1000
+        out.append(f"  slope {per_k:+.5f} loss per 1000 steps")
+    if sw.smallest is not None:
+        lo, hi = sw.interval
+        out.append(f"  smallest step count below {sw.target:g} at alpha_loss {sw.alpha:g}: {sw.smallest.steps} "
+                   f"(predicted loss {sw.smallest.predicted:.5f}, {100 * (1 - 2 * sw.alpha):g}% interval "
+                   f"[{lo:.5f}, {hi:.5f}])")
+        if sw.crossing is not None and sw.crossing < sw.smallest.steps:
+            out.append(f"  interpolated (not run): from {sw.crossing} steps the fit's upper bound is below "
+                       f"{sw.target:g}")
+    elif sw.fit is not None:
+        out.append(f"  no swept step count is below {sw.target:g} at alpha_loss {sw.alpha:g}")
+    return out
+
+
+def to_dict(sw: Sweep) -> dict:
+    return {"base": sw.base, "target": sw.target, "alpha_loss": sw.alpha,
+            "fit": None if sw.fit is None else {"slope_per_step": sw.fit.b, "sigma": sw.fit.sigma,
+                                                "df": None if math.isinf(sw.fit.df) else sw.fit.df,
+                                                "range": [sw.fit.lo, sw.fit.hi], "note": sw.fit.note},
+            "points": [{"steps": p.steps, "name": p.name, "runs": p.runs, "time_delta": p.time_delta,
+                        "loss_mean": p.loss_mean, "loss_predicted": p.predicted, "loss_p": p.p,
+                        "verdict": p.verdict} for p in sw.points],
+            "smallest": None if sw.smallest is None else sw.smallest.steps,
+            "smallest_interval": list(sw.interval), "interpolated_smallest": sw.crossing}
+
+
+# ---------------------------------------------------------------- --until-decisive
+
+@dataclass
+class SweepLook:
+    need: dict[str, bool]
+    done: bool
+    decisions: dict[str, dict]
+    lines: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+class SweepDecider:
+    """``--until-decisive`` for a sweep: the next run goes where the decision is least settled.
+
+    The question is the smallest swept step count whose mean loss is below the target.
+    After every run the loss model is refitted; a step count is decided "below" (or
+    "above") when its one-sided p is under ``alpha_loss / (K * K * M)``: a Bonferroni
+    bound over the K step counts and every look (at most K * M sweep runs), so a false
+    "below" anywhere, at any look, has probability at most alpha_loss. The answer is
+    settled when the smallest "below" step count has only "above" ones under it (or
+    every step count is "above"). Until then one arm needs runs: among the undecided
+    step counts under the smallest "below" one, the one whose p is furthest from
+    either decision. The control keeps pace with the busiest sweep arm, for the time
+    column. Runs per arm stop at ``max_runs``.
+    """
+
+    revisit = True          # the runner keeps skipped slots: an arm may be needed again
+
+    def __init__(self, control: str, base: str, arms: list[tuple[int, str]], target_loss: float,
+                 alpha_loss: float, max_runs: int, sigma=None, level: float | None = None) -> None:
+        self.control, self.base, self.arms = control, base, sorted(arms)
+        self.target, self.alpha, self.max_runs = float(target_loss), float(alpha_loss), int(max_runs)
+        self.sigma, self.level = sigma, level
+        k = len(self.arms)
+        self.threshold = self.alpha / (k * k * self.max_runs)
+
+    def to_dict(self) -> dict:
+        return {"kind": "sweep", "control": self.control, "base": self.base,
+                "arms": [[s, n] for s, n in self.arms], "target_loss": self.target,
+                "alpha_loss": self.alpha, "max_runs": self.max_runs, "threshold": self.threshold,
+                "sigma": None if self.sigma is None else self.sigma.to_dict(), "level": self.level}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepDecider":
+        from harness.analysis.borrow import Sigma
+        return cls(d["control"], d["base"], [(int(s), str(n)) for s, n in d["arms"]], d["target_loss"],
+                   d["alpha_loss"], d["max_runs"], Sigma.from_dict(d["sigma"]) if d.get("sigma") else None,
+                   d.get("level"))
+
+    def look(self, records: dict[str, list]) -> SweepLook:
+        done_recs = {n: [r for r in records.get(n, []) or [] if r.status in ("ok", "diverged")]
+                     for _, n in self.arms + [(0, self.control)]}
+        counts = {n: len(v) for n, v in done_recs.items()}
+        losses = {n: [float(r.val_loss) if r.val_loss is not None else math.nan for r in done_recs[n]]
+                  for _, n in self.arms}
+        f = fit([(s, losses[n]) for s, n in self.arms], self.sigma, self.level)
+        state, lines = {}, []
+        for s, n in self.arms:
+            if f is None or counts[n] == 0:
+                state[n] = ("open", NAN, NAN)
+                continue
+            p = f.p_below(s, self.target)
+            q = 1.0 - p
+            state[n] = ("below" if p < self.threshold else "above" if q < self.threshold else "open", p, q)
+            lines.append(f"{n}: {counts[n]} runs, fit {f.predict(s)[0]:.5f}, p below {p:.2g}, p above {q:.2g} "
+                         f"(decide at {self.threshold:.2g}) -> {state[n][0]}")
+        below = [s for s, n in self.arms if state[n][0] == "below"]
+        cut = min(below) if below else math.inf
+        pending = [(s, n) for s, n in self.arms if s < cut and state[n][0] != "above"]
+        open_ = [(s, n) for s, n in pending if counts[n] < self.max_runs]
+        need = {n: False for _, n in self.arms}
+        if f is None:
+            for _, n in self.arms:             # the model needs a run at every step count first
+                need[n] = counts[n] < min(2, self.max_runs)
+        elif open_:
+            pick = max(open_, key=lambda sn: (min(state[sn[1]][1], state[sn[1]][2])
+                                              if math.isfinite(state[sn[1]][1]) else 1.0, -sn[0]))
+            need[pick[1]] = True
+        busiest = max((counts[n] for _, n in self.arms), default=0)
+        need[self.control] = any(need.values()) and counts[self.control] < min(busiest + 1, self.max_runs)
+        done = not any(need.values())
+        if done:
+            if below and not pending:
+                reason = f"stop: {self.base}@{min(below)} is the smallest step count below {self.target:g}"
+            elif not below and not pending:
+                reason = f"stop: no swept step count is below {self.target:g}"
+            elif f is None:
+                reason = "stop: too few runs for the loss model"
+            else:
+                reason = (f"stop: {self.max_runs} runs reached with "
+                          f"{', '.join(n for _, n in pending)} undecided")
+        else:
+            reason = "continue: " + ", ".join(f"{n} ({counts[n]}/{self.max_runs})" for n, v in need.items() if v)
+        lines.append(reason)
+        decisions = {n: {"loss": {"decision": st, "p_below": p, "p_above": q}} for n, (st, p, q) in state.items()}
+        return SweepLook(need=need, done=done, decisions=decisions, lines=lines, reason=reason)

@@ -1,0 +1,217 @@
+"""``harness run EXPERIMENT.toml``: launch (or resume) an experiment."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from harness.data import spec as specmod
+from harness.errors import UserError
+from harness.thresholds import RETRIES
+
+EXIT_CODES = """exit codes:
+  0    every run has a result (ok or diverged), or the sequential plan decided
+  1    with --gate: the record gate failed
+  2    bad input (experiment file, flags, results folder) or a folder that cannot be
+       written (disk full, permission, read-only); nothing stored is lost: fix it and
+       run the same command again to resume
+  3    runs ended without a result (failed, timed out); the last line says how many
+       and the first reason, `harness status RESULTS` lists them all
+  130  stopped by Ctrl-C (143: by SIGTERM); the same command resumes"""
+EXIT_NO_RESULT = 3
+
+
+def configure(p) -> None:
+    p.add_argument("experiment", help="experiment file (TOML)")
+    p.add_argument("--runs", type=int, help="runs per hypothesis (default: the file's)")
+    p.add_argument("--results", help="results folder (default: results/<experiment name>)")
+    p.add_argument("--order", choices=specmod.ORDERS, help="launch order (default: the file's)")
+    p.add_argument("--seed", type=int, help="base seed; run i of every arm gets SEED = seed + i")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per run")
+    p.add_argument("--retries", type=int, help=f"extra attempts for a failed run (default: the file's, else {RETRIES})")
+    p.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
+    p.add_argument("--backend", choices=("local", "slurm"), help="where runs execute (default: the file's)")
+    p.add_argument("--partition", help="slurm: partition")
+    p.add_argument("--max-parallel", type=int, help="slurm: jobs at once")
+    p.add_argument("--slurm-time", type=int, metavar="MINUTES", help="slurm: time limit per job")
+    p.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: extra sbatch parameter (repeatable)")
+    p.add_argument("--until-decisive", action="store_true",
+                   help="stop each arm as soon as the sequential test has decided")
+    p.add_argument("--max-runs", type=int, help="with --until-decisive: most runs per arm")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not share one torch.compile cache between the runs")
+    p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
+    p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
+    p.epilog = EXIT_CODES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def load_experiment(args):
+    path = Path(args.experiment)
+    exp = specmod.load(path)
+    if args.seed is not None:
+        exp = dataclasses.replace(exp, seed=args.seed)
+    for name in ("runs", "max_runs", "timeout", "max_parallel", "slurm_time"):
+        value = getattr(args, name, None)
+        # 'not value > 0' also refuses nan, which would kill every run at once
+        if value is not None and (not value > 0 or not math.isfinite(value)):
+            raise UserError(f"--{name.replace('_', '-')} {value}: expected a positive number")
+    for name in ("runs", "max_runs"):
+        value = getattr(args, name, None)
+        if value is not None and value > specmod.MAX_RUNS:
+            raise UserError(f"--{name.replace('_', '-')} {value}: at most {specmod.MAX_RUNS} runs per hypothesis")
+    if args.retries is not None and not 0 <= args.retries <= specmod.MAX_RETRIES:
+        raise UserError(f"--retries {args.retries}: expected an integer from 0 to {specmod.MAX_RETRIES}")
+    if args.seed is not None and abs(args.seed) > 2**31:
+        raise UserError(f"--seed {args.seed}: expected an integer of at most 2**31")
+    return exp, path.read_text()
+
+
+def make_backend(args, exp, results: Path):
+    from harness.run import backends
+    name = args.backend or exp.backend
+    if name == "local":
+        if args.partition or args.max_parallel or args.slurm_time or args.slurm_extra:
+            raise UserError("--partition/--max-parallel/--slurm-* need --backend slurm")
+        return backends.get("local")
+    conf = dict(exp.slurm)
+    extra = dict(conf.pop("extra", {}))
+    for item in args.slurm_extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--slurm-extra {item!r}: expected KEY=VALUE, e.g. --slurm-extra account=myproj")
+        extra[key] = value
+    return backends.get("slurm", partition=args.partition or conf.get("partition"),
+                        max_parallel=args.max_parallel or conf.get("max_parallel", 1),
+                        time_min=args.slurm_time or conf.get("time"),
+                        gpus_per_node=conf.get("gpus_per_node"),
+                        extra=extra, folder=results / ".slurm")
+
+
+def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = False):
+    """The sequential plan, fixed at the experiment's first --until-decisive run.
+
+    It is stored beside the results (``store.sequential_path``), so a resumed experiment
+    uses exactly the same boundaries (even after a numpy or scipy upgrade).
+    """
+    import json
+
+    from harness.design.sequential import SequentialPlan
+    from harness.data.store import sequential_path
+
+    if order == "blocked":
+        raise UserError("--until-decisive with order 'blocked' runs every control run before the "
+                        "first treatment run and saves nothing; use --order interleaved")
+    saved = sequential_path(results)
+    if saved.exists():
+        try:
+            from harness.design.borrow_seq import plan_from_dict
+            plan = plan_from_dict(json.loads(saved.read_text()))
+        except ValueError as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy")
+        if plan.max_runs != max_runs:
+            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
+                            f"{plan.max_runs}; keep it, or use a new --results folder for {max_runs}")
+        return plan
+    from harness.analysis import sweep
+    if sweep.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
+        from harness.design.borrow_seq import sweep_decider
+        return sweep_decider(exp, max_runs)
+    if quiet:
+        return None
+    print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
+    if exp.known_loss_sigma is not None or exp.variance_from is not None:
+        from harness.design.borrow_seq import borrowed_plan     # borrowed / known sigma (issue 16)
+        return borrowed_plan(exp, max_runs)
+    plan = SequentialPlan(control=exp.control.name,
+                          treatments=[h.name for h in exp.hypotheses if not h.control],
+                          alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
+                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
+    return plan  # the runner stores it once it holds the results folder
+
+
+
+
+def main(args) -> int:
+    from harness.run.progress import Progress
+    from harness.run.runner import Options, Runner, Stopped
+    from harness.data.store import Store
+
+    exp, text = load_experiment(args)
+    if args.max_runs is not None and not args.until_decisive:
+        raise UserError("--max-runs only applies with --until-decisive; use --runs for a fixed design")
+    runs = args.runs
+    if args.until_decisive:
+        runs = args.max_runs or args.runs or exp.runs
+    if runs is not None:
+        exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
+    results = Path(args.results or Path("results") / exp.name)
+    opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
+                   compile_cache=False if args.no_compile_cache else None)
+    store = Store(results)
+    if args.dry_run:
+        # refuse exactly what the real run would, and write nothing
+        store.check_usable()
+        if store.root.is_dir():
+            store.slots([h.name for h in exp.hypotheses])
+            store.freeze(exp, text, check_only=True)
+        if args.until_decisive:
+            make_decider(exp, runs, args.order or exp.order, results, quiet=True)
+        if (args.backend or exp.backend) == "local":
+            make_backend(args, exp, results)
+        from harness.run.backends.local import LocalBackend
+        runner = Runner(exp, store, LocalBackend(), Path.cwd(), text, opts)
+        for hyp, index, env, argv in runner.commands():
+            envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+            print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
+        return 0
+    backend = make_backend(args, exp, results)
+    decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None
+    progress = Progress(live=False if args.plain else None)
+    runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
+                    decider=decider, want_steps=progress.live)
+    resume = "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        slots = runner.run()
+    except Stopped as e:
+        names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
+        stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
+        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {resume}\n")
+        return 143 if e.why == "SIGTERM" else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    code = 0
+    if any(s.done is not None for s in slots.values()):
+        try:
+            code = _print_table(results, args.gate)
+        except UserError as e:  # the runs are stored; only the table could not be made
+            sys.stderr.write(f"no table: {e}\n")
+    without = runner.without(slots)
+    if without:
+        first = next((r for r in without if r is not None), None)
+        reason = f"first: {first.hypothesis} #{first.index}: {first.status}: {first.message}" if first else ""
+        sys.stderr.write(f"{len(without)} of {len(runner.order)} runs ended without a result; {reason}\n"
+                         if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
+        return EXIT_NO_RESULT
+    return code
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _print_table(results: Path, gate: bool) -> int:
+    """The table on stdout, as ``harness analyze RESULTS [--gate]`` prints it."""
+    import argparse
+
+    from harness.cli import analyze
+    p = argparse.ArgumentParser()
+    analyze.configure(p)
+    sys.stdout.flush()
+    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])))

@@ -1,0 +1,69 @@
+"""``harness status RESULTS``: done / failed / diverged / pending per hypothesis."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+
+
+def configure(p) -> None:
+    p.add_argument("results", help="results folder of an experiment (holds spec.json)")
+
+
+COLUMNS = ["ok", "diverged", "failed", "timeout", "interrupted", "running", "unfinished", "pending",
+           "attempts"]
+
+
+def count(spec: dict, slots: dict, active: bool = False) -> list[dict]:
+    """One row per hypothesis. A slot counts once: by its completed attempt, else its last.
+
+    ``active``: a runner holds the folder, so attempts without a result are running, not
+    left behind by a runner that died (those are 'unfinished' until the next run).
+    """
+    rows = []
+    for h in spec["hypotheses"]:
+        row = {"hypothesis": h["name"], **{c: 0 for c in COLUMNS}}
+        for i in range(spec["runs"]):
+            slot = slots.get((h["name"], i))
+            if slot is None or (not slot.records and not slot.orphans):
+                row["pending"] += 1
+                continue
+            row["attempts"] += len(slot.records) + len(slot.orphans)
+            done = slot.done
+            if done is not None:
+                row[done.status] += 1
+            elif slot.orphans:
+                row["running" if active else "unfinished"] += 1
+            else:
+                row[slot.records[-1].status] += 1
+        rows.append(row)
+    return rows
+
+
+def main(args) -> int:
+    from harness.data.store import Store
+
+    store = Store(args.results)
+    try:
+        spec = store.read_spec()
+    except (OSError, ValueError) as e:
+        raise UserError(f"{args.results}/spec.json: unreadable ({e})")
+    if spec is None:
+        raise UserError(f"{args.results}: no spec.json, so not a results folder; "
+                        "give the folder that 'harness run' printed")
+    if not (isinstance(spec, dict) and isinstance(spec.get("runs"), int)
+            and isinstance(spec.get("hypotheses"), list)
+            and all(isinstance(h, dict) and isinstance(h.get("name"), str) for h in spec["hypotheses"])):
+        raise UserError(f"{args.results}/spec.json: not a frozen experiment spec (needs 'runs' and "
+                        "'hypotheses'); restore it from a copy")
+    slots = store.slots([h["name"] for h in spec["hypotheses"]])
+    rows = count(spec, slots, active=store.in_use())
+    cols = COLUMNS
+    print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")
+    print(f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in cols))
+    for row in rows:
+        print(f"{row['hypothesis']:<12}" + "".join(f"{row[c]:>12}" for c in cols))
+    problems = [r for s in slots.values() for r in s.records if r.status in ("failed", "timeout")]
+    for r in problems:
+        print(f"  {r.hypothesis} {r.run_id}: {r.status}: {r.message}")
+    return 0

@@ -1,0 +1,519 @@
+"""Find and load the groups of runs that ``harness analyze`` compares.
+
+A SOURCE is one of
+- an experiment's results folder (it has ``spec.json``): one group per hypothesis,
+  records read from ``<hypothesis>/<run-id>/result.json``;
+- ``NAME=PATH``: every log under a folder, or matching a glob, is one group NAME;
+- a plain folder (or glob) of logs: one group per subfolder, or per final step
+  count with ``group_by="steps"``.
+Plain logs become ``RunRecord``s too, so statistics and reports see one record type.
+Logs found twice (same bytes) count once, with a warning.
+"""
+from __future__ import annotations
+
+import errno
+import glob as globlib
+import json
+import math
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.logs.classify import classify, counted_attempt
+from harness.errors import UserError
+from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
+from harness.records import COMPLETED, RunRecord
+from harness.data.store import sequential_path
+
+# Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
+# quote log lines, and parsing images or checkpoints would cost time for nothing.
+LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")
+PARALLEL_BYTES = 64 << 20     # parse in a process pool above this much log data
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")   # shown as is; any other name is quoted
+MAX_NAME = 64
+
+
+def is_log_name(name: str) -> bool:
+    low = name.lower()
+    return low.removesuffix(".gz").endswith(LOG_SUFFIXES)
+
+
+def label(name: str) -> str:
+    """A group name as shown: plain names as they are, others (spaces...) in double quotes."""
+    return name if _PLAIN_NAME.match(name) else json.dumps(name, ensure_ascii=False)
+
+
+def _label_problem(name: str) -> str:
+    """Why ``name`` cannot label a group ('' when it can)."""
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with a space"
+    if not name.isprintable():
+        return "holds a control character (tab, newline...)"
+    if len(name) > MAX_NAME:
+        return f"is longer than {MAX_NAME} characters"
+    if name.startswith('"'):
+        return "starts with a quote"
+    return ""
+
+
+@dataclass
+class Run:
+    record: RunRecord
+    source: str               # the log the figures came from
+
+    @property
+    def hardware(self) -> tuple[str, int] | None:
+        """(GPU model, GPU count) when the log or record tells, else None."""
+        gpus = self.record.gpus or {}
+        names = list(gpus.get("names") or []) if isinstance(gpus, dict) else list(gpus)
+        count = (gpus.get("count") if isinstance(gpus, dict) else None) or len(names)
+        if not names and not count:
+            return None
+        return (" + ".join(sorted(set(names))) or "unknown model", int(count))
+
+
+@dataclass
+class Group:
+    name: str
+    runs: list[Run] = field(default_factory=list)        # data: status ok or diverged
+    failed: list[Run] = field(default_factory=list)      # failed/timeout attempts, listed
+    unfinished: list[Run] = field(default_factory=list)  # runs with no result in the end
+    expected_steps: int | None = None
+    origin: str = ""                                     # the SOURCE it came from
+    kind: str = ""                                       # results | named | plain (its SOURCE's)
+
+    @property
+    def losses(self) -> list[float]:
+        return [as_float(r.record.val_loss) for r in self.runs]
+
+    @property
+    def times(self) -> list[float]:
+        return [as_float(r.record.train_time_s) for r in self.runs]
+
+    @property
+    def steps(self) -> list[int]:
+        return [r.record.final_step for r in self.runs if r.record.final_step is not None]
+
+    @property
+    def order(self) -> list[float] | None:
+        orders = [r.record.order for r in self.runs]
+        return None if not orders or None in orders else [float(o) for o in orders]
+
+
+@dataclass
+class Dataset:
+    groups: list[Group]
+    warnings: list[str] = field(default_factory=list)
+    control: str | None = None          # from an experiment spec
+    target_loss: float | None = None
+    alpha_time: float | None = None
+    alpha_loss: float | None = None
+    sequential: dict | None = None      # the saved --until-decisive plan of a results folder
+    min_effect: float | None = None     # more of the experiment spec, for `harness plan`
+    runs: int | None = None
+    known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
+    variance_from: str | None = None
+
+    def group(self, name: str) -> Group | None:
+        """By the name as shown, or as written on the command line (unquoted)."""
+        return next((g for g in self.groups if g.name == name or g.name == label(name)), None)
+
+
+def group_named(ds: Dataset, flag: str, name: str) -> str:
+    """The group a flag names (as shown, or as written unquoted); UserError if none."""
+    g = ds.group(name)
+    if g is None:
+        raise UserError(f"{flag} {label(name)}: no such group; the groups are "
+                        f"{', '.join(g.name for g in ds.groups)}")
+    return g.name
+
+
+def split_hint(g: Group, group_by: str, srcs: list[str], prog: str) -> str:
+    """How to split a group of logs that mixes final steps ('' for a results folder's)."""
+    if g.kind == "plain" and group_by == "folder":
+        return f"to compare them, split by final step: {prog} {shlex.join(srcs)} --group-by steps"
+    if g.kind == "named":
+        return "to compare them, give each step count's logs their own NAME=PATH"
+    return ""
+
+
+def as_float(x) -> float:
+    """None (a missing figure) as nan."""
+    return math.nan if x is None else float(x)
+
+
+# ---------------------------------------------------------------- entry point
+
+def load(sources: list[str], group_by: str = "folder") -> Dataset:
+    """Read every SOURCE; raises UserError for anything a user must fix."""
+    if group_by not in ("folder", "steps"):
+        raise UserError(f"--group-by {group_by}: use folder or steps")
+    ds = Dataset(groups=[])
+    pending: list[tuple[str, str, int, bool]] = []   # (path, group key, source number, by steps)
+    from_results: dict[int, list[Group]] = {}
+    log_sources: set[int] = set()
+    kinds: dict[int, str] = {}
+    for i, src in enumerate(sources):
+        kind, name, path = _classify(src)
+        if kind != "results":
+            log_sources.add(i)
+        if kind == "results":
+            from_results[i] = _load_results(Path(path), src, ds)
+        elif kind == "named":
+            pending += [(p, name, i, False) for p in _files(path, src)]
+        else:  # plain folder or glob: key by subfolder now, by steps after parsing
+            root = path if os.path.isdir(path) else None
+            pending += [(p, _folder_key(p, root), i, group_by == "steps") for p in _files(path, src)]
+        kinds[i] = kind
+    from_logs = _load_logs(pending, sources, ds, log_sources) if log_sources else {}
+    # groups in the order of the sources that brought them
+    for i in range(len(sources)):
+        for g in from_results.get(i, []) + from_logs.get(i, []):
+            if ds.group(g.name) is not None:
+                raise UserError(f"group {g.name} comes from {ds.group(g.name).origin} and from {g.origin}; "
+                                f"name them apart with NAME=PATH")
+            g.kind = kinds[i]
+            ds.groups.append(g)
+    ds.warnings += hardware_warnings(ds.groups) + software_warnings(ds.groups)
+    if not ds.groups:
+        raise UserError(f"no speedrun logs in {' '.join(sources)} (looked for {'/'.join(LOG_SUFFIXES)} "
+                        f"files with 'step:k/N' lines, or a results folder with spec.json)")
+    return ds
+
+
+def hardware_text(hw: tuple[str, int]) -> str:
+    return f"{hw[1]}x {hw[0]}"
+
+
+def hardware_warnings(groups: list[Group]) -> list[str]:
+    """Runs on different GPUs do not compare: say so even without --gate."""
+    out = []
+    per_group = {}
+    for g in groups:
+        counts: dict[tuple[str, int], int] = {}
+        for r in g.runs:
+            if r.hardware is not None:
+                counts[r.hardware] = counts.get(r.hardware, 0) + 1
+        per_group[g.name] = counts
+        if len(counts) > 1:
+            out.append(f"{g.name} mixes hardware: " + ", ".join(
+                f"{hardware_text(h)} ({n} run{'s' if n > 1 else ''})" for h, n in sorted(counts.items())))
+    kinds = {h for c in per_group.values() for h in c}
+    if len(kinds) > 1 and not out:
+        out.append("hardware differs between groups: " + "; ".join(
+            f"{name}: {' / '.join(hardware_text(h) for h in sorted(c))}"
+            for name, c in per_group.items() if c))
+    return out
+
+
+def software_warnings(groups: list[Group]) -> list[str]:
+    """Runs under different torch or CUDA versions time different code: say which."""
+    out = []
+    for field_name, label in (("torch_version", "torch"), ("cuda_version", "CUDA")):
+        seen: dict[str, dict[str, int]] = {}
+        for g in groups:
+            for r in g.runs:
+                v = getattr(r.record, field_name)
+                if v:
+                    seen.setdefault(v, {}).setdefault(g.name, 0)
+                    seen[v][g.name] += 1
+        if len(seen) > 1:
+            out.append(f"runs used {len(seen)} {label} versions: " + "; ".join(
+                f"{v} ({', '.join(f'{n} {g}' for g, n in per.items())})" for v, per in sorted(seen.items()))
+                + "; compare runs of one software stack")
+    return out
+
+
+def _classify(src: str) -> tuple[str, str, str]:
+    """('results'|'named'|'plain', group name, path)."""
+    if "=" in src and not os.path.exists(src):
+        name, path = src.split("=", 1)
+        why = _label_problem(name)
+        if why:
+            raise UserError(f"{src}: the group name before '=' {why}; give a name such as "
+                            f"H1 or \"lr 0.02\" (NAME=PATH)")
+        name = label(name)
+        if not path:
+            raise UserError(f"{src}: no path after '=' (write NAME=PATH)")
+        if not os.path.exists(path) and not globlib.has_magic(path):
+            raise UserError(f"{src}: {path}: no such file or folder")
+        return "named", name, path
+    if os.path.isdir(src):
+        if os.path.isfile(os.path.join(src, "spec.json")):
+            return "results", "", src
+        inner = sorted(d for d in os.listdir(src)
+                       if os.path.isfile(os.path.join(src, d, "spec.json")))
+        if inner:
+            raise UserError(f"{src} holds experiments ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}): "
+                            f"pass one of them, e.g. {os.path.join(src, inner[0])}")
+        return "plain", "", src
+    if os.path.isfile(src) or globlib.has_magic(src):
+        return "plain", "", src
+    if os.path.lexists(src):
+        raise UserError(f"{src}: not a log file or folder (a FIFO, a device or a broken link); "
+                        f"give a results folder, NAME=PATH, or a folder of logs")
+    raise UserError(f"{src}: no such file or folder (SOURCE is a results folder, "
+                    f"NAME=PATH, or a folder of logs)")
+
+
+def _files(path: str, src: str) -> list[str]:
+    """Log candidates under a folder, a glob or a single file, in a stable order."""
+    if os.path.isdir(path):
+        return _walk(path)
+    if os.path.isfile(path):
+        return [path]      # named explicitly: read whatever its name
+    found: list[str] = []
+    for p in sorted(globlib.glob(path)):
+        if os.path.isdir(p):
+            found += _walk(p)
+        elif os.path.isfile(p) or os.path.lexists(p):
+            found.append(p)    # a FIFO or a broken link: skipped later, with a warning
+    if not found:
+        raise UserError(f"{src}: the pattern matches no file")
+    return found
+
+
+def _walk(root: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [os.path.join(dirpath, f) for f in sorted(filenames)
+                if not f.startswith(".") and is_log_name(f)]
+    return sorted(out)
+
+
+def _folder_key(path: str, root: str | None) -> str:
+    """Group of a plain log: its first subfolder under root, else root's own name."""
+    base = root if root is not None else os.path.dirname(path)
+    rel = os.path.relpath(path, base)
+    parts = Path(rel).parts
+    if len(parts) > 1:
+        return parts[0]
+    return os.path.basename(os.path.normpath(os.path.abspath(base))) or "logs"
+
+
+# ---------------------------------------------------------------- plain logs
+
+@dataclass
+class _Skip:
+    """A path passed over with a warning (a FIFO, a device, a dangling or looping link)."""
+
+    why: str
+
+
+def _parse_all(paths: list[str]) -> list[list[LogSummary] | _Skip | OSError]:
+    total = 0
+    for p in paths:
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            pass
+    if total > PARALLEL_BYTES and len(paths) > 1 and (os.cpu_count() or 1) > 1:
+        import multiprocessing   # only for big trees: a pool costs ~50 ms to start
+        with multiprocessing.get_context("fork").Pool(min(os.cpu_count() or 1, 8)) as pool:
+            return pool.map(_parse_or_error, paths, chunksize=max(1, len(paths) // 64))
+    return [_parse_or_error(p) for p in paths]
+
+
+def _parse_or_error(path: str) -> list[LogSummary] | _Skip | OSError:
+    try:
+        return parse_file_runs(path)
+    except NotALogFile as e:
+        return _Skip(str(e).removeprefix(f"{path}: "))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return _Skip("a loop of symbolic links")
+        if e.errno == errno.ENOENT:
+            return _Skip("a symbolic link to nothing" if os.path.islink(path) else "gone while reading")
+        return e
+
+
+def record_from_log(s: LogSummary, hypothesis: str, index: int) -> RunRecord:
+    """A RunRecord for a plain log: the same figures the runner would have stored."""
+    c = classify(s)        # the one classifier, as the runner's
+    status, why = c.record_status, c.message
+    failed = status == "failed"
+    stem = Path(s.path).stem
+    return RunRecord(
+        run_id=stem if s.parts <= 1 else f"{stem}#{s.part + 1}", hypothesis=hypothesis, index=index,
+        seed=-1,  # seed unknown
+        status=status, final_step=s.last_step if failed else s.final_step,
+        expected_steps=s.total_steps,
+        val_loss=None if failed else s.val_loss,
+        train_time_s=None if failed else s.train_time_s,
+        step_avg_ms=s.step_avg_ms, peak_mem_mib=s.peak_mem_mib,
+        gpus={"names": list(s.gpu_names), "count": s.gpu_count},
+        torch_version=s.torch_version, cuda_version=s.cuda_version,
+        message=f"{s.label}: {why}" if why else "",
+        val_curve=[[step, loss] for step, loss in s.val_curve],
+    )
+
+
+def _died_early(s: LogSummary) -> bool:
+    """A log with no step line but the script's error: a run that died before training."""
+    return bool(s.error_line or s.launcher_error_line)
+
+
+def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
+               ds: Dataset, log_sources: set[int]) -> dict[int, list[Group]]:
+    """Parse the logs and group them; returns the groups by the source that first named them.
+
+    ``log_sources``: the sources that name logs; one that gives none is an error naming it.
+    """
+    parsed = _parse_all([p for p, _, _, _ in pending])
+    seen: dict[tuple[str, int], str] = {}     # (sha256, run in file) -> first path
+    groups: dict[str, Group] = {}
+    first_src: dict[str, int] = {}
+    step_keys: set[str] = set()
+    no_result: list[str] = []
+    found: set[int] = set()                   # sources that gave at least one log
+    for (path, key, src, by_steps), runs in zip(pending, parsed):
+        if isinstance(runs, _Skip):
+            ds.warnings.append(f"skipped {path}: {runs.why}")
+            continue
+        if isinstance(runs, OSError):
+            raise UserError(f"cannot read {path}: {runs.strerror or runs} (fix its permissions or leave it out)")
+        if runs[-1].size == 0:
+            ds.warnings.append(f"skipped {path}: an empty file")
+            continue
+        if not runs[-1].is_log and runs[-1].read_problem:
+            ds.warnings.append(f"skipped {path}: {runs[-1].read_problem}")
+            continue
+        if not runs[-1].is_log and not _died_early(runs[-1]):
+            continue                   # a README, a statistics page, another program's output
+        found.add(src)
+        if len(runs) > 1:
+            ds.warnings.append(f"{path} holds {len(runs)} runs, one after another (a new one at each "
+                               f"'step:0/N val_loss' line): read as {len(runs)} separate runs")
+        for s in runs:
+            if not s.is_log and not _died_early(s):
+                continue
+            if not s.is_log and by_steps:
+                # no step count to group it by: listed, counted in no group
+                no_result.append(record_from_log(s, "", 0).message)
+                continue
+            if (s.sha256, s.part) in seen:
+                if s.part == 0:
+                    ds.warnings.append(f"duplicate log: {path} is identical to {seen[s.sha256, 0]}; "
+                                       "counted once")
+                continue
+            seen[s.sha256, s.part] = path
+            k = key
+            if by_steps:
+                k = str(s.total_steps)
+                step_keys.add(k)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = Group(name=k, origin=sources[src], expected_steps=s.total_steps)
+                first_src[k] = src
+            rec = record_from_log(s, k, len(g.runs) + len(g.failed))
+            run = Run(rec, s.label)
+            if rec.status in COMPLETED:
+                g.runs.append(run)
+            else:
+                g.failed.append(run)
+                g.unfinished.append(run)   # a log is one run: no later attempt replaces it
+                no_result.append(rec.message)
+    for i in sorted(log_sources - found):
+        raise UserError(f"{sources[i]}: no speedrun logs there (looked for "
+                        f"{'/'.join(LOG_SUFFIXES)} files, gzip'ed too, with 'step:k/N' lines); "
+                        f"check the path")
+    if no_result:
+        ds.warnings += [f"no final result: {m}" for m in no_result]
+        ds.warnings.append(f"{len(no_result)} log{'s' if len(no_result) > 1 else ''} without a final "
+                           f"result counted as failed runs")
+    out: dict[int, list[Group]] = {}
+    # step-count groups: the longest first (the control is usually the current record,
+    # and a treatment that saves steps has fewer); other groups keep their order
+    def order(k: str):
+        return (first_src[k], (0, -int(k)) if k in step_keys else (1, 0))
+
+    for key in sorted(groups, key=order):
+        out.setdefault(first_src[key], []).append(groups[key])
+    return out
+
+
+# ---------------------------------------------------------------- results folders
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); rebuild it from the run's log.txt") from None
+
+
+def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
+    spec = _read_json(root / "spec.json")
+    if not isinstance(spec, dict):  # valid JSON of another shape: one line, not a traceback
+        raise UserError(f"{root / 'spec.json'} is not a frozen experiment spec (a JSON object); "
+                        "restore it from a copy")
+    hyps = spec.get("hypotheses") or []
+    if not isinstance(hyps, list) or not hyps:
+        raise UserError(f"{root / 'spec.json'} lists no hypotheses")
+    if ds.control is None:    # the first results folder gives the defaults
+        ds.control = spec.get("control") or next((h.get("name") for h in hyps if h.get("control")), None)
+        ds.target_loss = spec.get("target_loss")
+        ds.alpha_time = spec.get("alpha_time")
+        ds.alpha_loss = spec.get("alpha_loss")
+        ds.min_effect = spec.get("min_effect")
+        ds.runs = spec.get("runs")
+        ds.known_loss_sigma = spec.get("known_loss_sigma")
+        ds.variance_from = spec.get("variance_from")
+    planned = spec.get("runs")
+    plan_path = sequential_path(root)
+    if plan_path.is_file() and ds.sequential is None:
+        ds.sequential = _read_json(plan_path)
+        planned = None  # stopping before the planned runs is the point: not a warning
+    groups = []
+    for h in hyps:
+        g = Group(name=str(h.get("name")), expected_steps=h.get("steps"), origin=src)
+        _load_hypothesis(root / g.name, g, ds, planned)
+        groups.append(g)
+    known = {g.name for g in groups}
+    extra = sorted(d.name for d in root.iterdir()
+                   if d.is_dir() and not d.name.startswith(".") and d.name not in known)
+    if extra:
+        ds.warnings.append(f"{root}: folders not in spec.json passed over: {', '.join(extra)}")
+    return groups
+
+
+def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> None:
+    slots: dict[int, list[Run]] = {}
+    no_record = 0
+    if hdir.is_dir():
+        for run_dir in sorted(d for d in hdir.iterdir() if d.is_dir()):
+            rj = run_dir / "result.json"
+            if not rj.is_file():
+                no_record += 1
+                continue
+            try:
+                rec = RunRecord.from_dict(_read_json(rj))
+            except TypeError as e:   # a required field missing
+                raise UserError(f"{rj} is not a run record ({e})") from None
+            if rec.expected_steps is None:
+                rec.expected_steps = g.expected_steps
+            slots.setdefault(rec.index, []).append(Run(rec, str(run_dir / "log.txt")))
+    data: list[Run] = []
+    for index in sorted(slots):
+        attempts = sorted(slots[index], key=lambda r: r.record.attempt)
+        counted = counted_attempt([r.record for r in attempts])
+        bad = [r for r in attempts if r.record.status in ("failed", "timeout")]
+        g.failed += bad                      # listed, whatever came after
+        if counted is not None:              # a slot is one run: the rule the runner uses
+            data.append(next(r for r in attempts if r.record is counted))
+        elif bad:
+            g.unfinished.append(bad[-1])
+        # interrupted attempts are ignored: the runner redoes them
+    data.sort(key=lambda r: (r.record.order is None, r.record.order or 0, r.record.index))
+    g.runs = data
+    if no_record:
+        ds.warnings.append(f"{hdir}: {no_record} run folder{'s' if no_record > 1 else ''} without "
+                           f"result.json (running or interrupted) passed over")
+    if planned and len(slots) < planned:
+        ds.warnings.append(f"{g.name}: {planned - len(slots)} of {planned} planned runs have not run yet")

@@ -1,0 +1,320 @@
+"""The results folder of one experiment: lock, frozen spec, run folders.
+
+Layout::
+
+    results/<experiment>/
+        .lock                      flock held by the one runner at work
+        spec.json                  the frozen experiment (what later runs must match)
+        sequential.json            the --until-decisive plan, fixed at its first run
+        experiment.toml            the file as it was first run
+        <hypothesis>/<NNN>-<attempt>/
+            launch.json            written when the attempt starts (job id, command)
+            log.txt                stdout + stderr, streamed
+            result.json            written atomically when the attempt ends
+            script.py              snapshot of the script that ran
+
+Nothing here is ever deleted: a failed or interrupted attempt keeps its folder and
+the next attempt gets a new one.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.logs.classify import counted_attempt
+from harness.errors import UserError
+from harness.records import TMP_SUFFIX, RunRecord, atomic_write_text, dumps
+
+if TYPE_CHECKING:   # the parser of experiment files asks this module for the folder's file names
+    from harness.data.spec import Experiment
+
+SEQUENTIAL_FILE = "sequential.json"
+
+
+def sequential_path(root: str | Path) -> Path:
+    """Where a results folder keeps its sequential plan (the one spelling of the name)."""
+    return Path(root) / SEQUENTIAL_FILE
+
+SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
+# names a hypothesis folder must not take: they are files of the results folder itself
+FILE_NAMES = ("spec.json", "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
+RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
+
+
+@dataclass
+class Slot:
+    """Every attempt at one (hypothesis, index) run."""
+
+    hypothesis: str
+    index: int
+    records: list[RunRecord] = field(default_factory=list)
+    orphans: list[Path] = field(default_factory=list)  # started, no result.json
+
+    @property
+    def done(self) -> RunRecord | None:
+        return counted_attempt(self.records)   # the one rule, shared with the analysis
+
+    @property
+    def failures(self) -> int:
+        return sum(r.status in ("failed", "timeout") for r in self.records)
+
+    @property
+    def next_attempt(self) -> int:
+        return 1 + len(self.records) + len(self.orphans)
+
+
+class Store:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+        self._lock_fd: int | None = None
+
+    # -- lock: one runner per results folder -------------------------------------------
+    def lock(self) -> None:
+        path = self.root / ".lock"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"{self.root}: cannot use as a results folder ({e.strerror or e}); "
+                            "give a folder you can write to with --results") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{self.root}: in use by another runner ({holder}); "
+                            "wait for it to finish or give another --results folder")
+        # flock dies with the process, so a SIGKILLed runner never leaves a stale lock
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def in_use(self) -> bool:
+        """Whether a runner holds this folder now (its attempts without a result are running)."""
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def check_usable(self) -> None:
+        """What ``lock`` would refuse, without creating or locking anything (for --dry-run)."""
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"{self.root}: cannot use as a results folder ({probe} is not a folder you "
+                            "can write to); give a folder you can write to with --results")
+        if self.in_use():
+            raise UserError(f"{self.root}: in use by another runner; "
+                            "wait for it to finish or give another --results folder")
+
+    # -- frozen spec -----------------------------------------------------------------
+    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False) -> Path | None:
+        """Store the spec on first use; refuse a changed spec afterwards.
+
+        A changed spec is taken when no run of the folder has a result yet (the usual
+        case: a typo fixed after every attempt failed): the old spec and its attempts are
+        moved, untouched, to ``superseded/<k>/``, whose path is returned. ``check_only``
+        raises what the real call would raise and writes nothing.
+        """
+        spec_path = self.root / "spec.json"
+        aside = None
+        if spec_path.exists():
+            try:
+                stored = json.loads(spec_path.read_text())
+            except (OSError, ValueError) as e:
+                raise UserError(f"{spec_path}: unreadable frozen spec ({e}); restore it from a copy")
+            if not isinstance(stored, dict) or not isinstance(stored.get("frozen", {}), dict):
+                raise UserError(f"{spec_path}: not a frozen spec (a JSON object); restore it from a copy")
+            changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
+            if changes:
+                shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
+                if stored.get("name") != exp.name:
+                    raise UserError(f"{self.root} holds another experiment, '{stored.get('name')}'; "
+                                    f"give --results NEWDIR for '{exp.name}'")
+                done = self._completed(stored, exp)
+                if done:
+                    raise UserError(f"{self.root} holds {done} finished runs of experiment "
+                                    f"'{stored.get('name')}' with another spec ({shown}); give the "
+                                    "experiment a new name or use --results NEWDIR")
+                if check_only:
+                    return None
+                aside = self._set_aside(stored, exp)
+            elif stored.get("runs", 0) >= exp.runs:
+                return None
+        if check_only:
+            return None
+        data = exp.to_dict()
+        data["frozen"] = exp.frozen_view()
+        toml_path = self.root / "experiment.toml"
+        # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
+        # between leaves no frozen spec, and the next run writes both
+        if aside is not None or not toml_path.exists() or not spec_path.exists():
+            atomic_write_text(toml_path, source_text)
+        atomic_write_text(spec_path, dumps(data) + "\n")
+        return aside
+
+    def _completed(self, stored: dict, exp: Experiment) -> int:
+        names = {h.name for h in exp.hypotheses}
+        names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
+                  and isinstance(h.get("name"), str)}
+        n = 0
+        for slot in self.slots(sorted(n for n in names if n)).values():
+            n += slot.done is not None
+        return n
+
+    def _set_aside(self, stored: dict, exp: Experiment) -> Path:
+        base = self.root / SUPERSEDED
+        k = 1
+        # a folder without spec.json is an earlier set-aside cut short: finish that one
+        while (base / str(k)).exists() and (base / str(k) / "spec.json").exists():
+            k += 1
+        dest = base / str(k)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = {h.name for h in exp.hypotheses}
+        names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
+                  and isinstance(h.get("name"), str)}
+        for name in sorted(n for n in names if n) + ["sequential.json", "experiment.toml", "spec.json"]:
+            src = self.root / name
+            if name in RESERVED or not (src.exists() or src.is_symlink()):
+                continue
+            os.replace(src, dest / name)  # spec.json last: the mark that this set-aside is complete
+        return dest
+
+    @property
+    def sequential_path(self) -> Path:
+        return sequential_path(self.root)
+
+    def read_spec(self) -> dict | None:
+        path = self.root / "spec.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    # -- cleaning --------------------------------------------------------------------
+    def clean(self) -> list[Path]:
+        """Remove what a killed runner can leave: atomic-write temp files and attempt folders
+        that never got a launch.json (nothing was started in them). Returns what went."""
+        gone: list[Path] = []
+        for folder in [self.root] + [d for d in self.root.iterdir() if d.is_dir() and not d.is_symlink()
+                                     and d.name not in RESERVED]:
+            for entry in list(folder.iterdir()):
+                if entry.is_dir() and not entry.is_symlink() and _index_of(entry) is not None:
+                    for f in entry.iterdir():
+                        if _is_tmp(f):
+                            f.unlink()
+                            gone.append(f)
+                    if _never_started(entry):
+                        _remove_unstarted(entry)
+                        gone.append(entry)
+                elif _is_tmp(entry):
+                    entry.unlink()
+                    gone.append(entry)
+        return gone
+
+    # -- run folders -------------------------------------------------------------------
+    def attempt_dir(self, hypothesis: str, index: int, attempt: int) -> Path:
+        return self.root / hypothesis / f"{index:03d}-{attempt}"
+
+    def slots(self, hypotheses: list[str]) -> dict[tuple[str, int], Slot]:
+        """Every attempt on disk, grouped by slot."""
+        out: dict[tuple[str, int], Slot] = {}
+        for hyp in hypotheses:
+            folder = self.root / hyp
+            if not folder.is_dir():
+                continue
+            for d in sorted(folder.iterdir(), key=_attempt_order):
+                index = _index_of(d)
+                if index is None:
+                    continue
+                slot = out.setdefault((hyp, index), Slot(hyp, index))
+                result = d / "result.json"
+                if result.exists():
+                    try:
+                        slot.records.append(RunRecord.load(result))
+                    except (OSError, ValueError, TypeError, AttributeError) as e:
+                        raise UserError(f"{result}: not a readable run record ({e}); restore it "
+                                        "from a copy or move its run folder aside") from None
+                elif (d / "launch.json").exists():
+                    slot.orphans.append(d)
+        return out
+
+
+def _is_tmp(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file() and not p.is_symlink()
+
+
+_STARTED = ("launch.json", "result.json", "log.txt")
+
+
+def _never_started(d: Path) -> bool:
+    """An attempt folder the runner made but never launched: no launch.json, result or log,
+    and nothing but the scratch folder's mirror links and the script snapshot inside."""
+    if any((d / n).exists() for n in _STARTED):
+        return False
+    for entry in d.iterdir():
+        if entry.name.startswith("snapshot-") and entry.is_file():
+            continue
+        if entry.is_dir() and not entry.is_symlink() and all(e.is_symlink() for e in entry.iterdir()):
+            continue  # the scratch folder: links to the project root only
+        return False
+    return True
+
+
+def _remove_unstarted(d: Path) -> None:
+    for entry in d.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            for link in entry.iterdir():
+                link.unlink()  # the links only, never what they point to
+            entry.rmdir()
+        else:
+            entry.unlink()
+    d.rmdir()
+
+
+def _attempt_order(d: Path) -> tuple:
+    # 000-10 after 000-9: attempts in the order they ran, not as strings sort
+    head, _, attempt = d.name.partition("-")
+    return (head, int(attempt) if attempt.isdigit() else -1, d.name)
+
+
+def _index_of(d: Path) -> int | None:
+    head, sep, attempt = d.name.partition("-")
+    if not (d.is_dir() and sep and head.isdigit() and attempt.isdigit()):
+        return None
+    return int(head)
+
+
+def diff_frozen(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two frozen specs ('key: old -> new')."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_frozen(a, b, name + ".")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(
+                isinstance(x, dict) for x in a + b):
+            for x, y in zip(a, b):
+                out += diff_frozen(x, y, f"{name}[{x.get('name', '?')}].")
+        elif a != b:
+            if key == "script_sha256":
+                out.append(f"{name}: script content changed")
+            else:
+                out.append(f"{name}: {a!r} -> {b!r}")
+    return out

@@ -1,0 +1,1 @@
+"""Experimental design: sequential stopping, calibration, planning, simulation."""

@@ -1,0 +1,604 @@
+"""Sequential stopping for ``harness run --until-decisive``.
+
+Method: a group-sequential design with error spending, one look after every run.
+
+* Looks. The time criterion looks at pair k = 2..M: the first k completed runs of
+  the control and the first k of the treatment (launch order). The loss criterion
+  looks at treatment run n = 2..M. Each look therefore sees a balanced sample, so
+  the statistics' null distributions are known up to the variance ratio and
+  the boundaries can be computed once, before any run.
+* Statistics: the community's own. Time: Welch's t (treatment minus control, the
+  one-sided p of ``scipy.stats.ttest_ind(h, control, equal_var=False,
+  alternative="less")``). Loss: the one-sample t of the treatment's losses against
+  the target (``ttest_1samp(..., alternative="less")``).
+* Boundaries on the nominal p scale of each look's t-test (group-sequential t-tests:
+  Jennison & Turnbull 1991, "Exact calculations for sequential t, chi^2 and F tests",
+  Biometrika 78:133-141; error spending: Jennison & Turnbull 2000, *Group Sequential
+  Methods with Applications to Clinical Trials*, ch. 7). The error allowed by look n
+  follows the power-family spending function alpha * (n / M) ** rho of Kim & DeMets
+  (1987, Biometrika 74:149-154), in the error-spending framework of Lan & DeMets
+  (1983, Biometrika 70:659-663). rho = 3 (close to O'Brien-Fleming) for passing:
+  almost all of alpha is kept for the last looks, so the power at M stays close to
+  the fixed design's.
+* Calibration by Monte Carlo, exact up to simulation error, deterministic (fixed
+  seed) and cached. The one-sample t is pivotal: its null distribution at every
+  look and jointly over looks does not depend on the mean or sigma, so one
+  simulation of standard normals gives the boundaries. Welch's t with equal n
+  depends on one nuisance only, the variance ratio; its boundaries are shaped at
+  equal variances and then scaled down until the error stays at or below alpha for
+  every ratio on a grid from equal to one arm noiseless (the least favourable
+  ratio, about 1:5, sets the level; at equal variances the true error is lower).
+* Futility ("clearly cannot pass"), non-binding: a second sequential test at level
+  ``futility_alpha`` (default 0.1, linear spending rho = 1) of the opposite claim.
+  Time: "the treatment is faster by at least min_effect" rejected (Welch p of
+  (diff + min_effect) / se in the upper tail). Loss: "the mean loss is at or below
+  the target" rejected. The pass boundaries are computed as if futility were never
+  obeyed, so stopping for futility can only lower the false-pass rate.
+* At the last look (M) a criterion that has not passed fails. A diverged run (NaN
+  loss) fails the loss criterion of its treatment at once (statistics.md).
+
+Decisions are a pure function of the ordered records: ``look`` replays every look
+from the first, and the first boundary crossed fixes the decision, so runs that
+finish after a decision (or a resumed experiment) never change it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness import thresholds as th
+from harness.errors import UserError
+from harness.formats import fmt_p
+
+METHOD = ("group-sequential t-tests with error spending (Lan & DeMets 1983; power family "
+          "alpha*(n/M)^rho, Kim & DeMets 1987), boundaries on the nominal p scale calibrated by "
+          "Monte Carlo (Welch: worst variance ratio), non-binding futility")
+RHO_PASS = 3.0            # spending for the pass boundaries (near O'Brien-Fleming)
+RHO_FAIL = 1.0            # linear spending for the futility boundaries
+FUTILITY_ALPHA = 0.1      # error of a futility stop at the edge of the null
+CAL_SEED = 20240520       # the calibration's seed (fixed: boundaries never move)
+CAL_VERSION = 1           # bump when the calibration procedure changes
+# w = sigma_t^2 / (sigma_c^2 + sigma_t^2); with equal n the null law of Welch's t is
+# symmetric in w <-> 1 - w, so [0.5, 1] covers every variance ratio (w = 0.8 is 2:1).
+W_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
+MAX_LOOKS = 200
+CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- p-values
+def _stdtr(df, t):
+    from scipy import special
+    return special.stdtr(df, t)
+
+
+def welch_p(diff, var_c, var_t, n, shift=0.0):
+    """Welch's one-sided p-values for ``n`` runs per arm (arrays broadcast).
+
+    Returns (p_faster, p_not_faster, t): p of "treatment faster" (lower tail of
+    t = diff / se, the table's Time p) and p of "not faster by ``shift``" (upper tail
+    of (diff + shift) / se), with the Welch-Satterthwaite df.
+    A sample with no spread gives NaN (no decision), never a p of 0.
+    """
+    diff = np.asarray(diff, dtype=float)
+    se2 = (np.asarray(var_c, dtype=float) + np.asarray(var_t, dtype=float)) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(se2)
+        df = se2 ** 2 / ((np.asarray(var_c) / n) ** 2 / (n - 1) + (np.asarray(var_t) / n) ** 2 / (n - 1))
+        ok = se2 > 0
+        t = np.where(ok, diff / se, np.nan)
+        tf = np.where(ok, (diff + shift) / se, np.nan)
+        df = np.where(ok, df, np.nan)
+    return _stdtr(df, t), _stdtr(df, -tf), t
+
+
+def _t_upper(t: float, df: float) -> float:
+    """P(T >= t) for Student's t (the futility side of the blocked statistic)."""
+    from harness.analysis.stats import t_cdf
+    return t_cdf(-t, df)
+
+
+def one_sample_p(mean_minus_target, var, n):
+    """One-sample t p-values: (p below target, p above target, t); NaN when var == 0."""
+    m = np.asarray(mean_minus_target, dtype=float)
+    v = np.asarray(var, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(v > 0, m / np.sqrt(v / n), np.nan)
+    return _stdtr(n - 1, t), _stdtr(n - 1, -t), t
+
+
+# --------------------------------------------------------------------------- calibration
+def spend(alpha: float, n: int, max_runs: int, rho: float) -> float:
+    """Cumulative error allowed up to look n (Kim & DeMets power family)."""
+    return alpha * (n / max_runs) ** rho
+
+
+def calibration_paths(alpha: float) -> int:
+    """Simulated experiments per calibration: about 1000 boundary crossings, 2^17..2^20."""
+    want = 1000.0 / alpha
+    n = 1 << 17
+    while n < want and n < (1 << 20):
+        n <<= 1
+    return n
+
+
+def _spend_calibrate(P: np.ndarray, alpha: float, rho: float, max_runs: int,
+                     exact_first: bool = False) -> np.ndarray:
+    """Boundaries b (one per look) with P(first crossing of P <= b by look n) = spend(n)."""
+    N, L = P.shape
+    alive = np.ones(N, dtype=bool)
+    crossed = 0
+    out = np.zeros(L)
+    for j in range(L):
+        n = j + 2
+        allowed = int(math.floor(spend(alpha, n, max_runs, rho) * N + 0.5))
+        k = allowed - crossed
+        col = P[alive, j]
+        if j == 0 and exact_first:
+            b = spend(alpha, n, max_runs, rho)   # the first look's p is exactly uniform
+        elif k <= 0 or col.size == 0:
+            b = 0.0
+        else:
+            k = min(k, col.size)
+            if k < col.size:
+                part = np.partition(col, [k - 1, k])
+                b = 0.5 * (float(part[k - 1]) + float(part[k]))
+            else:
+                b = float(col.max())
+        out[j] = b
+        newly = alive & (P[:, j] <= b)
+        crossed += int(newly.sum())
+        alive &= ~newly
+    return out
+
+
+def _chunks(kind: str, max_runs: int, paths: int):
+    """Deterministic standard normals, chunk by chunk: (CHUNK or less, max_runs) arrays."""
+    ss = np.random.SeedSequence([CAL_SEED, CAL_VERSION, max_runs, paths, 1 if kind == "welch" else 0])
+    for i, child in enumerate(ss.spawn((paths + CHUNK - 1) // CHUNK)):
+        size = min(CHUNK, paths - i * CHUNK)
+        rng = np.random.Generator(np.random.PCG64(child))
+        if kind == "welch":
+            yield rng.standard_normal((size, max_runs)), rng.standard_normal((size, max_runs))
+        else:
+            yield rng.standard_normal((size, max_runs)), None
+
+
+def _moments(x: np.ndarray):
+    """Running mean and sample variance (ddof 1) for n = 2..M of each row."""
+    M = x.shape[1]
+    n = np.arange(1, M + 1)
+    cs = np.cumsum(x, axis=1)
+    mean = cs / n
+    dev = np.cumsum(x * x, axis=1) - n * mean * mean
+    var = np.maximum(dev, 0.0) / np.maximum(n - 1, 1)
+    return mean[:, 1:], var[:, 1:]
+
+
+def _welch_null_p(zc: np.ndarray, zt: np.ndarray, w: float, cut: float = 1.0) -> np.ndarray:
+    """Welch p-values of null paths; entries certainly above ``cut`` are set to 1.
+
+    Exact shortcut: Welch's df lies in [n - 1, 2n - 2] and, for t < 0, the t CDF
+    falls as df grows, so p >= F_{2n-2}(t); where F_{2n-2}(t) > cut the p-value
+    is above cut and is not computed (the calibration only needs p-values below it).
+    """
+    from scipy import stats
+    mc, vc = _moments(zc * math.sqrt(1.0 - w))
+    mt, vt = _moments(zt * math.sqrt(w))
+    M = zc.shape[1]
+    n = np.arange(2, M + 1)
+    diff = mt - mc
+    if cut >= 1.0:
+        return welch_p(diff, vc, vt, n)[0]
+    out = np.ones_like(diff)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = diff / np.sqrt((vc + vt) / n)
+    for j, k in enumerate(n):
+        sel = np.nonzero(t[:, j] <= stats.t.ppf(cut, 2 * k - 2))[0]
+        if sel.size:
+            out[sel, j] = welch_p(diff[sel, j], vc[sel, j], vt[sel, j], k)[0]
+    return out
+
+
+def _calibrate_one_sample(alpha: float, rho: float, max_runs: int, paths: int) -> dict:
+    n = np.arange(2, max_runs + 1)
+    cols = []
+    for z, _ in _chunks("one-sample", max_runs, paths):
+        m, v = _moments(z)
+        cols.append(one_sample_p(m, v, n)[0].astype(np.float64))
+    P = np.concatenate(cols)
+    b = _spend_calibrate(P, alpha, rho, max_runs, exact_first=True)
+    err = float((P <= b).any(axis=1).mean())
+    return {"boundaries": b.tolist(), "error": err}
+
+
+def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int) -> dict:
+    cut = min(1.0, 8.0 * alpha)         # boundaries are far below this (checked below)
+    while True:
+        res = _calibrate_welch_cut(alpha, rho, max_runs, paths, cut)
+        if cut >= 1.0 or max(res["shape"]) * max(1.0, res["scale"]) < 0.5 * cut:
+            del res["shape"]
+            return res
+        cut = 1.0                        # the shortcut was not safe: do it in full
+
+
+def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float) -> dict:
+    # pass 1: shape from exact spending at equal variances (w = 0.5)
+    P05 = np.concatenate([_welch_null_p(zc, zt, 0.5, cut).astype(np.float32)
+                          for zc, zt in _chunks("welch", max_runs, paths)])
+    shape = _spend_calibrate(P05, alpha, rho, max_runs)
+    # pass 2: per ratio, each path's smallest p / shape over the looks: it crosses
+    # the scaled boundaries lambda * shape iff that minimum is <= lambda.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def ratio_min(P):
+            r = np.where(shape > 0, P / np.where(shape > 0, shape, 1.0), np.inf)
+            return np.nanmin(np.where(np.isnan(r), np.inf, r), axis=1)
+        mins = {0.5: ratio_min(P05.astype(np.float64))}
+        del P05
+        parts = {w: [] for w in W_GRID if w != 0.5}
+        for zc, zt in _chunks("welch", max_runs, paths):
+            for w in parts:
+                parts[w].append(ratio_min(_welch_null_p(zc, zt, w, cut)))
+    for w, chunks in parts.items():
+        mins[w] = np.concatenate(chunks)
+    k = int(math.floor(alpha * paths))
+    lams = {}
+    for w, m in mins.items():
+        if k <= 0:
+            lams[w] = 0.0
+            continue
+        part = np.partition(m, [k - 1, k])
+        lams[w] = 0.5 * (float(part[k - 1]) + float(part[k]))
+    lam = min(lams.values())
+    b = shape * lam
+    errors = {str(w): float((mins[w] <= lam).mean()) for w in W_GRID}
+    return {"boundaries": b.tolist(), "error": max(errors.values()), "error_by_w": errors,
+            "scale": lam, "shape": shape.tolist()}
+
+
+def _cache_dir() -> Path | None:
+    env = os.environ.get("HARNESS_CACHE")
+    if env:
+        return Path(env) / "sequential"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "harness" / "sequential"
+
+
+@functools.lru_cache(maxsize=256)
+def boundaries(kind: str, alpha: float, max_runs: int, rho: float) -> tuple[float, ...]:
+    """Nominal-p boundaries for looks n = 2..max_runs (index 0 is n = 2).
+
+    ``kind`` is "one-sample" (loss) or "welch" (time). A look crosses when its
+    p-value is <= the boundary. Deterministic; cached in memory and on disk
+    (``$HARNESS_CACHE/sequential`` or ``~/.cache/harness/sequential``).
+    """
+    return tuple(calibration(kind, alpha, max_runs, rho)["boundaries"])
+
+
+def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
+    """The full calibration record (boundaries, simulated error, paths, seed)."""
+    if kind not in ("one-sample", "welch"):
+        raise ValueError(kind)
+    _check_alpha("alpha", alpha)
+    _check_max_runs(max_runs)
+    paths = calibration_paths(alpha)
+    key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
+           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED,
+           "grid": list(W_GRID) if kind == "welch" else None}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
+    folder = _cache_dir()
+    if folder is not None:
+        try:
+            data = json.loads((folder / name).read_text())
+            if data.get("key") == key and len(data.get("boundaries", [])) == max_runs - 1:
+                return data
+        except (OSError, ValueError):
+            pass
+    if max_runs == 2:                        # one look: the fixed design
+        res = {"boundaries": [float(alpha)], "error": float(alpha)}
+        if kind == "welch":                   # Welch's p is not exact at n = 2: calibrate it too
+            res = _calibrate_welch(alpha, rho, max_runs, paths)
+    elif kind == "one-sample":
+        res = _calibrate_one_sample(alpha, rho, max_runs, paths)
+    else:
+        res = _calibrate_welch(alpha, rho, max_runs, paths)
+    data = {"key": key, **res}
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            os.replace(tmp, folder / name)
+        except OSError:
+            pass                              # a cache we cannot write is only slower
+    return data
+
+
+def _check_alpha(name: str, a: float) -> None:
+    if not isinstance(a, (int, float)) or not (0.0 < float(a) < 0.5):
+        raise UserError(f"{name} {a!r}: expected a number in (0, 0.5), e.g. {th.ALPHA_TIME}")
+
+
+def _check_max_runs(m: int) -> None:
+    if not isinstance(m, int) or isinstance(m, bool) or not (2 <= m <= MAX_LOOKS):
+        raise UserError(f"max runs {m!r}: expected an integer from 2 to {MAX_LOOKS} "
+                        f"(a t-test needs 2 runs per arm)")
+
+
+# --------------------------------------------------------------------------- decisions
+def first_crossing(p_pass: np.ndarray, b_pass, p_fail: np.ndarray, b_fail, max_runs: int):
+    """Replay looks row by row: (look number n, decision) per row.
+
+    ``p_pass``/``p_fail`` are (rows, looks available) with look j being n = j + 2.
+    decision: 1 pass, -1 fail, 0 open (no crossing yet and the last look not reached).
+    n is the look that decided (or the last look seen when open; 0 when none).
+    A pass is checked before a futility stop at the same look.
+    """
+    p_pass = np.atleast_2d(p_pass)
+    p_fail = np.atleast_2d(p_fail)
+    rows, L = p_pass.shape
+    if L == 0:
+        return np.zeros(rows, dtype=int), np.zeros(rows, dtype=int)
+    bp = np.asarray(b_pass, dtype=float)[:L]
+    bf = np.asarray(b_fail, dtype=float)[:L]
+    up = p_pass <= bp                 # NaN compares False: no decision from a degenerate look
+    dn = p_fail <= bf
+    hit = up | dn
+    any_hit = hit.any(axis=1)
+    j = np.where(any_hit, hit.argmax(axis=1), L - 1)
+    r = np.arange(rows)
+    dec = np.where(any_hit, np.where(up[r, j], 1, -1), 0)
+    final = L + 1 >= max_runs         # the last available look is the final one
+    dec = np.where((dec == 0) & final, -1, dec)
+    return j + 2, dec
+
+
+@dataclass
+class Look:
+    """What the sequential test knows after the latest completed run."""
+
+    need: dict[str, bool]                 # does this arm need more runs
+    done: bool                            # no arm needs runs: stop the experiment
+    decisions: dict[str, dict]            # treatment -> {"time": {...}, "loss": {...}}
+    lines: list[str] = field(default_factory=list)
+    reason: str = ""                      # why it stopped, or what it waits for
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _sort(records: list) -> list:
+    if records and all(getattr(r, "order", None) is not None for r in records):
+        return sorted(records, key=lambda r: (r.order, r.index))
+    return list(records)
+
+
+_fmt_p = fmt_p   # the one p-value format of every output (formats.py)
+
+
+def _decide(d: dict, dec: int, stat: str, passed: str, futile: str, ran_out: str) -> dict:
+    """A criterion's decision from its first boundary crossing (1 pass, -1 fail, 0 open)."""
+    if dec == 1:
+        d.update(decision="pass", why=passed)
+    elif dec == -1 and d["p_fail"] <= d["fail_boundary"]:
+        d.update(decision="fail", why=futile)
+    elif dec == -1:
+        d.update(decision="fail", why=ran_out)   # not passed by the last look
+    else:
+        d.update(decision="open", why=stat)
+    d["line"] = stat
+    return d
+
+
+class SequentialPlan:
+    """The stopping rule of ``--until-decisive``: pure, deterministic, resume-safe.
+
+    ``look(records)`` takes the completed runs (status ok or diverged) of every
+    hypothesis in launch order and says which arms need more runs and why.
+    """
+
+    def __init__(self, control: str, treatments: list[str], alpha_time: float = th.ALPHA_TIME,
+                 alpha_loss: float = th.ALPHA_LOSS, target_loss: float = th.TARGET_LOSS,
+                 min_effect: float = th.MIN_EFFECT, max_runs: int = th.RUNS, futility_alpha: float = FUTILITY_ALPHA,
+                 saved: dict | None = None) -> None:
+        treatments = list(treatments)
+        if not treatments:
+            raise UserError("--until-decisive needs at least one treatment besides the control")
+        if control in treatments:
+            raise UserError(f"hypothesis {control} is both the control and a treatment")
+        _check_alpha("alpha_time", alpha_time)
+        _check_alpha("alpha_loss", alpha_loss)
+        _check_alpha("futility_alpha", futility_alpha)
+        _check_max_runs(max_runs)
+        if not _finite(min_effect) or min_effect < 0:
+            raise UserError(f"min_effect {min_effect!r}: expected seconds >= 0")
+        if not _finite(target_loss):
+            raise UserError(f"target_loss {target_loss!r}: expected a number, e.g. {th.TARGET_LOSS}")
+        self.control = control
+        self.treatments = treatments
+        self.alpha_time = float(alpha_time)
+        self.alpha_loss = float(alpha_loss)
+        self.target_loss = float(target_loss)
+        self.min_effect = float(min_effect)
+        self.max_runs = int(max_runs)
+        self.futility_alpha = float(futility_alpha)
+        if saved is not None:
+            self._load_bounds(saved)
+        else:
+            M = self.max_runs
+            self.time_pass = np.array(boundaries("welch", self.alpha_time, M, RHO_PASS))
+            self.time_fail = np.array(boundaries("welch", self.futility_alpha, M, RHO_FAIL))
+            self.loss_pass = np.array(boundaries("one-sample", self.alpha_loss, M, RHO_PASS))
+            self.loss_fail = np.array(boundaries("one-sample", self.futility_alpha, M, RHO_FAIL))
+
+    # -- persistence (store it beside the results for a resume that can never drift) ----
+    def to_dict(self) -> dict:
+        return {"method": METHOD, "version": CAL_VERSION, "control": self.control,
+                "treatments": self.treatments, "alpha_time": self.alpha_time,
+                "alpha_loss": self.alpha_loss, "target_loss": self.target_loss,
+                "min_effect": self.min_effect, "max_runs": self.max_runs,
+                "futility_alpha": self.futility_alpha, "rho_pass": RHO_PASS, "rho_fail": RHO_FAIL,
+                "boundaries": {"time_pass": list(map(float, self.time_pass)),
+                               "time_fail": list(map(float, self.time_fail)),
+                               "loss_pass": list(map(float, self.loss_pass)),
+                               "loss_fail": list(map(float, self.loss_fail))}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SequentialPlan":
+        try:
+            return cls(d["control"], d["treatments"], d["alpha_time"], d["alpha_loss"], d["target_loss"],
+                       d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d)
+        except (KeyError, TypeError) as e:
+            raise UserError(f"saved sequential plan is incomplete ({e}); delete it to recalibrate") from None
+
+    def _load_bounds(self, d: dict) -> None:
+        b = d.get("boundaries") or {}
+        for name in ("time_pass", "time_fail", "loss_pass", "loss_fail"):
+            arr = np.array(b.get(name, []), dtype=float)
+            if arr.shape != (self.max_runs - 1,):
+                raise UserError(f"saved sequential plan: boundaries.{name} has {arr.size} values, "
+                                f"expected {self.max_runs - 1}; delete it to recalibrate")
+            setattr(self, name, arr)
+
+    # -- the look -----------------------------------------------------------------------
+    def _time(self, ctimes: list[float], ttimes: list[float], chosts: list[str] | None = None,
+              thosts: list[str] | None = None) -> dict:
+        M = self.max_runs
+        L = max(0, min(len(ctimes), len(ttimes), M) - 1)
+        if L == 0:
+            return {"decision": "open", "why": f"needs 2 runs per arm ({len(ctimes)} + {len(ttimes)} so far)",
+                    "look": 0, "line": f"pair {min(len(ctimes), len(ttimes))}/{M}: needs 2 runs per arm"}
+        c = np.asarray(ctimes[:L + 1], dtype=float)
+        t = np.asarray(ttimes[:L + 1], dtype=float)
+        n = np.arange(2, L + 2)
+        test = "Welch"
+        if chosts is not None and thosts is not None and len(set(chosts[:L + 1]) | set(thosts[:L + 1])) > 1:
+            # runs span nodes: the blocked statistic at every look (bench/bench_blocked.py: error rates)
+            from harness.analysis import blocked
+            test = "stratified Welch by node"
+            bts = [blocked.stratified(list(zip(chosts[:k], ctimes[:k])), list(zip(thosts[:k], ttimes[:k])))
+                   for k in n]
+            diff = np.array([b.delta for b in bts])
+            tstat = np.array([b.t for b in bts])
+            pp = np.array([b.p if b.se > 0 else math.nan for b in bts])   # no spread: no decision
+            pf = np.array([_t_upper((b.delta + self.min_effect) / b.se, b.df) if b.se > 0 else math.nan
+                           for b in bts])
+        else:
+            diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
+            vc = np.array([c[:k].var(ddof=1) for k in n])
+            vt = np.array([t[:k].var(ddof=1) for k in n])
+            pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
+        (k,), (dec,) = first_crossing(pp[None], self.time_pass, pf[None], self.time_fail, M)
+        j = k - 2
+        d = {"look": int(k), "n": int(k), "diff": float(diff[j]), "t": float(tstat[j]),
+             "p": float(pp[j]), "boundary": float(self.time_pass[j]),
+             "p_fail": float(pf[j]), "fail_boundary": float(self.time_fail[j])}
+        stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, {test} t {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
+                f"(pass if <= {_fmt_p(self.time_pass[j])}); p not faster by {self.min_effect:g} s "
+                f"{_fmt_p(pf[j])} (fail if <= {_fmt_p(self.time_fail[j])})")
+        at = f"at pair {k} (diff {diff[j]:+.4f} s)"
+        return _decide(d, dec, stat,
+                       passed=f"faster: {test} p {_fmt_p(pp[j])} <= {_fmt_p(self.time_pass[j])} {at}",
+                       futile=f"not faster by {self.min_effect:g} s: p {_fmt_p(pf[j])} <= "
+                              f"{_fmt_p(self.time_fail[j])} {at}",
+                       ran_out=f"not shown faster by the last look (pair {M}): "
+                               f"p {_fmt_p(pp[j])} > {_fmt_p(self.time_pass[j])}")
+
+    def _loss(self, recs: list) -> dict:
+        M = self.max_runs
+        diverged = [r for r in recs if r.status == "diverged" or not _finite(r.val_loss)]
+        losses = [float(r.val_loss) if _finite(r.val_loss) else math.nan for r in recs]
+        if diverged:
+            r = diverged[0]
+            return {"decision": "fail", "why": f"run {getattr(r, 'run_id', '?')} diverged (loss NaN): "
+                                               f"a diverged run fails the loss criterion",
+                    "look": 0, "line": f"run {getattr(r, 'run_id', '?')} diverged"}
+        L = max(0, min(len(losses), M) - 1)
+        if L == 0:
+            return {"decision": "open", "why": f"needs 2 runs ({len(losses)} so far)", "look": 0,
+                    "line": f"run {len(losses)}/{M}: needs 2 runs"}
+        x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
+        n = np.arange(2, L + 2)
+        m = np.array([x[:k].mean() for k in n])
+        v = np.array([x[:k].var(ddof=1) for k in n])
+        pp, pf, tstat = one_sample_p(m, v, n)
+        (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
+        j = k - 2
+        mean = m[j] + self.target_loss
+        d = {"look": int(k), "n": int(k), "mean": float(mean), "t": float(tstat[j]), "p": float(pp[j]),
+             "boundary": float(self.loss_pass[j]), "p_fail": float(pf[j]),
+             "fail_boundary": float(self.loss_fail[j])}
+        stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
+                f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
+                f"(fail if <= {_fmt_p(self.loss_fail[j])})")
+        at = f"at run {k} (mean {mean:.5f})"
+        return _decide(d, dec, stat,
+                       passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= {_fmt_p(self.loss_pass[j])} {at}",
+                       futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= {_fmt_p(self.loss_fail[j])} {at}",
+                       ran_out=f"not shown below {self.target_loss:g} by the last look "
+                               f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
+
+    def look(self, records: dict[str, list]) -> Look:
+        """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order."""
+        M = self.max_runs
+        recs = {name: [r for r in _sort(records.get(name, []) or []) if r.status in ("ok", "diverged")]
+                for name in [self.control, *self.treatments]}
+        ctimes = [float(r.train_time_s) for r in recs[self.control] if _finite(r.train_time_s)]
+        chosts = [getattr(r, "host", None) or "?" for r in recs[self.control] if _finite(r.train_time_s)]
+        decisions: dict[str, dict] = {}
+        lines: list[str] = []
+        need = {self.control: False}
+        for h in self.treatments:
+            ttimes = [float(r.train_time_s) for r in recs[h] if _finite(r.train_time_s)]
+            thosts = [getattr(r, "host", None) or "?" for r in recs[h] if _finite(r.train_time_s)]
+            tdec = self._time(ctimes, ttimes, chosts, thosts)
+            ldec = self._loss(recs[h])
+            decisions[h] = {"time": {k: v for k, v in tdec.items() if k != "line"},
+                            "loss": {k: v for k, v in ldec.items() if k != "line"}}
+            n_t = len(recs[h])
+            time_open = tdec["decision"] == "open"
+            loss_open = ldec["decision"] == "open"
+            need[h] = (time_open or loss_open) and n_t < M
+            if time_open and len(recs[self.control]) < M:
+                need[self.control] = True
+            for crit, d in (("time", tdec), ("loss", ldec)):
+                if d["decision"] == "open":
+                    lines.append(f"{h} {crit}: {d['line']} -> open")
+                else:
+                    lines.append(f"{h} {crit}: {d['decision'].upper()} - {d['why']}")
+        done = not any(need.values())
+        waiting = [h for h, v in need.items() if v]
+        if done:
+            opened = [f"{h} {c}" for h in self.treatments for c in ("time", "loss")
+                      if decisions[h][c]["decision"] == "open"]
+            if opened:
+                reason = (f"stop: {M} runs per arm reached with {', '.join(opened)} undecided "
+                          f"(runs without a usable time or loss)")
+            else:
+                reason = "stop: every criterion is decided"
+                if all(len(recs[n]) < M for n in recs):
+                    reason += f" before the maximum of {M} runs per arm"
+        else:
+            stopped = [h for h, v in need.items() if not v]
+            reason = "continue: " + ", ".join(f"{h} ({len(recs[h])}/{M})" for h in waiting) + " need runs"
+            if stopped:
+                reason += "; stopped: " + ", ".join(stopped)
+        lines.append(reason)
+        return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason)
+
+
+def verdict(look: Look, treatment: str) -> str:
+    """'pass' when both criteria passed, 'fail' when one failed, else 'open'."""
+    d = look.decisions[treatment]
+    crit = (d["time"]["decision"], d["loss"]["decision"])
+    if "fail" in crit:
+        return "fail"
+    return "pass" if crit == ("pass", "pass") else "open"

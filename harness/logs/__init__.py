@@ -1,0 +1,1 @@
+"""Speedrun logs: the streaming parser, the one classifier of a log, embedded sources."""

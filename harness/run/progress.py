@@ -1,0 +1,123 @@
+"""Render runner events: a live status line on a terminal, one line per event otherwise."""
+from __future__ import annotations
+
+import sys
+import time
+
+from harness.run.runner import Event
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def describe(rec) -> str:
+    if rec.status in ("ok", "diverged"):
+        t = "-" if rec.train_time_s is None else f"{rec.train_time_s:.3f} s"
+        return (f"{rec.status} val_loss {rec.val_loss:.4f} train_time {t} "
+                f"(wall {rec.wall_s:.1f} s)")
+    return f"{rec.status.upper()}: {rec.message}"
+
+
+class Progress:
+    """Consumes ``Event``s. ``live`` redraws one line (for terminals)."""
+
+    def __init__(self, stream=None, live: bool | None = None) -> None:
+        self.out = stream or sys.stderr
+        self.live = self.out.isatty() if live is None else live
+        self.t0 = time.monotonic()
+        self.total = 0
+        self.finished = 0
+        self.walls: list[float] = []
+        self.current = ""
+        self._last_draw = 0.0
+
+    def __call__(self, ev: Event) -> None:
+        getattr(self, "on_" + ev.kind, lambda d: None)(ev.data)
+
+    def _line(self, text: str) -> None:
+        if self.live:
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def on_plan(self, d) -> None:
+        self.total = d["pending"]
+        self._line(f"experiment {d['experiment']}: results in {d['results']}; "
+                   f"{d['done']} of {d['total']} runs already done, {d['pending']} to run"
+                   + ("; paired design: the runs of one index share a node" if d.get("pairing") == "node" else ""))
+
+    def on_start(self, d) -> None:
+        self.current = f"{d['hypothesis']} #{d['index']}" + (f" (attempt {d['attempt']})" if d["attempt"] > 1 else "")
+        if not self.live:
+            self._line(f"[{self.finished + 1}/{self.total}] start {self.current}  -> {d['run_dir']}")
+
+    def on_reattach(self, d) -> None:
+        self._line(f"found {d['hypothesis']} #{d['index']} still running as job {d['job_id']}")
+
+    def on_tick(self, d) -> None:
+        now = time.monotonic()
+        if not self.live or now - self._last_draw < 0.25:
+            return
+        self._last_draw = now
+        parts = []
+        frac_left = 0.0
+        for hyp, index, step, total in d["jobs"]:
+            parts.append(f"{hyp} #{index} step {step if step is not None else '-'}/{total or '?'}")
+            if step is not None and total:
+                frac_left += 1 - step / total
+            else:
+                frac_left += 1
+        elapsed = now - self.t0
+        eta = ""
+        if self.walls:
+            mean = sum(self.walls) / len(self.walls)
+            left = max(0, self.total - self.finished - len(d["jobs"])) + frac_left
+            eta = f"  ETA {_clock(mean * left)}"
+        self.out.write(f"\r\033[K[{self.finished + 1}/{self.total}] " + ", ".join(parts)
+                       + f"  elapsed {_clock(elapsed)}{eta}")
+        self.out.flush()
+
+    def on_finish(self, d) -> None:
+        # the counter counts runs; a retried attempt shows its number beside the run
+        rec = d["record"]
+        settled = d.get("settled", True)
+        if settled:
+            self.finished += 1
+        if rec.wall_s:
+            self.walls.append(rec.wall_s)
+        shown = self.finished if settled else self.finished + 1
+        attempt = f" (attempt {rec.attempt})" if rec.attempt > 1 else ""
+        self._line(f"[{shown}/{self.total}] {rec.hypothesis} #{rec.index}{attempt}: {describe(rec)}")
+
+    def on_retry(self, d) -> None:
+        rec = d["record"]
+        self._line(f"  retrying {rec.hypothesis} #{rec.index} (failure {d['failures']} of at most "
+                   f"{d['retries'] + 1})")
+
+    def on_unpaired(self, d) -> None:
+        self._line(f"  {d['hypothesis']} #{d['index']} runs on any node: {d['why']} (the pair is broken)")
+
+    def on_aside(self, d) -> None:
+        self._line(f"no run had a result under the old spec: its attempts were moved to {d['folder']}")
+
+    def on_skip(self, d) -> None:
+        self._line(f"  skip {d['hypothesis']} #{d['index']}: {d['why']}")
+
+    def on_look(self, d) -> None:
+        for line in getattr(d["look"], "lines", []) or []:
+            self._line("  " + line)
+
+    def on_done(self, d) -> None:
+        slots = d["slots"].values()
+        done = sum(1 for s in slots if s.done is not None)
+        gave_up = len(d["without"]) if "without" in d else sum(1 for s in slots if s.done is None and s.records)
+        msg = f"finished in {_clock(time.monotonic() - self.t0)}: {done} runs with a result"
+        if gave_up:
+            msg += f", {gave_up} without (see harness status)"
+        if d.get("stop_reason"):
+            msg += f"; stopped early ({d['stop_reason']})"
+        self._line(msg)
