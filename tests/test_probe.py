@@ -11,7 +11,7 @@ from harness.analysis import cuped
 
 from conftest import ROOT, harness, results_of, write_experiment
 
-PROBE = ROOT / "harness" / "probe.py"
+PROBE = ROOT / "harness" / "run" / "probe.py"
 
 
 def test_cuped_equals_the_ancova_regression_and_removes_node_variance():

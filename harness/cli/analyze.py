@@ -104,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
 
 def sweep_analyses(ds, control: str, settings: dict, variance) -> list:
     """One loss model per step sweep (arms named BASE@STEPS: harness/analysis/sweep.py)."""
+    from harness import arms as sweep_arms
     from harness.analysis import sweep
     by_name = {g.name: g for g in ds.groups}
     ctrl = by_name[control].times
@@ -111,12 +112,12 @@ def sweep_analyses(ds, control: str, settings: dict, variance) -> list:
     level = variance.level if variance is not None else None
     return [sweep.analyse(base, [(s, n, by_name[n].losses, by_name[n].times) for s, n in arms], ctrl,
                           settings["target_loss"], settings["alpha_loss"], sigma, level)
-            for base, arms in sweep.sweeps([g.name for g in ds.groups if g.name != control]).items()]
+            for base, arms in sweep_arms.sweeps([g.name for g in ds.groups if g.name != control]).items()]
 
 
 def variance_plan(args, ds):
     """The borrowed/known sigma plan from the flags, else the experiment's keys; None: none."""
-    from harness.data.variance_source import load_plan
+    from harness.cli.variance import load_plan
     known = pick(getattr(args, "known_loss_sigma", None), getattr(ds, "known_loss_sigma", None), None)
     src = pick(getattr(args, "variance_from", None), getattr(ds, "variance_from", None), None)
     return load_plan(known, src, [r.hardware for g in ds.groups for r in g.runs],

@@ -118,8 +118,8 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
             raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
                             f"{plan.max_runs}; keep it, or use a new --results folder for {max_runs}")
         return plan
-    from harness.analysis import sweep
-    if sweep.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
+    from harness import arms
+    if arms.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
         from harness.design.borrow_seq import sweep_decider
         return sweep_decider(exp, max_runs)
     if quiet:

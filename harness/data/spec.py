@@ -339,13 +339,13 @@ def _arms(path: Path, i: int, h, defaults: dict, base: Path) -> list[Hypothesis]
         return [_hypothesis(path, i, h, defaults, base)]
     from dataclasses import replace
 
-    from harness.analysis import sweep
+    from harness import arms as sweep_arms
     where = f"hypothesis {h.get('name', f'#{i + 1}')}.steps"
     if h.get("control"):
         raise _fail(path, where, "the control cannot be a sweep; sweep a treatment")
     one = _hypothesis(path, i, {k: v for k, v in h.items() if k != "steps"}, defaults, base)
     try:
-        arms = sweep.expand(one.name, h["steps"], one.args)
+        arms = sweep_arms.expand(one.name, h["steps"], one.args)
     except ValueError as e:
         raise _fail(path, where, str(e)) from None
     return [replace(one, name=name, steps=steps, args=args) for name, steps, args in arms]

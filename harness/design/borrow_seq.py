@@ -319,10 +319,11 @@ def plan_from_dict(d: dict):
 
 def sweep_decider(exp, max_runs: int):
     """The ``--until-decisive`` rule of an experiment with one step sweep beside the control."""
+    from harness import arms as sweep_arms
     from harness.run import runner
     from harness.analysis import sweep
-    from harness.data import variance_source
-    found = sweep.sweeps([h.name for h in exp.hypotheses if not h.control])
+    from harness.cli import variance as variance_source
+    found = sweep_arms.sweeps([h.name for h in exp.hypotheses if not h.control])
     others = [h.name for h in exp.hypotheses
               if not h.control and not any(h.name == n for v in found.values() for _, n in v)]
     if len(found) != 1 or others:
@@ -346,7 +347,7 @@ def borrowed_plan(exp, max_runs: int) -> BorrowedPlan:
     this host's (nvidia-smi): the time sigma is borrowed only when they match.
     """
     from harness.run import runner
-    from harness.data import variance_source
+    from harness.cli import variance as variance_source
     here = variance_source.host_hardware(runner._host_gpus())
     variance = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
                                          flag="experiment.variance_from")

@@ -1,4 +1,4 @@
-"""Where borrowed sigma comes from: read the earlier runs, hand their values to ``borrow``.
+"""Where borrowed sigma comes from (for `harness run` and `harness analyze`): read the earlier runs, hand their values to ``borrow``.
 
 Glue (file I/O through ``sources``); the statistics are in ``borrow``.
 """
