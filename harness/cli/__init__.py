@@ -27,7 +27,7 @@ COMMANDS = {
     "analyze": ("harness.cli.analyze", "significance table and record gate from results or log folders"),
     "plan": ("harness.design.plan", "runs per arm needed, fixed and sequential designs"),
     "simulate": ("harness.design.simulate", "Monte Carlo of the sequential procedure"),
-    "extract": ("harness.logs.extract", "rebuild the training script and kernel files a speedrun log embeds"),
+    "extract": ("harness.cli.extract", "rebuild the training script and kernel files a speedrun log embeds"),
 }
 
 

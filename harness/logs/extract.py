@@ -1,4 +1,4 @@
-"""``harness extract LOG --out DIR``: rebuild the source files a speedrun log embeds.
+"""Rebuild the source files a speedrun log embeds (``harness extract LOG --out DIR``).
 
 A modded-nanogpt log begins with the exact code that produced it: the training script
 reads itself (and, since the Triton-kernel records, the kernel files beside it) and logs
@@ -156,16 +156,3 @@ def extract(log: Path, out: Path, main_name: str = DEFAULT_MAIN) -> list[Embedde
             _write_atomic(out / f.name, f.data)
     return files
 
-
-def configure(parser) -> None:
-    parser.add_argument("log", type=Path, help="a speedrun log that begins with its own code")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write the files into")
-    parser.add_argument("--main-name", default=DEFAULT_MAIN,
-                        help=f"file name for the main script (the log does not record it; default {DEFAULT_MAIN})")
-
-
-def main(args) -> int:
-    files = extract(args.log, args.out, args.main_name)
-    for f in files:
-        print(f"{f.sha256}  {len(f.data):>8}  {args.out / f.name}")
-    return 0
