@@ -32,6 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate", action="store_true",
                    help="print the record gate's verdict; exit 1 when it fails")
     p.add_argument("--plot", metavar="FILE.png", help="also draw times, losses and loss curves")
+    p.add_argument("--allow-unknown-hardware", action="store_true",
+                   help="gate: accept runs whose logs do not say which GPUs they ran on")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,15 +61,15 @@ def main(args: argparse.Namespace) -> int:
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
     summary = stats.summarise(arms, control, **settings)
-    verdict = gate.evaluate(summary, ds.groups)
     rows = nodes.node_rows({g.name: [(r.record.host or "?", as_float(r.record.train_time_s)) for r in g.runs]
                             for g in ds.groups})
     multi = len(rows) > 1
-    look = None
+    look, seq_notes = None, []
     if ds.sequential is not None:
-        from harness.sequential import SequentialPlan   # numpy only for sequential experiments
-        look = SequentialPlan.from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
-                                                               for g in ds.groups})
+        from harness.sequential import replay_stored   # numpy only for sequential experiments
+        look, seq_notes = replay_stored(ds.sequential, {g.name: [r.record for r in g.runs] for g in ds.groups})
+    verdict = gate.evaluate(summary, ds.groups, sequential=look, sequential_notes=seq_notes,
+                            allow_unknown_hardware=getattr(args, "allow_unknown_hardware", False))
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=nodes.node_warnings(rows, control) if multi else [],
                                sequential=look)

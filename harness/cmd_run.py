@@ -123,6 +123,8 @@ def main(args) -> int:
             envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
             print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
         return 0
+    from harness.sequential import refuse_extension
+    refuse_extension(results, args.until_decisive, args.runs, args.max_runs)
     backend = make_backend(args, exp, results)
     decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None
     progress = Progress(live=False if args.plain else None)

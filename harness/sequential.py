@@ -361,6 +361,7 @@ class Look:
     decisions: dict[str, dict]            # treatment -> {"time": {...}, "loss": {...}}
     lines: list[str] = field(default_factory=list)
     reason: str = ""                      # why it stopped, or what it waits for
+    new: list[dict] = field(default_factory=list)   # decisions first made by this look
 
 
 def _finite(x) -> bool:
@@ -425,6 +426,13 @@ class SequentialPlan:
         self.min_effect = float(min_effect)
         self.max_runs = int(max_runs)
         self.futility_alpha = float(futility_alpha)
+        # decisions in the order they were made; once made, final (sequential.json keeps them)
+        self.journal: list[dict] = [dict(e) for e in (saved or {}).get("decisions") or []]
+        for e in self.journal:
+            if not ({"hypothesis", "criterion", "decision", "result"} <= set(e)
+                    and e["criterion"] in ("time", "loss") and e["decision"] in ("pass", "fail")):
+                raise UserError(f"saved sequential plan: decision {e!r} is incomplete; restore "
+                                f"sequential.json from a copy")
         if saved is not None:
             self._load_bounds(saved)
         else:
@@ -444,7 +452,8 @@ class SequentialPlan:
                 "boundaries": {"time_pass": list(map(float, self.time_pass)),
                                "time_fail": list(map(float, self.time_fail)),
                                "loss_pass": list(map(float, self.loss_pass)),
-                               "loss_fail": list(map(float, self.loss_fail))}}
+                               "loss_fail": list(map(float, self.loss_fail))},
+                "decisions": [dict(e) for e in self.journal]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SequentialPlan":
@@ -452,7 +461,7 @@ class SequentialPlan:
             return cls(d["control"], d["treatments"], d["alpha_time"], d["alpha_loss"], d["target_loss"],
                        d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d)
         except (KeyError, TypeError) as e:
-            raise UserError(f"saved sequential plan is incomplete ({e}); delete it to recalibrate") from None
+            raise UserError(f"saved sequential plan is incomplete ({e}); restore sequential.json from a copy") from None
 
     def _load_bounds(self, d: dict) -> None:
         b = d.get("boundaries") or {}
@@ -460,7 +469,7 @@ class SequentialPlan:
             arr = np.array(b.get(name, []), dtype=float)
             if arr.shape != (self.max_runs - 1,):
                 raise UserError(f"saved sequential plan: boundaries.{name} has {arr.size} values, "
-                                f"expected {self.max_runs - 1}; delete it to recalibrate")
+                                f"expected {self.max_runs - 1}; restore sequential.json from a copy")
             setattr(self, name, arr)
 
     # -- the look -----------------------------------------------------------------------
@@ -495,72 +504,105 @@ class SequentialPlan:
 
     def _loss(self, recs: list) -> dict:
         M = self.max_runs
-        diverged = [r for r in recs if r.status == "diverged" or not _finite(r.val_loss)]
-        losses = [float(r.val_loss) if _finite(r.val_loss) else math.nan for r in recs]
-        if diverged:
-            r = diverged[0]
-            return {"decision": "fail", "why": f"run {getattr(r, 'run_id', '?')} diverged (loss NaN): "
-                                               f"a diverged run fails the loss criterion",
-                    "look": 0, "line": f"run {getattr(r, 'run_id', '?')} diverged"}
+        losses = [float(r.val_loss) if _finite(r.val_loss) and r.status != "diverged" else math.nan
+                  for r in recs]
+        # a diverged run fails the criterion at its own look, unless a pass came first:
+        # its NaN poisons every look from it on, so no boundary is crossed after it
+        bad = next((i for i, x in enumerate(losses) if math.isnan(x)), None)
         L = max(0, min(len(losses), M) - 1)
-        if L == 0:
+        if L == 0 and bad is None:
             return {"decision": "open", "why": f"needs 2 runs ({len(losses)} so far)", "look": 0,
                     "line": f"run {len(losses)}/{M}: needs 2 runs"}
-        x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
-        n = np.arange(2, L + 2)
-        m = np.array([x[:k].mean() for k in n])
-        v = np.array([x[:k].var(ddof=1) for k in n])
-        pp, pf, tstat = one_sample_p(m, v, n)
-        (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
-        j = k - 2
-        mean = m[j] + self.target_loss
-        d = {"look": int(k), "n": int(k), "mean": float(mean), "t": float(tstat[j]), "p": float(pp[j]),
-             "boundary": float(self.loss_pass[j]), "p_fail": float(pf[j]),
-             "fail_boundary": float(self.loss_fail[j])}
-        stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
-                f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
-                f"(fail if <= {_fmt_p(self.loss_fail[j])})")
-        at = f"at run {k} (mean {mean:.5f})"
-        return _decide(d, dec, stat,
-                       passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= {_fmt_p(self.loss_pass[j])} {at}",
-                       futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= {_fmt_p(self.loss_fail[j])} {at}",
-                       ran_out=f"not shown below {self.target_loss:g} by the last look "
-                               f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
+        if L > 0:
+            x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
+            n = np.arange(2, L + 2)
+            m = np.array([x[:k].mean() for k in n])
+            v = np.array([x[:k].var(ddof=1) for k in n])
+            pp, pf, tstat = one_sample_p(m, v, n)
+            (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
+            if bad is None or (dec != 0 and k <= bad):
+                j = k - 2
+                mean = m[j] + self.target_loss
+                d = {"look": int(k), "n": int(k), "mean": float(mean), "t": float(tstat[j]),
+                     "p": float(pp[j]), "boundary": float(self.loss_pass[j]), "p_fail": float(pf[j]),
+                     "fail_boundary": float(self.loss_fail[j])}
+                stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
+                        f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
+                        f"(fail if <= {_fmt_p(self.loss_fail[j])})")
+                at = f"at run {k} (mean {mean:.5f})"
+                return _decide(d, dec, stat,
+                               passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= "
+                                      f"{_fmt_p(self.loss_pass[j])} {at}",
+                               futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= "
+                                      f"{_fmt_p(self.loss_fail[j])} {at}",
+                               ran_out=f"not shown below {self.target_loss:g} by the last look "
+                                       f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
+        r = recs[bad]
+        rid = getattr(r, "run_id", "?")
+        return {"decision": "fail", "why": f"run {bad + 1} ({rid}) diverged (loss NaN): "
+                                           f"a diverged run fails the loss criterion",
+                "look": bad + 1, "n": bad + 1, "line": f"run {rid} diverged"}
 
     def look(self, records: dict[str, list]) -> Look:
-        """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order."""
+        """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order.
+
+        A criterion decided by an earlier look of this plan (``self.journal``, stored in
+        sequential.json) keeps that decision: runs that finish later are shown, never
+        flip it. New decisions are appended to the journal and listed in ``Look.new``.
+        """
         M = self.max_runs
         recs = {name: [r for r in _sort(records.get(name, []) or []) if r.status in ("ok", "diverged")]
                 for name in [self.control, *self.treatments]}
         ctimes = [float(r.train_time_s) for r in recs[self.control] if _finite(r.train_time_s)]
         decisions: dict[str, dict] = {}
         lines: list[str] = []
-        need = {self.control: False}
+        new: list[dict] = []
+        stored = {(e["hypothesis"], e["criterion"]): e for e in self.journal}
         for h in self.treatments:
             ttimes = [float(r.train_time_s) for r in recs[h] if _finite(r.train_time_s)]
-            tdec = self._time(ctimes, ttimes)
-            ldec = self._loss(recs[h])
-            decisions[h] = {"time": {k: v for k, v in tdec.items() if k != "line"},
-                            "loss": {k: v for k, v in ldec.items() if k != "line"}}
-            n_t = len(recs[h])
-            time_open = tdec["decision"] == "open"
-            loss_open = ldec["decision"] == "open"
-            need[h] = (time_open or loss_open) and n_t < M
-            if time_open and len(recs[self.control]) < M:
-                need[self.control] = True
-            for crit, d in (("time", tdec), ("loss", ldec)):
+            fresh = {"time": self._time(ctimes, ttimes), "loss": self._loss(recs[h])}
+            decisions[h] = {}
+            for crit, d in fresh.items():
+                old = stored.get((h, crit))
+                if old is not None:
+                    d = {**old["result"], "line": d["line"]}
+                elif d["decision"] != "open":
+                    entry = {"hypothesis": h, "criterion": crit, "decision": d["decision"],
+                             "look": d.get("look", 0),
+                             "runs": {self.control: len(recs[self.control]), h: len(recs[h])},
+                             "statistic": d.get("t"), "p": d.get("p"), "boundary": d.get("boundary"),
+                             "why": d["why"],
+                             "result": {k: v for k, v in d.items() if k != "line"}}
+                    self.journal.append(entry)
+                    new.append(entry)
+                fresh[crit] = d
+                decisions[h][crit] = {k: v for k, v in d.items() if k != "line"}
+            for crit, d in fresh.items():
                 if d["decision"] == "open":
                     lines.append(f"{h} {crit}: {d['line']} -> open")
                 else:
                     lines.append(f"{h} {crit}: {d['decision'].upper()} - {d['why']}")
+        need = {self.control: False}
+        for h in self.treatments:
+            crit = [decisions[h][c]["decision"] for c in ("time", "loss")]
+            lost = "fail" in crit          # a lost cause: nothing more can make it pass
+            need[h] = not lost and "open" in crit and len(recs[h]) < M
+            if not lost and crit[0] == "open" and len(recs[self.control]) < M:
+                need[self.control] = True
         done = not any(need.values())
         waiting = [h for h, v in need.items() if v]
+        failed = [f"{h} {c}" for h in self.treatments for c in ("time", "loss")
+                  if decisions[h][c]["decision"] == "fail"]
         if done:
             opened = [f"{h} {c}" for h in self.treatments for c in ("time", "loss")
-                      if decisions[h][c]["decision"] == "open"]
+                      if decisions[h][c]["decision"] == "open"
+                      and "fail" not in (decisions[h]["time"]["decision"], decisions[h]["loss"]["decision"])]
             if opened:
                 reason = (f"stop: {M} runs per arm reached with {', '.join(opened)} undecided "
                           f"(runs without a usable time or loss)")
+            elif failed and any(decisions[h][c]["decision"] == "open"
+                                for h in self.treatments for c in ("time", "loss")):
+                reason = f"stop: {', '.join(failed)} failed, so the other criterion cannot matter"
             else:
                 reason = "stop: every criterion is decided"
                 if all(len(recs[n]) < M for n in recs):
@@ -571,7 +613,72 @@ class SequentialPlan:
             if stopped:
                 reason += "; stopped: " + ", ".join(stopped)
         lines.append(reason)
-        return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason)
+        return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason, new=new)
+
+    def replay(self, records: dict[str, list]) -> Look:
+        """The look a fresh plan (no stored decisions) makes on these records."""
+        fresh = SequentialPlan.from_dict({**self.to_dict(), "decisions": []})
+        return fresh.look(records)
+
+
+def disagreements(journal: list[dict], replayed: Look) -> list[str]:
+    """Warnings where replaying the logs decides otherwise than the stored decisions."""
+    out = []
+    for e in journal:
+        h, c = e["hypothesis"], e["criterion"]
+        r = replayed.decisions.get(h, {}).get(c, {})
+        if (r.get("decision"), r.get("look")) != (e["decision"], e.get("look")):
+            out.append(f"warning: {h} {c}: stored decision {e['decision'].upper()} at look {e.get('look')}, "
+                       f"replaying the logs gives {str(r.get('decision')).upper()} at look {r.get('look')} "
+                       f"(runs finished out of order, or records changed); the stored decision stands")
+    return out
+
+
+WAYS_OUT = "start a new experiment (another name or --results folder)"
+
+
+def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
+                     max_runs: int | None) -> None:
+    """Refuse, before anything launches, a run that would continue a sequential design
+    past its plan (its error rates hold only for the plan fixed before the first run).
+
+    Refused: a fixed-sample run or ``--runs`` on a folder with sequential.json; a
+    ``--max-runs`` other than the stored one; ``--until-decisive`` on a folder that
+    already holds runs but no plan (deleted, or a fixed-sample experiment): its
+    boundaries would be chosen after seeing data.
+    """
+    results = Path(results)
+    saved = results / "sequential.json"
+    if saved.exists():
+        try:
+            stored_max = json.loads(saved.read_text()).get("max_runs")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+        if not until_decisive:
+            raise UserError(f"{results} holds a sequential experiment (sequential.json): more runs without "
+                            f"--until-decisive would void its error rates; {WAYS_OUT}")
+        if runs_flag is not None and max_runs is None:
+            raise UserError(f"{results} holds a sequential experiment fixed at --max-runs {stored_max}: "
+                            f"--runs cannot extend it; {WAYS_OUT}")
+        if max_runs is not None and max_runs != stored_max:
+            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
+                            f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
+        return
+    if until_decisive and results.is_dir():
+        n = sum(1 for _ in results.glob("*/*/result.json"))
+        if n:
+            raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
+                            f"fixed-sample experiment): a sequential plan made now would be fitted to "
+                            f"seen data; {WAYS_OUT}")
+
+
+def replay_stored(saved: dict, records: dict[str, list]) -> tuple[Look, list[str]]:
+    """The look of a stored plan on the stored records: stored decisions stand; warnings
+    where a replay of the logs from scratch decides otherwise."""
+    plan = SequentialPlan.from_dict(saved)
+    stored = [dict(e) for e in plan.journal]
+    look = plan.look(records)
+    return look, disagreements(stored, plan.replay(records))
 
 
 def verdict(look: Look, treatment: str) -> str:

@@ -137,7 +137,7 @@ def test_min_effect_stops_a_null_treatment_early():
 
 
 # ------------------------------------------------------------------ the look() interface
-@pytest.fixture(scope="module")
+@pytest.fixture
 def plan():
     return seq.SequentialPlan("H0", ["H1"], alpha_time=0.001, alpha_loss=0.01, target_loss=3.28,
                               min_effect=0.0, max_runs=10)
@@ -182,12 +182,14 @@ def test_diverged_treatment_run_fails_loss(plan):
     look = plan.look(recs)
     assert look.decisions["H1"]["loss"]["decision"] == "fail"
     assert "diverged" in look.decisions["H1"]["loss"]["why"]
-    assert look.decisions["H1"]["time"]["decision"] == "open"   # the time question goes on
-    assert look.need == {"H0": True, "H1": True}
+    assert look.decisions["H1"]["time"]["decision"] == "open"
+    # a lost cause: the verdict is FAIL whatever the time says, so both arms stop (finding 7)
+    assert look.need == {"H0": False, "H1": False} and look.done
+    assert "cannot matter" in look.reason
     # null loss from JSON (RunRecord.from_dict makes it NaN) behaves the same
     raw = RunRecord.from_dict({**json.loads(recs["H1"][1].to_json()), "val_loss": None})
     recs["H1"][1] = raw
-    assert plan.look(recs).decisions["H1"]["loss"]["decision"] == "fail"
+    assert seq.SequentialPlan("H0", ["H1"], max_runs=10).look(recs).decisions["H1"]["loss"]["decision"] == "fail"
 
 
 def test_failed_and_unknown_records_are_ignored(plan):
@@ -271,7 +273,7 @@ def test_look_matches_the_vectorised_simulation(plan):
     kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
     names = {1: "pass", -1: "fail"}
     for s in range(S):
-        look = plan.look({"H0": [rec("H0", i, 3.278, c[s, i], 2 * i) for i in range(M)],
+        look = plan.replay({"H0": [rec("H0", i, 3.278, c[s, i], 2 * i) for i in range(M)],
                           "H1": [rec("H1", i, losses[s, i], t[s, i], 2 * i + 1) for i in range(M)]})
         assert look.decisions["H1"]["time"]["decision"] == names[int(dt[s])]
         assert look.decisions["H1"]["time"]["look"] == kt[s]
@@ -285,7 +287,7 @@ def test_resampled_reference_runs_stop_early_and_pass(plan):
     for _ in range(60):
         i0, i1 = rng.integers(0, 10, 10), rng.integers(0, 10, 10)
         data = {"H0": [(H0L[i], H0T[i]) for i in i0], "H1": [(H1L[i], H1T[i]) for i in i1]}
-        look, recs = drive(plan, data)
+        look, recs = drive(seq.SequentialPlan.from_dict(plan.to_dict()), data)
         assert look.done
         totals.append(len(recs["H0"]) + len(recs["H1"]))
         passed += seq.verdict(look, "H1") == "pass"
