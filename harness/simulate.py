@@ -21,12 +21,139 @@ from harness.errors import UserError
 BLOCK = 50_000
 
 
+def draw(rng, B: int, M: int, time_sigma: float, treatment_time_sigma: float, time_delta: float,
+         loss_mean: float, loss_sigma: float, fail_prob: float = 0.0, diverge_prob: float = 0.0,
+         retries: int = 2, time_base: float = 98.0, noise=None) -> dict:
+    """What B experiments' runs would produce, slot by slot (launch-order index 0..M-1).
+
+    Times are in milliseconds as a log prints them and then in seconds as the parser
+    reads them, so a real runner fed the same values decides identically. ``noise``
+    (rng, shape) -> standard draws; default normal.
+    """
+    noise = noise or (lambda g, shape: g.standard_normal(shape))
+    zc, zt, zl = noise(rng, (B, M)), noise(rng, (B, M)), noise(rng, (B, M))
+    ctime_ms = (time_base + time_sigma * zc) * 1000.0
+    ttime_ms = (time_base + time_delta + treatment_time_sigma * zt) * 1000.0
+    diverged = rng.random((B, M)) < diverge_prob
+    tloss = np.where(diverged, np.nan, loss_mean + loss_sigma * zl)
+    fails_c = rng.random((B, M, retries + 1)) < fail_prob       # attempt a of slot i fails
+    fails_t = rng.random((B, M, retries + 1)) < fail_prob
+
+    def first_ok(f):
+        ok = ~f.all(axis=2)
+        return ok, np.where(ok, f.argmin(axis=2) + 1, retries + 1)
+
+    ok_c, att_c = first_ok(fails_c)
+    ok_t, att_t = first_ok(fails_t)
+    return {"ctime_ms": ctime_ms, "ttime_ms": ttime_ms, "ctime": ctime_ms / 1000.0 - time_base,
+            "ttime": ttime_ms / 1000.0 - time_base, "tloss": tloss, "diverged": diverged,
+            "fails_c": fails_c, "fails_t": fails_t, "ok_c": ok_c, "ok_t": ok_t, "att_c": att_c, "att_t": att_t}
+
+
+def decision_looks(plan, ctimes, ttimes, tloss, diverged=None):
+    """Per path, the look that decides each criterion and how (vectorised ``look()``).
+
+    Inputs are (paths, M) arrays of the arms' completed runs in launch order (NaN
+    where a path has fewer). Returns (kt, dt, kl, dl): the time criterion is decided
+    dt (1 pass, -1 fail) once both arms have kt runs, the loss criterion dl once the
+    treatment has kl runs (never, when the count is not reached).
+    """
+    M = plan.max_runs
+    n = np.arange(2, M + 1)
+    mc, vc = seq._moments(ctimes)
+    mt, vt = seq._moments(ttimes)
+    pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
+    kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
+    ml, vl = seq._moments(tloss - plan.target_loss)
+    pl, pfl, _ = seq.one_sample_p(ml, vl, n)
+    kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
+    if diverged is not None:
+        # as look(): a diverged run fails the loss at its own run unless a pass came first
+        has = diverged.any(axis=1)
+        bad = np.where(has, diverged.argmax(axis=1), M + 1)
+        flip = has & ~((dl != 0) & (kl <= bad))
+        kl = np.where(flip, bad + 1, kl)
+        dl = np.where(flip, -1, dl)
+    return kt, dt, kl, dl
+
+
+def _compact(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Each row's values where ok, moved to the front in order; NaN after."""
+    order = np.argsort(~ok, axis=1, kind="stable")
+    out = np.take_along_axis(np.where(ok, x, np.nan), order, axis=1)
+    return out
+
+
+def schedule(plan, kt, dt, kl, dl, ok_c, ok_t, attempts_c, attempts_t, max_parallel=1):
+    """The runner's scheduling of ``--until-decisive`` (interleaved order, one treatment).
+
+    Mirrors ``Runner._run`` with a backend whose attempts started together end
+    together in start order (``backends.memory``): fill up to ``max_parallel`` jobs
+    from the launch order C0 T0 C1 T1 ..., skipping arms the last look does not need,
+    then complete them and look. ok_*: (paths, M) whether slot i ever completes (False
+    when every attempt failed); attempts_*: attempts slot i takes. With
+    ``max_parallel`` 1 a failed attempt is retried at once, as the runner does.
+    Returns completed runs (nc, nt), attempts launched, and the decisions at the end.
+    """
+    M = plan.max_runs
+    S = kt.shape[0]
+    ptr = np.zeros(S, dtype=np.int64)
+    nc = np.zeros(S, dtype=np.int64)
+    nt = np.zeros(S, dtype=np.int64)
+    att = np.zeros(S, dtype=np.int64)
+    fin = np.zeros(S, dtype=bool)
+    ok = np.stack([ok_c, ok_t])
+    attempts = np.stack([attempts_c, attempts_t])
+    r = np.arange(S)
+
+    def state(nc, nt):
+        td = np.where(np.minimum(nc, nt) >= kt, dt, 0)
+        ld = np.where(nt >= kl, dl, 0)
+        lost = (td == -1) | (ld == -1)
+        need_t = ~lost & ((td == 0) | (ld == 0)) & (nt < M)
+        need_c = ~lost & (td == 0) & (nc < M)
+        return td, ld, need_c, need_t
+
+    while not fin.all():
+        _, _, need_c, need_t = state(nc, nt)
+        fin |= ~need_c & ~need_t
+        started = np.zeros(S, dtype=bool)
+        add_c = np.zeros(S, dtype=np.int64)
+        add_t = np.zeros(S, dtype=np.int64)
+        for _ in range(max_parallel):
+            for _ in range(2):                 # skipped keys: at most one before a needed arm
+                arm = ptr % 2
+                skip = ~fin & (ptr < 2 * M) & ~np.where(arm == 0, need_c, need_t)
+                ptr = ptr + skip
+            go = ~fin & (ptr < 2 * M)
+            arm = ptr % 2
+            idx = np.minimum(ptr // 2, M - 1)
+            done_slot = go & ok[arm, r, idx]
+            add_c += done_slot & (arm == 0)
+            add_t += done_slot & (arm == 1)
+            att += np.where(go, attempts[arm, r, idx], 0)
+            started |= go
+            ptr = ptr + go
+        nc += add_c
+        nt += add_t
+        fin |= ~started
+    td, ld, _, _ = state(nc, nt)
+    return nc, nt, att, td, ld
+
+
 def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma: float,
              treatment_time_sigma: float | None = None, alpha_time: float = 0.001,
              alpha_loss: float = 0.01, max_runs: int = 10, min_effect: float = 0.0,
              target_loss: float = 3.28, sims: int = 10_000, seed: int = 0,
-             futility_alpha: float = seq.FUTILITY_ALPHA) -> dict:
-    """Operating characteristics of the sequential procedure (one treatment)."""
+             futility_alpha: float = seq.FUTILITY_ALPHA, max_parallel: int = 1,
+             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2) -> dict:
+    """Operating characteristics of the sequential procedure (one treatment).
+
+    Run counts come from ``schedule``, the runner's own scheduling (``max_parallel``
+    jobs at once, ``retries`` after a failed attempt that happens with ``fail_prob``,
+    treatment runs that diverge with ``diverge_prob``); decisions from the vectorised
+    ``look()``. tests/test_one_accounting.py checks both against the real ``Runner``.
+    """
     st = time_sigma if treatment_time_sigma is None else treatment_time_sigma
     for name, v in (("--time-sigma", time_sigma), ("--treatment-time-sigma", st), ("--loss-sigma", loss_sigma)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -36,38 +163,49 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
             raise UserError(f"{name} {v!r}: expected a number")
     if not isinstance(sims, int) or sims < 1:
         raise UserError(f"--sims {sims!r}: expected a positive integer, e.g. 10000")
+    if not isinstance(max_parallel, int) or max_parallel < 1:
+        raise UserError(f"--max-parallel {max_parallel!r}: expected a positive integer")
+    for name, v in (("--fail-prob", fail_prob), ("--diverge-prob", diverge_prob)):
+        if not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise UserError(f"{name} {v!r}: expected a probability in [0, 1)")
+    if fail_prob > 0 and max_parallel > 1:
+        # a retried attempt then ends after later slots: the launch-order prefixes
+        # change under the looks; that is not emulated (the real runner handles it)
+        raise UserError("--fail-prob with --max-parallel > 1 is not emulated; use --max-parallel 1")
     plan = seq.SequentialPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
                               futility_alpha)
     M = plan.max_runs
     n = np.arange(2, M + 1)
     rng = np.random.default_rng(seed)
     acc = {k: 0 for k in ("tpass", "tfail", "lpass", "lfail", "both", "fixed_t", "fixed_l", "fixed_both",
-                          "naive_t", "naive_l", "naive_both", "nc", "nt")}
+                          "naive_t", "naive_l", "naive_both", "nc", "nt", "att")}
     totals = []
     time_looks = []
     done = 0
     while done < sims:
         B = min(BLOCK, sims - done)
         done += B
-        zc = rng.standard_normal((B, M))
-        zt = rng.standard_normal((B, M))
-        zl = rng.standard_normal((B, M))
-        mc, vc = seq._moments(time_sigma * zc)
-        mt, vt = seq._moments(time_delta + st * zt)
-        pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
-        kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
-        ml, vl = seq._moments((loss_mean - target_loss) + loss_sigma * zl)
-        pl, pfl, _ = seq.one_sample_p(ml, vl, n)
-        kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
-        nc = kt
-        nt = np.maximum(kt, kl)
+        d = draw(rng, B, M, time_sigma, st, time_delta, loss_mean, loss_sigma, fail_prob, diverge_prob, retries)
+        ctimes = _compact(d["ctime"], d["ok_c"])
+        ttimes = _compact(d["ttime"], d["ok_t"])
+        tloss = _compact(d["tloss"], d["ok_t"])
+        div = _compact(d["diverged"].astype(float), d["ok_t"]) == 1.0
+        kt, dt, kl, dl = decision_looks(plan, ctimes, ttimes, tloss, div)
+        nc, nt, att, td, ld = schedule(plan, kt, dt, kl, dl, d["ok_c"], d["ok_t"], d["att_c"], d["att_t"],
+                                       max_parallel)
         totals.append((nc + nt).astype(np.int16))
-        time_looks.append(kt.astype(np.int16))
-        acc["tpass"] += int((dt == 1).sum())
-        acc["tfail"] += int((dt == -1).sum())
-        acc["lpass"] += int((dl == 1).sum())
-        acc["lfail"] += int((dl == -1).sum())
-        acc["both"] += int(((dt == 1) & (dl == 1)).sum())
+        time_looks.append(np.where(td != 0, kt, 0).astype(np.int16))
+        acc["tpass"] += int((td == 1).sum())
+        acc["tfail"] += int((td == -1).sum())
+        acc["lpass"] += int((ld == 1).sum())
+        acc["lfail"] += int((ld == -1).sum())
+        acc["both"] += int(((td == 1) & (ld == 1)).sum())
+        # the fixed design and the naive peeker on all M runs per arm (no failures)
+        mc, vc = seq._moments(d["ctime"])
+        mt, vt = seq._moments(d["ttime"])
+        pt = seq.welch_p(mt - mc, vc, vt, n)[0]
+        ml, vl = seq._moments(d["tloss"] - target_loss)
+        pl = seq.one_sample_p(ml, vl, n)[0]
         ft, fl = pt[:, -1] <= alpha_time, pl[:, -1] <= alpha_loss
         acc["fixed_t"] += int(ft.sum())
         acc["fixed_l"] += int(fl.sum())
@@ -78,6 +216,7 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         acc["naive_both"] += int((nvt & nvl).sum())
         acc["nc"] += int(nc.sum())
         acc["nt"] += int(nt.sum())
+        acc["att"] += int(att.sum())
     tot = np.concatenate(totals)
     looks = np.concatenate(time_looks)
 
@@ -100,7 +239,9 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         "both_rate": rate("both"),
         "reject_rate_se": se(rate("tpass")), "loss_pass_rate_se": se(rate("lpass")),
         "mean_control_runs": acc["nc"] / sims, "mean_treatment_runs": acc["nt"] / sims,
-        "mean_total_runs": float(tot.mean()), "p95_total_runs": float(np.percentile(tot, 95)),
+        "mean_total_runs": float(tot.mean()), "mean_attempts": acc["att"] / sims,
+        "max_parallel": max_parallel, "fail_prob": float(fail_prob), "diverge_prob": float(diverge_prob),
+        "retries": retries, "p95_total_runs": float(np.percentile(tot, 95)),
         "max_total_runs": int(tot.max()),
         "time_decided_by_pair": {str(k): float((looks == k).mean()) for k in range(2, M + 1)},
         "fixed_total_runs": 2 * M,

@@ -185,3 +185,14 @@ def test_a_diverged_run_after_a_pass_never_flips_it():
     assert after.decisions["H1"]["loss"]["decision"] == "pass"
     notes = seq.disagreements(plan.journal, plan.replay(early))
     assert notes and "stored decision PASS" in notes[0]
+
+
+# ------------------------------------------------------------------ finding 3
+@pytest.mark.parametrize("alpha,ratio,sims", [(0.05, 8, 200_000), (0.01, 16, 400_000)])
+def test_false_faster_rate_holds_at_the_worst_variance_ratios(alpha, ratio, sims):
+    """Between the calibration's grid points, on seeds the calibration never saw."""
+    from harness.simulate import simulate
+    r = simulate(0.01, 0.0, 3.27, 0.001, treatment_time_sigma=0.01 * ratio, alpha_time=alpha,
+                 sims=sims, seed=31337 + ratio)
+    assert r["reject_rate"] <= alpha, r["reject_rate"]
+    assert r["reject_rate"] >= 0.8 * alpha            # not bought by a useless test
