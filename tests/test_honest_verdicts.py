@@ -196,3 +196,23 @@ def test_false_faster_rate_holds_at_the_worst_variance_ratios(alpha, ratio, sims
                  sims=sims, seed=31337 + ratio)
     assert r["reject_rate"] <= alpha, r["reject_rate"]
     assert r["reject_rate"] >= 0.8 * alpha            # not bought by a useless test
+
+
+# ------------------------------------------------------------------ finding 9
+def test_plan_uses_an_upper_bound_for_the_pilot_sigma_and_shows_sensitivity(capsys, tmp_path):
+    from scipy import stats
+    h0 = [_ok(l, t, 2 * i) for i, (l, t) in enumerate(zip(H0_LOSSES[:4], H0_TIMES[:4]))]
+    h1 = [_ok(l, t, 2 * i + 1) for i, (l, t) in enumerate(zip(H1_LOSSES[:4], H1_TIMES[:4]))]
+    root = B.write_results(tmp_path / "pilot", {"H0": (1600, h0), "H1": (1575, h1)}, runs=4)
+    assert main(["plan", str(root), "--sims", "1000", "--max-runs", "10", "--format", "json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)["treatments"]
+    s = float(np.std(H0_TIMES[:4], ddof=1))
+    assert r["pilot_time_sigma"] == pytest.approx(s)
+    assert r["time_sigma"] == pytest.approx(s * math.sqrt(3 / stats.chi2.ppf(0.1, 3)))
+    assert r["loss_sigma"] > r["pilot_loss_sigma"] * 1.5
+    assert [x["sigma_factor"] for x in r["sensitivity"]] == [1.0, 1.5, 2.0]
+    powers = [x["power_both"] for x in r["sensitivity"]]
+    assert powers[0] >= powers[1] >= powers[2]
+    assert main(["plan", str(root), "--sims", "500", "--max-runs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "upper confidence" in out and "if the sigmas are 2x these" in out
