@@ -23,17 +23,26 @@ BLOCK = 50_000
 
 def draw(rng, B: int, M: int, time_sigma: float, treatment_time_sigma: float, time_delta: float,
          loss_mean: float, loss_sigma: float, fail_prob: float = 0.0, diverge_prob: float = 0.0,
-         retries: int = 2, time_base: float = 98.0, noise=None) -> dict:
+         retries: int = 2, time_base: float = 98.0, noise=None, time_drift: float = 0.0,
+         outlier_prob: float = 0.0, outlier_s: float = 1.0) -> dict:
     """What B experiments' runs would produce, slot by slot (launch-order index 0..M-1).
 
     Times are in milliseconds as a log prints them and then in seconds as the parser
     reads them, so a real runner fed the same values decides identically. ``noise``
-    (rng, shape) -> standard draws; default normal.
+    (rng, shape) -> standard draws (default normal); ``time_drift`` seconds added per
+    launch slot (the machine warming up, both arms alike); ``outlier_prob``: a run is
+    ``outlier_s`` slower (either arm).
     """
     noise = noise or (lambda g, shape: g.standard_normal(shape))
     zc, zt, zl = noise(rng, (B, M)), noise(rng, (B, M)), noise(rng, (B, M))
-    ctime_ms = (time_base + time_sigma * zc) * 1000.0
-    ttime_ms = (time_base + time_delta + treatment_time_sigma * zt) * 1000.0
+    slot = np.arange(M)
+    ctime = time_base + time_sigma * zc + time_drift * 2 * slot
+    ttime = time_base + time_delta + treatment_time_sigma * zt + time_drift * (2 * slot + 1)
+    if outlier_prob:
+        ctime = ctime + outlier_s * (rng.random((B, M)) < outlier_prob)
+        ttime = ttime + outlier_s * (rng.random((B, M)) < outlier_prob)
+    ctime_ms = ctime * 1000.0
+    ttime_ms = ttime * 1000.0
     diverged = rng.random((B, M)) < diverge_prob
     tloss = np.where(diverged, np.nan, loss_mean + loss_sigma * zl)
     fails_c = rng.random((B, M, retries + 1)) < fail_prob       # attempt a of slot i fails
@@ -146,13 +155,14 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
              alpha_loss: float = 0.01, max_runs: int = 10, min_effect: float = 0.0,
              target_loss: float = 3.28, sims: int = 10_000, seed: int = 0,
              futility_alpha: float = seq.FUTILITY_ALPHA, max_parallel: int = 1,
-             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2) -> dict:
+             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2, **stress) -> dict:
     """Operating characteristics of the sequential procedure (one treatment).
 
     Run counts come from ``schedule``, the runner's own scheduling (``max_parallel``
     jobs at once, ``retries`` after a failed attempt that happens with ``fail_prob``,
     treatment runs that diverge with ``diverge_prob``); decisions from the vectorised
     ``look()``. tests/test_one_accounting.py checks both against the real ``Runner``.
+    ``stress``: ``noise``, ``time_drift``, ``outlier_prob``, ``outlier_s`` of ``draw``.
     """
     st = time_sigma if treatment_time_sigma is None else treatment_time_sigma
     for name, v in (("--time-sigma", time_sigma), ("--treatment-time-sigma", st), ("--loss-sigma", loss_sigma)):
@@ -185,7 +195,8 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
     while done < sims:
         B = min(BLOCK, sims - done)
         done += B
-        d = draw(rng, B, M, time_sigma, st, time_delta, loss_mean, loss_sigma, fail_prob, diverge_prob, retries)
+        d = draw(rng, B, M, time_sigma, st, time_delta, loss_mean, loss_sigma, fail_prob, diverge_prob, retries,
+                 **stress)
         ctimes = _compact(d["ctime"], d["ok_c"])
         ttimes = _compact(d["ttime"], d["ok_t"])
         tloss = _compact(d["tloss"], d["ok_t"])

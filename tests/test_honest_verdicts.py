@@ -216,3 +216,34 @@ def test_plan_uses_an_upper_bound_for_the_pilot_sigma_and_shows_sensitivity(caps
     assert main(["plan", str(root), "--sims", "500", "--max-runs", "10"]) == 0
     out = capsys.readouterr().out
     assert "upper confidence" in out and "if the sigmas are 2x these" in out
+
+
+# ------------------------------------------------------------------ anytime-valid mode
+def test_anytime_e_process_holds_alpha_under_continuation():
+    from harness import anytime as at
+    rng = np.random.default_rng(4242)
+    y = rng.standard_normal((20_000, at.MAX_RUNS))         # null: mean exactly 0, every sigma alike
+    hit = at.first_pass(at.log_e_values(y * 0.003), 0.05)
+    rate = float((hit > 0).mean())                          # monitored after every run, up to 60
+    assert rate <= 0.05, rate
+    strong = at.first_pass(at.log_e_values(-1.0 + rng.standard_normal((2000, 30))), 0.01)
+    assert (strong > 0).mean() > 0.9 and np.median(strong[strong > 0]) <= 16   # 1 sigma: it finds it
+
+
+def test_anytime_run_may_be_continued_and_only_with_anytime(exp_dir):
+    # losses cycle 3.0556 / 3.0566 / 3.0576 around this target: not shown in 3 runs
+    exp = write_experiment(exp_dir, name="any", runs=3, extra_exp="target_loss = 3.0566")
+    r = harness("run", exp, "--anytime", "--plain", cwd=exp_dir)
+    assert r.returncode == 0, r.stderr
+    res = exp_dir / "results" / "any"
+    saved = json.loads((res / "sequential.json").read_text())
+    assert saved["design"] == "anytime" and saved["max_runs"] == 3
+    n1 = len(results_of(res))
+    more = harness("run", exp, "--anytime", "--max-runs", "5", "--plain", cwd=exp_dir)
+    assert more.returncode == 0, more.stderr
+    assert len(results_of(res)) > n1                       # continued: allowed for an e-process
+    assert json.loads((res / "sequential.json").read_text())["max_runs"] == 5
+    plain = harness("run", exp, "--runs", "8", "--plain", cwd=exp_dir)
+    assert plain.returncode == 2 and "--anytime" in plain.stderr
+    gate = harness("analyze", res, "--gate", cwd=exp_dir)
+    assert "sequential" in gate.stdout and gate.returncode in (0, 1)
