@@ -63,6 +63,8 @@ def nulls(scale: float) -> None:
     n = max(10_000, int(300_000 * scale))
     for name, kw in (("t(3) tails", dict(noise=t3)),
                      ("linear drift +0.02 s per run", dict(time_drift=0.02)),
+                     # faster with each run: the treatment, launched after its control, gains
+                     ("linear drift -0.02 s per run", dict(time_drift=-0.02)),
                      ("one slow run in 20 (+1 s)", dict(outlier_prob=0.05, outlier_s=1.0))):
         for alpha in (0.001, 0.01):
             # each criterion at its null while the other surely passes (a failing other
@@ -71,10 +73,10 @@ def nulls(scale: float) -> None:
                          sims=n, seed=seed + 1, **kw)
             print(f"| time | {alpha:g} | {name}, sigmas 0.0904/0.0533 | {n} | "
                   f"{cell(x['reject_rate'], n, alpha)} | {cell(x['fixed_reject_rate'], n)} |", flush=True)
-            x = simulate(0.0904, -1.0, 3.28, 0.0009, treatment_time_sigma=0.0533, alpha_loss=alpha,
-                         sims=n, seed=seed + 2, **{k: v for k, v in kw.items() if k == "noise"})
             seed += 2
-            if "noise" in kw:
+            if "noise" in kw:                    # drift and slow runs touch times only
+                x = simulate(0.0904, -1.0, 3.28, 0.0009, treatment_time_sigma=0.0533, alpha_loss=alpha,
+                             sims=n, seed=seed, noise=kw["noise"])
                 print(f"| loss | {alpha:g} | {name}, mean 3.28 | {n} | {cell(x['loss_pass_rate'], n, alpha)} | "
                       f"{cell(x['fixed_loss_pass_rate'], n)} |", flush=True)
 
@@ -101,13 +103,61 @@ def power(scale: float) -> None:
               f"**{tot:.2f}** |", flush=True)
 
 
+def _anytime_run(rng, n, M, alpha_time, alpha_loss, delta, sc, st, loss_mean, loss_sigma):
+    """--anytime on n experiments: (runs control, runs treatment, time decision, loss decision)."""
+    from harness import anytime as at
+    from harness import sequential as seq
+    from harness import simulate as sim
+    d = sim.draw(rng, n, M, sc, st, delta, loss_mean, loss_sigma)
+    kt = at.first_pass(at.log_e_values(d["ttime"] - d["ctime"]), alpha_time)
+    kl = at.first_pass(at.log_e_values(d["tloss"] - 3.28), alpha_loss)
+    plan = seq.SequentialPlan("H0", ["H1"], max_runs=M)   # only its max_runs is used by schedule
+    never = M + 1                                         # no pass: open to the end, no futility
+    ones = np.ones((n, M), dtype=bool)
+    att = np.ones((n, M), dtype=np.int64)
+    nc, nt, _, td, ld = sim.schedule(plan, np.where(kt > 0, kt, never), (kt > 0).astype(int),
+                                     np.where(kl > 0, kl, never), (kl > 0).astype(int), ones, ones, att, att)
+    return nc, nt, td, ld
+
+
+def anytime(scale: float) -> None:
+    from harness import anytime as at
+    print("\n### --anytime: false passes under continuation (a look after every run, up to 60)\n")
+    print("| criterion | alpha | sims | anytime (60 looks) | anytime (10 looks) |")
+    print("| --- | --- | --- | --- | --- |")
+    rng = np.random.default_rng(SEED + 900)
+    for alpha, n in ((0.001, 200_000), (0.01, 100_000), (0.05, 50_000)):
+        n = max(5_000, int(n * scale))
+        for crit in ("time (paired differences)", "loss (mean 3.28)"):
+            y = rng.standard_normal((n, at.MAX_RUNS))
+            k = at.first_pass(at.log_e_values(y), alpha)
+            r60, r10 = float((k > 0).mean()), float(((k > 0) & (k <= 10)).mean())
+            print(f"| {crit} | {alpha:g} | {n} | {cell(r60, n, alpha)} | {cell(r10, n, alpha)} |", flush=True)
+    print("\n### --anytime against --until-decisive at the record's figures (max_parallel 1)\n")
+    print("| design | M | sims | power time | power loss | power both | total runs |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    n = max(5_000, int(50_000 * scale))
+    for M in (10, 20):
+        nc, nt, td, ld = _anytime_run(rng, n, M, 0.001, 0.01, REC["time_delta"], REC["time_sigma"],
+                                      REC["treatment_time_sigma"], REC["loss_mean"], REC["loss_sigma"])
+        both = float(((td == 1) & (ld == 1)).mean())
+        print(f"| anytime | {M} | {n} | {(td == 1).mean():.4f} | {(ld == 1).mean():.4f} | {both:.4f} ± "
+              f"{se(both, n):.4f} | {(nc + nt).mean():.2f} |", flush=True)
+        x = simulate(REC["time_sigma"], REC["time_delta"], REC["loss_mean"], REC["loss_sigma"],
+                     treatment_time_sigma=REC["treatment_time_sigma"], max_runs=M, sims=n, seed=SEED + 950 + M)
+        print(f"| group-sequential | {M} | {n} | {x['reject_rate']:.4f} | {x['loss_pass_rate']:.4f} | "
+              f"{x['both_rate']:.4f} ± {se(x['both_rate'], n):.4f} | {x['mean_total_runs']:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--only", choices=("nulls", "power", "anytime"))
     a = ap.parse_args()
     t0 = time.time()
-    nulls(a.scale)
-    power(a.scale)
+    for name, fn in (("nulls", nulls), ("power", power), ("anytime", anytime)):
+        if a.only in (None, name):
+            fn(a.scale)
     print(f"\n({time.time() - t0:.0f} s, numpy {np.__version__})")
 
 

@@ -67,6 +67,12 @@ CAL_VERSION = 2           # bump when the calibration procedure changes
 # (relative standard error 1-2 %), and the Welch error between grid ratios may sit a
 # little above its value at the grid points; checked on independent seeds (bench).
 TARGET = 0.97
+TARGET_SMALL = 0.95       # alpha < 0.005: fewer crossings, so a wider margin for the same safety
+
+
+def target(alpha: float) -> float:
+    """The fraction of alpha a calibration aims at."""
+    return TARGET_SMALL if alpha < 0.005 else TARGET
 # w = sigma_t^2 / (sigma_c^2 + sigma_t^2); with equal n the null law of Welch's t is
 # symmetric in w <-> 1 - w, so [0.5, 1] covers every variance ratio. The grid is dense
 # in the sigma ratio where the error is highest (about 4:1 and beyond): the error is
@@ -289,7 +295,7 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     _check_max_runs(max_runs)
     paths = calibration_paths(alpha)
     key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
-           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": TARGET,
+           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": target(float(alpha)),
            "grid": list(W_GRID) if kind == "welch" else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
@@ -303,7 +309,7 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
                 return data
         except (OSError, ValueError):
             pass
-    aim = float(alpha) * TARGET
+    aim = float(alpha) * target(float(alpha))
     if max_runs == 2 and kind == "one-sample":   # one look, an exact p: the fixed design
         res = {"boundaries": [float(alpha)], "error": float(alpha)}
     elif kind == "one-sample":

@@ -1,12 +1,13 @@
 """``harness simulate``: Monte Carlo of the ``--until-decisive`` procedure.
 
 Each simulated experiment draws normal run times for the control and one treatment
-and normal losses for the treatment, then applies exactly the boundaries and
-decision rule of ``harness.sequential.SequentialPlan`` (vectorised over
-experiments): control runs = the pair at which the time criterion was decided,
-treatment runs = the later of that pair and the run at which the loss criterion was
-decided. Beside it: the fixed design (M runs per arm, one test at the end) and the
-naive peeker (a fixed-sample test after every pair, stop at the first p < alpha).
+and normal losses for the treatment, decides with the boundaries and rule of
+``harness.sequential.SequentialPlan`` (its ``look()``, vectorised over experiments)
+and counts runs with an emulation of the runner's own scheduling (``schedule``:
+launch order, ``max_parallel`` jobs, retries, diverged runs, lost causes stopped).
+tests/test_one_accounting.py runs the real ``Runner`` on the same draws and requires
+identical run counts and verdicts. Beside it: the fixed design (M runs per arm, one
+test at the end) and the naive peeker (a fixed-sample test after every pair).
 """
 from __future__ import annotations
 
@@ -282,7 +283,8 @@ def format_text(r: dict) -> str:
         "",
         f"runs per experiment: control {r['mean_control_runs']:.2f}, treatment {r['mean_treatment_runs']:.2f}, "
         f"total {r['mean_total_runs']:.2f} (95th percentile {r['p95_total_runs']:g}, most {r['max_total_runs']}) "
-        f"vs {r['fixed_total_runs']} for the fixed design",
+        f"vs {r['fixed_total_runs']} for the fixed design; {r['mean_attempts']:.2f} attempts launched "
+        f"(max_parallel {r['max_parallel']})",
         f"time failed (futility or last look): {r['time_fail_rate']:.4f}; "
         f"loss failed: {r['loss_fail_rate']:.4f}",
         f"method: {r['method']}",
@@ -305,6 +307,10 @@ def configure(p) -> None:
     p.add_argument("--min-effect", type=float, default=0.0, help="seconds the treatment must gain (futility)")
     p.add_argument("--sims", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-parallel", type=int, default=1, help="jobs at once, as the backend runs them (default 1)")
+    p.add_argument("--fail-prob", type=float, default=0.0, help="chance an attempt fails (retried; --max-parallel 1)")
+    p.add_argument("--diverge-prob", type=float, default=0.0, help="chance a treatment run diverges (NaN loss)")
+    p.add_argument("--retries", type=int, default=2, help="extra attempts after a failed one (default 2)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -313,7 +319,8 @@ def main(args) -> int:
                  treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
                  alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
                  target_loss=args.target_loss, sims=args.sims, seed=args.seed,
-                 futility_alpha=args.futility_alpha)
+                 futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
+                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries)
     if args.format == "json":
         print(json.dumps(r, indent=2))
     else:

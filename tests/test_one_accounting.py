@@ -7,7 +7,6 @@ verdicts on the same draws.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
