@@ -56,6 +56,13 @@ def nulls(scale: float) -> None:
                          sims=n, seed=seed)
             print(f"| time | {alpha:g} | sigma ratio {r}:1 | {n} | {cell(x['reject_rate'], n, alpha)} | "
                   f"{cell(x['fixed_reject_rate'], n)} |", flush=True)
+        for r in (1, 8):                   # the trimmed (Yuen) option, its own calibration
+            seed += 1
+            m = max(10_000, n // 4)
+            x = simulate(0.02, 0.0, 3.27, 0.001, treatment_time_sigma=0.02 * r, alpha_time=alpha,
+                         sims=m, seed=seed, time_test="trimmed")
+            print(f"| time, trimmed | {alpha:g} | sigma ratio {r}:1 | {m} | {cell(x['reject_rate'], m, alpha)} | "
+                  f"{cell(x['fixed_reject_rate'], m)} |", flush=True)
         seed += 1
         x = simulate(0.09, -1.0, 3.28, 0.001, alpha_loss=alpha, sims=n, seed=seed)
         print(f"| loss | {alpha:g} | mean exactly 3.28 | {n} | {cell(x['loss_pass_rate'], n, alpha)} | "
@@ -91,6 +98,9 @@ def power(scale: float) -> None:
                      ("record, 5% failed attempts, 2 retries", dict(fail_prob=0.05)),
                      ("record, t(3) tails", dict(noise=t3)),
                      ("record, one slow run in 20 (+1 s)", dict(outlier_prob=0.05, outlier_s=1.0)),
+                     ("record, one slow run in 20, time_test trimmed",
+                      dict(outlier_prob=0.05, outlier_s=1.0, time_test="trimmed")),
+                     ("record, time_test trimmed (normal)", dict(time_test="trimmed")),
                      ("record, loss 3.2815 (clearly failing)", dict(loss_mean=3.2815, loss_sigma=0.001))):
         seed += 1
         args = {**REC, **{k: v for k, v in kw.items() if k in ("loss_mean", "loss_sigma")}}

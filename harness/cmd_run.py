@@ -98,7 +98,8 @@ def make_decider(exp, max_runs: int, order: str, results: Path):
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
-                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
+                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs,
+                          time_test=getattr(exp, "time_test", "welch"))
     return plan  # the runner stores it once it holds the results folder
 
 

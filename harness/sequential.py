@@ -70,8 +70,13 @@ TARGET = 0.97
 TARGET_SMALL = 0.95       # alpha < 0.005: fewer crossings, so a wider margin for the same safety
 
 
-def target(alpha: float) -> float:
+TARGET_YUEN = 0.92        # Yuen: on fresh seeds 0.95 alpha gave 1.007 alpha at 8:1 (alpha 0.01)
+
+
+def target(alpha: float, kind: str = "welch") -> float:
     """The fraction of alpha a calibration aims at."""
+    if kind == "yuen":
+        return TARGET_YUEN
     return TARGET_SMALL if alpha < 0.005 else TARGET
 # w = sigma_t^2 / (sigma_c^2 + sigma_t^2); with equal n the null law of Welch's t is
 # symmetric in w <-> 1 - w, so [0.5, 1] covers every variance ratio. The grid is dense
@@ -108,6 +113,48 @@ def welch_p(diff, var_c, var_t, n, shift=0.0):
         tf = np.where(ok, (diff + shift) / se, np.nan)
         df = np.where(ok, df, np.nan)
     return _stdtr(df, t), _stdtr(df, -tf), t
+
+
+TIME_TESTS = ("welch", "trimmed")   # the experiment file's time_test
+TRIM = 0.2                # Yuen's trimmed t: 20 % cut from each end (Wilcox's default)
+
+
+def yuen_looks(c: np.ndarray, t: np.ndarray, shift: float = 0.0):
+    """Yuen's trimmed-mean Welch test at every prefix n = 2..N of each row (Yuen 1974,
+    "The two-sample trimmed t for unequal population variances", Biometrika 61:165-170).
+
+    c, t: (rows, N) control and treatment values in launch order. Returns (p_faster,
+    p_not_faster_by_shift, t) as (rows, N - 1) arrays. With fewer than 5 values nothing
+    is trimmed and it is Welch's test. NaN in a prefix gives NaN (no decision).
+    """
+    c = np.atleast_2d(np.asarray(c, dtype=float))
+    t = np.atleast_2d(np.asarray(t, dtype=float))
+    N = min(c.shape[1], t.shape[1])
+    rows = c.shape[0]
+    pp = np.full((rows, max(N - 1, 0)), np.nan)
+    pf, ts = pp.copy(), pp.copy()
+
+    def part(x, n):
+        sx = np.sort(x[:, :n], axis=1)
+        g = int(math.floor(TRIM * n))
+        h = n - 2 * g
+        tm = sx[:, g:n - g].mean(axis=1)
+        w = np.clip(sx, sx[:, g:g + 1], sx[:, n - g - 1:n - g])
+        d = (n - 1) * w.var(axis=1, ddof=1) / (h * (h - 1))
+        return tm, d, h
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for n in range(2, N + 1):
+            mc, dc, h = part(c, n)
+            mt, dt, _ = part(t, n)
+            se2 = dc + dt
+            ok = se2 > 0
+            se = np.sqrt(se2)
+            df = np.where(ok, se2 ** 2 / (dc ** 2 / (h - 1) + dt ** 2 / (h - 1)), np.nan)
+            tt = np.where(ok, (mt - mc) / se, np.nan)
+            tf = np.where(ok, (mt - mc + shift) / se, np.nan)
+            pp[:, n - 2], pf[:, n - 2], ts[:, n - 2] = _stdtr(df, tt), _stdtr(df, -tf), tt
+    return pp, pf, ts
 
 
 def one_sample_p(mean_minus_target, var, n):
@@ -166,11 +213,11 @@ def _spend_calibrate(P: np.ndarray, alpha: float, rho: float, max_runs: int,
 
 def _chunks(kind: str, max_runs: int, paths: int):
     """Deterministic standard normals, chunk by chunk: (CHUNK or less, max_runs) arrays."""
-    ss = np.random.SeedSequence([CAL_SEED, CAL_VERSION, max_runs, paths, 1 if kind == "welch" else 0])
+    ss = np.random.SeedSequence([CAL_SEED, CAL_VERSION, max_runs, paths, {"welch": 1, "yuen": 2}.get(kind, 0)])
     for i, child in enumerate(ss.spawn((paths + CHUNK - 1) // CHUNK)):
         size = min(CHUNK, paths - i * CHUNK)
         rng = np.random.Generator(np.random.PCG64(child))
-        if kind == "welch":
+        if kind != "one-sample":
             yield rng.standard_normal((size, max_runs)), rng.standard_normal((size, max_runs))
         else:
             yield rng.standard_normal((size, max_runs)), None
@@ -224,20 +271,26 @@ def _calibrate_one_sample(alpha: float, rho: float, max_runs: int, paths: int) -
     return {"boundaries": b.tolist(), "error": err}
 
 
-def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int) -> dict:
-    cut = min(1.0, 8.0 * alpha)         # boundaries are far below this (checked below)
+def _yuen_null_p(zc: np.ndarray, zt: np.ndarray, w: float, cut: float = 1.0) -> np.ndarray:
+    return yuen_looks(zc * math.sqrt(1.0 - w), zt * math.sqrt(w))[0]
+
+
+def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int, kind: str = "welch") -> dict:
+    cut = min(1.0, 8.0 * alpha) if kind == "welch" else 1.0   # boundaries are far below this
     while True:
-        res = _calibrate_welch_cut(alpha, rho, max_runs, paths, cut)
+        res = _calibrate_welch_cut(alpha, rho, max_runs, paths, cut, kind)
         if cut >= 1.0 or max(res["shape"]) * max(1.0, res["scale"]) < 0.5 * cut:
             del res["shape"]
             return res
         cut = 1.0                        # the shortcut was not safe: do it in full
 
 
-def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float) -> dict:
+def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float,
+                         kind: str = "welch") -> dict:
+    null_p = _yuen_null_p if kind == "yuen" else _welch_null_p
     # pass 1: shape from exact spending at equal variances (w = 0.5)
-    P05 = np.concatenate([_welch_null_p(zc, zt, 0.5, cut).astype(np.float32)
-                          for zc, zt in _chunks("welch", max_runs, paths)])
+    P05 = np.concatenate([null_p(zc, zt, 0.5, cut).astype(np.float32)
+                          for zc, zt in _chunks(kind, max_runs, paths)])
     shape = _spend_calibrate(P05, alpha, rho, max_runs)
     # pass 2: per ratio, each path's smallest p / shape over the looks: it crosses
     # the scaled boundaries lambda * shape iff that minimum is <= lambda.
@@ -248,9 +301,9 @@ def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cu
         mins = {0.5: ratio_min(P05.astype(np.float64))}
         del P05
         parts = {w: [] for w in W_GRID if w != 0.5}
-        for zc, zt in _chunks("welch", max_runs, paths):
+        for zc, zt in _chunks(kind, max_runs, paths):
             for w in parts:
-                parts[w].append(ratio_min(_welch_null_p(zc, zt, w, cut)))
+                parts[w].append(ratio_min(null_p(zc, zt, w, cut)))
     for w, chunks in parts.items():
         mins[w] = np.concatenate(chunks)
     k = int(math.floor(alpha * paths))
@@ -289,14 +342,16 @@ def boundaries(kind: str, alpha: float, max_runs: int, rho: float) -> tuple[floa
 
 def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     """The full calibration record (boundaries, simulated error, paths, seed)."""
-    if kind not in ("one-sample", "welch"):
+    if kind not in ("one-sample", "welch", "yuen"):
         raise ValueError(kind)
     _check_alpha("alpha", alpha)
     _check_max_runs(max_runs)
     paths = calibration_paths(alpha)
     key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
-           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": target(float(alpha)),
-           "grid": list(W_GRID) if kind == "welch" else None}
+           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": target(float(alpha), kind),
+           "grid": list(W_GRID) if kind != "one-sample" else None}
+    if kind == "yuen":
+        key["trim"] = TRIM
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
     folder = _cache_dir()
@@ -309,13 +364,13 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
                 return data
         except (OSError, ValueError):
             pass
-    aim = float(alpha) * target(float(alpha))
+    aim = float(alpha) * target(float(alpha), kind)
     if max_runs == 2 and kind == "one-sample":   # one look, an exact p: the fixed design
         res = {"boundaries": [float(alpha)], "error": float(alpha)}
     elif kind == "one-sample":
         res = _calibrate_one_sample(aim, rho, max_runs, paths)
     else:                                     # Welch's p is not exact even at n = 2
-        res = _calibrate_welch(aim, rho, max_runs, paths)
+        res = _calibrate_welch(aim, rho, max_runs, paths, kind)
     data = {"key": key, **res}
     if folder is not None:
         try:
@@ -419,7 +474,7 @@ class SequentialPlan:
     def __init__(self, control: str, treatments: list[str], alpha_time: float = 0.001,
                  alpha_loss: float = 0.01, target_loss: float = 3.28, min_effect: float = 0.0,
                  max_runs: int = 10, futility_alpha: float = FUTILITY_ALPHA,
-                 saved: dict | None = None) -> None:
+                 saved: dict | None = None, time_test: str = "welch") -> None:
         treatments = list(treatments)
         if not treatments:
             raise UserError("--until-decisive needs at least one treatment besides the control")
@@ -441,6 +496,9 @@ class SequentialPlan:
         self.min_effect = float(min_effect)
         self.max_runs = int(max_runs)
         self.futility_alpha = float(futility_alpha)
+        if time_test not in TIME_TESTS:
+            raise UserError(f"time_test {time_test!r}: expected one of {', '.join(TIME_TESTS)}")
+        self.time_test = time_test
         # decisions in the order they were made; once made, final (sequential.json keeps them)
         self.journal: list[dict] = [dict(e) for e in (saved or {}).get("decisions") or []]
         for e in self.journal:
@@ -452,8 +510,9 @@ class SequentialPlan:
             self._load_bounds(saved)
         else:
             M = self.max_runs
-            self.time_pass = np.array(boundaries("welch", self.alpha_time, M, RHO_PASS))
-            self.time_fail = np.array(boundaries("welch", self.futility_alpha, M, RHO_FAIL))
+            kind = "yuen" if time_test == "trimmed" else "welch"
+            self.time_pass = np.array(boundaries(kind, self.alpha_time, M, RHO_PASS))
+            self.time_fail = np.array(boundaries(kind, self.futility_alpha, M, RHO_FAIL))
             self.loss_pass = np.array(boundaries("one-sample", self.alpha_loss, M, RHO_PASS))
             self.loss_fail = np.array(boundaries("one-sample", self.futility_alpha, M, RHO_FAIL))
 
@@ -464,6 +523,7 @@ class SequentialPlan:
                 "alpha_loss": self.alpha_loss, "target_loss": self.target_loss,
                 "min_effect": self.min_effect, "max_runs": self.max_runs,
                 "futility_alpha": self.futility_alpha, "rho_pass": RHO_PASS, "rho_fail": RHO_FAIL,
+                "time_test": self.time_test,
                 "boundaries": {"time_pass": list(map(float, self.time_pass)),
                                "time_fail": list(map(float, self.time_fail)),
                                "loss_pass": list(map(float, self.loss_pass)),
@@ -474,7 +534,8 @@ class SequentialPlan:
     def from_dict(cls, d: dict) -> "SequentialPlan":
         try:
             return cls(d["control"], d["treatments"], d["alpha_time"], d["alpha_loss"], d["target_loss"],
-                       d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d)
+                       d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d,
+                       time_test=d.get("time_test", "welch"))
         except (KeyError, TypeError) as e:
             raise UserError(f"saved sequential plan is incomplete ({e}); restore sequential.json from a copy") from None
 
@@ -498,15 +559,19 @@ class SequentialPlan:
         t = np.asarray(ttimes[:L + 1], dtype=float)
         n = np.arange(2, L + 2)
         diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
-        vc = np.array([c[:k].var(ddof=1) for k in n])
-        vt = np.array([t[:k].var(ddof=1) for k in n])
-        pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
+        if self.time_test == "trimmed":
+            pp, pf, tstat = (x[0] for x in yuen_looks(c[None], t[None], self.min_effect))
+        else:
+            vc = np.array([c[:k].var(ddof=1) for k in n])
+            vt = np.array([t[:k].var(ddof=1) for k in n])
+            pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
         (k,), (dec,) = first_crossing(pp[None], self.time_pass, pf[None], self.time_fail, M)
         j = k - 2
         d = {"look": int(k), "n": int(k), "diff": float(diff[j]), "t": float(tstat[j]),
              "p": float(pp[j]), "boundary": float(self.time_pass[j]),
              "p_fail": float(pf[j]), "fail_boundary": float(self.time_fail[j])}
-        stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, Welch t {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
+        name = "Yuen trimmed t" if self.time_test == "trimmed" else "Welch t"
+        stat = (f"pair {k}/{M}: diff {diff[j]:+.4f} s, {name} {tstat[j]:.2f}, p {_fmt_p(pp[j])} "
                 f"(pass if <= {_fmt_p(self.time_pass[j])}); p not faster by {self.min_effect:g} s "
                 f"{_fmt_p(pf[j])} (fail if <= {_fmt_p(self.time_fail[j])})")
         at = f"at pair {k} (diff {diff[j]:+.4f} s)"

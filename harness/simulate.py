@@ -70,9 +70,12 @@ def decision_looks(plan, ctimes, ttimes, tloss, diverged=None):
     """
     M = plan.max_runs
     n = np.arange(2, M + 1)
-    mc, vc = seq._moments(ctimes)
-    mt, vt = seq._moments(ttimes)
-    pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
+    if getattr(plan, "time_test", "welch") == "trimmed":
+        pt, pft, _ = seq.yuen_looks(ctimes, ttimes, plan.min_effect)
+    else:
+        mc, vc = seq._moments(ctimes)
+        mt, vt = seq._moments(ttimes)
+        pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
     kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
     ml, vl = seq._moments(tloss - plan.target_loss)
     pl, pfl, _ = seq.one_sample_p(ml, vl, n)
@@ -156,7 +159,8 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
              alpha_loss: float = 0.01, max_runs: int = 10, min_effect: float = 0.0,
              target_loss: float = 3.28, sims: int = 10_000, seed: int = 0,
              futility_alpha: float = seq.FUTILITY_ALPHA, max_parallel: int = 1,
-             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2, **stress) -> dict:
+             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2,
+             time_test: str = "welch", **stress) -> dict:
     """Operating characteristics of the sequential procedure (one treatment).
 
     Run counts come from ``schedule``, the runner's own scheduling (``max_parallel``
@@ -184,7 +188,7 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         # change under the looks; that is not emulated (the real runner handles it)
         raise UserError("--fail-prob with --max-parallel > 1 is not emulated; use --max-parallel 1")
     plan = seq.SequentialPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
-                              futility_alpha)
+                              futility_alpha, time_test=time_test)
     M = plan.max_runs
     n = np.arange(2, M + 1)
     rng = np.random.default_rng(seed)
@@ -252,7 +256,7 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         "reject_rate_se": se(rate("tpass")), "loss_pass_rate_se": se(rate("lpass")),
         "mean_control_runs": acc["nc"] / sims, "mean_treatment_runs": acc["nt"] / sims,
         "mean_total_runs": float(tot.mean()), "mean_attempts": acc["att"] / sims,
-        "max_parallel": max_parallel, "fail_prob": float(fail_prob), "diverge_prob": float(diverge_prob),
+        "max_parallel": max_parallel, "time_test": time_test, "fail_prob": float(fail_prob), "diverge_prob": float(diverge_prob),
         "retries": retries, "p95_total_runs": float(np.percentile(tot, 95)),
         "max_total_runs": int(tot.max()),
         "time_decided_by_pair": {str(k): float((looks == k).mean()) for k in range(2, M + 1)},
@@ -311,6 +315,8 @@ def configure(p) -> None:
     p.add_argument("--fail-prob", type=float, default=0.0, help="chance an attempt fails (retried; --max-parallel 1)")
     p.add_argument("--diverge-prob", type=float, default=0.0, help="chance a treatment run diverges (NaN loss)")
     p.add_argument("--retries", type=int, default=2, help="extra attempts after a failed one (default 2)")
+    p.add_argument("--time-test", choices=seq.TIME_TESTS, default="welch",
+                   help="the experiment's time_test: welch (default) or trimmed (Yuen, robust to outliers)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -320,7 +326,8 @@ def main(args) -> int:
                  alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
                  target_loss=args.target_loss, sims=args.sims, seed=args.seed,
                  futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
-                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries)
+                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
+                 time_test=args.time_test)
     if args.format == "json":
         print(json.dumps(r, indent=2))
     else:

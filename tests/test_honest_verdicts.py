@@ -247,3 +247,32 @@ def test_anytime_run_may_be_continued_and_only_with_anytime(exp_dir):
     assert plain.returncode == 2 and "--anytime" in plain.stderr
     gate = harness("analyze", res, "--gate", cwd=exp_dir)
     assert "sequential" in gate.stdout and gate.returncode in (0, 1)
+
+
+# ------------------------------------------------------------------ finding 6
+def test_trimmed_time_test_keeps_power_with_a_slow_run_in_twenty():
+    from harness.simulate import simulate
+    kw = dict(treatment_time_sigma=0.0533, sims=4000, seed=606, outlier_prob=0.05, outlier_s=1.0)
+    welch = simulate(0.0904, -0.3925, 3.2784, 0.0009, **kw)
+    trimmed = simulate(0.0904, -0.3925, 3.2784, 0.0009, time_test="trimmed", **kw)
+    assert welch["reject_rate"] < 0.7                      # the community's Welch test loses it
+    assert trimmed["reject_rate"] > welch["reject_rate"] + 0.2
+
+
+def test_trimmed_time_test_holds_alpha_at_a_worst_ratio():
+    from harness.simulate import simulate
+    r = simulate(0.01, 0.0, 3.27, 0.001, treatment_time_sigma=0.08, alpha_time=0.05, sims=100_000,
+                 seed=6060, time_test="trimmed")
+    assert r["reject_rate"] <= 0.05, r["reject_rate"]
+
+
+def test_time_test_is_read_from_the_experiment_file(exp_dir):
+    bad = write_experiment(exp_dir, name="tt", runs=10, extra_exp='time_test = "median"')
+    r = harness("run", bad, "--until-decisive", "--plain", cwd=exp_dir)
+    assert r.returncode == 2 and "time_test" in r.stderr and r.stderr.count("\n") == 1
+    good = write_experiment(exp_dir, name="tt2", runs=10, extra_exp='time_test = "trimmed"')
+    r = harness("run", good, "--until-decisive", "--plain", cwd=exp_dir)
+    assert r.returncode == 0, r.stderr
+    assert "Yuen" in r.stdout + r.stderr or "PASS" in r.stdout + r.stderr
+    saved = json.loads((exp_dir / "results" / "tt2" / "sequential.json").read_text())
+    assert saved["time_test"] == "trimmed"
