@@ -40,7 +40,7 @@ def test_until_decisive_stops_early_and_resumes_with_the_same_decision(exp_dir):
     assert other.returncode == 2 and "fixed at --max-runs 10" in other.stderr
 
 
-def test_until_decisive_diverged_treatment_fails_loss_and_goes_on_for_time(exp_dir):
+def test_until_decisive_diverged_treatment_fails_loss_and_stops_both_arms(exp_dir):
     exp = write_experiment(exp_dir, name="seqnan", runs=4, h1_args={"mode": "nan"})
     r = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
     assert r.returncode == 0, r.stderr

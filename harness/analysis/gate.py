@@ -6,6 +6,11 @@ hygiene that keeps those numbers honest: enough runs, no diverged run, the same 
 model and count in both arms (where logs or records tell), every run at its expected
 final step. Failed attempts are listed as notes. The gate passes when every criterion
 of every treatment passes.
+
+For a results folder collected with ``--until-decisive`` (it holds sequential.json)
+time and loss come from the sequential decisions, whose error rates are the ones
+calibrated for looking after every run; the table's fixed-sample p-values are then
+descriptive (a fixed-sample test applied after sequential stopping exceeds its alpha).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from harness.formats import fmt_p
 from harness.data.sources import Group, as_float, hardware_text
 from harness.analysis.stats import Row, Summary
 
-MIN_RUNS = 2
+MIN_RUNS = 3              # a fixed-sample t-test on 2 runs rests on one df: too fragile to gate
 
 
 @dataclass
@@ -26,11 +31,12 @@ class Criterion:
     passed: bool
     figure: str
     threshold: str
+    label: str = ""    # shown instead of PASS/FAIL when the answer is neither (UNKNOWN)
 
     @property
     def line(self) -> str:
-        return (f"{'PASS' if self.passed else 'FAIL'}  {self.hypothesis}  {self.name:<8}  "
-                f"{self.figure}  (needs {self.threshold})")
+        word = self.label or ("PASS" if self.passed else "FAIL")
+        return f"{word}  {self.hypothesis}  {self.name:<8}  {self.figure}  (needs {self.threshold})"
 
 
 @dataclass
@@ -45,9 +51,12 @@ class Verdict:
         return [c.line for c in self.criteria if not c.passed]
 
 
-def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None) -> Verdict:
-    """``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes; the time
-    criterion then uses it instead of the pooled Welch test, and says so."""
+def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None, sequential=None,
+             allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None) -> Verdict:
+    """The verdict. ``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes
+    (the time criterion then uses it instead of the pooled Welch test, and says so).
+    ``sequential``: the ``sequential.Look`` of a --until-decisive folder (its decisions
+    replace the fixed-sample time and loss tests)."""
     blocked = blocked or {}
     by_name = {g.name: g for g in groups}
     control = by_name[summary.control]
@@ -56,8 +65,9 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None)
         v.criteria.append(Criterion(summary.control, "runs", False, "only the control was given",
                                     "a treatment to compare with the control"))
     for row in summary.treatments:
-        v.criteria += _judge(row, summary, by_name[row.name], control, blocked.get(row.name))
-        if not math.isnan(row.time_p_holm) and row.time_p < summary.alpha_time <= row.time_p_holm:
+        v.criteria += _judge(row, summary, by_name[row.name], control, blocked.get(row.name), sequential,
+                             allow_unknown_hardware)
+        if sequential is None and not math.isnan(row.time_p_holm) and row.time_p < summary.alpha_time <= row.time_p_holm:
             v.notes.append(f"note: {row.name} time p after Holm adjustment for "
                            f"{len(summary.treatments)} treatments is {fmt_p(row.time_p_holm)} "
                            f"(not < {summary.alpha_time:g})")
@@ -67,37 +77,62 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None)
             why = rec.message or f"exit code {rec.exit_code}"
             where = why if run.source in why else f"{run.source}: {why}"
             v.notes.append(f"failed run: {g.name} ({rec.status}): {where}")
+    if sequential is not None:
+        v.notes.append("note: time and loss follow the sequential decisions (sequential.json); the "
+                       "table's fixed-sample p-values are descriptive")
+        v.notes += list(sequential_notes or [])
     v.passed = all(c.passed for c in v.criteria)
     return v
 
 
-def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None) -> list[Criterion]:
+def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None, seq=None,
+           allow_unknown_hardware: bool = False) -> list[Criterion]:
     name, ctrl = row.name, s.row(s.control)
     out = []
-    if bt is None:
-        ok = row.time_p < s.alpha_time and row.time_delta < 0   # nan compares False: fails
-        fig = f"Time p = {fmt_p(row.time_p)}, Time +/- = {row.time_delta:+.4f} s"
-    else:   # runs span nodes: node speed must not pass for a speedup
-        ok = bt.p < s.alpha_time and bt.delta < 0
-        fig = (f"blocked by node, {bt.label}: p = {fmt_p(bt.p)}, +/- = {bt.delta:+.4f} s"
-               + (f" ({bt.problem})" if bt.problem else ""))
-    out.append(Criterion(name, "time", ok, fig, f"p < {s.alpha_time:g} and +/- < 0"))
-    ok = row.loss_p < s.alpha_loss
-    out.append(Criterion(name, "loss", ok,
-                         f"Loss p = {fmt_p(row.loss_p)}, Loss μ = {row.loss_mean:.4f}",
-                         f"p < {s.alpha_loss:g}: mean below {s.target_loss:g}"))
-    ok = row.runs >= MIN_RUNS and ctrl.runs >= MIN_RUNS
+    if seq is not None:
+        out += _sequential(name, seq, s)
+    else:
+        if bt is None:
+            ok = row.time_p < s.alpha_time and row.time_delta < 0   # nan compares False: fails
+            fig = f"Time p = {fmt_p(row.time_p)}, Time +/- = {row.time_delta:+.4f} s"
+            if row.time_std == 0 and ctrl.time_std == 0:
+                fig += ": no spread in either arm, no test"
+        else:   # runs span nodes: node speed must not pass for a speedup
+            ok = bt.p < s.alpha_time and bt.delta < 0
+            fig = (f"blocked by node, {bt.label}: p = {fmt_p(bt.p)}, +/- = {bt.delta:+.4f} s"
+                   + (f" ({bt.problem})" if bt.problem else ""))
+        out.append(Criterion(name, "time", ok, fig, f"p < {s.alpha_time:g} and +/- < 0"))
+        ok = row.loss_p < s.alpha_loss
+        fig = f"Loss p = {fmt_p(row.loss_p)}, Loss μ = {row.loss_mean:.4f}"
+        if row.loss_std == 0:
+            fig += f": no spread (all {row.runs} losses equal), no test"
+        out.append(Criterion(name, "loss", ok, fig, f"p < {s.alpha_loss:g}: mean below {s.target_loss:g}"))
+    need = 2 if seq is not None else MIN_RUNS   # the sequential test sets its own minimum
+    ok = row.runs >= need and ctrl.runs >= need
     out.append(Criterion(name, "runs", ok,
                          f"{_runs(row.runs)}, control {ctrl.runs}" + ("" if ok else ": insufficient data"),
-                         f">= {MIN_RUNS} in each arm"))
+                         f">= {need} in each arm"))
     div = [r for gr in (g, control) for r in gr.runs
            if r.record.status == "diverged" or not math.isfinite(as_float(r.record.val_loss))]
     out.append(Criterion(name, "diverged", not div,
                          f"{len(div)} diverged" + "".join(f"; {r.source}" for r in div[:3])
                          + ("; ..." if len(div) > 3 else ""),
                          "0 in either arm"))
-    out.append(_hardware(name, g, control))
+    out.append(_hardware(name, g, control, allow_unknown_hardware))
     out.append(_steps(name, g, control))
+    return out
+
+
+def _sequential(name: str, look, s: Summary) -> list[Criterion]:
+    out = []
+    dec = (look.decisions or {}).get(name)
+    for crit, alpha in (("time", s.alpha_time), ("loss", s.alpha_loss)):
+        d = (dec or {}).get(crit) or {"decision": "open", "why": "no sequential decision for this arm"}
+        word = d["decision"]
+        fig = f"sequential {word.upper()}: {d.get('why', '')}"
+        if word == "open":
+            fig = f"sequential test undecided: {d.get('why', '')}"
+        out.append(Criterion(name, crit, word == "pass", fig, f"a sequential PASS at alpha {alpha:g}"))
     return out
 
 
@@ -105,21 +140,25 @@ def _runs(n: int) -> str:
     return f"{n} run{'' if n == 1 else 's'}"
 
 
-def _hardware(name: str, g: Group, control: Group) -> Criterion:
+def _hardware(name: str, g: Group, control: Group, allow_unknown: bool = False) -> Criterion:
     seen = {gr.name: sorted({r.hardware for r in gr.runs if r.hardware is not None})
             for gr in (g, control)}
-    unknown = sum(1 for gr in (g, control) for r in gr.runs if r.hardware is None)
+    unknown = {gr.name: sum(1 for r in gr.runs if r.hardware is None) for gr in (g, control)}
     every = sorted(set(seen[g.name]) | set(seen[control.name]))
     threshold = "one GPU model and count in both arms"
-    if not every:
-        return Criterion(name, "hardware", True, "not recorded in the logs", threshold)
-    if len(every) == 1:
-        fig = f"{hardware_text(every[0])} in both arms"
-        if unknown:
-            fig += f" ({unknown} runs without hardware info)"
-        return Criterion(name, "hardware", True, fig, threshold)
-    fig = "; ".join(f"{gn}: " + " / ".join(hardware_text(h) for h in hws) for gn, hws in seen.items())
-    return Criterion(name, "hardware", False, fig, threshold)
+    if len(every) > 1:
+        fig = "; ".join(f"{gn}: " + " / ".join(hardware_text(h) for h in hws) for gn, hws in seen.items())
+        return Criterion(name, "hardware", False, fig, threshold)
+    missing = {gn: n for gn, n in unknown.items() if n}
+    if missing:
+        # runs without GPU information could have run on anything: not a PASS
+        fig = ("not recorded in the logs" if not every else
+               f"{hardware_text(every[0])} where recorded, unknown for "
+               + ", ".join(f"{n} {gn} run{'' if n == 1 else 's'}" for gn, n in missing.items()))
+        fig += ("; allowed by --allow-unknown-hardware" if allow_unknown else
+                "; pass --allow-unknown-hardware to accept")
+        return Criterion(name, "hardware", allow_unknown, fig, threshold, label="UNKNOWN")
+    return Criterion(name, "hardware", True, f"{hardware_text(every[0])} in both arms", threshold)
 
 
 def _steps(name: str, g: Group, control: Group) -> Criterion:

@@ -164,8 +164,8 @@ def welch_less(a: list[float], b: list[float]) -> float:
     se2 = va + vb
     diff = mean(a) - mean(b)
     if se2 == 0.0:
-        # no spread at all: the sign of the difference is the whole answer
-        return NAN if diff == 0 else (0.0 if diff < 0 else 1.0)
+        # no spread at all (tied, rounded values): no test, never p = 0 (as scipy: nan)
+        return NAN
     df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
     return t_cdf(diff / math.sqrt(se2), df)
 
@@ -181,7 +181,7 @@ def ttest_1samp_less(xs: list[float], mu: float) -> float:
     s = std(xs)
     diff = mean(xs) - mu
     if s == 0.0:
-        return NAN if diff == 0 else (0.0 if diff < 0 else 1.0)
+        return NAN              # tied values: no test, never p = 0 (as scipy: nan)
     return t_cdf(diff / (s / math.sqrt(n)), n - 1)
 
 

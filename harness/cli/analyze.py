@@ -34,6 +34,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate", action="store_true",
                    help="print the record gate's verdict; exit 1 when it fails")
     p.add_argument("--plot", metavar="FILE.png", help="also draw times, losses and loss curves")
+    p.add_argument("--allow-unknown-hardware", action="store_true",
+                   help="gate: accept runs whose logs do not say which GPUs they ran on")
     p.add_argument("--variance-from", metavar="LOGS",
                    help="borrow sigma from earlier runs (a folder of logs or a results folder, e.g. the "
                         "record's published logs): loss always, time when the hardware matches")
@@ -78,14 +80,14 @@ def main(args: argparse.Namespace) -> int:
     tests = blocked.blocked_tests(by_host, control)   # empty unless the runs span nodes
     probed = cuped.adjust_all({g.name: [(r.record.probe_s, as_float(r.record.train_time_s)) for r in g.runs]
                                for g in ds.groups}, control)   # empty unless runs carry probe times
-    verdict = gate.evaluate(summary, ds.groups, tests)
     rows = nodes.node_rows(by_host)
     multi = len(rows) > 1
-    look = None
+    look, seq_notes = None, []
     if ds.sequential is not None:
-        from harness.design.borrow_seq import plan_from_dict   # numpy only for sequential experiments
-        look = plan_from_dict(ds.sequential).look({g.name: [r.record for r in g.runs]
-                                                               for g in ds.groups})
+        from harness.design.sequential import replay_stored   # numpy only for sequential experiments
+        look, seq_notes = replay_stored(ds.sequential, {g.name: [r.record for r in g.runs] for g in ds.groups})
+    verdict = gate.evaluate(summary, ds.groups, tests, sequential=look, sequential_notes=seq_notes,
+                            allow_unknown_hardware=args.allow_unknown_hardware)
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],

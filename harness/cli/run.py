@@ -42,7 +42,10 @@ def configure(p) -> None:
                    help="slurm: extra sbatch parameter (repeatable)")
     p.add_argument("--until-decisive", action="store_true",
                    help="stop each arm as soon as the sequential test has decided")
-    p.add_argument("--max-runs", type=int, help="with --until-decisive: most runs per arm")
+    p.add_argument("--max-runs", type=int, help="with --until-decisive or --anytime: most runs per arm")
+    p.add_argument("--anytime", action="store_true",
+                   help="stop each arm once an anytime-valid e-process decides; may be continued later "
+                        "with a larger --max-runs (docs/sequential.md)")
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not share one torch.compile cache between the runs")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
@@ -131,7 +134,8 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
-                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
+                          target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs,
+                          time_test=getattr(exp, "time_test", "welch"))
     return plan  # the runner stores it once it holds the results folder
 
 
@@ -143,10 +147,12 @@ def main(args) -> int:
     from harness.data.store import Store
 
     exp, text = load_experiment(args)
-    if args.max_runs is not None and not args.until_decisive:
-        raise UserError("--max-runs only applies with --until-decisive; use --runs for a fixed design")
+    if args.max_runs is not None and not (args.until_decisive or args.anytime):
+        raise UserError("--max-runs only applies with --until-decisive or --anytime; use --runs for a fixed design")
+    if args.until_decisive and args.anytime:
+        raise UserError("--until-decisive and --anytime are two designs; pick one")
     runs = args.runs
-    if args.until_decisive:
+    if args.until_decisive or args.anytime:
         runs = args.max_runs or args.runs or exp.runs
     if runs is not None:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
@@ -170,8 +176,12 @@ def main(args) -> int:
             envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
             print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
         return 0
+    from harness.design.sequential import make_anytime, refuse_extension
+    refuse_extension(results, args.until_decisive, args.runs, args.max_runs, anytime=args.anytime)
     backend = make_backend(args, exp, results)
     decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None
+    if args.anytime:
+        decider = make_anytime(exp, runs, results)
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
                     decider=decider, want_steps=progress.live)

@@ -43,6 +43,7 @@ EXPERIMENT_KEYS = {
     "order": ((str,), "one of " + ", ".join(ORDERS)),
     "seed": ((int,), "an integer"),
     "min_effect": ((int, float), "seconds >= 0 the treatment must gain to be worth it"),
+    "time_test": ((str,), "welch (default) or trimmed (Yuen's 20% trimmed t; --until-decisive)"),
     "timeout": ((int, float), "seconds per run"),
     "retries": ((int,), "an integer >= 0"),
     "compile_cache": ((bool,), "true or false"),
@@ -134,6 +135,7 @@ class Experiment:
     order: str = "interleaved"
     seed: int = 0
     min_effect: float = th.MIN_EFFECT
+    time_test: str = "welch"          # the sequential time test; "trimmed" resists slow outliers
     timeout: float | None = None
     retries: int = th.RETRIES
     compile_cache: bool = True
@@ -167,6 +169,8 @@ class Experiment:
             d.pop(key, None)
         if not d.get("speed_probe"):
             d.pop("speed_probe", None)   # folders made before the probe existed stay resumable
+        if d.get("time_test") == "welch":
+            d.pop("time_test")     # the default: folders made before the key existed still match
         for h in d["hypotheses"]:
             h.pop("description", None)
         return json.loads(json.dumps(d))  # the shape spec.json gives back (lists, not tuples)
@@ -318,6 +322,8 @@ def load(path: str | Path, base_dir: str | Path | None = None) -> Experiment:
     if len(hyps) < 2:
         raise _fail(path, "[[hypothesis]]", "only one hypothesis; add a treatment to compare against the control")
 
+    if exp.get("time_test", "welch") not in ("welch", "trimmed"):
+        raise _fail(path, "experiment.time_test", f"{exp['time_test']!r}; expected \"welch\" or \"trimmed\"")
     known = {k: v for k, v in exp.items() if k != "name"}
     if "timeout" in known:
         known["timeout"] = float(known["timeout"])

@@ -307,7 +307,11 @@ class BorrowedPlan(seq.SequentialPlan):
 
 
 def plan_from_dict(d: dict):
-    """A saved plan: a sweep's, borrowed when it records a variance plan, else the plain one."""
+    """A saved plan: an anytime-valid one, a sweep's, borrowed when it records a variance
+    plan, else the plain one."""
+    if d.get("design") == "anytime":
+        from harness.design.anytime import AnytimePlan
+        return AnytimePlan.from_dict(d)
     if d.get("kind") == "sweep":
         from harness.analysis.sweep import SweepDecider
         try:

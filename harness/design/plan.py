@@ -11,6 +11,12 @@ Carlo of the procedure (``harness simulate``).
 
 Inputs: a results folder (sigmas, delta and loss estimated from its runs with
 status ok or diverged; each treatment against the control) or the flags.
+
+A pilot's sigma is itself a noisy estimate (from 4 runs it is too small by a factor
+of 1.6 or more one time in ten), so the plan uses its one-sided upper confidence
+bound at level ``UCB_LEVEL`` from the chi-square law of the sample variance,
+sigma_U = s * sqrt((n - 1) / chi2_{1 - level}(n - 1)), and shows power and runs at
+1x, 1.5x and 2x the sigma used.
 """
 from __future__ import annotations
 
@@ -23,6 +29,14 @@ from harness import thresholds as th
 from harness.errors import UserError
 
 MAX_N = 1000
+UCB_LEVEL = 0.9                 # one-sided upper confidence level for a pilot's sigma
+SENSITIVITY = (1.0, 1.5, 2.0)    # sigma multiples the plan shows power and runs at
+
+
+def sigma_ucb(s: float, n: int, level: float = UCB_LEVEL) -> float:
+    """One-sided upper confidence bound for sigma from a sample sd s of n values (chi-square)."""
+    from scipy import stats
+    return s * math.sqrt((n - 1) / stats.chi2.ppf(1.0 - level, n - 1))
 
 
 def time_power(n: int, sigma_c: float, sigma_t: float, delta: float, alpha: float) -> float:
@@ -95,6 +109,7 @@ def scenarios_from_results(path: str, group_by: str = "folder",
             raise UserError(f"{path}: {g.name} has {len(ttimes)} runs with a time and {len(losses)} with a "
                             f"finite loss; estimates need 2 of each (or pass the flags)")
         out.append({"name": g.name, "control": control, "runs": (len(ctimes), len(ttimes)),
+                    "loss_runs": len(losses),
                     "time_sigma": _std(ctimes), "treatment_time_sigma": _std(ttimes),
                     "time_delta": sum(ttimes) / len(ttimes) - sum(ctimes) / len(ctimes),
                     "loss_mean": sum(losses) / len(losses), "loss_sigma": _std(losses),
@@ -122,7 +137,21 @@ def plan_one(sc: dict, alpha_time: float, alpha_loss: float, target: float, powe
     r = simulate(sc["time_sigma"], sc["time_delta"], sc["loss_mean"], sc["loss_sigma"],
                  treatment_time_sigma=sc_t, alpha_time=alpha_time, alpha_loss=alpha_loss, max_runs=M,
                  min_effect=min_effect, target_loss=target, sims=sims, seed=seed)
+    sens = []
+    for f in SENSITIVITY:            # the same plan (M, boundaries) if the sigmas are f times larger
+        rf = r if f == 1.0 else simulate(
+            sc["time_sigma"] * f, sc["time_delta"], sc["loss_mean"], sc["loss_sigma"] * f,
+            treatment_time_sigma=sc_t * f, alpha_time=alpha_time, alpha_loss=alpha_loss, max_runs=M,
+            min_effect=min_effect, target_loss=target, sims=sims, seed=seed + 1)
+        sens.append({"sigma_factor": f,
+                     "fixed_power_both": (time_power(n_fixed, sc["time_sigma"] * f, sc_t * f, sc["time_delta"],
+                                                     alpha_time)
+                                          * loss_power(n_fixed, sc["loss_mean"], sc["loss_sigma"] * f, target,
+                                                       alpha_loss)) if n_fixed else None,
+                     "power_time": rf["reject_rate"], "power_loss": rf["loss_pass_rate"],
+                     "power_both": rf["both_rate"], "mean_total_runs": rf["mean_total_runs"]})
     return {**sc, "treatment_time_sigma": sc_t, "runs_time": n_time, "runs_loss": n_loss,
+            "sensitivity": sens,
             "runs_fixed": n_fixed,
             "fixed_power_time": time_power(n_fixed, sc["time_sigma"], sc_t, sc["time_delta"], alpha_time)
             if n_fixed else None,
@@ -188,6 +217,9 @@ def format_text(res: dict) -> str:
         out += [
             "",
             f"{r['name']} vs {r['control']}{src}:",
+            *([f"  sigmas: {r['sigma_source']}: time {r['pilot_time_sigma']:.4f} -> {r['time_sigma']:.4f} / "
+               f"{r['pilot_treatment_time_sigma']:.4f} -> {r['treatment_time_sigma']:.4f} s, loss "
+               f"{r['pilot_loss_sigma']:.5f} -> {r['loss_sigma']:.5f}"] if r.get("sigma_source") else []),
             f"  time: sigma {r['time_sigma']:.4f} / {r['treatment_time_sigma']:.4f} s, delta {r['time_delta']:+.4f} s"
             f" -> {_fmt_n(r['runs_time'], 'not faster')} runs per arm",
             f"  loss: mean {r['loss_mean']:.5f} +- {r['loss_sigma']:.5f} vs {a['target_loss']:g}"
@@ -205,6 +237,11 @@ def format_text(res: dict) -> str:
                    f"expected runs control {s['mean_control_runs']:.1f}, treatment {s['mean_treatment_runs']:.1f}, "
                    f"total {s['mean_total_runs']:.1f} (95th percentile {s['p95_total_runs']:g}); "
                    f"power time {s['power_time']:.3f}, loss {s['power_loss']:.3f}, both {s['power_both']:.3f}")
+        for x in r["sensitivity"]:
+            fixed = f"fixed design both {x['fixed_power_both']:.3f}; " if x["fixed_power_both"] is not None else ""
+            out.append(f"  if the sigmas are {x['sigma_factor']:g}x these: {fixed}sequential both "
+                       f"{x['power_both']:.3f} (time {x['power_time']:.3f}, loss {x['power_loss']:.3f}), "
+                       f"{x['mean_total_runs']:.1f} runs")
     out.append("")
     out.append(f"method: {seq.METHOD}")
     return "\n".join(out)
@@ -220,7 +257,13 @@ def main(args) -> int:
         if not Path(args.results).exists():
             raise UserError(f"{args.results}: no such results folder; give a folder with spec.json or use the flags")
         scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control)
-        for sc in scenarios:  # flags override the estimates
+        for sc in scenarios:  # flags override the estimates; estimated sigmas become their UCB
+            nc, nt = sc["runs"]
+            for key, n in (("time_sigma", nc), ("treatment_time_sigma", nt), ("loss_sigma", sc["loss_runs"])):
+                sc["pilot_" + key] = sc[key]
+                sc[key] = sigma_ucb(sc[key], n)
+            sc["sigma_source"] = (f"pilot sigmas raised to their one-sided {UCB_LEVEL:.0%} upper confidence "
+                                  f"bounds (chi-square, {nc}/{nt}/{sc['loss_runs']} runs)")
             for key in ("time_sigma", "treatment_time_sigma", "time_delta", "loss_mean", "loss_sigma"):
                 if getattr(args, key) is not None:
                     sc[key] = getattr(args, key)

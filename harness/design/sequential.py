@@ -64,10 +64,29 @@ RHO_PASS = 3.0            # spending for the pass boundaries (near O'Brien-Flemi
 RHO_FAIL = 1.0            # linear spending for the futility boundaries
 FUTILITY_ALPHA = 0.1      # error of a futility stop at the edge of the null
 CAL_SEED = 20240520       # the calibration's seed (fixed: boundaries never move)
-CAL_VERSION = 1           # bump when the calibration procedure changes
+CAL_VERSION = 2           # bump when the calibration procedure changes
+# Calibrate to 0.97 alpha, not alpha: the boundaries are quantiles of a finite simulation
+# (relative standard error 1-2 %), and the Welch error between grid ratios may sit a
+# little above its value at the grid points; checked on independent seeds (bench).
+TARGET = 0.97
+TARGET_SMALL = 0.95       # alpha < 0.005: fewer crossings, so a wider margin for the same safety
+
+
+TARGET_YUEN = 0.92        # Yuen: on fresh seeds 0.95 alpha gave 1.007 alpha at 8:1 (alpha 0.01)
+
+
+def target(alpha: float, kind: str = "welch") -> float:
+    """The fraction of alpha a calibration aims at."""
+    if kind == "yuen":
+        return TARGET_YUEN
+    return TARGET_SMALL if alpha < 0.005 else TARGET
 # w = sigma_t^2 / (sigma_c^2 + sigma_t^2); with equal n the null law of Welch's t is
-# symmetric in w <-> 1 - w, so [0.5, 1] covers every variance ratio (w = 0.8 is 2:1).
-W_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
+# symmetric in w <-> 1 - w, so [0.5, 1] covers every variance ratio. The grid is dense
+# in the sigma ratio where the error is highest (about 4:1 and beyond): the error is
+# nearly flat there, so the worst of adjacent grid points bounds the ratios between.
+SIGMA_RATIOS = (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 48, math.inf)
+W_GRID = tuple(1.0 if math.isinf(r) else round(r * r / (1 + r * r), 6) for r in SIGMA_RATIOS)
+PACKAGED = Path(__file__).resolve().parent / "calibrations"   # committed, read-only
 MAX_LOOKS = 200
 CHUNK = 1 << 16
 
@@ -103,6 +122,47 @@ def _t_upper(t: float, df: float) -> float:
     from harness.analysis.stats import t_cdf
     return t_cdf(-t, df)
 
+TIME_TESTS = ("welch", "trimmed")   # the experiment file's time_test
+TRIM = 0.2                # Yuen's trimmed t: 20 % cut from each end (Wilcox's default)
+
+
+def yuen_looks(c: np.ndarray, t: np.ndarray, shift: float = 0.0):
+    """Yuen's trimmed-mean Welch test at every prefix n = 2..N of each row (Yuen 1974,
+    "The two-sample trimmed t for unequal population variances", Biometrika 61:165-170).
+
+    c, t: (rows, N) control and treatment values in launch order. Returns (p_faster,
+    p_not_faster_by_shift, t) as (rows, N - 1) arrays. With fewer than 5 values nothing
+    is trimmed and it is Welch's test. NaN in a prefix gives NaN (no decision).
+    """
+    c = np.atleast_2d(np.asarray(c, dtype=float))
+    t = np.atleast_2d(np.asarray(t, dtype=float))
+    N = min(c.shape[1], t.shape[1])
+    rows = c.shape[0]
+    pp = np.full((rows, max(N - 1, 0)), np.nan)
+    pf, ts = pp.copy(), pp.copy()
+
+    def part(x, n):
+        sx = np.sort(x[:, :n], axis=1)
+        g = int(math.floor(TRIM * n))
+        h = n - 2 * g
+        tm = sx[:, g:n - g].mean(axis=1)
+        w = np.clip(sx, sx[:, g:g + 1], sx[:, n - g - 1:n - g])
+        d = (n - 1) * w.var(axis=1, ddof=1) / (h * (h - 1))
+        return tm, d, h
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for n in range(2, N + 1):
+            mc, dc, h = part(c, n)
+            mt, dt, _ = part(t, n)
+            se2 = dc + dt
+            ok = se2 > 0
+            se = np.sqrt(se2)
+            df = np.where(ok, se2 ** 2 / (dc ** 2 / (h - 1) + dt ** 2 / (h - 1)), np.nan)
+            tt = np.where(ok, (mt - mc) / se, np.nan)
+            tf = np.where(ok, (mt - mc + shift) / se, np.nan)
+            pp[:, n - 2], pf[:, n - 2], ts[:, n - 2] = _stdtr(df, tt), _stdtr(df, -tf), tt
+    return pp, pf, ts
+
 
 def one_sample_p(mean_minus_target, var, n):
     """One-sample t p-values: (p below target, p above target, t); NaN when var == 0."""
@@ -120,10 +180,10 @@ def spend(alpha: float, n: int, max_runs: int, rho: float) -> float:
 
 
 def calibration_paths(alpha: float) -> int:
-    """Simulated experiments per calibration: about 1000 boundary crossings, 2^17..2^20."""
-    want = 1000.0 / alpha
-    n = 1 << 17
-    while n < want and n < (1 << 20):
+    """Simulated experiments per calibration: about 4000 boundary crossings, 2^18..2^21."""
+    want = 4000.0 / alpha
+    n = 1 << 18
+    while n < want and n < (1 << 21):
         n <<= 1
     return n
 
@@ -160,11 +220,11 @@ def _spend_calibrate(P: np.ndarray, alpha: float, rho: float, max_runs: int,
 
 def _chunks(kind: str, max_runs: int, paths: int):
     """Deterministic standard normals, chunk by chunk: (CHUNK or less, max_runs) arrays."""
-    ss = np.random.SeedSequence([CAL_SEED, CAL_VERSION, max_runs, paths, 1 if kind == "welch" else 0])
+    ss = np.random.SeedSequence([CAL_SEED, CAL_VERSION, max_runs, paths, {"welch": 1, "yuen": 2}.get(kind, 0)])
     for i, child in enumerate(ss.spawn((paths + CHUNK - 1) // CHUNK)):
         size = min(CHUNK, paths - i * CHUNK)
         rng = np.random.Generator(np.random.PCG64(child))
-        if kind == "welch":
+        if kind != "one-sample":
             yield rng.standard_normal((size, max_runs)), rng.standard_normal((size, max_runs))
         else:
             yield rng.standard_normal((size, max_runs)), None
@@ -218,20 +278,26 @@ def _calibrate_one_sample(alpha: float, rho: float, max_runs: int, paths: int) -
     return {"boundaries": b.tolist(), "error": err}
 
 
-def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int) -> dict:
-    cut = min(1.0, 8.0 * alpha)         # boundaries are far below this (checked below)
+def _yuen_null_p(zc: np.ndarray, zt: np.ndarray, w: float, cut: float = 1.0) -> np.ndarray:
+    return yuen_looks(zc * math.sqrt(1.0 - w), zt * math.sqrt(w))[0]
+
+
+def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int, kind: str = "welch") -> dict:
+    cut = min(1.0, 8.0 * alpha) if kind == "welch" else 1.0   # boundaries are far below this
     while True:
-        res = _calibrate_welch_cut(alpha, rho, max_runs, paths, cut)
+        res = _calibrate_welch_cut(alpha, rho, max_runs, paths, cut, kind)
         if cut >= 1.0 or max(res["shape"]) * max(1.0, res["scale"]) < 0.5 * cut:
             del res["shape"]
             return res
         cut = 1.0                        # the shortcut was not safe: do it in full
 
 
-def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float) -> dict:
+def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float,
+                         kind: str = "welch") -> dict:
+    null_p = _yuen_null_p if kind == "yuen" else _welch_null_p
     # pass 1: shape from exact spending at equal variances (w = 0.5)
-    P05 = np.concatenate([_welch_null_p(zc, zt, 0.5, cut).astype(np.float32)
-                          for zc, zt in _chunks("welch", max_runs, paths)])
+    P05 = np.concatenate([null_p(zc, zt, 0.5, cut).astype(np.float32)
+                          for zc, zt in _chunks(kind, max_runs, paths)])
     shape = _spend_calibrate(P05, alpha, rho, max_runs)
     # pass 2: per ratio, each path's smallest p / shape over the looks: it crosses
     # the scaled boundaries lambda * shape iff that minimum is <= lambda.
@@ -242,9 +308,9 @@ def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cu
         mins = {0.5: ratio_min(P05.astype(np.float64))}
         del P05
         parts = {w: [] for w in W_GRID if w != 0.5}
-        for zc, zt in _chunks("welch", max_runs, paths):
+        for zc, zt in _chunks(kind, max_runs, paths):
             for w in parts:
-                parts[w].append(ratio_min(_welch_null_p(zc, zt, w, cut)))
+                parts[w].append(ratio_min(null_p(zc, zt, w, cut)))
     for w, chunks in parts.items():
         mins[w] = np.concatenate(chunks)
     k = int(math.floor(alpha * paths))
@@ -283,32 +349,35 @@ def boundaries(kind: str, alpha: float, max_runs: int, rho: float) -> tuple[floa
 
 def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     """The full calibration record (boundaries, simulated error, paths, seed)."""
-    if kind not in ("one-sample", "welch"):
+    if kind not in ("one-sample", "welch", "yuen"):
         raise ValueError(kind)
     _check_alpha("alpha", alpha)
     _check_max_runs(max_runs)
     paths = calibration_paths(alpha)
     key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
-           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED,
-           "grid": list(W_GRID) if kind == "welch" else None}
+           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": target(float(alpha), kind),
+           "grid": list(W_GRID) if kind != "one-sample" else None}
+    if kind == "yuen":
+        key["trim"] = TRIM
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
     folder = _cache_dir()
-    if folder is not None:
+    for where in (PACKAGED, folder):
+        if where is None:
+            continue
         try:
-            data = json.loads((folder / name).read_text())
+            data = json.loads((where / name).read_text())
             if data.get("key") == key and len(data.get("boundaries", [])) == max_runs - 1:
                 return data
         except (OSError, ValueError):
             pass
-    if max_runs == 2:                        # one look: the fixed design
+    aim = float(alpha) * target(float(alpha), kind)
+    if max_runs == 2 and kind == "one-sample":   # one look, an exact p: the fixed design
         res = {"boundaries": [float(alpha)], "error": float(alpha)}
-        if kind == "welch":                   # Welch's p is not exact at n = 2: calibrate it too
-            res = _calibrate_welch(alpha, rho, max_runs, paths)
     elif kind == "one-sample":
-        res = _calibrate_one_sample(alpha, rho, max_runs, paths)
-    else:
-        res = _calibrate_welch(alpha, rho, max_runs, paths)
+        res = _calibrate_one_sample(aim, rho, max_runs, paths)
+    else:                                     # Welch's p is not exact even at n = 2
+        res = _calibrate_welch(aim, rho, max_runs, paths, kind)
     data = {"key": key, **res}
     if folder is not None:
         try:
@@ -369,6 +438,7 @@ class Look:
     decisions: dict[str, dict]            # treatment -> {"time": {...}, "loss": {...}}
     lines: list[str] = field(default_factory=list)
     reason: str = ""                      # why it stopped, or what it waits for
+    new: list[dict] = field(default_factory=list)   # decisions first made by this look
 
 
 def _finite(x) -> bool:
@@ -408,7 +478,7 @@ class SequentialPlan:
     def __init__(self, control: str, treatments: list[str], alpha_time: float = th.ALPHA_TIME,
                  alpha_loss: float = th.ALPHA_LOSS, target_loss: float = th.TARGET_LOSS,
                  min_effect: float = th.MIN_EFFECT, max_runs: int = th.RUNS, futility_alpha: float = FUTILITY_ALPHA,
-                 saved: dict | None = None) -> None:
+                 saved: dict | None = None, time_test: str = "welch") -> None:
         treatments = list(treatments)
         if not treatments:
             raise UserError("--until-decisive needs at least one treatment besides the control")
@@ -430,12 +500,23 @@ class SequentialPlan:
         self.min_effect = float(min_effect)
         self.max_runs = int(max_runs)
         self.futility_alpha = float(futility_alpha)
+        if time_test not in TIME_TESTS:
+            raise UserError(f"time_test {time_test!r}: expected one of {', '.join(TIME_TESTS)}")
+        self.time_test = time_test
+        # decisions in the order they were made; once made, final (sequential.json keeps them)
+        self.journal: list[dict] = [dict(e) for e in (saved or {}).get("decisions") or []]
+        for e in self.journal:
+            if not ({"hypothesis", "criterion", "decision", "result"} <= set(e)
+                    and e["criterion"] in ("time", "loss") and e["decision"] in ("pass", "fail")):
+                raise UserError(f"saved sequential plan: decision {e!r} is incomplete; restore "
+                                f"sequential.json from a copy")
         if saved is not None:
             self._load_bounds(saved)
         else:
             M = self.max_runs
-            self.time_pass = np.array(boundaries("welch", self.alpha_time, M, RHO_PASS))
-            self.time_fail = np.array(boundaries("welch", self.futility_alpha, M, RHO_FAIL))
+            kind = "yuen" if time_test == "trimmed" else "welch"
+            self.time_pass = np.array(boundaries(kind, self.alpha_time, M, RHO_PASS))
+            self.time_fail = np.array(boundaries(kind, self.futility_alpha, M, RHO_FAIL))
             self.loss_pass = np.array(boundaries("one-sample", self.alpha_loss, M, RHO_PASS))
             self.loss_fail = np.array(boundaries("one-sample", self.futility_alpha, M, RHO_FAIL))
 
@@ -446,18 +527,21 @@ class SequentialPlan:
                 "alpha_loss": self.alpha_loss, "target_loss": self.target_loss,
                 "min_effect": self.min_effect, "max_runs": self.max_runs,
                 "futility_alpha": self.futility_alpha, "rho_pass": RHO_PASS, "rho_fail": RHO_FAIL,
+                "time_test": self.time_test,
                 "boundaries": {"time_pass": list(map(float, self.time_pass)),
                                "time_fail": list(map(float, self.time_fail)),
                                "loss_pass": list(map(float, self.loss_pass)),
-                               "loss_fail": list(map(float, self.loss_fail))}}
+                               "loss_fail": list(map(float, self.loss_fail))},
+                "decisions": [dict(e) for e in self.journal]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SequentialPlan":
         try:
             return cls(d["control"], d["treatments"], d["alpha_time"], d["alpha_loss"], d["target_loss"],
-                       d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d)
+                       d["min_effect"], d["max_runs"], d.get("futility_alpha", FUTILITY_ALPHA), saved=d,
+                       time_test=d.get("time_test", "welch"))
         except (KeyError, TypeError) as e:
-            raise UserError(f"saved sequential plan is incomplete ({e}); delete it to recalibrate") from None
+            raise UserError(f"saved sequential plan is incomplete ({e}); restore sequential.json from a copy") from None
 
     def _load_bounds(self, d: dict) -> None:
         b = d.get("boundaries") or {}
@@ -465,7 +549,7 @@ class SequentialPlan:
             arr = np.array(b.get(name, []), dtype=float)
             if arr.shape != (self.max_runs - 1,):
                 raise UserError(f"saved sequential plan: boundaries.{name} has {arr.size} values, "
-                                f"expected {self.max_runs - 1}; delete it to recalibrate")
+                                f"expected {self.max_runs - 1}; restore sequential.json from a copy")
             setattr(self, name, arr)
 
     # -- the look -----------------------------------------------------------------------
@@ -480,6 +564,7 @@ class SequentialPlan:
         t = np.asarray(ttimes[:L + 1], dtype=float)
         n = np.arange(2, L + 2)
         test = "Welch"
+        diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
         if chosts is not None and thosts is not None and len(set(chosts[:L + 1]) | set(thosts[:L + 1])) > 1:
             # runs span nodes: the blocked statistic at every look (bench/bench_blocked.py: error rates)
             from harness.analysis import blocked
@@ -491,8 +576,10 @@ class SequentialPlan:
             pp = np.array([b.p if b.se > 0 else math.nan for b in bts])   # no spread: no decision
             pf = np.array([_t_upper((b.delta + self.min_effect) / b.se, b.df) if b.se > 0 else math.nan
                            for b in bts])
+        elif self.time_test == "trimmed":
+            test = "Yuen trimmed"
+            pp, pf, tstat = (x[0] for x in yuen_looks(c[None], t[None], self.min_effect))
         else:
-            diff = np.array([t[:k].mean() - c[:k].mean() for k in n])
             vc = np.array([c[:k].var(ddof=1) for k in n])
             vt = np.array([t[:k].var(ddof=1) for k in n])
             pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
@@ -514,40 +601,52 @@ class SequentialPlan:
 
     def _loss(self, recs: list) -> dict:
         M = self.max_runs
-        diverged = [r for r in recs if r.status == "diverged" or not _finite(r.val_loss)]
-        losses = [float(r.val_loss) if _finite(r.val_loss) else math.nan for r in recs]
-        if diverged:
-            r = diverged[0]
-            return {"decision": "fail", "why": f"run {getattr(r, 'run_id', '?')} diverged (loss NaN): "
-                                               f"a diverged run fails the loss criterion",
-                    "look": 0, "line": f"run {getattr(r, 'run_id', '?')} diverged"}
+        losses = [float(r.val_loss) if _finite(r.val_loss) and r.status != "diverged" else math.nan
+                  for r in recs]
+        # a diverged run fails the criterion at its own look, unless a pass came first:
+        # its NaN poisons every look from it on, so no boundary is crossed after it
+        bad = next((i for i, x in enumerate(losses) if math.isnan(x)), None)
         L = max(0, min(len(losses), M) - 1)
-        if L == 0:
+        if L == 0 and bad is None:
             return {"decision": "open", "why": f"needs 2 runs ({len(losses)} so far)", "look": 0,
                     "line": f"run {len(losses)}/{M}: needs 2 runs"}
-        x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
-        n = np.arange(2, L + 2)
-        m = np.array([x[:k].mean() for k in n])
-        v = np.array([x[:k].var(ddof=1) for k in n])
-        pp, pf, tstat = one_sample_p(m, v, n)
-        (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
-        j = k - 2
-        mean = m[j] + self.target_loss
-        d = {"look": int(k), "n": int(k), "mean": float(mean), "t": float(tstat[j]), "p": float(pp[j]),
-             "boundary": float(self.loss_pass[j]), "p_fail": float(pf[j]),
-             "fail_boundary": float(self.loss_fail[j])}
-        stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
-                f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
-                f"(fail if <= {_fmt_p(self.loss_fail[j])})")
-        at = f"at run {k} (mean {mean:.5f})"
-        return _decide(d, dec, stat,
-                       passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= {_fmt_p(self.loss_pass[j])} {at}",
-                       futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= {_fmt_p(self.loss_fail[j])} {at}",
-                       ran_out=f"not shown below {self.target_loss:g} by the last look "
-                               f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
+        if L > 0:
+            x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
+            n = np.arange(2, L + 2)
+            m = np.array([x[:k].mean() for k in n])
+            v = np.array([x[:k].var(ddof=1) for k in n])
+            pp, pf, tstat = one_sample_p(m, v, n)
+            (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
+            if bad is None or (dec != 0 and k <= bad):
+                j = k - 2
+                mean = m[j] + self.target_loss
+                d = {"look": int(k), "n": int(k), "mean": float(mean), "t": float(tstat[j]),
+                     "p": float(pp[j]), "boundary": float(self.loss_pass[j]), "p_fail": float(pf[j]),
+                     "fail_boundary": float(self.loss_fail[j])}
+                stat = (f"run {k}/{M}: mean {mean:.5f} vs {self.target_loss:g}, t {tstat[j]:.2f}, p below "
+                        f"{_fmt_p(pp[j])} (pass if <= {_fmt_p(self.loss_pass[j])}); p above {_fmt_p(pf[j])} "
+                        f"(fail if <= {_fmt_p(self.loss_fail[j])})")
+                at = f"at run {k} (mean {mean:.5f})"
+                return _decide(d, dec, stat,
+                               passed=f"below {self.target_loss:g}: p {_fmt_p(pp[j])} <= "
+                                      f"{_fmt_p(self.loss_pass[j])} {at}",
+                               futile=f"above {self.target_loss:g}: p {_fmt_p(pf[j])} <= "
+                                      f"{_fmt_p(self.loss_fail[j])} {at}",
+                               ran_out=f"not shown below {self.target_loss:g} by the last look "
+                                       f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
+        r = recs[bad]
+        rid = getattr(r, "run_id", "?")
+        return {"decision": "fail", "why": f"run {bad + 1} ({rid}) diverged (loss NaN): "
+                                           f"a diverged run fails the loss criterion",
+                "look": bad + 1, "n": bad + 1, "line": f"run {rid} diverged"}
 
     def look(self, records: dict[str, list]) -> Look:
-        """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order."""
+        """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order.
+
+        A criterion decided by an earlier look of this plan (``self.journal``, stored in
+        sequential.json) keeps that decision: runs that finish later are shown, never
+        flip it. New decisions are appended to the journal and listed in ``Look.new``.
+        """
         M = self.max_runs
         recs = {name: [r for r in _sort(records.get(name, []) or []) if r.status in ("ok", "diverged")]
                 for name in [self.control, *self.treatments]}
@@ -555,33 +654,54 @@ class SequentialPlan:
         chosts = [getattr(r, "host", None) or "?" for r in recs[self.control] if _finite(r.train_time_s)]
         decisions: dict[str, dict] = {}
         lines: list[str] = []
-        need = {self.control: False}
+        new: list[dict] = []
+        stored = {(e["hypothesis"], e["criterion"]): e for e in self.journal}
         for h in self.treatments:
             ttimes = [float(r.train_time_s) for r in recs[h] if _finite(r.train_time_s)]
             thosts = [getattr(r, "host", None) or "?" for r in recs[h] if _finite(r.train_time_s)]
-            tdec = self._time(ctimes, ttimes, chosts, thosts)
-            ldec = self._loss(recs[h])
-            decisions[h] = {"time": {k: v for k, v in tdec.items() if k != "line"},
-                            "loss": {k: v for k, v in ldec.items() if k != "line"}}
-            n_t = len(recs[h])
-            time_open = tdec["decision"] == "open"
-            loss_open = ldec["decision"] == "open"
-            need[h] = (time_open or loss_open) and n_t < M
-            if time_open and len(recs[self.control]) < M:
-                need[self.control] = True
-            for crit, d in (("time", tdec), ("loss", ldec)):
+            fresh = {"time": self._time(ctimes, ttimes, chosts, thosts), "loss": self._loss(recs[h])}
+            decisions[h] = {}
+            for crit, d in fresh.items():
+                old = stored.get((h, crit))
+                if old is not None:
+                    d = {**old["result"], "line": d["line"]}
+                elif d["decision"] != "open":
+                    entry = {"hypothesis": h, "criterion": crit, "decision": d["decision"],
+                             "look": d.get("look", 0),
+                             "runs": {self.control: len(recs[self.control]), h: len(recs[h])},
+                             "statistic": d.get("t"), "p": d.get("p"), "boundary": d.get("boundary"),
+                             "why": d["why"],
+                             "result": {k: v for k, v in d.items() if k != "line"}}
+                    self.journal.append(entry)
+                    new.append(entry)
+                fresh[crit] = d
+                decisions[h][crit] = {k: v for k, v in d.items() if k != "line"}
+            for crit, d in fresh.items():
                 if d["decision"] == "open":
                     lines.append(f"{h} {crit}: {d['line']} -> open")
                 else:
                     lines.append(f"{h} {crit}: {d['decision'].upper()} - {d['why']}")
+        need = {self.control: False}
+        for h in self.treatments:
+            crit = [decisions[h][c]["decision"] for c in ("time", "loss")]
+            lost = "fail" in crit          # a lost cause: nothing more can make it pass
+            need[h] = not lost and "open" in crit and len(recs[h]) < M
+            if not lost and crit[0] == "open" and len(recs[self.control]) < M:
+                need[self.control] = True
         done = not any(need.values())
         waiting = [h for h, v in need.items() if v]
+        failed = [f"{h} {c}" for h in self.treatments for c in ("time", "loss")
+                  if decisions[h][c]["decision"] == "fail"]
         if done:
             opened = [f"{h} {c}" for h in self.treatments for c in ("time", "loss")
-                      if decisions[h][c]["decision"] == "open"]
+                      if decisions[h][c]["decision"] == "open"
+                      and "fail" not in (decisions[h]["time"]["decision"], decisions[h]["loss"]["decision"])]
             if opened:
                 reason = (f"stop: {M} runs per arm reached with {', '.join(opened)} undecided "
                           f"(runs without a usable time or loss)")
+            elif failed and any(decisions[h][c]["decision"] == "open"
+                                for h in self.treatments for c in ("time", "loss")):
+                reason = f"stop: {', '.join(failed)} failed, so the other criterion cannot matter"
             else:
                 reason = "stop: every criterion is decided"
                 if all(len(recs[n]) < M for n in recs):
@@ -592,7 +712,105 @@ class SequentialPlan:
             if stopped:
                 reason += "; stopped: " + ", ".join(stopped)
         lines.append(reason)
-        return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason)
+        return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason, new=new)
+
+    def replay(self, records: dict[str, list]) -> Look:
+        """The look a fresh plan (no stored decisions) makes on these records."""
+        fresh = SequentialPlan.from_dict({**self.to_dict(), "decisions": []})
+        return fresh.look(records)
+
+
+def disagreements(journal: list[dict], replayed: Look) -> list[str]:
+    """Warnings where replaying the logs decides otherwise than the stored decisions."""
+    out = []
+    for e in journal:
+        h, c = e["hypothesis"], e["criterion"]
+        r = replayed.decisions.get(h, {}).get(c, {})
+        if (r.get("decision"), r.get("look")) != (e["decision"], e.get("look")):
+            out.append(f"warning: {h} {c}: stored decision {e['decision'].upper()} at look {e.get('look')}, "
+                       f"replaying the logs gives {str(r.get('decision')).upper()} at look {r.get('look')} "
+                       f"(runs finished out of order, or records changed); the stored decision stands")
+    return out
+
+
+WAYS_OUT = ("start a new experiment (another name or --results folder), or use --anytime there "
+            "(anytime-valid: it may be continued)")
+
+
+def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
+                     max_runs: int | None, anytime: bool = False) -> None:
+    """Refuse, before anything launches, a run that would continue a sequential design
+    past its plan (its error rates hold only for the plan fixed before the first run).
+
+    Refused: a fixed-sample run or ``--runs`` on a folder with sequential.json; a
+    ``--max-runs`` other than the stored one; ``--until-decisive`` on a folder that
+    already holds runs but no plan (deleted, or a fixed-sample experiment): its
+    boundaries would be chosen after seeing data.
+    """
+    results = Path(results)
+    saved = results / "sequential.json"
+    if saved.exists():
+        try:
+            stored = json.loads(saved.read_text())
+            stored_max = stored.get("max_runs")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+        if stored.get("design") == "anytime":
+            # an e-process may be continued at will; only another design on top is refused
+            if not anytime:
+                raise UserError(f"{results} holds an anytime-valid experiment: continue it with --anytime "
+                                f"(and a larger --max-runs), or start a new experiment")
+            if max_runs is not None and max_runs < stored_max:
+                raise UserError(f"--max-runs {max_runs}: this anytime experiment already allows {stored_max}")
+            return
+        if anytime:
+            raise UserError(f"{results} holds a group-sequential experiment (--until-decisive): --anytime "
+                            f"cannot take it over; start a new experiment with --anytime")
+        if not until_decisive:
+            raise UserError(f"{results} holds a sequential experiment (sequential.json): more runs without "
+                            f"--until-decisive would void its error rates; {WAYS_OUT}")
+        if runs_flag is not None and max_runs is None:
+            raise UserError(f"{results} holds a sequential experiment fixed at --max-runs {stored_max}: "
+                            f"--runs cannot extend it; {WAYS_OUT}")
+        if max_runs is not None and max_runs != stored_max:
+            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
+                            f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
+        return
+    if until_decisive and results.is_dir():
+        n = sum(1 for _ in results.glob("*/*/result.json"))
+        if n:
+            raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
+                            f"fixed-sample experiment): a sequential plan made now would be fitted to "
+                            f"seen data; {WAYS_OUT}")
+
+
+def make_anytime(exp, max_runs: int, results: Path):
+    """The --anytime plan: the stored one (its decisions kept, its budget raised) or a new one."""
+    from harness.design.anytime import AnytimePlan
+    from harness.records import atomic_write_text
+    saved = Path(results) / "sequential.json"
+    treatments = [h.name for h in exp.hypotheses if not h.control]
+    if saved.exists():
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+        plan = AnytimePlan.from_dict({**old, "max_runs": max(max_runs, int(old.get("max_runs", 0)))})
+        atomic_write_text(saved, json.dumps(plan.to_dict(), indent=2) + "\n")
+        return plan
+    return AnytimePlan(exp.control.name, treatments, exp.alpha_time, exp.alpha_loss, exp.target_loss, max_runs)
+
+
+def replay_stored(saved: dict, records: dict[str, list]) -> tuple[Look, list[str]]:
+    """The look of a stored plan on the stored records: stored decisions stand; warnings
+    where a replay of the logs from scratch decides otherwise."""
+    from harness.design.borrow_seq import plan_from_dict   # every kind of stored plan
+    plan = plan_from_dict(saved)
+    if not hasattr(plan, "replay"):    # a sweep's decider keeps no journal of decisions
+        return plan.look(records), []
+    stored = [dict(e) for e in plan.journal]
+    look = plan.look(records)
+    return look, disagreements(stored, plan.replay(records))
 
 
 def verdict(look: Look, treatment: str) -> str:

@@ -1,12 +1,13 @@
 """``harness simulate``: Monte Carlo of the ``--until-decisive`` procedure.
 
 Each simulated experiment draws normal run times for the control and one treatment
-and normal losses for the treatment, then applies exactly the boundaries and
-decision rule of ``harness.design.sequential.SequentialPlan`` (vectorised over
-experiments): control runs = the pair at which the time criterion was decided,
-treatment runs = the later of that pair and the run at which the loss criterion was
-decided. Beside it: the fixed design (M runs per arm, one test at the end) and the
-naive peeker (a fixed-sample test after every pair, stop at the first p < alpha).
+and normal losses for the treatment, decides with the boundaries and rule of
+``harness.design.sequential.SequentialPlan`` (its ``look()``, vectorised over experiments)
+and counts runs with an emulation of the runner's own scheduling (``schedule``:
+launch order, ``max_parallel`` jobs, retries, diverged runs, lost causes stopped).
+tests/test_one_accounting.py runs the real ``Runner`` on the same draws and requires
+identical run counts and verdicts. Beside it: the fixed design (M runs per arm, one
+test at the end) and the naive peeker (a fixed-sample test after every pair).
 """
 from __future__ import annotations
 
@@ -22,12 +23,153 @@ from harness.errors import UserError
 BLOCK = 50_000
 
 
+def draw(rng, B: int, M: int, time_sigma: float, treatment_time_sigma: float, time_delta: float,
+         loss_mean: float, loss_sigma: float, fail_prob: float = 0.0, diverge_prob: float = 0.0,
+         retries: int = 2, time_base: float = 98.0, noise=None, time_drift: float = 0.0,
+         outlier_prob: float = 0.0, outlier_s: float = 1.0) -> dict:
+    """What B experiments' runs would produce, slot by slot (launch-order index 0..M-1).
+
+    Times are in milliseconds as a log prints them and then in seconds as the parser
+    reads them, so a real runner fed the same values decides identically. ``noise``
+    (rng, shape) -> standard draws (default normal); ``time_drift`` seconds added per
+    launch slot (the machine warming up, both arms alike); ``outlier_prob``: a run is
+    ``outlier_s`` slower (either arm).
+    """
+    noise = noise or (lambda g, shape: g.standard_normal(shape))
+    zc, zt, zl = noise(rng, (B, M)), noise(rng, (B, M)), noise(rng, (B, M))
+    slot = np.arange(M)
+    ctime = time_base + time_sigma * zc + time_drift * 2 * slot
+    ttime = time_base + time_delta + treatment_time_sigma * zt + time_drift * (2 * slot + 1)
+    if outlier_prob:
+        ctime = ctime + outlier_s * (rng.random((B, M)) < outlier_prob)
+        ttime = ttime + outlier_s * (rng.random((B, M)) < outlier_prob)
+    ctime_ms = ctime * 1000.0
+    ttime_ms = ttime * 1000.0
+    diverged = rng.random((B, M)) < diverge_prob
+    tloss = np.where(diverged, np.nan, loss_mean + loss_sigma * zl)
+    fails_c = rng.random((B, M, retries + 1)) < fail_prob       # attempt a of slot i fails
+    fails_t = rng.random((B, M, retries + 1)) < fail_prob
+
+    def first_ok(f):
+        ok = ~f.all(axis=2)
+        return ok, np.where(ok, f.argmin(axis=2) + 1, retries + 1)
+
+    ok_c, att_c = first_ok(fails_c)
+    ok_t, att_t = first_ok(fails_t)
+    return {"ctime_ms": ctime_ms, "ttime_ms": ttime_ms, "ctime": ctime_ms / 1000.0 - time_base,
+            "ttime": ttime_ms / 1000.0 - time_base, "tloss": tloss, "diverged": diverged,
+            "fails_c": fails_c, "fails_t": fails_t, "ok_c": ok_c, "ok_t": ok_t, "att_c": att_c, "att_t": att_t}
+
+
+def decision_looks(plan, ctimes, ttimes, tloss, diverged=None):
+    """Per path, the look that decides each criterion and how (vectorised ``look()``).
+
+    Inputs are (paths, M) arrays of the arms' completed runs in launch order (NaN
+    where a path has fewer). Returns (kt, dt, kl, dl): the time criterion is decided
+    dt (1 pass, -1 fail) once both arms have kt runs, the loss criterion dl once the
+    treatment has kl runs (never, when the count is not reached).
+    """
+    M = plan.max_runs
+    n = np.arange(2, M + 1)
+    if getattr(plan, "time_test", "welch") == "trimmed":
+        pt, pft, _ = seq.yuen_looks(ctimes, ttimes, plan.min_effect)
+    else:
+        mc, vc = seq._moments(ctimes)
+        mt, vt = seq._moments(ttimes)
+        pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
+    kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
+    ml, vl = seq._moments(tloss - plan.target_loss)
+    pl, pfl, _ = seq.one_sample_p(ml, vl, n)
+    kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
+    if diverged is not None:
+        # as look(): a diverged run fails the loss at its own run unless a pass came first
+        has = diverged.any(axis=1)
+        bad = np.where(has, diverged.argmax(axis=1), M + 1)
+        flip = has & ~((dl != 0) & (kl <= bad))
+        kl = np.where(flip, bad + 1, kl)
+        dl = np.where(flip, -1, dl)
+    return kt, dt, kl, dl
+
+
+def _compact(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Each row's values where ok, moved to the front in order; NaN after."""
+    order = np.argsort(~ok, axis=1, kind="stable")
+    out = np.take_along_axis(np.where(ok, x, np.nan), order, axis=1)
+    return out
+
+
+def schedule(plan, kt, dt, kl, dl, ok_c, ok_t, attempts_c, attempts_t, max_parallel=1):
+    """The runner's scheduling of ``--until-decisive`` (interleaved order, one treatment).
+
+    Mirrors ``Runner._run`` with a backend whose attempts started together end
+    together in start order (``backends.memory``): fill up to ``max_parallel`` jobs
+    from the launch order C0 T0 C1 T1 ..., skipping arms the last look does not need,
+    then complete them and look. ok_*: (paths, M) whether slot i ever completes (False
+    when every attempt failed); attempts_*: attempts slot i takes. With
+    ``max_parallel`` 1 a failed attempt is retried at once, as the runner does.
+    Returns completed runs (nc, nt), attempts launched, and the decisions at the end.
+    """
+    M = plan.max_runs
+    S = kt.shape[0]
+    ptr = np.zeros(S, dtype=np.int64)
+    nc = np.zeros(S, dtype=np.int64)
+    nt = np.zeros(S, dtype=np.int64)
+    att = np.zeros(S, dtype=np.int64)
+    fin = np.zeros(S, dtype=bool)
+    ok = np.stack([ok_c, ok_t])
+    attempts = np.stack([attempts_c, attempts_t])
+    r = np.arange(S)
+
+    def state(nc, nt):
+        td = np.where(np.minimum(nc, nt) >= kt, dt, 0)
+        ld = np.where(nt >= kl, dl, 0)
+        lost = (td == -1) | (ld == -1)
+        need_t = ~lost & ((td == 0) | (ld == 0)) & (nt < M)
+        need_c = ~lost & (td == 0) & (nc < M)
+        return td, ld, need_c, need_t
+
+    while not fin.all():
+        _, _, need_c, need_t = state(nc, nt)
+        fin |= ~need_c & ~need_t
+        started = np.zeros(S, dtype=bool)
+        add_c = np.zeros(S, dtype=np.int64)
+        add_t = np.zeros(S, dtype=np.int64)
+        for _ in range(max_parallel):
+            for _ in range(2):                 # skipped keys: at most one before a needed arm
+                arm = ptr % 2
+                skip = ~fin & (ptr < 2 * M) & ~np.where(arm == 0, need_c, need_t)
+                ptr = ptr + skip
+            go = ~fin & (ptr < 2 * M)
+            arm = ptr % 2
+            idx = np.minimum(ptr // 2, M - 1)
+            done_slot = go & ok[arm, r, idx]
+            add_c += done_slot & (arm == 0)
+            add_t += done_slot & (arm == 1)
+            att += np.where(go, attempts[arm, r, idx], 0)
+            started |= go
+            ptr = ptr + go
+        nc += add_c
+        nt += add_t
+        fin |= ~started
+    td, ld, _, _ = state(nc, nt)
+    return nc, nt, att, td, ld
+
+
 def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma: float,
              treatment_time_sigma: float | None = None, alpha_time: float = th.ALPHA_TIME,
              alpha_loss: float = th.ALPHA_LOSS, max_runs: int = th.RUNS, min_effect: float = th.MIN_EFFECT,
              target_loss: float = th.TARGET_LOSS, sims: int = 10_000, seed: int = 0,
-             futility_alpha: float = seq.FUTILITY_ALPHA) -> dict:
-    """Operating characteristics of the sequential procedure (one treatment)."""
+             futility_alpha: float = seq.FUTILITY_ALPHA, max_parallel: int = 1,
+             fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2,
+             time_test: str = "welch", **stress) -> dict:
+    """Operating characteristics of the sequential procedure (one treatment).
+
+    Run counts come from ``schedule``, the runner's own scheduling (``max_parallel``
+    jobs at once, ``retries`` after a failed attempt that happens with ``fail_prob``,
+    treatment runs that diverge with ``diverge_prob``); decisions from the vectorised
+    ``look()``. tests/test_one_accounting.py checks both against the real ``Runner``.
+    ``stress``: ``noise``, ``time_drift``, ``outlier_prob``, ``outlier_s`` of ``draw``.
+    """
     st = time_sigma if treatment_time_sigma is None else treatment_time_sigma
     for name, v in (("--time-sigma", time_sigma), ("--treatment-time-sigma", st), ("--loss-sigma", loss_sigma)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -37,38 +179,50 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
             raise UserError(f"{name} {v!r}: expected a number")
     if not isinstance(sims, int) or sims < 1:
         raise UserError(f"--sims {sims!r}: expected a positive integer, e.g. 10000")
+    if not isinstance(max_parallel, int) or max_parallel < 1:
+        raise UserError(f"--max-parallel {max_parallel!r}: expected a positive integer")
+    for name, v in (("--fail-prob", fail_prob), ("--diverge-prob", diverge_prob)):
+        if not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise UserError(f"{name} {v!r}: expected a probability in [0, 1)")
+    if fail_prob > 0 and max_parallel > 1:
+        # a retried attempt then ends after later slots: the launch-order prefixes
+        # change under the looks; that is not emulated (the real runner handles it)
+        raise UserError("--fail-prob with --max-parallel > 1 is not emulated; use --max-parallel 1")
     plan = seq.SequentialPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
-                              futility_alpha)
+                              futility_alpha, time_test=time_test)
     M = plan.max_runs
     n = np.arange(2, M + 1)
     rng = np.random.default_rng(seed)
     acc = {k: 0 for k in ("tpass", "tfail", "lpass", "lfail", "both", "fixed_t", "fixed_l", "fixed_both",
-                          "naive_t", "naive_l", "naive_both", "nc", "nt")}
+                          "naive_t", "naive_l", "naive_both", "nc", "nt", "att")}
     totals = []
     time_looks = []
     done = 0
     while done < sims:
         B = min(BLOCK, sims - done)
         done += B
-        zc = rng.standard_normal((B, M))
-        zt = rng.standard_normal((B, M))
-        zl = rng.standard_normal((B, M))
-        mc, vc = seq._moments(time_sigma * zc)
-        mt, vt = seq._moments(time_delta + st * zt)
-        pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
-        kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
-        ml, vl = seq._moments((loss_mean - target_loss) + loss_sigma * zl)
-        pl, pfl, _ = seq.one_sample_p(ml, vl, n)
-        kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
-        nc = kt
-        nt = np.maximum(kt, kl)
+        d = draw(rng, B, M, time_sigma, st, time_delta, loss_mean, loss_sigma, fail_prob, diverge_prob, retries,
+                 **stress)
+        ctimes = _compact(d["ctime"], d["ok_c"])
+        ttimes = _compact(d["ttime"], d["ok_t"])
+        tloss = _compact(d["tloss"], d["ok_t"])
+        div = _compact(d["diverged"].astype(float), d["ok_t"]) == 1.0
+        kt, dt, kl, dl = decision_looks(plan, ctimes, ttimes, tloss, div)
+        nc, nt, att, td, ld = schedule(plan, kt, dt, kl, dl, d["ok_c"], d["ok_t"], d["att_c"], d["att_t"],
+                                       max_parallel)
         totals.append((nc + nt).astype(np.int16))
-        time_looks.append(kt.astype(np.int16))
-        acc["tpass"] += int((dt == 1).sum())
-        acc["tfail"] += int((dt == -1).sum())
-        acc["lpass"] += int((dl == 1).sum())
-        acc["lfail"] += int((dl == -1).sum())
-        acc["both"] += int(((dt == 1) & (dl == 1)).sum())
+        time_looks.append(np.where(td != 0, kt, 0).astype(np.int16))
+        acc["tpass"] += int((td == 1).sum())
+        acc["tfail"] += int((td == -1).sum())
+        acc["lpass"] += int((ld == 1).sum())
+        acc["lfail"] += int((ld == -1).sum())
+        acc["both"] += int(((td == 1) & (ld == 1)).sum())
+        # the fixed design and the naive peeker on all M runs per arm (no failures)
+        mc, vc = seq._moments(d["ctime"])
+        mt, vt = seq._moments(d["ttime"])
+        pt = seq.welch_p(mt - mc, vc, vt, n)[0]
+        ml, vl = seq._moments(d["tloss"] - target_loss)
+        pl = seq.one_sample_p(ml, vl, n)[0]
         ft, fl = pt[:, -1] <= alpha_time, pl[:, -1] <= alpha_loss
         acc["fixed_t"] += int(ft.sum())
         acc["fixed_l"] += int(fl.sum())
@@ -79,6 +233,7 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         acc["naive_both"] += int((nvt & nvl).sum())
         acc["nc"] += int(nc.sum())
         acc["nt"] += int(nt.sum())
+        acc["att"] += int(att.sum())
     tot = np.concatenate(totals)
     looks = np.concatenate(time_looks)
 
@@ -101,7 +256,9 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         "both_rate": rate("both"),
         "reject_rate_se": se(rate("tpass")), "loss_pass_rate_se": se(rate("lpass")),
         "mean_control_runs": acc["nc"] / sims, "mean_treatment_runs": acc["nt"] / sims,
-        "mean_total_runs": float(tot.mean()), "p95_total_runs": float(np.percentile(tot, 95)),
+        "mean_total_runs": float(tot.mean()), "mean_attempts": acc["att"] / sims,
+        "max_parallel": max_parallel, "time_test": time_test, "fail_prob": float(fail_prob), "diverge_prob": float(diverge_prob),
+        "retries": retries, "p95_total_runs": float(np.percentile(tot, 95)),
         "max_total_runs": int(tot.max()),
         "time_decided_by_pair": {str(k): float((looks == k).mean()) for k in range(2, M + 1)},
         "fixed_total_runs": 2 * M,
@@ -131,7 +288,8 @@ def format_text(r: dict) -> str:
         "",
         f"runs per experiment: control {r['mean_control_runs']:.2f}, treatment {r['mean_treatment_runs']:.2f}, "
         f"total {r['mean_total_runs']:.2f} (95th percentile {r['p95_total_runs']:g}, most {r['max_total_runs']}) "
-        f"vs {r['fixed_total_runs']} for the fixed design",
+        f"vs {r['fixed_total_runs']} for the fixed design; {r['mean_attempts']:.2f} attempts launched "
+        f"(max_parallel {r['max_parallel']})",
         f"time failed (futility or last look): {r['time_fail_rate']:.4f}; "
         f"loss failed: {r['loss_fail_rate']:.4f}",
         f"method: {r['method']}",
@@ -154,6 +312,12 @@ def configure(p) -> None:
     p.add_argument("--min-effect", type=float, default=0.0, help="seconds the treatment must gain (futility)")
     p.add_argument("--sims", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-parallel", type=int, default=1, help="jobs at once, as the backend runs them (default 1)")
+    p.add_argument("--fail-prob", type=float, default=0.0, help="chance an attempt fails (retried; --max-parallel 1)")
+    p.add_argument("--diverge-prob", type=float, default=0.0, help="chance a treatment run diverges (NaN loss)")
+    p.add_argument("--retries", type=int, default=2, help="extra attempts after a failed one (default 2)")
+    p.add_argument("--time-test", choices=seq.TIME_TESTS, default="welch",
+                   help="the experiment's time_test: welch (default) or trimmed (Yuen, robust to outliers)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -162,7 +326,9 @@ def main(args) -> int:
                  treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
                  alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
                  target_loss=args.target_loss, sims=args.sims, seed=args.seed,
-                 futility_alpha=args.futility_alpha)
+                 futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
+                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
+                 time_test=args.time_test)
     if args.format == "json":
         print(json.dumps(r, indent=2))
     else:

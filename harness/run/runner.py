@@ -312,6 +312,10 @@ class Runner:
         for rec in sorted(done, key=lambda r: (r.order if r.order is not None else 0, r.index)):
             per_arm.setdefault(rec.hypothesis, []).append(rec)
         self.look = self.decider.look(per_arm)
+        if getattr(self.look, "new", None) and hasattr(self.decider, "to_dict"):
+            # decisions are final once made: stored as they are made (issue 12)
+            atomic_write_text(self.store.root / "sequential.json",
+                              json.dumps(self.decider.to_dict(), indent=2) + "\n")
         self.emit(Event("look", {"look": self.look}))
 
     # -- one attempt -------------------------------------------------------------------------
