@@ -179,7 +179,8 @@ def test_sequential_design_uses_the_blocked_statistic_when_runs_span_nodes():
     time = look.decisions["H1"]["time"]
     assert time["decision"] == "pass" and time["n"] < 10, look.lines
     assert "stratified Welch by node" in time["why"]
-    # the same times on one node: the plain Welch statistic, which node noise drowns
-    one = plan.look(_recs([(h, "n0", t) for h, _, t in rows]))
+    # the same times on one node: the plain Welch statistic, which node noise drowns (a new
+    # plan: a plan's decisions are final, so the first one would keep its PASS)
+    one = SequentialPlan("H0", ["H1"], max_runs=10).look(_recs([(h, "n0", t) for h, _, t in rows]))
     assert one.decisions["H1"]["time"]["decision"] == "fail"
     assert "by node" not in " ".join(one.lines)

@@ -48,6 +48,7 @@ KNOWN_LEAKS = {
 # modules of a no-read layer that read files today
 KNOWN_READERS = {
     "design.sequential": "the calibration cache ($HARNESS_CACHE or ~/.cache/harness): to be passed in",
+    "design.borrow_seq": "the same calibration cache, for the borrowed-sigma boundaries",
 }
 
 

@@ -25,8 +25,8 @@ COMMANDS = {
     "status": ("harness.cli.status", "list done / failed / diverged / pending runs of a results folder"),
     "demo": ("harness.cli.demo", "run the CPU-sized H0/H1 smoke experiment and print its table"),
     "analyze": ("harness.cli.analyze", "significance table and record gate from results or log folders"),
-    "plan": ("harness.design.plan", "runs per arm needed, fixed and sequential designs"),
-    "simulate": ("harness.design.simulate", "Monte Carlo of the sequential procedure"),
+    "plan": ("harness.cli.plan", "runs per arm needed, fixed and sequential designs"),
+    "simulate": ("harness.cli.simulate", "Monte Carlo of the sequential procedure"),
     "extract": ("harness.cli.extract", "rebuild the training script and kernel files a speedrun log embeds"),
 }
 

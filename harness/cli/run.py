@@ -123,14 +123,12 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
         return plan
     from harness import arms
     if arms.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
-        from harness.design.borrow_seq import sweep_decider
         return sweep_decider(exp, max_runs)
     if quiet:
         return None
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
-        from harness.design.borrow_seq import borrowed_plan     # borrowed / known sigma (issue 16)
-        return borrowed_plan(exp, max_runs)
+        return borrowed_plan(exp, max_runs)     # borrowed / known sigma
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
@@ -139,6 +137,45 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     return plan  # the runner stores it once it holds the results folder
 
 
+def sweep_decider(exp, max_runs: int):
+    """The ``--until-decisive`` rule of an experiment with one step sweep beside the control."""
+    from harness import arms as sweep_arms
+    from harness.analysis import sweep
+    from harness.cli import variance as variance_source
+    from harness.run import runner
+    found = sweep_arms.sweeps([h.name for h in exp.hypotheses if not h.control])
+    others = [h.name for h in exp.hypotheses
+              if not h.control and not any(h.name == n for v in found.values() for _, n in v)]
+    if len(found) != 1 or others:
+        raise UserError("--until-decisive with a step sweep: give the control and one swept "
+                        "hypothesis only (run other treatments as their own experiment)")
+    (base, arms), = found.items()
+    sigma = level = None
+    if exp.known_loss_sigma is not None or exp.variance_from is not None:
+        here = variance_source.host_hardware(runner._host_gpus())
+        v = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
+                                      flag="experiment.variance_from")
+        sigma, level = v.loss, v.level
+    return sweep.SweepDecider(exp.control.name, base, arms, exp.target_loss, exp.alpha_loss, max_runs,
+                              sigma, level)
+
+
+def borrowed_plan(exp, max_runs: int):
+    """The plan of an experiment with ``known_loss_sigma`` / ``variance_from``, fixed at its start.
+
+    The runs have not happened yet, so the hardware compared with the earlier runs' is
+    this host's (nvidia-smi): the time sigma is borrowed only when they match.
+    """
+    from harness.cli import variance as variance_source
+    from harness.design import borrow_seq
+    from harness.run import runner
+    here = variance_source.host_hardware(runner._host_gpus())
+    variance = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
+                                         flag="experiment.variance_from")
+    return borrow_seq.BorrowedPlan(control=exp.control.name,
+                        treatments=[h.name for h in exp.hypotheses if not h.control],
+                        alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss, target_loss=exp.target_loss,
+                        min_effect=exp.min_effect, max_runs=max_runs, variance=variance)
 
 
 def main(args) -> int:

@@ -20,13 +20,9 @@ sigma_U = s * sqrt((n - 1) / chi2_{1 - level}(n - 1)), and shows power and runs 
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 from harness.design import sequential as seq
-from harness import thresholds as th
-from harness.errors import UserError
 
 MAX_N = 1000
 UCB_LEVEL = 0.9                 # one-sided upper confidence level for a pilot's sigma
@@ -76,50 +72,6 @@ def runs_needed(power_fn, power: float) -> int | None:
     return hi
 
 
-def _std(xs: list[float]) -> float:
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-
-
-def scenarios_from_results(path: str, group_by: str = "folder",
-                           control: str | None = None) -> tuple[list[dict], dict]:
-    """One scenario per treatment, estimated from a results folder (or log folders)."""
-    from harness.data import sources
-    ds = sources.load([path], group_by)
-    if control is not None:
-        if ds.group(control) is None:
-            raise UserError(f"--control {control}: no such group; the groups are "
-                            f"{', '.join(g.name for g in ds.groups)}")
-        ds.control = control
-    control = ds.control or ds.groups[0].name
-    cgroup = ds.group(control)
-    if cgroup is None:
-        raise UserError(f"{path}: control {control} has no runs; run it first or pass the flags")
-    ctimes = [t for t in cgroup.times if math.isfinite(t)]
-    if len(ctimes) < 2:
-        raise UserError(f"{path}: control {control} has {len(ctimes)} runs with a time; "
-                        f"a sigma needs 2 (or pass --time-sigma and --time-delta)")
-    out = []
-    for g in ds.groups:
-        if g.name == control:
-            continue
-        ttimes = [t for t in g.times if math.isfinite(t)]
-        losses = [x for x in g.losses if math.isfinite(x)]
-        if len(ttimes) < 2 or len(losses) < 2:
-            raise UserError(f"{path}: {g.name} has {len(ttimes)} runs with a time and {len(losses)} with a "
-                            f"finite loss; estimates need 2 of each (or pass the flags)")
-        out.append({"name": g.name, "control": control, "runs": (len(ctimes), len(ttimes)),
-                    "loss_runs": len(losses),
-                    "time_sigma": _std(ctimes), "treatment_time_sigma": _std(ttimes),
-                    "time_delta": sum(ttimes) / len(ttimes) - sum(ctimes) / len(ctimes),
-                    "loss_mean": sum(losses) / len(losses), "loss_sigma": _std(losses),
-                    "diverged": sum(1 for x in g.losses if not math.isfinite(x))})
-    if not out:
-        raise UserError(f"{path}: only the control {control} is there; a plan needs a treatment")
-    defaults = {"target_loss": ds.target_loss, "alpha_time": ds.alpha_time, "alpha_loss": ds.alpha_loss,
-                "min_effect": ds.min_effect, "runs": ds.runs}
-    return out, defaults
-
 
 def plan_one(sc: dict, alpha_time: float, alpha_loss: float, target: float, power: float,
              min_effect: float, max_runs: int | None, sims: int, seed: int) -> dict:
@@ -162,124 +114,3 @@ def plan_one(sc: dict, alpha_time: float, alpha_loss: float, target: float, powe
                            "mean_total_runs": r["mean_total_runs"], "p95_total_runs": r["p95_total_runs"],
                            "power_time": r["reject_rate"], "power_loss": r["loss_pass_rate"],
                            "power_both": r["both_rate"]}}
-
-
-def configure(p) -> None:
-    p.add_argument("results", nargs="?", metavar="RESULTS",
-                   help="results folder of a pilot (spec.json and */*/result.json); or use the flags")
-    p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s)")
-    p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (default: --time-sigma)")
-    p.add_argument("--time-delta", type=float, help="hoped-for treatment minus control time (s), < 0 is faster")
-    p.add_argument("--loss-mean", type=float, help="treatment's expected mean loss")
-    p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma")
-    p.add_argument("--target-loss", type=float, help=f"default {th.TARGET_LOSS} (or the experiment's)")
-    p.add_argument("--alpha-time", type=float, help=f"default {th.ALPHA_TIME} (or the experiment's)")
-    p.add_argument("--alpha-loss", type=float, help=f"default {th.ALPHA_LOSS} (or the experiment's)")
-    p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
-                   help="a plain folder of logs: groups by subfolder or by final step count")
-    p.add_argument("--control", help="the control group (default: the experiment's, else the first)")
-    p.add_argument("--power", type=float, default=0.9, help="wanted power of each criterion (default 0.9)")
-    p.add_argument("--min-effect", type=float, help="seconds the treatment must gain (sequential futility)")
-    p.add_argument("--max-runs", type=int, help="most runs per arm of the sequential design (default: the fixed n)")
-    p.add_argument("--sims", type=int, default=10_000, help="simulated experiments (default 10000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-
-def _flag_scenario(args) -> dict:
-    need = {"--time-sigma": args.time_sigma, "--time-delta": args.time_delta,
-            "--loss-mean": args.loss_mean, "--loss-sigma": args.loss_sigma}
-    missing = [k for k, v in need.items() if v is None]
-    if missing:
-        raise UserError(f"plan needs a RESULTS folder or all of --time-sigma, --time-delta, --loss-mean, "
-                        f"--loss-sigma (missing {', '.join(missing)})")
-    for k in ("--time-sigma", "--loss-sigma"):
-        if not need[k] > 0:
-            raise UserError(f"{k} {need[k]}: expected a standard deviation > 0")
-    if args.treatment_time_sigma is not None and not args.treatment_time_sigma > 0:
-        raise UserError(f"--treatment-time-sigma {args.treatment_time_sigma}: expected a standard deviation > 0")
-    return {"name": "treatment", "control": "control", "runs": None, "time_sigma": args.time_sigma,
-            "treatment_time_sigma": args.treatment_time_sigma, "time_delta": args.time_delta,
-            "loss_mean": args.loss_mean, "loss_sigma": args.loss_sigma, "diverged": 0}
-
-
-def _fmt_n(n: int | None, why: str) -> str:
-    return f"{n}" if n is not None else f"never ({why})"
-
-
-def format_text(res: dict) -> str:
-    a = res
-    out = [f"plan at power {a['power']:g}: alpha time {a['alpha_time']:g}, alpha loss {a['alpha_loss']:g}, "
-           f"target {a['target_loss']:g} (source: {a['source']})"]
-    for r in a["treatments"]:
-        s = r["sequential"]
-        src = f" from {r['runs'][0]} + {r['runs'][1]} runs" if r.get("runs") else ""
-        out += [
-            "",
-            f"{r['name']} vs {r['control']}{src}:",
-            *([f"  sigmas: {r['sigma_source']}: time {r['pilot_time_sigma']:.4f} -> {r['time_sigma']:.4f} / "
-               f"{r['pilot_treatment_time_sigma']:.4f} -> {r['treatment_time_sigma']:.4f} s, loss "
-               f"{r['pilot_loss_sigma']:.5f} -> {r['loss_sigma']:.5f}"] if r.get("sigma_source") else []),
-            f"  time: sigma {r['time_sigma']:.4f} / {r['treatment_time_sigma']:.4f} s, delta {r['time_delta']:+.4f} s"
-            f" -> {_fmt_n(r['runs_time'], 'not faster')} runs per arm",
-            f"  loss: mean {r['loss_mean']:.5f} +- {r['loss_sigma']:.5f} vs {a['target_loss']:g}"
-            f" -> {_fmt_n(r['runs_loss'], 'not below the target')} runs",
-        ]
-        if r.get("diverged"):
-            out.append(f"  warning: {r['diverged']} diverged runs left out of the loss estimate "
-                       f"(a diverged run fails the loss criterion)")
-        if r["runs_fixed"]:
-            out.append(f"  fixed design: {r['runs_fixed']} runs per arm ({2 * r['runs_fixed']} in all), "
-                       f"power time {r['fixed_power_time']:.3f}, loss {r['fixed_power_loss']:.3f}")
-        else:
-            out.append("  fixed design: no number of runs reaches the power (the treatment cannot pass)")
-        out.append(f"  sequential (--until-decisive --max-runs {s['max_runs']}, {s['sims']} simulations): "
-                   f"expected runs control {s['mean_control_runs']:.1f}, treatment {s['mean_treatment_runs']:.1f}, "
-                   f"total {s['mean_total_runs']:.1f} (95th percentile {s['p95_total_runs']:g}); "
-                   f"power time {s['power_time']:.3f}, loss {s['power_loss']:.3f}, both {s['power_both']:.3f}")
-        for x in r["sensitivity"]:
-            fixed = f"fixed design both {x['fixed_power_both']:.3f}; " if x["fixed_power_both"] is not None else ""
-            out.append(f"  if the sigmas are {x['sigma_factor']:g}x these: {fixed}sequential both "
-                       f"{x['power_both']:.3f} (time {x['power_time']:.3f}, loss {x['power_loss']:.3f}), "
-                       f"{x['mean_total_runs']:.1f} runs")
-    out.append("")
-    out.append(f"method: {seq.METHOD}")
-    return "\n".join(out)
-
-
-def main(args) -> int:
-    if not (0 < args.power < 1):
-        raise UserError(f"--power {args.power}: expected a number in (0, 1), e.g. 0.9")
-    if args.max_runs is not None and not (2 <= args.max_runs <= seq.MAX_LOOKS):
-        raise UserError(f"--max-runs {args.max_runs}: expected 2 to {seq.MAX_LOOKS}")
-    defaults: dict = {}
-    if args.results:
-        if not Path(args.results).exists():
-            raise UserError(f"{args.results}: no such results folder; give a folder with spec.json or use the flags")
-        scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control)
-        for sc in scenarios:  # flags override the estimates; estimated sigmas become their UCB
-            nc, nt = sc["runs"]
-            for key, n in (("time_sigma", nc), ("treatment_time_sigma", nt), ("loss_sigma", sc["loss_runs"])):
-                sc["pilot_" + key] = sc[key]
-                sc[key] = sigma_ucb(sc[key], n)
-            sc["sigma_source"] = (f"pilot sigmas raised to their one-sided {UCB_LEVEL:.0%} upper confidence "
-                                  f"bounds (chi-square, {nc}/{nt}/{sc['loss_runs']} runs)")
-            for key in ("time_sigma", "treatment_time_sigma", "time_delta", "loss_mean", "loss_sigma"):
-                if getattr(args, key) is not None:
-                    sc[key] = getattr(args, key)
-        source = args.results
-    else:
-        scenarios, source = [_flag_scenario(args)], "flags"
-
-    got = th.resolve(args, defaults, {**th.GATE, "min_effect": th.MIN_EFFECT})
-    alpha_time, alpha_loss = got["alpha_time"], got["alpha_loss"]
-    target, min_effect = got["target_loss"], got["min_effect"]
-    res = {"source": source, "power": args.power, "alpha_time": alpha_time, "alpha_loss": alpha_loss,
-           "target_loss": target, "min_effect": min_effect, "method": seq.METHOD,
-           "treatments": [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
-                                   args.max_runs, args.sims, args.seed) for sc in scenarios]}
-    if args.format == "json":
-        print(json.dumps(res, indent=2))
-    else:
-        print(format_text(res))
-    return 0
