@@ -111,7 +111,8 @@ def resampling(reps: int) -> None:
     plan = seq.SequentialPlan("H0", ["H1"], max_runs=10)
     print("== resampling check on the record's raw runs (statistics.md) ==")
     print("the 20 runs in their published order (H0, H1 alternating):")
-    look, recs = drive(plan, {"H0": list(zip(H0L, H0T)), "H1": list(zip(H1L, H1T))}, verbose=True)
+    look, recs = drive(seq.SequentialPlan.from_dict(plan.to_dict()), {"H0": list(zip(H0L, H0T)),
+                                                                      "H1": list(zip(H1L, H1T))}, verbose=False)
     d = look.decisions["H1"]
     print(f"  -> stopped after {len(recs['H0'])} control + {len(recs['H1'])} treatment runs "
           f"= {len(recs['H0']) + len(recs['H1'])} of 20; time {d['time']['decision']}, loss {d['loss']['decision']}")
@@ -120,7 +121,8 @@ def resampling(reps: int) -> None:
     tdec, ldec = {}, {}
     for _ in range(reps):
         i0, i1 = rng.integers(0, 10, 10), rng.integers(0, 10, 10)
-        look, recs = drive(plan, {"H0": [(H0L[i], H0T[i]) for i in i0], "H1": [(H1L[i], H1T[i]) for i in i1]})
+        fresh = seq.SequentialPlan.from_dict({**plan.to_dict(), "decisions": []})   # decisions are per experiment
+        look, recs = drive(fresh, {"H0": [(H0L[i], H0T[i]) for i in i0], "H1": [(H1L[i], H1T[i]) for i in i1]})
         ctl.append(len(recs["H0"]))
         trt.append(len(recs["H1"]))
         totals.append(ctl[-1] + trt[-1])
