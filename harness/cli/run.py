@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import shlex
 import signal
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from harness.data import spec as specmod
+from harness.data.store import sequential_path
 from harness.errors import UserError
 from harness.thresholds import RETRIES
 
@@ -102,10 +104,7 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     It is stored beside the results (``store.sequential_path``), so a resumed experiment
     uses exactly the same boundaries (even after a numpy or scipy upgrade).
     """
-    import json
-
     from harness.design.sequential import SequentialPlan
-    from harness.data.store import sequential_path
 
     if order == "blocked":
         raise UserError("--until-decisive with order 'blocked' runs every control run before the "
@@ -178,6 +177,76 @@ def borrowed_plan(exp, max_runs: int):
                         min_effect=exp.min_effect, max_runs=max_runs, variance=variance)
 
 
+# a folder with a sequential plan cannot be extended: what to do instead
+WAYS_OUT = ("start a new experiment (another name or --results folder), or use --anytime there "
+            "(anytime-valid: it may be continued)")
+
+
+def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
+                     max_runs: int | None, anytime: bool = False) -> None:
+    """Refuse, before anything launches, a run that would continue a sequential design
+    past its plan (its error rates hold only for the plan fixed before the first run).
+
+    Refused: a fixed-sample run or ``--runs`` on a folder with sequential.json; a
+    ``--max-runs`` other than the stored one; ``--until-decisive`` on a folder that
+    already holds runs but no plan (deleted, or a fixed-sample experiment): its
+    boundaries would be chosen after seeing data.
+    """
+    results = Path(results)
+    saved = sequential_path(results)
+    if saved.exists():
+        try:
+            stored = json.loads(saved.read_text())
+            stored_max = stored.get("max_runs")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+        if stored.get("design") == "anytime":
+            # an e-process may be continued at will; only another design on top is refused
+            if not anytime:
+                raise UserError(f"{results} holds an anytime-valid experiment: continue it with --anytime "
+                                f"(and a larger --max-runs), or start a new experiment")
+            if max_runs is not None and max_runs < stored_max:
+                raise UserError(f"--max-runs {max_runs}: this anytime experiment already allows {stored_max}")
+            return
+        if anytime:
+            raise UserError(f"{results} holds a group-sequential experiment (--until-decisive): --anytime "
+                            f"cannot take it over; start a new experiment with --anytime")
+        if not until_decisive:
+            raise UserError(f"{results} holds a sequential experiment (sequential.json): more runs without "
+                            f"--until-decisive would void its error rates; {WAYS_OUT}")
+        if runs_flag is not None and max_runs is None:
+            raise UserError(f"{results} holds a sequential experiment fixed at --max-runs {stored_max}: "
+                            f"--runs cannot extend it; {WAYS_OUT}")
+        if max_runs is not None and max_runs != stored_max:
+            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
+                            f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
+        return
+    if until_decisive and results.is_dir():
+        n = sum(1 for _ in results.glob("*/*/result.json"))
+        if n:
+            raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
+                            f"fixed-sample experiment): a sequential plan made now would be fitted to "
+                            f"seen data; {WAYS_OUT}")
+
+
+def make_anytime(exp, max_runs: int, results: Path):
+    """The --anytime plan: the stored one (its decisions kept, its budget raised) or a new one."""
+    from harness.design.anytime import AnytimePlan
+    from harness.records import atomic_write_text
+    saved = sequential_path(results)
+    treatments = [h.name for h in exp.hypotheses if not h.control]
+    if saved.exists():
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+        plan = AnytimePlan.from_dict({**old, "max_runs": max(max_runs, int(old.get("max_runs", 0)))})
+        atomic_write_text(saved, json.dumps(plan.to_dict(), indent=2) + "\n")
+        return plan
+    return AnytimePlan(exp.control.name, treatments, exp.alpha_time, exp.alpha_loss, exp.target_loss, max_runs)
+
+
+
 def main(args) -> int:
     from harness.run.progress import Progress
     from harness.run.runner import Options, Runner, Stopped
@@ -213,7 +282,6 @@ def main(args) -> int:
             envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
             print(f"# {hyp} #{index}\n{envs} {shlex.join(argv)}")
         return 0
-    from harness.design.sequential import make_anytime, refuse_extension
     refuse_extension(results, args.until_decisive, args.runs, args.max_runs, anytime=args.anytime)
     backend = make_backend(args, exp, results)
     decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None

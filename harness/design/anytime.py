@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness import thresholds as th
 from harness.errors import UserError
 
 METHOD = ("anytime-valid sequential t-tests: scale-invariant likelihood-ratio e-processes (Cox 1952; "
@@ -94,8 +95,8 @@ class AnytimePlan:
 
     design = "anytime"
 
-    def __init__(self, control: str, treatments: list[str], alpha_time: float = 0.001,
-                 alpha_loss: float = 0.01, target_loss: float = 3.28, max_runs: int = 10,
+    def __init__(self, control: str, treatments: list[str], alpha_time: float = th.ALPHA_TIME,
+                 alpha_loss: float = th.ALPHA_LOSS, target_loss: float = th.TARGET_LOSS, max_runs: int = th.RUNS,
                  saved: dict | None = None) -> None:
         treatments = list(treatments)
         if not treatments:

@@ -733,72 +733,8 @@ def disagreements(journal: list[dict], replayed: Look) -> list[str]:
     return out
 
 
-WAYS_OUT = ("start a new experiment (another name or --results folder), or use --anytime there "
-            "(anytime-valid: it may be continued)")
 
 
-def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
-                     max_runs: int | None, anytime: bool = False) -> None:
-    """Refuse, before anything launches, a run that would continue a sequential design
-    past its plan (its error rates hold only for the plan fixed before the first run).
-
-    Refused: a fixed-sample run or ``--runs`` on a folder with sequential.json; a
-    ``--max-runs`` other than the stored one; ``--until-decisive`` on a folder that
-    already holds runs but no plan (deleted, or a fixed-sample experiment): its
-    boundaries would be chosen after seeing data.
-    """
-    results = Path(results)
-    saved = results / "sequential.json"
-    if saved.exists():
-        try:
-            stored = json.loads(saved.read_text())
-            stored_max = stored.get("max_runs")
-        except (OSError, ValueError, AttributeError) as e:
-            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
-        if stored.get("design") == "anytime":
-            # an e-process may be continued at will; only another design on top is refused
-            if not anytime:
-                raise UserError(f"{results} holds an anytime-valid experiment: continue it with --anytime "
-                                f"(and a larger --max-runs), or start a new experiment")
-            if max_runs is not None and max_runs < stored_max:
-                raise UserError(f"--max-runs {max_runs}: this anytime experiment already allows {stored_max}")
-            return
-        if anytime:
-            raise UserError(f"{results} holds a group-sequential experiment (--until-decisive): --anytime "
-                            f"cannot take it over; start a new experiment with --anytime")
-        if not until_decisive:
-            raise UserError(f"{results} holds a sequential experiment (sequential.json): more runs without "
-                            f"--until-decisive would void its error rates; {WAYS_OUT}")
-        if runs_flag is not None and max_runs is None:
-            raise UserError(f"{results} holds a sequential experiment fixed at --max-runs {stored_max}: "
-                            f"--runs cannot extend it; {WAYS_OUT}")
-        if max_runs is not None and max_runs != stored_max:
-            raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
-                            f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
-        return
-    if until_decisive and results.is_dir():
-        n = sum(1 for _ in results.glob("*/*/result.json"))
-        if n:
-            raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
-                            f"fixed-sample experiment): a sequential plan made now would be fitted to "
-                            f"seen data; {WAYS_OUT}")
-
-
-def make_anytime(exp, max_runs: int, results: Path):
-    """The --anytime plan: the stored one (its decisions kept, its budget raised) or a new one."""
-    from harness.design.anytime import AnytimePlan
-    from harness.records import atomic_write_text
-    saved = Path(results) / "sequential.json"
-    treatments = [h.name for h in exp.hypotheses if not h.control]
-    if saved.exists():
-        try:
-            old = json.loads(saved.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
-        plan = AnytimePlan.from_dict({**old, "max_runs": max(max_runs, int(old.get("max_runs", 0)))})
-        atomic_write_text(saved, json.dumps(plan.to_dict(), indent=2) + "\n")
-        return plan
-    return AnytimePlan(exp.control.name, treatments, exp.alpha_time, exp.alpha_loss, exp.target_loss, max_runs)
 
 
 def replay_stored(saved: dict, records: dict[str, list]) -> tuple[Look, list[str]]:

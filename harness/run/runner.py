@@ -314,7 +314,7 @@ class Runner:
         self.look = self.decider.look(per_arm)
         if getattr(self.look, "new", None) and hasattr(self.decider, "to_dict"):
             # decisions are final once made: stored as they are made (issue 12)
-            atomic_write_text(self.store.root / "sequential.json",
+            atomic_write_text(self.store.sequential_path,
                               json.dumps(self.decider.to_dict(), indent=2) + "\n")
         self.emit(Event("look", {"look": self.look}))
 
@@ -414,6 +414,7 @@ class Runner:
                 work.rmdir()
         names = ["log.txt"] + [str(p.relative_to(run_dir)) for p in _script_logs(work / "logs")]
         best: tuple[LogSummary, str] | None = None
+        best_rank: tuple = ()
         for name in names:
             try:
                 s = parse_file(run_dir / name)

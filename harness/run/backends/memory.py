@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness import thresholds as th
 from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.run.backends.local import now_iso
 
 
 @dataclass(frozen=True)
 class FakeRun:
-    val_loss: float = 3.28          # nan: the run diverged
+    val_loss: float = th.TARGET_LOSS  # nan: the run diverged
     train_time_ms: float = 98_000.0
     steps: int = 20
     failed: bool = False            # crash before the end: no final result, exit code 1
