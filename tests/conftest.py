@@ -10,40 +10,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
-CALIBRATIONS = Path(__file__).resolve().parent / "fixtures" / "calibrations.json"
 _SESSION_CACHE: list[str] = []
 
 
 def pytest_configure(config):
-    """A sealed calibration cache per test run, seeded from ``fixtures/calibrations.json``.
+    """A sealed, empty calibration cache per test run.
 
-    Tests never read or write the user's ``~/.cache``: the sequential calibrations
-    they need are committed with the code (``python tests/fixtures/make_calibrations.py``
-    rewrites them), and any other is computed into this run's own folder. Spawned CLIs
-    inherit it through ``HARNESS_CACHE``. ``HARNESS_TEST_CACHE=DIR`` uses DIR unseeded
-    (that is how the regeneration script collects what the tests ask for).
+    Tests never read or write the user's ``~/.cache``: the sequential calibrations they
+    need are committed with the code (``harness/design/calibrations/``), and any other is
+    computed into this run's own folder. Spawned CLIs inherit it through ``HARNESS_CACHE``.
     """
-    given = os.environ.get("HARNESS_TEST_CACHE")
-    if given:
-        folder = Path(given)
-    else:
-        folder = Path(tempfile.mkdtemp(prefix="harness-test-cache-"))
-        _SESSION_CACHE.append(str(folder))
-        seed_calibrations(folder / "sequential")
+    folder = Path(tempfile.mkdtemp(prefix="harness-test-cache-"))
+    _SESSION_CACHE.append(str(folder))
     os.environ["HARNESS_CACHE"] = str(folder)
 
 
 def pytest_unconfigure(config):
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def seed_calibrations(folder: Path) -> int:
-    data = json.loads(CALIBRATIONS.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, record in data["files"].items():
-        (folder / name).write_text(json.dumps(record, indent=1) + "\n")
-    return len(data["files"])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Recompute the sequential calibrations committed in ``harness/design/calibrations/``.
+
+    python scripts/write_calibrations.py [KIND-aALPHA-MM-rRHO ...]
+
+Run it after changing the calibration (its version, paths, seed, target or grid):
+``tests/test_calibrations.py`` fails until the committed files match the code. With
+no argument every committed plan is recomputed (Welch at alpha 0.001 takes minutes);
+an argument such as ``welch-a0.01-M20-r3`` adds (or recomputes) one plan.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.design import sequential as seq  # noqa: E402
+
+PLAN = re.compile(r"^(one-sample|welch|yuen)-a([0-9.e-]+)-M(\d+)-r([0-9.]+)")
+
+
+def plans(args: list[str]) -> list[tuple[str, float, int, float]]:
+    names = args or [p.name for p in sorted(seq.PACKAGED.glob("*.json"))]
+    out = []
+    for name in names:
+        m = PLAN.match(name)
+        if not m:
+            sys.exit(f"{name}: expected KIND-aALPHA-MM-rRHO, e.g. welch-a0.01-M10-r3")
+        out.append((m[1], float(m[2]), int(m[3]), float(m[4])))
+    return out
+
+
+def main(args: list[str]) -> int:
+    todo = plans(args)
+    packaged, seq.PACKAGED = seq.PACKAGED, None          # never read the files being replaced
+    for old in ([] if args else sorted(packaged.glob("*.json"))):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["HARNESS_CACHE"] = tmp                  # and no user cache either
+        for kind, alpha, max_runs, rho in todo:
+            seq.calibration(kind, alpha, max_runs, rho)
+        for path in sorted((Path(tmp) / "sequential").glob("*.json")):
+            data = json.loads(path.read_text())
+            (packaged / path.name).write_text(json.dumps(data, indent=1) + "\n")
+            print(f"{packaged.relative_to(ROOT)}/{path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
