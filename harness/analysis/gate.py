@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.formats import fmt_p
-from harness.data.sources import Group, as_float, hardware_text
+from harness.groups import Group, as_float, hardware_text
 from harness.analysis.stats import Row, Summary
 
 MIN_RUNS = 3              # a fixed-sample t-test on 2 runs rests on one df: too fragile to gate

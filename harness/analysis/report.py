@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from harness.analysis.gate import Verdict
 from harness.records import nan_to_none   # JSON has no NaN: null, as result.json
-from harness.data.sources import Dataset, Group
+from harness.groups import Dataset, Group
 from harness.analysis.stats import Row, Summary
 
 COLUMNS = ("Runs", "Steps", "Time μ", "Time σ", "Time +/-", "Time p",

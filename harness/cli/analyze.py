@@ -46,7 +46,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from harness.analysis import blocked, cuped, gate, nodes, report, stats
     from harness.data import sources
-    from harness.data.sources import as_float
+    from harness.groups import as_float
 
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
         raise UserError(f"--plot {args.plot}: its folder does not exist")

@@ -14,11 +14,9 @@ from __future__ import annotations
 import errno
 import glob as globlib
 import json
-import math
 import os
-import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.logs.classify import classify, counted_attempt
@@ -26,12 +24,12 @@ from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
 from harness.data.store import sequential_path
+from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
 # quote log lines, and parsing images or checkpoints would cost time for nothing.
 LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")
 PARALLEL_BYTES = 64 << 20     # parse in a process pool above this much log data
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")   # shown as is; any other name is quoted
 MAX_NAME = 64
 
 
@@ -39,10 +37,6 @@ def is_log_name(name: str) -> bool:
     low = name.lower()
     return low.removesuffix(".gz").endswith(LOG_SUFFIXES)
 
-
-def label(name: str) -> str:
-    """A group name as shown: plain names as they are, others (spaces...) in double quotes."""
-    return name if _PLAIN_NAME.match(name) else json.dumps(name, ensure_ascii=False)
 
 
 def _label_problem(name: str) -> str:
@@ -60,67 +54,7 @@ def _label_problem(name: str) -> str:
     return ""
 
 
-@dataclass
-class Run:
-    record: RunRecord
-    source: str               # the log the figures came from
 
-    @property
-    def hardware(self) -> tuple[str, int] | None:
-        """(GPU model, GPU count) when the log or record tells, else None."""
-        gpus = self.record.gpus or {}
-        names = list(gpus.get("names") or []) if isinstance(gpus, dict) else list(gpus)
-        count = (gpus.get("count") if isinstance(gpus, dict) else None) or len(names)
-        if not names and not count:
-            return None
-        return (" + ".join(sorted(set(names))) or "unknown model", int(count))
-
-
-@dataclass
-class Group:
-    name: str
-    runs: list[Run] = field(default_factory=list)        # data: status ok or diverged
-    failed: list[Run] = field(default_factory=list)      # failed/timeout attempts, listed
-    unfinished: list[Run] = field(default_factory=list)  # runs with no result in the end
-    expected_steps: int | None = None
-    origin: str = ""                                     # the SOURCE it came from
-    kind: str = ""                                       # results | named | plain (its SOURCE's)
-
-    @property
-    def losses(self) -> list[float]:
-        return [as_float(r.record.val_loss) for r in self.runs]
-
-    @property
-    def times(self) -> list[float]:
-        return [as_float(r.record.train_time_s) for r in self.runs]
-
-    @property
-    def steps(self) -> list[int]:
-        return [r.record.final_step for r in self.runs if r.record.final_step is not None]
-
-    @property
-    def order(self) -> list[float] | None:
-        orders = [r.record.order for r in self.runs]
-        return None if not orders or None in orders else [float(o) for o in orders]
-
-
-@dataclass
-class Dataset:
-    groups: list[Group]
-    warnings: list[str] = field(default_factory=list)
-    control: str | None = None          # from an experiment spec
-    target_loss: float | None = None
-    alpha_time: float | None = None
-    alpha_loss: float | None = None
-    sequential: dict | None = None      # the saved --until-decisive plan of a results folder
-    min_effect: float | None = None     # more of the experiment spec, for `harness plan`
-    runs: int | None = None
-    known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
-    variance_from: str | None = None
-
-    def group(self, name: str) -> Group | None:
-        """By the name as shown, or as written on the command line (unquoted)."""
-        return next((g for g in self.groups if g.name == name or g.name == label(name)), None)
 
 
 def group_named(ds: Dataset, flag: str, name: str) -> str:
@@ -140,10 +74,6 @@ def split_hint(g: Group, group_by: str, srcs: list[str], prog: str) -> str:
         return "to compare them, give each step count's logs their own NAME=PATH"
     return ""
 
-
-def as_float(x) -> float:
-    """None (a missing figure) as nan."""
-    return math.nan if x is None else float(x)
 
 
 # ---------------------------------------------------------------- entry point
@@ -185,9 +115,6 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
     return ds
 
 
-def hardware_text(hw: tuple[str, int]) -> str:
-    return f"{hw[1]}x {hw[0]}"
-
 
 def hardware_warnings(groups: list[Group]) -> list[str]:
     """Runs on different GPUs do not compare: say so even without --gate."""
@@ -213,7 +140,7 @@ def hardware_warnings(groups: list[Group]) -> list[str]:
 def software_warnings(groups: list[Group]) -> list[str]:
     """Runs under different torch or CUDA versions time different code: say which."""
     out = []
-    for field_name, label in (("torch_version", "torch"), ("cuda_version", "CUDA")):
+    for field_name, what in (("torch_version", "torch"), ("cuda_version", "CUDA")):
         seen: dict[str, dict[str, int]] = {}
         for g in groups:
             for r in g.runs:
@@ -222,7 +149,7 @@ def software_warnings(groups: list[Group]) -> list[str]:
                     seen.setdefault(v, {}).setdefault(g.name, 0)
                     seen[v][g.name] += 1
         if len(seen) > 1:
-            out.append(f"runs used {len(seen)} {label} versions: " + "; ".join(
+            out.append(f"runs used {len(seen)} {what} versions: " + "; ".join(
                 f"{v} ({', '.join(f'{n} {g}' for g, n in per.items())})" for v, per in sorted(seen.items()))
                 + "; compare runs of one software stack")
     return out
