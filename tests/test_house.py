@@ -145,3 +145,35 @@ def test_one_warning_type_from_every_stage_reaches_the_json(capsys, tmp_path, mo
     assert {"several-runs", "no-result", "outlier"} <= kinds
     assert {w["subject"] for w in out if w["kind"] == "several-runs"} == {"damaged/crash_then_ok.txt",
                                                                          "damaged/three_runs.txt"}
+
+
+def test_spec_json_is_read_and_checked_by_the_store_alone(capsys, tmp_path):
+    # issue 18: spec.json was read and validated three ways (store, status, sources); a spec
+    # that status refused was a traceback in analyze ('runs' a string) and the reverse
+    import json
+    import sys
+    from harness.cli import main
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+    import analyze_builders as B
+
+    found = []
+    for name, tree in _modules():
+        docs = _docstrings(tree)
+        found += [f"{name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and n.value == "spec.json" and id(n) not in docs and name != "data/store.py"]
+    assert not found, "spec.json named outside data/store.py: " + ", ".join(found)
+
+    root = B.write_results(tmp_path / "e", {"H0": (100, [{"train_time_s": 1.0, "val_loss": 3.2}] * 3),
+                                             "H1": (100, [{"train_time_s": 0.9, "val_loss": 3.2}] * 3)}, runs=3)
+    good = json.loads((root / "spec.json").read_text())
+    for bad in ({**good, "runs": "3"}, {**good, "hypotheses": [{"name": 7}]}, {**good, "hypotheses": []},
+                {k: v for k, v in good.items() if k != "name"}, [good]):
+        (root / "spec.json").write_text(json.dumps(bad))
+        said = []
+        for command in ("status", "analyze"):
+            assert main([command, str(root)]) == 2, (command, bad)
+            err = capsys.readouterr().err
+            assert len(err.splitlines()) == 1 and str(root / "spec.json") in err, err
+            said.append(err)
+        assert said[0] == said[1]          # one check, one message
+        assert (root / "spec.json").read_text() == json.dumps(bad)

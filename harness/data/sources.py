@@ -26,7 +26,7 @@ from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import sequential_path
+from harness.data.store import is_results_folder, read_spec, sequential_path, spec_path
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
 # quote log lines, and parsing images or checkpoints would cost time for nothing.
@@ -244,10 +244,9 @@ def _classify(src: str) -> tuple[str, str, str]:
             raise UserError(f"{src}: {path}: no such file or folder")
         return "named", name, path
     if os.path.isdir(src):
-        if os.path.isfile(os.path.join(src, "spec.json")):
+        if is_results_folder(src):
             return "results", "", src
-        inner = sorted(d for d in os.listdir(src)
-                       if os.path.isfile(os.path.join(src, d, "spec.json")))
+        inner = sorted(d for d in os.listdir(src) if is_results_folder(os.path.join(src, d)))
         if inner:
             raise UserError(f"{src} holds experiments ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}): "
                             f"pass one of them, e.g. {os.path.join(src, inner[0])}")
@@ -451,13 +450,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
-    spec = _read_json(root / "spec.json")
-    if not isinstance(spec, dict):  # valid JSON of another shape: one line, not a traceback
-        raise UserError(f"{root / 'spec.json'} is not a frozen experiment spec (a JSON object); "
-                        "restore it from a copy")
-    hyps = spec.get("hypotheses") or []
-    if not isinstance(hyps, list) or not hyps:
-        raise UserError(f"{root / 'spec.json'} lists no hypotheses")
+    spec = read_spec(root)   # checked by the store, its one reader
+    if spec is None:
+        raise UserError(f"{spec_path(root)}: gone while reading {root}; run analyze again")
+    hyps = spec["hypotheses"]
     if ds.control is None:    # the first results folder gives the defaults
         ds.control = spec.get("control") or next((h.get("name") for h in hyps if h.get("control")), None)
         ds.target_loss = spec.get("target_loss")
