@@ -53,20 +53,18 @@ def trainer_case(tg, layout: str, data_path: str, tokens: int):
     seq = 2048
     argv = ["--preset", "speedrun-1gpu", "--ve-layout", layout, "--data-path", data_path,
             "--batch-schedule", f"{tokens // seq},{tokens // seq},{tokens // seq}", "--num-iterations", "1600",
-            "--compile", "--seed", "0"]
+            "--compile", "--warmup", "--device", "cuda", "--seed", "0"]
     cfg = tg.resolve_config(tg.parse_args(argv), 1)
-    cfg["device"] = "cuda"
-    cfg["warmup"] = True
-    files = tg.find_shards(cfg["data_path"], "train")
+    files = tg.find_shards(cfg.data_path, "train")
     trainer = tg.Trainer(cfg, torch.device("cuda", 0), 0, files)
     model = trainer.model
     hidden = sum(p.numel() for b in model.blocks for k, p in b.named_parameters() if k.endswith("_w"))
     matmul_params = hidden + model.head.numel()
-    windows = tg.windows_for(cfg["window_schedule"][2], cfg)  # last third: the long window
-    n_attn = cfg["num_layers"] - len(cfg["attn_skip_layers"])
-    long_layers = len(cfg["long_layers"])
+    windows = tg.windows_for(cfg.window_schedule[2], cfg)  # last third: the long window
+    n_attn = cfg.num_layers - len(cfg.attn_skip_layers)
+    long_layers = len(cfg.long_layers)
     mean_ctx = (long_layers * min(windows[1], seq) / 2 + (n_attn - long_layers) * min(windows[0], seq) / 2)
-    attn_flops = 6 * 2 * mean_ctx * cfg["num_heads"] * cfg["head_dim"]  # QK and AV, fwd+bwd, summed over layers
+    attn_flops = 6 * 2 * mean_ctx * cfg.num_heads * cfg.head_dim  # QK and AV, fwd+bwd, summed over layers
     state = {"step": 2 * 1600 // 3 + 3}  # inside the last third, past the untie step
 
     def step():

@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from harness.caveat import Caveat
 from harness.records import RunRecord
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")   # shown as is; any other name is quoted
@@ -77,7 +78,7 @@ class Group:
 @dataclass
 class Dataset:
     groups: list[Group]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Caveat] = field(default_factory=list)
     control: str | None = None          # from an experiment spec
     target_loss: float | None = None
     alpha_time: float | None = None

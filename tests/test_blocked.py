@@ -68,7 +68,7 @@ def test_variance_pooled_within_nodes_per_arm():
 def test_confounded_spread_and_degenerate_cases():
     only = blocked.stratified([("a", 1.0), ("a", 1.1)], [("b", 0.5), ("b", 0.6)])
     assert math.isnan(only.p) and only.problem == "no node ran both arms"
-    (w,) = blocked.warnings({"H1": only})
+    (w,) = [c.message for c in blocked.warnings({"H1": only})]
     assert "never ran on the same node (a: H0 2, H1 0; b: H0 0, H1 2)" in w and 'pairing = "node"' in w
     once = blocked.stratified([("a", 1.0), ("b", 1.1)], [("a", 0.5), ("b", 0.6)])
     assert math.isnan(once.p) and "within-node variance is unknown" in once.problem
@@ -77,7 +77,7 @@ def test_confounded_spread_and_degenerate_cases():
     assert mixed.pooled_variance and mixed.p < 0.05
     partial = blocked.stratified([("a", 1.0), ("a", 1.1), ("c", 3.0)], [("a", 0.5), ("a", 0.6), ("b", 9.0)])
     assert partial.nodes == 1 and partial.unpaired == {"b": {"H0": 0, "H1": 1}, "c": {"H0": 1, "H1": 0}}
-    (w,) = blocked.warnings({"H1": partial})
+    (w,) = [c.message for c in blocked.warnings({"H1": partial})]
     assert "do not count toward the blocked time difference (b: H1 1; c: H0 1)" in w
 
 

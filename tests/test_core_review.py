@@ -7,7 +7,7 @@ from conftest import STAND_INS, harness, results_of, write_experiment
 from harness.cli import demo as cmd_demo
 from harness.run.progress import Progress
 from harness.records import RunRecord
-from harness.run.runner import Event
+from harness.run import events as ev
 
 
 def _one_line_error(out):
@@ -66,10 +66,10 @@ def test_progress_does_not_crash_on_an_ok_run_without_train_time():
     # "logs of another program with no train_time at all" still finish with a val_loss
     out = io.StringIO()
     p = Progress(out, live=False)
-    p(Event("plan", {"experiment": "e", "results": "r", "total": 1, "done": 0, "pending": 1}))
+    p(ev.Plan(experiment="e", results="r", total=1, done=0, pending=1))
     rec = RunRecord(run_id="000-1", hypothesis="H0", index=0, seed=0, status="ok",
                     val_loss=3.1, train_time_s=None, wall_s=1.0)
-    p(Event("finish", {"record": rec, "total": 1}))
+    p(ev.Finish(record=rec, total=1))
     assert "H0 #0: ok val_loss 3.1000" in out.getvalue()
 
 

@@ -111,3 +111,69 @@ def test_sequential_plan_file_is_named_only_by_the_store(tmp_path):
     assert not found, "sequential.json spelled outside data/store.py: " + ", ".join(found)
     assert store.sequential_path(tmp_path) == tmp_path / "sequential.json"
     assert store.Store(tmp_path).sequential_path == tmp_path / "sequential.json"
+
+
+def test_one_warning_type_from_every_stage_reaches_the_json(capsys, tmp_path, monkeypatch):
+    # issue 18: StatWarning in stats, plain strings in sources, nodes, blocked, sweep and
+    # borrow; the JSON output carried bare strings
+    import json
+    import sys
+    from harness.analysis import blocked, borrow, nodes, stats, sweep
+    from harness.caveat import Caveat
+    from harness.cli import main
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+    import damaged_logs as D
+
+    skewed = nodes.node_rows({"H0": [("n1", 10.0)] * 4, "H1": [("n2", 9.0)] * 3 + [("n1", 9.0)]})
+    apart = {"H1": blocked.stratified([("a", 1.0), ("a", 1.1)], [("b", 0.5), ("b", 0.6)])}
+    thin = sweep.analyse("H1", [(100, "H1@100", [3.3], [1.0])], [1.0], 3.28, 0.01)
+    refused = stats.summarise([stats.Arm("H0", [3.27, 3.28, 3.29], [9.0, 9.1, 9.2]),
+                               stats.Arm("H1", [3.27, 3.29, 3.31], [9.0, 9.1, 9.2])], "H0",
+                              variance=borrow.VariancePlan(loss=borrow.Sigma(1e-6, 18.0, 20, "rec")))
+    made = {"nodes": nodes.node_warnings(skewed, "H0"), "blocked": blocked.warnings(apart),
+            "sweep": thin.warnings, "variance": [w for w in refused.warnings if w.kind == "variance"]}
+    for kind, ws in made.items():
+        assert ws and all(type(w) is Caveat and w.kind == kind and w.subject and w.message for w in ws), kind
+    assert {w.subject for w in made["variance"]} == {"H0", "H1"}   # the arm each note is about
+
+    D.write_all(tmp_path / "damaged")
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", "damaged", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)["warnings"]
+    assert out and all(set(w) == {"kind", "subject", "message"} for w in out)
+    kinds = {w["kind"] for w in out}
+    assert {"several-runs", "no-result", "outlier"} <= kinds
+    assert {w["subject"] for w in out if w["kind"] == "several-runs"} == {"damaged/crash_then_ok.txt",
+                                                                         "damaged/three_runs.txt"}
+
+
+def test_spec_json_is_read_and_checked_by_the_store_alone(capsys, tmp_path):
+    # issue 18: spec.json was read and validated three ways (store, status, sources); a spec
+    # that status refused was a traceback in analyze ('runs' a string) and the reverse
+    import json
+    import sys
+    from harness.cli import main
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+    import analyze_builders as B
+
+    found = []
+    for name, tree in _modules():
+        docs = _docstrings(tree)
+        found += [f"{name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and n.value == "spec.json" and id(n) not in docs and name != "data/store.py"]
+    assert not found, "spec.json named outside data/store.py: " + ", ".join(found)
+
+    root = B.write_results(tmp_path / "e", {"H0": (100, [{"train_time_s": 1.0, "val_loss": 3.2}] * 3),
+                                             "H1": (100, [{"train_time_s": 0.9, "val_loss": 3.2}] * 3)}, runs=3)
+    good = json.loads((root / "spec.json").read_text())
+    for bad in ({**good, "runs": "3"}, {**good, "hypotheses": [{"name": 7}]}, {**good, "hypotheses": []},
+                {k: v for k, v in good.items() if k != "name"}, [good]):
+        (root / "spec.json").write_text(json.dumps(bad))
+        said = []
+        for command in ("status", "analyze"):
+            assert main([command, str(root)]) == 2, (command, bad)
+            err = capsys.readouterr().err
+            assert len(err.splitlines()) == 1 and str(root / "spec.json") in err, err
+            said.append(err)
+        assert said[0] == said[1]          # one check, one message
+        assert (root / "spec.json").read_text() == json.dumps(bad)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the modules at the top of the package are the base every layer stands on
 LAYER_OF = {
     "__init__": "base", "errors": "base", "records": "base", "thresholds": "base",
-    "formats": "base", "arms": "base", "groups": "base",
+    "formats": "base", "arms": "base", "groups": "base", "caveat": "base",
     "logs": "logs", "design": "design", "data": "data", "analysis": "analysis", "run": "run",
     "cli": "cli", "__main__": "cli",
 }

@@ -15,7 +15,7 @@ def test_node_rows_and_uneven_spread():
         ("n1", {"H0": 2, "H1": 2}, 10.1), ("n2", {"H0": 2, "H1": 2}, 11.1)]
     assert nodes.node_warnings(rows, "H0") == []
     skewed = nodes.node_rows({"H0": [("n1", 10.0)] * 4, "H1": [("n2", 9.0)] * 3 + [("n1", 9.0)]})
-    (w,) = nodes.node_warnings(skewed, "H0")
+    (w,) = [c.message for c in nodes.node_warnings(skewed, "H0")]
     assert "unevenly spread" in w and "n1: 25% of H1's runs, 100% of H0's" in w
     assert nodes.node_warnings(nodes.node_rows({"H0": [("n1", 1.0)], "H1": [("n1", 1.0)]}), "H0") == []
 

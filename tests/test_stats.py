@@ -154,7 +154,7 @@ def test_warnings_are_data():
     arms = [S.Arm("A", H0_LOSSES, times, [1600] * 9 + [1500], order=list(range(0, 20, 2))),
             S.Arm("B", H1_LOSSES, H1_TIMES[:-1] + [99.5], [1575] * 10, order=list(range(1, 20, 2)))]
     s = S.summarise(arms, "A")
-    kinds = {(w.kind, w.hypothesis) for w in s.warnings}
+    kinds = {(w.kind, w.subject) for w in s.warnings}
     assert ("drift", "A") in kinds and ("steps", "A") in kinds and ("outlier", "B") in kinds
     assert ("drift", "B") not in kinds
     assert s.row("A").steps == 1600 and s.row("A").drift_rho == pytest.approx(1.0)

@@ -95,30 +95,54 @@ def test_param_difference_h0_h1_is_two_tables():
     for layout in (".12...012", ".01...345"):
         cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny", "--ve-layout", layout]), 1)
         model = tg.GPT(cfg)
-        counts[layout] = (sum(p.numel() for p in model.parameters()), cfg["ve_tables"])
+        counts[layout] = (sum(p.numel() for p in model.parameters()), cfg.ve_tables)
     (n0, t0), (n1, t1) = counts[".12...012"], counts[".01...345"]
     cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny"]), 1)
     assert (t0, t1) == (3, 5)
-    assert n1 - n0 == 2 * cfg["vocab_size"] * cfg["model_dim"]
+    assert n1 - n0 == 2 * cfg.vocab_size * cfg.model_dim
 
 
 def test_full_scale_param_counts_without_building():
     # the speedrun model's value-embedding tables: 3 vs 5 of 50304 x 768
     cfg = tg.resolve_config(tg.parse_args(["--preset", "speedrun"]), 8)
-    assert cfg["ve_tables"] == 3 and cfg["grad_accum_steps"] == 1
-    assert cfg["long_layers"] == (3, 10) and cfg["attn_skip_layers"] == (6,)
-    assert cfg["unet_layers"] == (3, 6) and cfg["backout_layer"] == 7 and cfg["bos_id"] == 50256
+    assert cfg.ve_tables == 3 and cfg.grad_accum_steps == 1
+    assert cfg.long_layers == (3, 10) and cfg.attn_skip_layers == (6,)
+    assert cfg.unet_layers == (3, 6) and cfg.backout_layer == 7 and cfg.bos_id == 50256
     cfg1 = tg.resolve_config(tg.parse_args(["--preset", "speedrun", "--ve-layout", ".01...345"]), 1)
-    assert cfg1["ve_tables"] == 5 and cfg1["grad_accum_steps"] == 8
+    assert cfg1.ve_tables == 5 and cfg1.grad_accum_steps == 8
 
 
 def test_flags_override_presets_and_env_defaults(monkeypatch):
     monkeypatch.setenv("SEED", "7")
     monkeypatch.setenv("DATA_PATH", "/some/where")
     cfg = tg.parse_args(["--preset", "tiny", "--num-iterations", "5", "--no-mtp"])
-    assert cfg["seed"] == 7 and cfg["data_path"] == "/some/where"
-    assert cfg["num_iterations"] == 5 and cfg["mtp"] is False and cfg["model_dim"] == 64
-    assert tg.parse_args(["--preset", "tiny", "--seed", "3"])["seed"] == 3
+    assert cfg.seed == 7 and cfg.data_path == "/some/where"
+    assert cfg.num_iterations == 5 and cfg.mtp is False and cfg.model_dim == 64
+    assert tg.parse_args(["--preset", "tiny", "--seed", "3"]).seed == 3
+
+
+def test_the_configuration_is_a_dataclass_whose_fields_make_the_flags():
+    # issue 18: the flags were written twice (a FIELDS table and add_argument calls) and the
+    # derived values were written into the same dict as the inputs
+    import dataclasses
+    parser = tg.build_parser()
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    inputs = {f.name: f for f in dataclasses.fields(tg.Config)}
+    assert set(flags) == set(inputs)
+    for name, f in inputs.items():
+        if f.metadata["help"] is not None:
+            assert flags[name].help.startswith(f.metadata["help"]), name
+    derived = {f.name for f in dataclasses.fields(tg.Derived)}
+    assert {"ve_per_layer", "ve_tables", "bos_id", "world_size", "grad_accum_steps"} <= derived - set(flags)
+    run = tg.resolve_config(tg.parse_args(["--preset", "tiny"]), 2)
+    assert run.inputs.long_layers is None and run.long_layers == run.derived.long_layers == (2, 7)
+    assert run.inputs.device == "auto" and run.device in ("cpu", "cuda")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.inputs.num_iterations = 3
+    with pytest.raises(AttributeError):
+        run.no_such_value
+    # the record's values are the defaults; a preset changes some of them
+    assert tg.Config().num_iterations == 1600 and tg.parse_args(["--preset", "tiny"]).num_iterations == 30
 
 
 # ---------------------------------------------------------------------------- schedules
@@ -192,7 +216,7 @@ def test_flex_and_explicit_masks_agree():
         for p in model.parameters():
             if p.ndim >= 2:
                 p.add_(torch.randn_like(p) * 0.05)
-    bos = cfg["bos_id"]
+    bos = cfg.bos_id
     idx = torch.randint(0, bos, (256,))
     idx[[0, 37, 90, 91, 200]] = bos
     from torch.nn.attention.flex_attention import flex_attention
@@ -391,6 +415,6 @@ def test_train_loader_is_bos_aligned_and_rank_independent(synth):
     halves = tg.TrainLoader(files, cfg2, 0).next_batch(128) + tg.TrainLoader(files, cfg2, 1).next_batch(128)
     assert len(whole) == 4 and all(torch.equal(a, b) for a, b in zip(whole, halves))
     for seq in whole:
-        assert seq.numel() == 129 and seq[0] == cfg["bos_id"]
-        starts = torch.nonzero(seq == cfg["bos_id"]).flatten().tolist() + [129]
-        assert max(b - a for a, b in zip(starts, starts[1:])) <= cfg["seq_len"]
+        assert seq.numel() == 129 and seq[0] == cfg.bos_id
+        starts = torch.nonzero(seq == cfg.bos_id).flatten().tolist() + [129]
+        assert max(b - a for a, b in zip(starts, starts[1:])) <= cfg.seq_len

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.analysis.stats import NAN, t_cdf
+from harness.caveat import Caveat
 
 METHOD = "stratified Welch t-test blocked by node (within-node variance pooled per arm, Satterthwaite df)"
 SHORT = "stratified Welch by node"
@@ -164,25 +165,25 @@ def blocked_tests(arms: dict[str, list[tuple[str, float]]], control: str) -> dic
             for name, runs in arms.items() if name != control}
 
 
-def warnings(tests: dict[str, BlockedTest]) -> list[str]:
+def warnings(tests: dict[str, BlockedTest]) -> list[Caveat]:
     """Runs that the blocked test cannot use, with the counts per node and the fix."""
     out = []
     for name, bt in tests.items():
         if bt.problem == "no node ran both arms":
             counts = "; ".join(f"{h}: {', '.join(f'{a} {n}' for a, n in arms.items())}"
                                for h, arms in bt.unpaired.items())
-            out.append(f"{name} and {bt.control} never ran on the same node ({counts}): node speed and the "
+            out.append(Caveat("blocked", name, f"{name} and {bt.control} never ran on the same node ({counts}): node speed and the "
                        f"change cannot be told apart, so the time test has no result; rerun with "
-                       f"pairing = \"node\" (control and treatment on one node) or pin the experiment to one node")
+                       f"pairing = \"node\" (control and treatment on one node) or pin the experiment to one node"))
         elif bt.unpaired:
             alone = "; ".join(f"{h}: " + ", ".join(f"{a} {n}" for a, n in arms.items() if n)
                               for h, arms in bt.unpaired.items())
-            out.append(f"{name} vs {bt.control}: runs on nodes without the other arm do not count toward the "
+            out.append(Caveat("blocked", name, f"{name} vs {bt.control}: runs on nodes without the other arm do not count toward the "
                        f"blocked time difference ({alone}); schedule control and treatment in pairs on one node "
-                       f"(pairing = \"node\", the default on multi-node SLURM partitions)")
+                       f"(pairing = \"node\", the default on multi-node SLURM partitions)"))
         elif bt.problem:
-            out.append(f"{name} vs {bt.control}: the blocked time test has no result: {bt.problem}; "
-                       f"run each arm at least twice on one node")
+            out.append(Caveat("blocked", name, f"{name} vs {bt.control}: the blocked time test has no result: "
+                                               f"{bt.problem}; run each arm at least twice on one node"))
     return out
 
 

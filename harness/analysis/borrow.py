@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 from harness.analysis.stats import NAN, betainc, mean, norm_sf, std, t_cdf
+from harness.caveat import Caveat
 
 CHECK_LEVEL = 0.05     # one-sided F test: refuse to borrow when the runs spread more, at this level
 
@@ -210,7 +211,7 @@ class ArmTests:
     loss_above: float | None = None
     time_faster: float | None = None
     time_slower: float | None = None
-    notes: list[str] | None = None          # arms that did not borrow, and why
+    notes: list[Caveat] | None = None       # arms that did not borrow, and why
 
 
 def arm_tests(name: str, losses: list[float], times: list[float], control_name: str,
@@ -235,10 +236,10 @@ def arm_tests(name: str, losses: list[float], times: list[float], control_name: 
     return out
 
 
-def _refused(name: str, what: str, xs: list[float], sigma: Sigma, level: float) -> str:
+def _refused(name: str, what: str, xs: list[float], sigma: Sigma, level: float) -> Caveat:
     p = consistency_p(xs, sigma)
-    return (f"variance: {name} {what} sigma {std(xs):.4g} disagrees with the borrowed "
-            f"{sigma.value:.4g} (F test of a larger spread p {p:.2g} < {level:g}): its own variance is used instead")
+    return Caveat("variance", name, f"variance: {name} {what} sigma {std(xs):.4g} disagrees with the borrowed "
+                  f"{sigma.value:.4g} (F test of a larger spread p {p:.2g} < {level:g}): its own variance is used instead")
 
 
 # ---------------------------------------------------------------- the plan

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.caveat import Caveat
+
 UNEVEN_SHARE = 0.25  # warn when a node's share of one arm's runs differs by more than this
 
 
@@ -33,7 +35,7 @@ def node_rows(arms: dict[str, list[tuple[str, float]]]) -> list[NodeRow]:
     return rows
 
 
-def node_warnings(rows: list[NodeRow], control: str) -> list[str]:
+def node_warnings(rows: list[NodeRow], control: str) -> list[Caveat]:
     if len(rows) < 2:
         return []
     totals = {arm: sum(r.counts[arm] for r in rows) for arm in rows[0].counts}
@@ -46,10 +48,10 @@ def node_warnings(rows: list[NodeRow], control: str) -> list[str]:
             if abs(a - c) > UNEVEN_SHARE:
                 per_node = "; ".join(f"{x.host} {control} {x.counts[control]} / {arm} {x.counts[arm]}"
                                      for x in rows)
-                out.append(f"{arm} and {control} are unevenly spread over nodes ({r.host}: "
+                out.append(Caveat("nodes", arm, f"{arm} and {control} are unevenly spread over nodes ({r.host}: "
                            f"{a:.0%} of {arm}'s runs, {c:.0%} of {control}'s; runs per node: {per_node}): "
                            "the gate's time test is blocked by node so a slow node does not read as a slow "
                            "arm, but unbalanced nodes cost runs and power; schedule control and treatment "
-                           "in pairs on one node (pairing = \"node\") or pin the experiment to one node")
+                           "in pairs on one node (pairing = \"node\") or pin the experiment to one node"))
                 break
     return out

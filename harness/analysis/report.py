@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.analysis.gate import Verdict
+from harness.caveat import Caveat
 from harness.records import nan_to_none   # JSON has no NaN: null, as result.json
 from harness.groups import Dataset, Group
 from harness.analysis.stats import Row, Summary
@@ -30,7 +31,7 @@ class Analysis:
     show_gate: bool = False
     nodes: list = field(default_factory=list)          # nodes.NodeRow, when runs span several hosts
     sequential: object = None                          # sequential.Look replayed on the stored runs
-    node_warnings: list[str] = field(default_factory=list)
+    node_warnings: list[Caveat] = field(default_factory=list)
     sweeps: list = field(default_factory=list)         # sweep.Sweep per step sweep (issue 16)
     blocked: dict = field(default_factory=dict)        # treatment -> blocked.BlockedTest (runs span nodes)
     cuped: dict = field(default_factory=dict)          # treatment -> cuped.Cuped (runs with probe times)
@@ -41,8 +42,8 @@ class Analysis:
         return [self.dataset.group(r.name) for r in self.summary.rows]
 
     @property
-    def warnings(self) -> list[str]:
-        return (self.dataset.warnings + [w.message for w in self.summary.warnings] + self.node_warnings
+    def warnings(self) -> list[Caveat]:
+        return (self.dataset.warnings + self.summary.warnings + self.node_warnings
                 + [w for sw in self.sweeps for w in sw.warnings])
 
 
@@ -159,7 +160,7 @@ class TextExporter(Exporter):
             from harness.analysis import cuped
             parts.append("\n".join(cuped.lines(a.cuped)))
         if a.warnings:
-            parts.append("warnings:\n" + "\n".join(f"  {w}" for w in a.warnings))
+            parts.append("warnings:\n" + "\n".join(f"  {w.message}" for w in a.warnings))
         if a.show_gate:
             parts.append("\n".join(_gate_lines(a)))
         return "\n\n".join(parts) + "\n"
@@ -243,7 +244,7 @@ class MarkdownExporter(Exporter):
             lines = cuped.lines(a.cuped)
             out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.warnings:
-            out += ["**Warnings**", ""] + [f"- {_md_escape(w)}" for w in a.warnings] + [""]
+            out += ["**Warnings**", ""] + [f"- {_md_escape(w.message)}" for w in a.warnings] + [""]
         if a.show_gate:
             v = a.verdict
             out += [f"**{_gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
@@ -304,7 +305,7 @@ def to_dict(a: Analysis) -> dict:
                   "loss_p": "one-sample t-test, one-sided: mean loss below target_loss",
                   "time_p_mann_whitney": "Mann-Whitney U, one-sided: times below the control's",
                   "drift.p": "Spearman rank correlation of time with run order, two-sided"},
-        "warnings": a.warnings,
+        "warnings": [w.to_dict() for w in a.warnings],
         "sequential": None if a.sequential is None else {
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],

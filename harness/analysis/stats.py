@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness import thresholds as th
+from harness.caveat import Caveat
 from harness.formats import fmt_p
 
 NAN = math.nan
@@ -366,14 +367,6 @@ class Arm:
 
 
 @dataclass
-class StatWarning:
-    kind: str          # drift | outlier | steps
-    hypothesis: str
-    message: str
-    run: int | None = None   # index into the arm's runs, when about one run
-
-
-@dataclass
 class Row:
     """One line of the table plus the checks beside it."""
 
@@ -408,7 +401,7 @@ class Summary:
     alpha_time: float
     alpha_loss: float
     rows: list[Row]
-    warnings: list[StatWarning]
+    warnings: list[Caveat]
     variance_line: str = ""          # what sigma the tests borrow or know (borrow.VariancePlan)
 
     @property
@@ -446,7 +439,7 @@ def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS
     l_ctrl = next((a for a in arms if a.loss_control), ctrl)
     c_tm, c_lm = mean(ctrl.times), mean(l_ctrl.losses)
     rows: list[Row] = []
-    warnings: list[StatWarning] = []
+    warnings: list[Caveat] = []
     for arm in ordered:
         is_ctrl = arm is ctrl
         t_mean, l_mean = mean(arm.times), mean(arm.losses)
@@ -469,9 +462,9 @@ def summarise(arms: list[Arm], control: str, target_loss: float = th.TARGET_LOSS
                                     target_loss, variance, is_ctrl)
             row.loss_p = _first(over.loss_below, row.loss_p)
             row.time_p = _first(over.time_faster, row.time_p)
-            for note in over.notes:
-                if all(w.message != note for w in warnings):
-                    warnings.append(StatWarning("variance", arm.name, note))
+            for note in over.notes:     # the control's refusal comes once, not once per treatment
+                if all(w.message != note.message for w in warnings):
+                    warnings.append(note)
         if not is_ctrl:
             row.time_p_mw = mannwhitney_less(arm.times, ctrl.times)
             row.time_delta_ci = bootstrap_diff_ci(arm.times, ctrl.times, seed=seed)
@@ -503,20 +496,20 @@ def _first(x, default):
     return default if x is None else x
 
 
-def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
-    out: list[StatWarning] = []
+def _arm_warnings(arm: Arm, row: Row) -> list[Caveat]:
+    out: list[Caveat] = []
     counts = Counter(arm.steps)
     if len(counts) > 1:
         parts = ", ".join(f"{s} ({c} run{'s' if c > 1 else ''})"
                           for s, c in sorted(counts.items(), reverse=True))
-        out.append(StatWarning("steps", arm.name,
+        out.append(Caveat("steps", arm.name,
                                f"{arm.name} mixes final steps: {parts}; Steps shows the most common"
                                + (f"; {arm.split_hint}" if arm.split_hint else "")))
     for what, xs, unit in (("time", arm.times, " s"), ("loss", arm.losses, "")):
         for o in outliers(xs):
             who = arm.sources[o.index] if arm.sources and o.index < len(arm.sources) else None
             run = f"run {o.index + 1}" + (f" ({who})" if who else "")
-            out.append(StatWarning(
+            out.append(Caveat(
                 "outlier", arm.name,
                 f"outlier: {arm.name} {run} {what} {xs[o.index]:.4f}{unit} lies {abs(o.t):.1f} sd from "
                 f"the other {len(xs) - 1} runs' mean {o.others_mean:.4f}{unit} (Bonferroni outlier "
@@ -530,7 +523,7 @@ def _arm_warnings(arm: Arm, row: Row) -> list[StatWarning]:
         # stated only when significant: a trend at p = 0.19 is no evidence of a change
         if not math.isnan(p) and p < DRIFT_ALPHA:
             way = "rises" if rho > 0 else "falls"
-            out.append(StatWarning(
+            out.append(Caveat(
                 "drift", arm.name,
                 f"drift: {arm.name} time {way} with run order (Spearman rho {rho:+.2f}, two-sided "
                 f"p {fmt_p(p)} < {DRIFT_ALPHA:g}, {row.drift_slope:+.4f} s per run): the machine "

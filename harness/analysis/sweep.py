@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.analysis.stats import NAN, mean, norm_sf, t_cdf, t_ppf
+from harness.caveat import Caveat
 
 
 # ---------------------------------------------------------------- the model
@@ -124,7 +125,7 @@ class Sweep:
     smallest: Point | None = None
     interval: tuple[float, float] = (NAN, NAN)      # two-sided 1 - 2 alpha of its mean loss
     crossing: int | None = None                    # smallest integer step count below, interpolated
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Caveat] = field(default_factory=list)
 
 
 def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], control_times: list[float],
@@ -135,10 +136,10 @@ def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], co
     c_t = mean([t for t in control_times if math.isfinite(t)]) if control_times else NAN
     out = Sweep(base, target, alpha, [], f)
     if f is None:
-        out.warnings.append(f"sweep {base}: the loss model needs 3 runs over 2 step counts; "
-                            f"only the arms' own tests apply")
+        out.warnings.append(Caveat("sweep", base, f"sweep {base}: the loss model needs 3 runs over 2 step "
+                                                  f"counts; only the arms' own tests apply"))
     if any(not math.isfinite(x) for _, _, ls, _ in arms for x in ls):
-        out.warnings.append(f"sweep {base}: diverged runs (loss NaN) are left out of the fit")
+        out.warnings.append(Caveat("sweep", base, f"sweep {base}: diverged runs (loss NaN) are left out of the fit"))
     for s, name, ls, ts in arms:
         fin = [x for x in ls if math.isfinite(x)]
         pred, p, verdict = NAN, NAN, "~"

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     loss_control = sources.group_named(ds, "--loss-control", args.loss_control or control)
     if not any(g.runs for g in ds.groups):
         for w in ds.warnings:
-            sys.stderr.write(f"{w}\n")
+            sys.stderr.write(f"{w.message}\n")
         n = sum(len(g.failed) for g in ds.groups)
         if not n:
             raise UserError(f"no run in {' '.join(args.sources)} has a result yet (run the experiment first)")
@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "csv":
         # CSV holds runs only: the warnings go where a person reads them
         for w in analysis.warnings:
-            sys.stderr.write(f"warning: {w}\n")
+            sys.stderr.write(f"warning: {w.message}\n")
     return (0 if verdict.passed else 1) if args.gate else 0
 
 

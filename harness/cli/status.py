@@ -44,19 +44,13 @@ def main(args) -> int:
     from harness.data.store import Store
 
     store = Store(args.results)
-    try:
-        spec = store.read_spec()
-    except (OSError, ValueError) as e:
-        raise UserError(f"{args.results}/spec.json: unreadable ({e})")
+    spec = store.read_spec()    # checked there: the one reader of spec.json
     if spec is None:
         raise UserError(f"{args.results}: no spec.json, so not a results folder; "
                         "give the folder that 'harness run' printed")
-    if not (isinstance(spec, dict) and isinstance(spec.get("runs"), int)
-            and isinstance(spec.get("hypotheses"), list)
-            and all(isinstance(h, dict) and isinstance(h.get("name"), str) for h in spec["hypotheses"])):
-        raise UserError(f"{args.results}/spec.json: not a frozen experiment spec (needs 'runs' and "
-                        "'hypotheses'); restore it from a copy")
     slots = store.slots([h["name"] for h in spec["hypotheses"]])
+    if spec.get("runs") is None:    # no planned number (a folder put together by hand): the runs found
+        spec = dict(spec, runs=1 + max((i for _, i in slots), default=-1))
     rows = count(spec, slots, active=store.in_use())
     cols = COLUMNS
     print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")

@@ -19,11 +19,12 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.caveat import Caveat
 from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import sequential_path
+from harness.data.store import is_results_folder, read_spec, sequential_path, spec_path
 from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
@@ -52,9 +53,6 @@ def _label_problem(name: str) -> str:
     if name.startswith('"'):
         return "starts with a quote"
     return ""
-
-
-
 
 
 def group_named(ds: Dataset, flag: str, name: str) -> str:
@@ -116,7 +114,7 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
 
 
 
-def hardware_warnings(groups: list[Group]) -> list[str]:
+def hardware_warnings(groups: list[Group]) -> list[Caveat]:
     """Runs on different GPUs do not compare: say so even without --gate."""
     out = []
     per_group = {}
@@ -127,17 +125,17 @@ def hardware_warnings(groups: list[Group]) -> list[str]:
                 counts[r.hardware] = counts.get(r.hardware, 0) + 1
         per_group[g.name] = counts
         if len(counts) > 1:
-            out.append(f"{g.name} mixes hardware: " + ", ".join(
-                f"{hardware_text(h)} ({n} run{'s' if n > 1 else ''})" for h, n in sorted(counts.items())))
+            out.append(Caveat("hardware", g.name, f"{g.name} mixes hardware: " + ", ".join(
+                f"{hardware_text(h)} ({n} run{'s' if n > 1 else ''})" for h, n in sorted(counts.items()))))
     kinds = {h for c in per_group.values() for h in c}
     if len(kinds) > 1 and not out:
-        out.append("hardware differs between groups: " + "; ".join(
+        out.append(Caveat("hardware", "", "hardware differs between groups: " + "; ".join(
             f"{name}: {' / '.join(hardware_text(h) for h in sorted(c))}"
-            for name, c in per_group.items() if c))
+            for name, c in per_group.items() if c)))
     return out
 
 
-def software_warnings(groups: list[Group]) -> list[str]:
+def software_warnings(groups: list[Group]) -> list[Caveat]:
     """Runs under different torch or CUDA versions time different code: say which."""
     out = []
     for field_name, what in (("torch_version", "torch"), ("cuda_version", "CUDA")):
@@ -149,9 +147,9 @@ def software_warnings(groups: list[Group]) -> list[str]:
                     seen.setdefault(v, {}).setdefault(g.name, 0)
                     seen[v][g.name] += 1
         if len(seen) > 1:
-            out.append(f"runs used {len(seen)} {what} versions: " + "; ".join(
+            out.append(Caveat("software", what, f"runs used {len(seen)} {what} versions: " + "; ".join(
                 f"{v} ({', '.join(f'{n} {g}' for g, n in per.items())})" for v, per in sorted(seen.items()))
-                + "; compare runs of one software stack")
+                + "; compare runs of one software stack"))
     return out
 
 
@@ -170,10 +168,9 @@ def _classify(src: str) -> tuple[str, str, str]:
             raise UserError(f"{src}: {path}: no such file or folder")
         return "named", name, path
     if os.path.isdir(src):
-        if os.path.isfile(os.path.join(src, "spec.json")):
+        if is_results_folder(src):
             return "results", "", src
-        inner = sorted(d for d in os.listdir(src)
-                       if os.path.isfile(os.path.join(src, d, "spec.json")))
+        inner = sorted(d for d in os.listdir(src) if is_results_folder(os.path.join(src, d)))
         if inner:
             raise UserError(f"{src} holds experiments ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}): "
                             f"pass one of them, e.g. {os.path.join(src, inner[0])}")
@@ -296,37 +293,38 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
     groups: dict[str, Group] = {}
     first_src: dict[str, int] = {}
     step_keys: set[str] = set()
-    no_result: list[str] = []
+    no_result: list[tuple[str, str]] = []     # (log, why it has no result)
     found: set[int] = set()                   # sources that gave at least one log
     for (path, key, src, by_steps), runs in zip(pending, parsed):
         if isinstance(runs, _Skip):
-            ds.warnings.append(f"skipped {path}: {runs.why}")
+            ds.warnings.append(Caveat("skipped", str(path), f"skipped {path}: {runs.why}"))
             continue
         if isinstance(runs, OSError):
             raise UserError(f"cannot read {path}: {runs.strerror or runs} (fix its permissions or leave it out)")
         if runs[-1].size == 0:
-            ds.warnings.append(f"skipped {path}: an empty file")
+            ds.warnings.append(Caveat("skipped", str(path), f"skipped {path}: an empty file"))
             continue
         if not runs[-1].is_log and runs[-1].read_problem:
-            ds.warnings.append(f"skipped {path}: {runs[-1].read_problem}")
+            ds.warnings.append(Caveat("skipped", str(path), f"skipped {path}: {runs[-1].read_problem}"))
             continue
         if not runs[-1].is_log and not _died_early(runs[-1]):
             continue                   # a README, a statistics page, another program's output
         found.add(src)
         if len(runs) > 1:
-            ds.warnings.append(f"{path} holds {len(runs)} runs, one after another (a new one at each "
-                               f"'step:0/N val_loss' line): read as {len(runs)} separate runs")
+            ds.warnings.append(Caveat("several-runs", str(path),
+                                      f"{path} holds {len(runs)} runs, one after another (a new one at each "
+                                      f"'step:0/N val_loss' line): read as {len(runs)} separate runs"))
         for s in runs:
             if not s.is_log and not _died_early(s):
                 continue
             if not s.is_log and by_steps:
                 # no step count to group it by: listed, counted in no group
-                no_result.append(record_from_log(s, "", 0).message)
+                no_result.append((path, record_from_log(s, "", 0).message))
                 continue
             if (s.sha256, s.part) in seen:
                 if s.part == 0:
-                    ds.warnings.append(f"duplicate log: {path} is identical to {seen[s.sha256, 0]}; "
-                                       "counted once")
+                    ds.warnings.append(Caveat("duplicate", str(path), f"duplicate log: {path} is identical to "
+                                                                 f"{seen[s.sha256, 0]}; counted once"))
                 continue
             seen[s.sha256, s.part] = path
             k = key
@@ -344,15 +342,15 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
             else:
                 g.failed.append(run)
                 g.unfinished.append(run)   # a log is one run: no later attempt replaces it
-                no_result.append(rec.message)
+                no_result.append((path, rec.message))
     for i in sorted(log_sources - found):
         raise UserError(f"{sources[i]}: no speedrun logs there (looked for "
                         f"{'/'.join(LOG_SUFFIXES)} files, gzip'ed too, with 'step:k/N' lines); "
                         f"check the path")
     if no_result:
-        ds.warnings += [f"no final result: {m}" for m in no_result]
-        ds.warnings.append(f"{len(no_result)} log{'s' if len(no_result) > 1 else ''} without a final "
-                           f"result counted as failed runs")
+        ds.warnings += [Caveat("no-result", str(p), f"no final result: {m}") for p, m in no_result]
+        ds.warnings.append(Caveat("no-result", "", f"{len(no_result)} log{'s' if len(no_result) > 1 else ''} "
+                                                   f"without a final result counted as failed runs"))
     out: dict[int, list[Group]] = {}
     # step-count groups: the longest first (the control is usually the current record,
     # and a treatment that saves steps has fewer); other groups keep their order
@@ -376,13 +374,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
-    spec = _read_json(root / "spec.json")
-    if not isinstance(spec, dict):  # valid JSON of another shape: one line, not a traceback
-        raise UserError(f"{root / 'spec.json'} is not a frozen experiment spec (a JSON object); "
-                        "restore it from a copy")
-    hyps = spec.get("hypotheses") or []
-    if not isinstance(hyps, list) or not hyps:
-        raise UserError(f"{root / 'spec.json'} lists no hypotheses")
+    spec = read_spec(root)   # checked by the store, its one reader
+    if spec is None:
+        raise UserError(f"{spec_path(root)}: gone while reading {root}; run analyze again")
+    hyps = spec["hypotheses"]
     if ds.control is None:    # the first results folder gives the defaults
         ds.control = spec.get("control") or next((h.get("name") for h in hyps if h.get("control")), None)
         ds.target_loss = spec.get("target_loss")
@@ -406,7 +401,8 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
     extra = sorted(d.name for d in root.iterdir()
                    if d.is_dir() and not d.name.startswith(".") and d.name not in known)
     if extra:
-        ds.warnings.append(f"{root}: folders not in spec.json passed over: {', '.join(extra)}")
+        ds.warnings.append(Caveat("not-in-spec", str(root), f"{root}: folders not in spec.json passed over: "
+                                                            f"{', '.join(extra)}"))
     return groups
 
 
@@ -440,7 +436,8 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     data.sort(key=lambda r: (r.record.order is None, r.record.order or 0, r.record.index))
     g.runs = data
     if no_record:
-        ds.warnings.append(f"{hdir}: {no_record} run folder{'s' if no_record > 1 else ''} without "
-                           f"result.json (running or interrupted) passed over")
+        ds.warnings.append(Caveat("no-record", g.name, f"{hdir}: {no_record} run folder{'s' if no_record > 1 else ''} "
+                                                      f"without result.json (running or interrupted) passed over"))
     if planned and len(slots) < planned:
-        ds.warnings.append(f"{g.name}: {planned - len(slots)} of {planned} planned runs have not run yet")
+        ds.warnings.append(Caveat("not-run", g.name, f"{g.name}: {planned - len(slots)} of {planned} planned runs "
+                                                    f"have not run yet"))

@@ -34,15 +34,69 @@ if TYPE_CHECKING:   # the parser of experiment files asks this module for the fo
     from harness.data.spec import Experiment
 
 SEQUENTIAL_FILE = "sequential.json"
+SPEC_FILE = "spec.json"     # the frozen experiment; its presence makes a folder a results folder
 
 
 def sequential_path(root: str | Path) -> Path:
     """Where a results folder keeps its sequential plan (the one spelling of the name)."""
     return Path(root) / SEQUENTIAL_FILE
 
+
+def spec_path(root: str | Path) -> Path:
+    return Path(root) / SPEC_FILE
+
+
+def is_results_folder(path: str | Path) -> bool:
+    """A folder holding a frozen spec: what ``analyze`` and ``status`` read as one experiment."""
+    return spec_path(path).is_file()
+
+
+def read_spec(root: str | Path) -> dict | None:
+    """The frozen spec of a results folder, checked; None when the folder has none.
+
+    The one reader of ``spec.json`` (the runner, ``status`` and ``analyze`` all come
+    here). A file that cannot be read or has another shape is a one-line ``UserError``
+    naming it; the file is left as it is.
+    """
+    path = spec_path(root)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the frozen spec ({e.strerror or e}); "
+                        "fix its permissions") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable frozen spec ({e}); restore it from a copy") from None
+    problem = _spec_problem(data)
+    if problem:
+        raise UserError(f"{path}: not a frozen experiment spec ({problem}); restore it from a copy")
+    return data
+
+
+def _spec_problem(data) -> str:
+    """What makes ``data`` no frozen spec ("" when it is one)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if not isinstance(data.get("name"), str):
+        return "no experiment 'name'"
+    runs = data.get("runs")
+    # None: a folder assembled by hand without a planned number of runs; analysis reads it
+    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 0):
+        return "'runs' is not a number of runs"
+    hyps = data.get("hypotheses")
+    if not isinstance(hyps, list) or not hyps:
+        return "no 'hypotheses' list"
+    if not all(isinstance(h, dict) and isinstance(h.get("name"), str) and h["name"] for h in hyps):
+        return "a hypothesis without a 'name'"
+    if not isinstance(data.get("frozen", {}), dict):
+        return "'frozen' is not a JSON object"
+    return ""
+
+
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
 # names a hypothesis folder must not take: they are files of the results folder itself
-FILE_NAMES = ("spec.json", "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
+FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
 RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
 
 
@@ -134,15 +188,10 @@ class Store:
         moved, untouched, to ``superseded/<k>/``, whose path is returned. ``check_only``
         raises what the real call would raise and writes nothing.
         """
-        spec_path = self.root / "spec.json"
+        path = spec_path(self.root)
         aside = None
-        if spec_path.exists():
-            try:
-                stored = json.loads(spec_path.read_text())
-            except (OSError, ValueError) as e:
-                raise UserError(f"{spec_path}: unreadable frozen spec ({e}); restore it from a copy")
-            if not isinstance(stored, dict) or not isinstance(stored.get("frozen", {}), dict):
-                raise UserError(f"{spec_path}: not a frozen spec (a JSON object); restore it from a copy")
+        stored = read_spec(self.root)
+        if stored is not None:
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
                 shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
@@ -166,9 +215,9 @@ class Store:
         toml_path = self.root / "experiment.toml"
         # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
         # between leaves no frozen spec, and the next run writes both
-        if aside is not None or not toml_path.exists() or not spec_path.exists():
+        if aside is not None or not toml_path.exists() or not path.exists():
             atomic_write_text(toml_path, source_text)
-        atomic_write_text(spec_path, dumps(data) + "\n")
+        atomic_write_text(path, dumps(data) + "\n")
         return aside
 
     def _completed(self, stored: dict, exp: Experiment) -> int:
@@ -184,14 +233,14 @@ class Store:
         base = self.root / SUPERSEDED
         k = 1
         # a folder without spec.json is an earlier set-aside cut short: finish that one
-        while (base / str(k)).exists() and (base / str(k) / "spec.json").exists():
+        while (base / str(k)).exists() and spec_path(base / str(k)).exists():
             k += 1
         dest = base / str(k)
         dest.mkdir(parents=True, exist_ok=True)
         names = {h.name for h in exp.hypotheses}
         names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
                   and isinstance(h.get("name"), str)}
-        for name in sorted(n for n in names if n) + ["sequential.json", "experiment.toml", "spec.json"]:
+        for name in sorted(n for n in names if n) + [SEQUENTIAL_FILE, "experiment.toml", SPEC_FILE]:
             src = self.root / name
             if name in RESERVED or not (src.exists() or src.is_symlink()):
                 continue
@@ -203,8 +252,7 @@ class Store:
         return sequential_path(self.root)
 
     def read_spec(self) -> dict | None:
-        path = self.root / "spec.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_spec(self.root)
 
     # -- cleaning --------------------------------------------------------------------
     def clean(self) -> list[Path]:

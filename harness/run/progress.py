@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from harness.run.runner import Event
+from harness.run import events as ev
 
 
 def _clock(seconds: float) -> str:
@@ -23,7 +23,7 @@ def describe(rec) -> str:
 
 
 class Progress:
-    """Consumes ``Event``s. ``live`` redraws one line (for terminals)."""
+    """Consumes the runner's events (``harness.run.events``). ``live`` redraws one line (for terminals)."""
 
     def __init__(self, stream=None, live: bool | None = None) -> None:
         self.out = stream or sys.stderr
@@ -34,9 +34,14 @@ class Progress:
         self.walls: list[float] = []
         self.current = ""
         self._last_draw = 0.0
+        # every event type has its handler; one without is a TypeError (events.handler_for)
+        self.handlers = {ev.Plan: self.on_plan, ev.Start: self.on_start, ev.Reattach: self.on_reattach,
+                         ev.Tick: self.on_tick, ev.Finish: self.on_finish, ev.Retry: self.on_retry,
+                         ev.Unpaired: self.on_unpaired, ev.Aside: self.on_aside, ev.Skip: self.on_skip,
+                         ev.Look: self.on_look, ev.Done: self.on_done}
 
-    def __call__(self, ev: Event) -> None:
-        getattr(self, "on_" + ev.kind, lambda d: None)(ev.data)
+    def __call__(self, event) -> None:
+        ev.handler_for(self.handlers, event)(event)
 
     def _line(self, text: str) -> None:
         if self.live:
@@ -44,28 +49,28 @@ class Progress:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def on_plan(self, d) -> None:
-        self.total = d["pending"]
-        self._line(f"experiment {d['experiment']}: results in {d['results']}; "
-                   f"{d['done']} of {d['total']} runs already done, {d['pending']} to run"
-                   + ("; paired design: the runs of one index share a node" if d.get("pairing") == "node" else ""))
+    def on_plan(self, d: ev.Plan) -> None:
+        self.total = d.pending
+        self._line(f"experiment {d.experiment}: results in {d.results}; "
+                   f"{d.done} of {d.total} runs already done, {d.pending} to run"
+                   + ("; paired design: the runs of one index share a node" if d.pairing == "node" else ""))
 
-    def on_start(self, d) -> None:
-        self.current = f"{d['hypothesis']} #{d['index']}" + (f" (attempt {d['attempt']})" if d["attempt"] > 1 else "")
+    def on_start(self, d: ev.Start) -> None:
+        self.current = f"{d.hypothesis} #{d.index}" + (f" (attempt {d.attempt})" if d.attempt > 1 else "")
         if not self.live:
-            self._line(f"[{self.finished + 1}/{self.total}] start {self.current}  -> {d['run_dir']}")
+            self._line(f"[{self.finished + 1}/{self.total}] start {self.current}  -> {d.run_dir}")
 
-    def on_reattach(self, d) -> None:
-        self._line(f"found {d['hypothesis']} #{d['index']} still running as job {d['job_id']}")
+    def on_reattach(self, d: ev.Reattach) -> None:
+        self._line(f"found {d.hypothesis} #{d.index} still running as job {d.job_id}")
 
-    def on_tick(self, d) -> None:
+    def on_tick(self, d: ev.Tick) -> None:
         now = time.monotonic()
         if not self.live or now - self._last_draw < 0.25:
             return
         self._last_draw = now
         parts = []
         frac_left = 0.0
-        for hyp, index, step, total in d["jobs"]:
+        for hyp, index, step, total in d.jobs:
             parts.append(f"{hyp} #{index} step {step if step is not None else '-'}/{total or '?'}")
             if step is not None and total:
                 frac_left += 1 - step / total
@@ -75,16 +80,16 @@ class Progress:
         eta = ""
         if self.walls:
             mean = sum(self.walls) / len(self.walls)
-            left = max(0, self.total - self.finished - len(d["jobs"])) + frac_left
+            left = max(0, self.total - self.finished - len(d.jobs)) + frac_left
             eta = f"  ETA {_clock(mean * left)}"
         self.out.write(f"\r\033[K[{self.finished + 1}/{self.total}] " + ", ".join(parts)
                        + f"  elapsed {_clock(elapsed)}{eta}")
         self.out.flush()
 
-    def on_finish(self, d) -> None:
+    def on_finish(self, d: ev.Finish) -> None:
         # the counter counts runs; a retried attempt shows its number beside the run
-        rec = d["record"]
-        settled = d.get("settled", True)
+        rec = d.record
+        settled = d.settled
         if settled:
             self.finished += 1
         if rec.wall_s:
@@ -93,31 +98,31 @@ class Progress:
         attempt = f" (attempt {rec.attempt})" if rec.attempt > 1 else ""
         self._line(f"[{shown}/{self.total}] {rec.hypothesis} #{rec.index}{attempt}: {describe(rec)}")
 
-    def on_retry(self, d) -> None:
-        rec = d["record"]
-        self._line(f"  retrying {rec.hypothesis} #{rec.index} (failure {d['failures']} of at most "
-                   f"{d['retries'] + 1})")
+    def on_retry(self, d: ev.Retry) -> None:
+        rec = d.record
+        self._line(f"  retrying {rec.hypothesis} #{rec.index} (failure {d.failures} of at most "
+                   f"{d.retries + 1})")
 
-    def on_unpaired(self, d) -> None:
-        self._line(f"  {d['hypothesis']} #{d['index']} runs on any node: {d['why']} (the pair is broken)")
+    def on_unpaired(self, d: ev.Unpaired) -> None:
+        self._line(f"  {d.hypothesis} #{d.index} runs on any node: {d.why} (the pair is broken)")
 
-    def on_aside(self, d) -> None:
-        self._line(f"no run had a result under the old spec: its attempts were moved to {d['folder']}")
+    def on_aside(self, d: ev.Aside) -> None:
+        self._line(f"no run had a result under the old spec: its attempts were moved to {d.folder}")
 
-    def on_skip(self, d) -> None:
-        self._line(f"  skip {d['hypothesis']} #{d['index']}: {d['why']}")
+    def on_skip(self, d: ev.Skip) -> None:
+        self._line(f"  skip {d.hypothesis} #{d.index}: {d.why}")
 
-    def on_look(self, d) -> None:
-        for line in getattr(d["look"], "lines", []) or []:
+    def on_look(self, d: ev.Look) -> None:
+        for line in getattr(d.look, "lines", []) or []:
             self._line("  " + line)
 
-    def on_done(self, d) -> None:
-        slots = d["slots"].values()
+    def on_done(self, d: ev.Done) -> None:
+        slots = d.slots.values()
         done = sum(1 for s in slots if s.done is not None)
-        gave_up = len(d["without"]) if "without" in d else sum(1 for s in slots if s.done is None and s.records)
+        gave_up = len(d.without)
         msg = f"finished in {_clock(time.monotonic() - self.t0)}: {done} runs with a result"
         if gave_up:
             msg += f", {gave_up} without (see harness status)"
-        if d.get("stop_reason"):
-            msg += f"; stopped early ({d['stop_reason']})"
+        if d.stop_reason:
+            msg += f"; stopped early ({d.stop_reason})"
         self._line(msg)

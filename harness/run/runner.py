@@ -2,8 +2,8 @@
 
 The runner decides *what* runs next (order, retries, resume, early stopping) and
 turns each finished attempt into a ``RunRecord``. It never computes p-values
-(a ``decider`` does, for ``--until-decisive``) and never prints: it emits events
-that ``progress`` renders.
+(a ``decider`` does, for ``--until-decisive``) and never prints: it emits the events
+of ``harness.run.events`` (one dataclass per kind) that ``progress`` renders.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+from harness.run import events as ev
 from harness.run import pairing
 from harness.run import retry
 from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
@@ -63,12 +64,6 @@ class Options:
 
 
 @dataclass
-class Event:
-    kind: str                        # plan, start, tick, finish, retry, skip, look, stop, done
-    data: dict = field(default_factory=dict)
-
-
-@dataclass
 class _Job:
     hyp: Hypothesis
     index: int
@@ -87,7 +82,7 @@ def run_id(index: int, attempt: int) -> str:
 class Runner:
     def __init__(self, exp: Experiment, store: Store, backend: Backend, base_dir: Path,
                  source_text: str, options: Options | None = None,
-                 on_event: Callable[[Event], None] = lambda e: None,
+                 on_event: Callable[[object], None] = lambda e: None,
                  decider: Decider | None = None, want_steps: bool = False) -> None:
         self.exp = exp
         self.store = store
@@ -153,7 +148,7 @@ class Runner:
                     self._end_leftovers(run_dir)
             aside = self.store.freeze(self.exp, self.source_text)
             if aside:
-                self.emit(Event("aside", {"folder": str(aside)}))
+                self.emit(ev.Aside(folder=str(aside)))
                 slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.clean()
             plan_path = self.store.sequential_path
@@ -169,10 +164,9 @@ class Runner:
         order_of = {s: i for i, s in enumerate(self.order)}
         queue = deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
                       not any((j.hyp.name, j.index) == s for j in running))
-        self.emit(Event("plan", {"experiment": self.exp.name, "results": str(self.store.root),
-                                 "total": len(self.order), "done": sum(
-            1 for s in self.order if slots.get(s) and slots[s].done), "pending": len(queue) + len(running),
-            "pairing": self.pairing_mode}))
+        self.emit(ev.Plan(experiment=self.exp.name, results=str(self.store.root), total=len(self.order),
+                          done=sum(1 for s in self.order if slots.get(s) and slots[s].done),
+                          pending=len(queue) + len(running), pairing=self.pairing_mode))
         self._update_look(slots)
         stop_reason = ""
         deferred: list = []     # slots of arms not needed now, kept for a decider that may revisit
@@ -194,22 +188,20 @@ class Runner:
                         key, node = pick.key, pick.node
                         queue.remove(key)
                         if pick.broken:
-                            self.emit(Event("unpaired", {"hypothesis": key[0], "index": key[1],
-                                                         "why": pick.broken}))
+                            self.emit(ev.Unpaired(hypothesis=key[0], index=key[1], why=pick.broken))
                     else:
                         key = queue.popleft()
                     if self.look is not None and not self.look.need.get(key[0], True):
                         if getattr(self.decider, "revisit", False):   # a sweep may need the arm again
                             deferred.append(key)
                             continue
-                        self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
-                                                 "why": "arm decided"}))
+                        self.emit(ev.Skip(hypothesis=key[0], index=key[1], why="arm decided"))
                         continue
                     if key[0] in blocked:
                         self.skipped[key] = blocked[key[0]]
-                        self.emit(Event("skip", {"hypothesis": key[0], "index": key[1],
-                                                 "why": f"not launched: run #{blocked[key[0]].index} of "
-                                                        f"{key[0]} failed in a way a retry cannot fix"}))
+                        self.emit(ev.Skip(hypothesis=key[0], index=key[1],
+                                          why=f"not launched: run #{blocked[key[0]].index} of "
+                                              f"{key[0]} failed in a way a retry cannot fix"))
                         continue
                     slot = slots.setdefault(key, Slot(*key))
                     running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key], node))
@@ -232,10 +224,9 @@ class Runner:
                         first = certain.setdefault(job.hyp.name, rec)
                         if first is not rec and first.error == rec.error:
                             blocked.setdefault(job.hyp.name, rec)
-                    self.emit(Event("finish", {"record": rec, "total": len(self.order), "settled": not again}))
+                    self.emit(ev.Finish(record=rec, total=len(self.order), settled=not again))
                     if again:
-                        self.emit(Event("retry", {"record": rec, "failures": slot.failures,
-                                                  "retries": self.retries}))
+                        self.emit(ev.Retry(record=rec, failures=slot.failures, retries=self.retries))
                         queue.appendleft((job.hyp.name, job.index))
                     self._update_look(slots)
                     if deferred and self.look is not None:
@@ -243,8 +234,8 @@ class Runner:
                         deferred = [k for k in deferred if k not in back]
                         queue.extendleft(reversed(back))
                 if self.want_steps and running:
-                    self.emit(Event("tick", {"jobs": [(j.hyp.name, j.index, j.parser.summary.last_step,
-                                                       j.parser.summary.total_steps) for j in running]}))
+                    self.emit(ev.Tick(jobs=tuple((j.hyp.name, j.index, j.parser.summary.last_step,
+                                                  j.parser.summary.total_steps) for j in running)))
         except KeyboardInterrupt as e:
             why = str(e) or "Ctrl-C"
             stopped = self._stop_all(running, f"cancelled by the user ({why})")
@@ -256,8 +247,7 @@ class Runner:
                 self.backend.cancel(job.handle)
             raise
         self.look_done = bool(self.look is not None and self.look.done)
-        self.emit(Event("done", {"slots": slots, "stop_reason": stop_reason, "look": self.look,
-                                 "without": self.without(slots)}))
+        self.emit(ev.Done(slots=slots, stop_reason=stop_reason, look=self.look, without=self.without(slots)))
         return slots
 
     def _stop_all(self, running: list[_Job], why: str) -> list[tuple[str, int, int]]:
@@ -316,7 +306,7 @@ class Runner:
             # decisions are final once made: stored as they are made (issue 12)
             atomic_write_text(self.store.sequential_path,
                               json.dumps(self.decider.to_dict(), indent=2) + "\n")
-        self.emit(Event("look", {"look": self.look}))
+        self.emit(ev.Look(look=self.look))
 
     # -- one attempt -------------------------------------------------------------------------
     def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> _Job:
@@ -347,8 +337,8 @@ class Runner:
         launch["job_id"] = handle.job_id
         launch["started_at"] = handle.extra.get("started_at") or now_iso()
         atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
-        self.emit(Event("start", {"hypothesis": hyp_name, "index": index, "attempt": attempt,
-                                  "order": order, "total": len(self.order), "run_dir": str(run_dir)}))
+        self.emit(ev.Start(hypothesis=hyp_name, index=index, attempt=attempt, order=order,
+                           total=len(self.order), run_dir=str(run_dir)))
         return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
 
     def _probed(self, argv: list[str], hyp: Hypothesis, run_dir: Path) -> list[str]:
@@ -510,7 +500,7 @@ class Runner:
         if handle.job_id and handle.job_id != launch.get("job_id"):
             launch["job_id"] = handle.job_id
             atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
-        self.emit(Event("reattach", {"hypothesis": hyp.name, "index": slot.index, "job_id": launch["job_id"]}))
+        self.emit(ev.Reattach(hypothesis=hyp.name, index=slot.index, job_id=launch["job_id"]))
         return _Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle,
                     LogParser(str(spec.log_path)))
 
