@@ -27,11 +27,11 @@ reaches 1/alpha, and its false-pass rate stays at or below alpha.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from harness import thresholds as th
+from harness.design.sequential import Look, _finite, _sort
 from harness.errors import UserError
 
 METHOD = ("anytime-valid sequential t-tests: scale-invariant likelihood-ratio e-processes (Cox 1952; "
@@ -69,25 +69,6 @@ def first_pass(log_e: np.ndarray, alpha: float) -> np.ndarray:
     hit = log_e >= math.log(1.0 / alpha)
     return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
 
-
-@dataclass
-class Look:
-    need: dict[str, bool]
-    done: bool
-    decisions: dict[str, dict]
-    lines: list[str] = field(default_factory=list)
-    reason: str = ""
-    new: list[dict] = field(default_factory=list)
-
-
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _sort(records: list) -> list:
-    if records and all(getattr(r, "order", None) is not None for r in records):
-        return sorted(records, key=lambda r: (r.order, r.index))
-    return list(records)
 
 
 class AnytimePlan:
