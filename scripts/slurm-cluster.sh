@@ -164,9 +164,9 @@ start_munge() {
     chmod 755 "$MUNGE_SOCKET_DIR"
     rm -f "$MUNGE_SOCKET_DIR/munge.socket.2" "$MUNGE_SOCKET_DIR/munge.socket.2.lock"
     if id munge >/dev/null 2>&1; then
-        runuser -u munge -- /usr/sbin/munged >"$LOG/munged.out" 2>&1 9>&- || die "munged did not start: $(tail -n1 "$LOG/munged.out")"
+        runuser -u munge -- /usr/sbin/munged >"$LOG/munged.out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || die "munged did not start: $(tail -n1 "$LOG/munged.out")"
     else
-        /usr/sbin/munged --force >"$LOG/munged.out" 2>&1 9>&- || die "munged did not start: $(tail -n1 "$LOG/munged.out")"
+        /usr/sbin/munged --force >"$LOG/munged.out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || die "munged did not start: $(tail -n1 "$LOG/munged.out")"
     fi
     MUNGE_STARTED=1
 
@@ -193,8 +193,9 @@ start_daemon() {  # name pidfile
     pidfile_alive "$pidfile" && return 0
     rm -f "$pidfile"
     mark="$(log_mark "$LOG/$name.log")"
-    # daemonizes itself and writes its pid file; 9>&-: it must not inherit the script's lock
-    "/usr/sbin/$name" -f "$CONF" >"$LOG/$name.out" 2>&1 9>&- || die "$name did not start: $(tail -n1 "$LOG/$name.out") (see $LOG/$name.log)"
+    # daemonizes itself and writes its pid file; 3>&- .. 9>&-: it must not inherit the script's
+    # lock nor a caller's (a test session's flock on its fd would be held for the daemon's life)
+    "/usr/sbin/$name" -f "$CONF" >"$LOG/$name.out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || die "$name did not start: $(tail -n1 "$LOG/$name.out") (see $LOG/$name.log)"
     STARTED+=("$pidfile")
     # the parent returns before the daemon has written its pid file: wait for it, so that
     # a slow start is not taken for a daemon that exited
