@@ -82,7 +82,7 @@ def main() -> None:
     x[::7, 3] += 0.6
     mine = np.array([bool(stats.outliers(list(map(float, row)))) for row in x])
     agree = (mine == new_rule(x)).mean()
-    print(f"\nharness.stats.outliers agrees with the vectorised rule on {100 * agree:.2f}% of 3000 groups "
+    print(f"\nharness.analysis.stats.outliers agrees with the vectorised rule on {100 * agree:.2f}% of 3000 groups "
           f"(flags {mine.sum()})")
     print(f"({time.time() - t0:.1f} s)")
 
