@@ -141,7 +141,7 @@ def sweep_decider(exp, max_runs: int):
     from harness import arms as sweep_arms
     from harness.analysis import sweep
     from harness.cli import variance as variance_source
-    from harness.run import runner
+    from harness.run.record import host_gpus
     found = sweep_arms.sweeps([h.name for h in exp.hypotheses if not h.control])
     others = [h.name for h in exp.hypotheses
               if not h.control and not any(h.name == n for v in found.values() for _, n in v)]
@@ -151,7 +151,7 @@ def sweep_decider(exp, max_runs: int):
     (base, arms), = found.items()
     sigma = level = None
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
-        here = variance_source.host_hardware(runner._host_gpus())
+        here = variance_source.host_hardware(host_gpus())
         v = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
                                       flag="experiment.variance_from")
         sigma, level = v.loss, v.level
@@ -167,8 +167,8 @@ def borrowed_plan(exp, max_runs: int):
     """
     from harness.cli import variance as variance_source
     from harness.design import borrow_seq
-    from harness.run import runner
-    here = variance_source.host_hardware(runner._host_gpus())
+    from harness.run.record import host_gpus
+    here = variance_source.host_hardware(host_gpus())
     variance = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
                                          flag="experiment.variance_from")
     return borrow_seq.BorrowedPlan(control=exp.control.name,

@@ -7,35 +7,28 @@ of ``harness.run.events`` (one dataclass per kind) that ``progress`` renders.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+from harness.run import attempt as attempts
 from harness.run import events as ev
 from harness.run import pairing
-from harness.run import retry
-from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
-from harness.run.backends.local import end_leftovers, now_iso
-from harness.logs.classify import classify
-from harness.logs.logparse import LogParser, LogSummary, parse_file
+from harness.run.attempt import Job, run_id  # noqa: F401  (run_id: part of this module's face)
+from harness.run.backends.base import Backend
+from harness.run.backends.local import now_iso
+from harness.run.record import Recorder
+from harness.run.resume import Resume
+from harness.run.tail import Tail
 from harness.records import COMPLETED, RunRecord, atomic_write_text, dumps
 from harness.data.spec import Experiment, Hypothesis
 from harness.data.store import Slot, Store
 from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
-SCRIPT_FILES = "script-files"   # what the script wrote in its working directory, kept per attempt
-RUN_MARKER = "HARNESS_RUN_DIR"  # in every run's environment: finds its processes, even detached ones
 
 
 class Stopped(Exception):
@@ -61,22 +54,6 @@ class Options:
     timeout_s: float | None = None
     retries: int | None = None
     compile_cache: bool | None = None
-
-
-@dataclass
-class _Job:
-    hyp: Hypothesis
-    index: int
-    attempt: int
-    order: int
-    run_dir: Path
-    handle: Handle
-    parser: LogParser
-    tail_pos: int = 0
-
-
-def run_id(index: int, attempt: int) -> str:
-    return f"{index:03d}-{attempt}"
 
 
 class Runner:
@@ -108,8 +85,8 @@ class Runner:
             if order_name == "interleaved":
                 self.order = pairing.alternate(self.order)
             self.pairing = pairing.Pairing([h.name for h in exp.hypotheses], backend.node_usable)
-        self._git = _git_commit(self.base)
-        self._host_gpus: dict | None = None
+        self.recorder = Recorder(exp, backend.name, self.base)
+        self.resume = Resume(exp, store, backend, self.recorder, self.timeout)
         self.look = None
         self.look_done = False
         self.ran_here: set[str] = set()      # run folders of attempts launched by this invocation
@@ -145,7 +122,7 @@ class Runner:
             # aside, their logs read, or their GPUs given to a new attempt
             for slot in slots.values():
                 for run_dir in slot.orphans:
-                    self._end_leftovers(run_dir)
+                    self.resume.end_leftovers(run_dir)
             aside = self.store.freeze(self.exp, self.source_text)
             if aside:
                 self.emit(ev.Aside(folder=str(aside)))
@@ -160,7 +137,9 @@ class Runner:
             self.backend.close()
 
     def _run(self, slots: dict[tuple[str, int], Slot]) -> dict[tuple[str, int], Slot]:
-        running: list[_Job] = self._recover(slots)
+        running: list[Job] = self.resume.recover(slots)
+        for job in running:
+            self.emit(ev.Reattach(hypothesis=job.hyp.name, index=job.index, job_id=job.handle.job_id))
         order_of = {s: i for i, s in enumerate(self.order)}
         queue = deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
                       not any((j.hyp.name, j.index) == s for j in running))
@@ -210,7 +189,7 @@ class Runner:
                 time.sleep(POLL_S)
                 for job in list(running):
                     if self.want_steps:
-                        self._tail(job)
+                        job.tail.read()
                     outcome = self.backend.poll(job.handle)
                     if outcome is None:
                         continue
@@ -234,8 +213,8 @@ class Runner:
                         deferred = [k for k in deferred if k not in back]
                         queue.extendleft(reversed(back))
                 if self.want_steps and running:
-                    self.emit(ev.Tick(jobs=tuple((j.hyp.name, j.index, j.parser.summary.last_step,
-                                                  j.parser.summary.total_steps) for j in running)))
+                    self.emit(ev.Tick(jobs=tuple((j.hyp.name, j.index, j.tail.summary.last_step,
+                                                  j.tail.summary.total_steps) for j in running)))
         except KeyboardInterrupt as e:
             why = str(e) or "Ctrl-C"
             stopped = self._stop_all(running, f"cancelled by the user ({why})")
@@ -250,12 +229,12 @@ class Runner:
         self.emit(ev.Done(slots=slots, stop_reason=stop_reason, look=self.look, without=self.without(slots)))
         return slots
 
-    def _stop_all(self, running: list[_Job], why: str) -> list[tuple[str, int, int]]:
+    def _stop_all(self, running: list[Job], why: str) -> list[tuple[str, int, int]]:
         for job in running:
             self.backend.cancel(job.handle)
         stopped = []
         for job in running:
-            rec = self._write_interrupted(job.run_dir, why)
+            rec = self.resume.interrupted(job.run_dir, why)
             if rec is None or rec.status not in COMPLETED:
                 stopped.append((job.hyp.name, job.index, job.attempt))
         return stopped
@@ -309,28 +288,15 @@ class Runner:
         self.emit(ev.Look(look=self.look))
 
     # -- one attempt -------------------------------------------------------------------------
-    def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> _Job:
+
+    # -- one attempt -------------------------------------------------------------------------
+    def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> Job:
         hyp = self.exp.hypothesis(hyp_name)
         run_dir = self.store.attempt_dir(hyp_name, index, attempt)
-        run_dir.mkdir(parents=True)
         self.ran_here.add((hyp_name, run_dir.name))
-        workdir = self._workdir(run_dir)
-        script = Path(hyp.script)
-        src = script if script.is_absolute() else self.base / script
-        snapshot = run_dir / ("snapshot-" + script.name)
-        shutil.copy2(src, snapshot)
-        # the scratch cwd mirrors the root's entries only: a path out of the root ('../x.py')
-        # would resolve inside the run folder, so it is given absolute
-        argv = self._probed(hyp.argv(str(src) if ".." in script.parts else hyp.script), hyp, run_dir)
-        env = self._env(hyp, index)
-        env[RUN_MARKER] = str(run_dir)
-        spec = LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
-                          log_path=run_dir / "log.txt", timeout_s=self.timeout, nproc=hyp.nproc_per_node,
-                          node=node)
-        launch = {"backend": self.backend.name, "job_id": None, "hypothesis": hyp_name, "index": index,
-                  "attempt": attempt, "order": order, "argv": argv, "env": env, "workdir": str(workdir),
-                  "pairing": self.pairing_mode, "node": node,
-                  "host": socket.gethostname()}
+        spec = attempts.prepare(self.exp, hyp, run_dir, self.base, self._env(hyp, index), self.timeout, node)
+        launch = attempts.launch_info(self.backend.name, hyp_name, index, attempt, order, spec,
+                                      self.pairing_mode, node)
         # written before the start: a runner killed in between leaves an attempt resume can see
         atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
         handle = self.backend.start(spec)
@@ -339,260 +305,10 @@ class Runner:
         atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
         self.emit(ev.Start(hypothesis=hyp_name, index=index, attempt=attempt, order=order,
                            total=len(self.order), run_dir=str(run_dir)))
-        return _Job(hyp, index, attempt, order, run_dir, handle, LogParser(str(spec.log_path)))
+        return Job(hyp, index, attempt, order, run_dir, handle, Tail(spec.log_path))
 
-    def _probed(self, argv: list[str], hyp: Hypothesis, run_dir: Path) -> list[str]:
-        """With ``speed_probe``: the fixed workload runs first, on the run's node, then execs the run."""
-        if not self.exp.speed_probe:
-            return argv
-        probe = Path(__file__).resolve().parent / "probe.py"
-        return [sys.executable, str(probe), "--out", str(run_dir / "probe.json"),
-                "--nproc", str(hyp.nproc_per_node), "--", *argv]
-
-    def _workdir(self, run_dir: Path) -> Path:
-        """A scratch cwd that mirrors the project root except ``logs/``.
-
-        Relative paths (data/, sibling modules) resolve as from the root, while a
-        script that writes ``logs/<uuid>.txt`` writes into this run's own folder.
-        """
-        work = run_dir / SCRIPT_FILES
-        work.mkdir()
-        for entry in os.listdir(self.base):
-            if entry != "logs":
-                os.symlink(self.base / entry, work / entry)
-        return work
-
-    def _tail(self, job: _Job) -> None:
-        try:
-            with open(job.handle.spec.log_path, "rb") as f:
-                f.seek(job.tail_pos)
-                data = f.read()
-        except OSError:
-            return
-        end = data.rfind(b"\n")
-        if end < 0:
-            return
-        for line in data[:end].split(b"\n"):
-            job.parser.feed(line)
-        job.tail_pos += end + 1
-
-    def _finish(self, job: _Job, outcome: Outcome, slot: Slot) -> RunRecord:
-        summary, log_name = self._collect_and_parse(job.run_dir)
-        rec = self._record(job.hyp, job.index, job.attempt, job.order, job.run_dir, summary, log_name,
-                           outcome, job.handle.spec, job.handle.job_id or None)
-        if rec.status == "failed":
-            previous = next((r for r in reversed(slot.records) if r.status == "failed"), None)
-            rec.retryable = retry.retryable(rec.error, summary.step_lines > 0, outcome,
-                                            previous.error if previous else None)
+    def _finish(self, job: Job, outcome, slot: Slot) -> RunRecord:
+        rec = self.recorder.finished(job.hyp, job.index, job.attempt, job.order, job.run_dir, outcome,
+                                     job.handle.spec, job.handle.job_id or None, slot.records)
         rec.save(job.run_dir / "result.json")
         return rec
-
-    def _collect_and_parse(self, run_dir: Path) -> tuple[LogSummary, str]:
-        """Keep what the script wrote; parse the most complete of its logs and log.txt.
-
-        The scratch folder's mirror links are removed; every other entry (the script's
-        ``logs/``, checkpoints, ...) stays where the script put it, under ``script-files/``,
-        so nothing is renamed, overwritten or followed out of the run folder.
-        """
-        work = run_dir / SCRIPT_FILES
-        if work.is_dir() and not work.is_symlink():
-            for entry in os.listdir(work):
-                p = work / entry
-                if p.is_symlink() and os.readlink(p) == str(self.base / entry):
-                    p.unlink()  # ours: a mirror of the project root
-            if not os.listdir(work):
-                work.rmdir()
-        names = ["log.txt"] + [str(p.relative_to(run_dir)) for p in _script_logs(work / "logs")]
-        best: tuple[LogSummary, str] | None = None
-        best_rank: tuple = ()
-        for name in names:
-            try:
-                s = parse_file(run_dir / name)
-            except OSError:
-                continue
-            # prefer a log with a result; among equals, the script's own (it has nvidia-smi)
-            rank = (classify(s).completed, s.step_lines, name != "log.txt")
-            if best is None or rank > best_rank:
-                best, best_rank = (s, name), rank
-        return best if best else (LogSummary(path=str(run_dir / "log.txt")), "log.txt")
-
-    def _record(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,
-                s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None,
-                job_id: str | None = None) -> RunRecord:
-        log_path = run_dir / log_name
-        verdict = classify(s, hyp.steps)   # the one classifier: analysis reads logs the same way
-        error = ""
-        if outcome.timed_out:
-            status, why = "timeout", outcome.message or "timed out"
-        elif verdict.completed:
-            status = verdict.record_status
-            why = "" if outcome.exit_code in (0, None) else f"finished, then exited with code {outcome.exit_code}"
-        else:
-            status = "failed"
-            # the script's own words name the cause (a typo in args, a missing file); its
-            # traceback is on stderr, so in log.txt when the figures came from its own log
-            error = verdict.error_line or (self._error_line(run_dir / "log.txt") if log_name != "log.txt" else "")
-            why = verdict.message
-            if error and error not in why:
-                why = f"{why}; the script said: {error}"
-            if outcome.exit_code not in (0, None):
-                why = f"exit code {outcome.exit_code}; {why}"
-            if outcome.message:
-                why = f"{outcome.message}; {why}"
-        snapshot = next(run_dir.glob("snapshot-*"), None)
-        return RunRecord(
-            run_id=run_dir.name, hypothesis=hyp.name, index=index, seed=self.exp.seed_for(index),
-            status=status, attempt=attempt, order=order, exit_code=outcome.exit_code,
-            final_step=s.final_step, expected_steps=hyp.steps if hyp.steps is not None else s.total_steps,
-            val_loss=s.val_loss, train_time_s=s.train_time_s, step_avg_ms=s.step_avg_ms,
-            peak_mem_mib=s.peak_mem_mib, wall_s=round(outcome.wall_s, 3), started_at=outcome.started_at,
-            finished_at=outcome.finished_at, host=outcome.host, gpus=self._gpus(s),
-            torch_version=s.torch_version, cuda_version=s.cuda_version,
-            script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
-            command=list(spec.argv) if spec else [], backend=self.backend.name,
-            job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir), error=error)
-    def _error_line(self, log: Path) -> str:
-        try:
-            return classify(parse_file(log)).error_line
-        except OSError:
-            return ""
-
-    def _gpus(self, s: LogSummary) -> dict:
-        if s.gpu_names:
-            return {"names": list(s.gpu_names), "count": len(s.gpu_names)}
-        if self._host_gpus is None:
-            self._host_gpus = _host_gpus()
-        return self._host_gpus
-
-    # -- resume --------------------------------------------------------------------------
-    def _recover(self, slots: dict[tuple[str, int], Slot]) -> list[_Job]:
-        """Attempts started by an earlier runner that never wrote a result."""
-        running = []
-        for slot in slots.values():
-            for run_dir in slot.orphans:
-                job = self._reattach(slot, run_dir)
-                if job is not None:
-                    running.append(job)
-                    continue
-                rec = self._write_interrupted(run_dir, "never finished: the runner stopped during this attempt")
-                if rec is not None:
-                    slot.records.append(rec)
-            slot.orphans = []
-        return running
-
-    def _reattach(self, slot: Slot, run_dir: Path) -> _Job | None:
-        try:
-            launch = json.loads((run_dir / "launch.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if launch.get("backend") != self.backend.name:
-            return None
-        hyp = self.exp.hypothesis(slot.hypothesis)
-        spec = LaunchSpec(run_dir=run_dir, workdir=Path(launch["workdir"]), argv=launch["argv"],
-                          env=launch["env"], log_path=run_dir / "log.txt", timeout_s=self.timeout,
-                          nproc=hyp.nproc_per_node)
-        # an empty job id: the runner died between submitting and recording it; the
-        # backend may still find the job (SLURM: by the run folder in its comment)
-        handle = self.backend.reattach(run_dir, launch.get("job_id") or "", spec)
-        if handle is None:
-            return None
-        if handle.job_id and handle.job_id != launch.get("job_id"):
-            launch["job_id"] = handle.job_id
-            atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
-        self.emit(ev.Reattach(hypothesis=hyp.name, index=slot.index, job_id=launch["job_id"]))
-        return _Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle,
-                    LogParser(str(spec.log_path)))
-
-    def _write_interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
-        """The record of an attempt that ended with its runner; its log decides the status."""
-        if (run_dir / "result.json").exists():
-            return None  # it finished after all: its record stands
-        try:
-            launch = json.loads((run_dir / "launch.json").read_text())
-        except (OSError, ValueError):
-            launch = {}
-        if not isinstance(launch, dict) or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
-            return None
-        hyp = self.exp.hypothesis(launch["hypothesis"])
-        self._end_leftovers(run_dir, launch)
-        summary, log_name = self._collect_and_parse(run_dir)
-        outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
-                          finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
-                          message=why)
-        rec = self._record(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
-                           summary, log_name, outcome, None, launch.get("job_id") or None)
-        rec.command = launch.get("argv", [])
-        if rec.status in COMPLETED:
-            # its log reached the final validation before the runner stopped: the run is done
-            rec.message = f"recorded from its complete log after the runner stopped ({why})"
-        else:
-            rec.status = "interrupted"
-            rec.error = ""
-            rec.message = f"{why} (log: {run_dir / log_name})"
-        rec.save(run_dir / "result.json")
-        return rec
-
-
-    def _end_leftovers(self, run_dir: Path, launch: dict | None = None) -> None:
-        """A local trainer that forked or ignored SIGTERM may outlive its runner: end it."""
-        if launch is None:
-            try:
-                launch = json.loads((run_dir / "launch.json").read_text())
-            except (OSError, ValueError):
-                return
-        if not isinstance(launch, dict) or launch.get("backend", "local") != "local":
-            return
-        if launch.get("host") in (None, socket.gethostname()):
-            end_leftovers(str(run_dir), launch.get("job_id"))
-
-
-def _script_logs(folder: Path) -> list[Path]:
-    """Regular files under the script's logs/ folder, never through a link."""
-    if folder.is_symlink() or not folder.is_dir():
-        return []
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):  # os.walk does not follow links
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if not p.is_symlink() and p.is_file():
-                out.append(p)
-    return sorted(out)
-
-
-def _probe_s(run_dir: Path) -> float | None:
-    """The speed probe's time, when it ran and succeeded (harness/run/probe.py wrote probe.json)."""
-    try:
-        value = json.loads((run_dir / "probe.json").read_text()).get("probe_s")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _git_commit(base: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=base, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=base, timeout=30).returncode
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _host_gpus() -> dict:
-    """GPUs of this host when the log does not list them (nvidia-smi, if present)."""
-    if shutil.which("nvidia-smi") is None:
-        return {"names": [], "count": 0}
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        names = [n.strip() for n in out.stdout.splitlines() if n.strip()]
-    except (OSError, subprocess.SubprocessError):
-        names = []
-    return {"names": names, "count": len(names)}

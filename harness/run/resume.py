@@ -1,0 +1,110 @@
+"""Resume: the attempts an earlier runner started and never recorded.
+
+Each is either found again through the backend (a SLURM job still queued, running or
+finished) and watched as if started here, or recorded from what it left: its log
+decides whether it finished before the runner stopped; otherwise it is
+``interrupted`` and redone. Local trees a dead runner left behind are ended first.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from harness.data.spec import Experiment
+from harness.data.store import Slot, Store
+from harness.records import COMPLETED, RunRecord
+from harness.run.attempt import Job
+from harness.run.backends.base import Backend, LaunchSpec, Outcome
+from harness.run.backends.local import end_leftovers, now_iso
+from harness.run.record import Recorder
+from harness.run.tail import Tail
+from harness.records import atomic_write_text
+
+
+class Resume:
+    def __init__(self, exp: Experiment, store: Store, backend: Backend, recorder: Recorder,
+                 timeout: float | None) -> None:
+        self.exp = exp
+        self.store = store
+        self.backend = backend
+        self.recorder = recorder
+        self.timeout = timeout
+
+    def recover(self, slots: dict[tuple[str, int], Slot]) -> list[Job]:
+        """Attempts started by an earlier runner that never wrote a result: the ones the
+        backend still has, to watch; the others are recorded here."""
+        running = []
+        for slot in slots.values():
+            for run_dir in slot.orphans:
+                job = self.reattach(slot, run_dir)
+                if job is not None:
+                    running.append(job)
+                    continue
+                rec = self.interrupted(run_dir, "never finished: the runner stopped during this attempt")
+                if rec is not None:
+                    slot.records.append(rec)
+            slot.orphans = []
+        return running
+
+    def reattach(self, slot: Slot, run_dir: Path) -> Job | None:
+        try:
+            launch = json.loads((run_dir / "launch.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if launch.get("backend") != self.backend.name:
+            return None
+        hyp = self.exp.hypothesis(slot.hypothesis)
+        spec = LaunchSpec(run_dir=run_dir, workdir=Path(launch["workdir"]), argv=launch["argv"],
+                          env=launch["env"], log_path=run_dir / "log.txt", timeout_s=self.timeout,
+                          nproc=hyp.nproc_per_node)
+        # an empty job id: the runner died between submitting and recording it; the
+        # backend may still find the job (SLURM: by the run folder in its comment)
+        handle = self.backend.reattach(run_dir, launch.get("job_id") or "", spec)
+        if handle is None:
+            return None
+        if handle.job_id and handle.job_id != launch.get("job_id"):
+            launch["job_id"] = handle.job_id
+            atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+        return Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle, Tail(spec.log_path))
+
+    def interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
+        """The record of an attempt that ended with its runner; its log decides the status."""
+        if (run_dir / "result.json").exists():
+            return None  # it finished after all: its record stands
+        try:
+            launch = json.loads((run_dir / "launch.json").read_text())
+        except (OSError, ValueError):
+            launch = {}
+        if not isinstance(launch, dict) or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
+            return None
+        hyp = self.exp.hypothesis(launch["hypothesis"])
+        self.end_leftovers(run_dir, launch)
+        summary, log_name = self.recorder.logs(run_dir)
+        outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
+                          finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
+                          message=why)
+        rec = self.recorder.build(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
+                                  summary, log_name, outcome, None, launch.get("job_id") or None)
+        rec.command = launch.get("argv", [])
+        if rec.status in COMPLETED:
+            # its log reached the final validation before the runner stopped: the run is done
+            rec.message = f"recorded from its complete log after the runner stopped ({why})"
+        else:
+            rec.status = "interrupted"
+            rec.error = ""
+            rec.message = f"{why} (log: {run_dir / log_name})"
+        rec.save(run_dir / "result.json")
+        return rec
+
+    def end_leftovers(self, run_dir: Path, launch: dict | None = None) -> None:
+        """A local trainer that forked or ignored SIGTERM may outlive its runner: end it."""
+        if launch is None:
+            try:
+                launch = json.loads((run_dir / "launch.json").read_text())
+            except (OSError, ValueError):
+                return
+        if not isinstance(launch, dict) or launch.get("backend", "local") != "local":
+            return
+        if launch.get("host") in (None, socket.gethostname()):
+            end_leftovers(str(run_dir), launch.get("job_id"))
