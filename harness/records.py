@@ -1,7 +1,9 @@
 """One dataclass per record: what a finished attempt of a run left behind.
 
-``result.json`` in every run folder is a ``RunRecord``. It is written atomically
-(temp file, fsync, rename) so a crash leaves either the old file or the new one.
+``result.json`` in every run folder is a ``RunRecord``. The harness reads and writes it
+through the store (``harness.data.store``: atomically, with its ``schema_version``);
+``save`` and ``load`` here are the bare record, as files from before versions were, for
+tests and tools that build or read folders by hand.
 """
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import shlex
 import signal
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.data import spec as specmod
-from harness.data.store import sequential_path
+from harness.data.store import read_plan, sequential_path, write_plan
 from harness.errors import UserError
 from harness.thresholds import RETRIES
 
@@ -110,10 +109,11 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
         raise UserError("--until-decisive with order 'blocked' runs every control run before the "
                         "first treatment run and saves nothing; use --order interleaved")
     saved = sequential_path(results)
-    if saved.exists():
+    stored = read_plan(results)
+    if stored is not None:
         try:
             from harness.design.borrow_seq import plan_from_dict
-            plan = plan_from_dict(json.loads(saved.read_text()))
+            plan = plan_from_dict(stored)
         except ValueError as e:
             raise UserError(f"{saved}: unreadable ({e}); restore it from a copy")
         if plan.max_runs != max_runs:
@@ -194,12 +194,9 @@ def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
     """
     results = Path(results)
     saved = sequential_path(results)
-    if saved.exists():
-        try:
-            stored = json.loads(saved.read_text())
-            stored_max = stored.get("max_runs")
-        except (OSError, ValueError, AttributeError) as e:
-            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+    stored = read_plan(results)
+    if stored is not None:
+        stored_max = stored.get("max_runs")
         if stored.get("design") == "anytime":
             # an e-process may be continued at will; only another design on top is refused
             if not anytime:
@@ -232,16 +229,11 @@ def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
 def make_anytime(exp, max_runs: int, results: Path):
     """The --anytime plan: the stored one (its decisions kept, its budget raised) or a new one."""
     from harness.design.anytime import AnytimePlan
-    from harness.records import atomic_write_text
-    saved = sequential_path(results)
     treatments = [h.name for h in exp.hypotheses if not h.control]
-    if saved.exists():
-        try:
-            old = json.loads(saved.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"{saved}: unreadable ({e}); restore it from a copy") from None
+    old = read_plan(results)
+    if old is not None:
         plan = AnytimePlan.from_dict({**old, "max_runs": max(max_runs, int(old.get("max_runs", 0)))})
-        atomic_write_text(saved, json.dumps(plan.to_dict(), indent=2) + "\n")
+        write_plan(results, plan.to_dict())
         return plan
     return AnytimePlan(exp.control.name, treatments, exp.alpha_time, exp.alpha_loss, exp.target_loss, max_runs)
 

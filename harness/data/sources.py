@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import glob as globlib
-import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import is_results_folder, read_spec, sequential_path, spec_path
+from harness.data.store import RESULT_FILE, is_results_folder, read_plan, read_record, read_spec, spec_path
 from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
@@ -364,15 +363,6 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
 
 # ---------------------------------------------------------------- results folders
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); rebuild it from the run's log.txt") from None
-
-
 def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
     spec = read_spec(root)   # checked by the store, its one reader
     if spec is None:
@@ -388,9 +378,9 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.known_loss_sigma = spec.get("known_loss_sigma")
         ds.variance_from = spec.get("variance_from")
     planned = spec.get("runs")
-    plan_path = sequential_path(root)
-    if plan_path.is_file() and ds.sequential is None:
-        ds.sequential = _read_json(plan_path)
+    plan = read_plan(root) if ds.sequential is None else None
+    if plan is not None:
+        ds.sequential = plan
         planned = None  # stopping before the planned runs is the point: not a warning
     groups = []
     for h in hyps:
@@ -411,14 +401,11 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     no_record = 0
     if hdir.is_dir():
         for run_dir in sorted(d for d in hdir.iterdir() if d.is_dir()):
-            rj = run_dir / "result.json"
+            rj = run_dir / RESULT_FILE
             if not rj.is_file():
                 no_record += 1
                 continue
-            try:
-                rec = RunRecord.from_dict(_read_json(rj))
-            except TypeError as e:   # a required field missing
-                raise UserError(f"{rj} is not a run record ({e})") from None
+            rec = read_record(rj)
             if rec.expected_steps is None:
                 rec.expected_steps = g.expected_steps
             slots.setdefault(rec.index, []).append(Run(rec, str(run_dir / "log.txt")))

@@ -1,4 +1,4 @@
-"""The results folder of one experiment: lock, frozen spec, run folders.
+"""The results folder of one experiment: its one writer and its one reader.
 
 Layout::
 
@@ -9,18 +9,24 @@ Layout::
         experiment.toml            the file as it was first run
         <hypothesis>/<NNN>-<attempt>/
             launch.json            written when the attempt starts (job id, command)
-            log.txt                stdout + stderr, streamed
+            log.txt                stdout + stderr, streamed (by the backend)
             result.json            written atomically when the attempt ends
-            script.py              snapshot of the script that ran
+            snapshot-<script>      the script that ran
 
-Nothing here is ever deleted: a failed or interrupted attempt keeps its folder and
-the next attempt gets a new one.
+Every file the harness itself puts in the folder is written here (atomically), and
+every JSON file in it is read here: the runner, ``status`` and ``analyze`` all come
+through this module. What the run's own processes write (``log.txt``, ``probe.json``,
+``script-files/``) is theirs. Nothing here is ever deleted: a failed or interrupted
+attempt keeps its folder and the next attempt gets a new one.
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
+import math
 import os
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +41,17 @@ if TYPE_CHECKING:   # the parser of experiment files asks this module for the fo
 
 SEQUENTIAL_FILE = "sequential.json"
 SPEC_FILE = "spec.json"     # the frozen experiment; its presence makes a folder a results folder
+LAUNCH_FILE = "launch.json"
+RESULT_FILE = "result.json"
+PROBE_FILE = "probe.json"   # written by the speed probe inside the run (harness/run/probe.py)
+
+# The schema_version of each JSON file the store writes. Raise one when the meaning of a
+# field of that file changes (renamed, another unit, another rule); a new field that older
+# readers can ignore needs none. A file without schema_version was written before versions
+# existed and reads as version 1; a file newer than its entry here is refused, untouched.
+SCHEMA_VERSIONS = {SPEC_FILE: 1, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 1}
+SCHEMA_KEY = "schema_version"
+UPGRADE = "upgrade the harness (git pull, then pip install -e .) to read it"
 
 
 def sequential_path(root: str | Path) -> Path:
@@ -44,6 +61,40 @@ def sequential_path(root: str | Path) -> Path:
 
 def spec_path(root: str | Path) -> Path:
     return Path(root) / SPEC_FILE
+
+
+def _versioned(kind: str, data: dict) -> dict:
+    """``data`` as stored: its schema_version first."""
+    return {SCHEMA_KEY: SCHEMA_VERSIONS[kind], **{k: v for k, v in data.items() if k != SCHEMA_KEY}}
+
+
+def _unversioned(path: Path, kind: str, data):
+    """``data`` read from ``path`` without its schema_version, once the version is one we read."""
+    if not isinstance(data, dict) or SCHEMA_KEY not in data:
+        return data          # older than versions (or no object: the caller says what is wrong)
+    version = data[SCHEMA_KEY]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserError(f"{path}: schema_version {version!r} is not a positive whole number; "
+                        "restore the file from a copy")
+    if version > SCHEMA_VERSIONS[kind]:
+        raise UserError(f"{path}: written by a newer harness (schema_version {version}, this one reads "
+                        f"up to {SCHEMA_VERSIONS[kind]}); {UPGRADE}")
+    return {k: v for k, v in data.items() if k != SCHEMA_KEY}
+
+
+def _load(path: Path, kind: str, what: str):
+    """The parsed JSON of ``path`` (a file of ``kind``), version checked; UserError when unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e}); fix its permissions") from None
+    except ValueError as e:      # bad JSON or bad UTF-8
+        raise UserError(f"{path} is not valid JSON ({e}); restore the {what} from a copy") from None
+    return _unversioned(path, kind, data)
+
+
+def _save(path: Path, kind: str, data: dict, text=dumps) -> None:
+    atomic_write_text(path, text(_versioned(kind, data)) + "\n")
 
 
 def is_results_folder(path: str | Path) -> bool:
@@ -61,17 +112,63 @@ def read_spec(root: str | Path) -> dict | None:
     path = spec_path(root)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the frozen spec ({e.strerror or e}); "
-                        "fix its permissions") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: unreadable frozen spec ({e}); restore it from a copy") from None
+    data = _load(path, SPEC_FILE, "frozen spec")
     problem = _spec_problem(data)
     if problem:
         raise UserError(f"{path}: not a frozen experiment spec ({problem}); restore it from a copy")
     return data
+
+
+def read_plan(root: str | Path) -> dict | None:
+    """The sequential plan of a results folder (``sequential.json``); None when it has none."""
+    path = sequential_path(root)
+    if not path.exists():
+        return None
+    data = _load(path, SEQUENTIAL_FILE, "sequential plan")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a sequential plan (not a JSON object); restore it from a copy")
+    return data
+
+
+def write_plan(root: str | Path, plan: dict) -> None:
+    """Store the sequential plan (its decisions are journaled in it as they are made)."""
+    # json.dumps as the plans always were: their boundaries are stored as computed
+    _save(sequential_path(root), SEQUENTIAL_FILE, plan, text=lambda d: json.dumps(d, indent=2))
+
+
+def read_record(path: str | Path) -> RunRecord:
+    """One attempt's ``result.json``; a one-line ``UserError`` naming it when it is no record."""
+    path = Path(path)
+    data = _load(path, RESULT_FILE, "run record")
+    try:
+        return RunRecord.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{path}: not a run record ({e}); restore it from a copy or move its run "
+                        "folder aside") from None
+
+
+def read_launch(run_dir: str | Path) -> dict | None:
+    """An attempt's ``launch.json``; None when it has none or it cannot be read.
+
+    An unreadable one is an attempt resume cannot follow (it is redone); one written by
+    a newer harness is refused, as every file of the folder is.
+    """
+    path = Path(run_dir) / LAUNCH_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    data = _unversioned(path, LAUNCH_FILE, data)
+    return data if isinstance(data, dict) else None
+
+
+def read_probe(run_dir: str | Path) -> float | None:
+    """The speed probe's time, when it ran and succeeded (harness/run/probe.py wrote probe.json)."""
+    try:
+        value = json.loads((Path(run_dir) / PROBE_FILE).read_text()).get("probe_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _spec_problem(data) -> str:
@@ -217,7 +314,7 @@ class Store:
         # between leaves no frozen spec, and the next run writes both
         if aside is not None or not toml_path.exists() or not path.exists():
             atomic_write_text(toml_path, source_text)
-        atomic_write_text(path, dumps(data) + "\n")
+        _save(path, SPEC_FILE, data)
         return aside
 
     def _completed(self, stored: dict, exp: Experiment) -> int:
@@ -254,6 +351,12 @@ class Store:
     def read_spec(self) -> dict | None:
         return read_spec(self.root)
 
+    def read_plan(self) -> dict | None:
+        return read_plan(self.root)
+
+    def write_plan(self, plan: dict) -> None:
+        write_plan(self.root, plan)
+
     # -- cleaning --------------------------------------------------------------------
     def clean(self) -> list[Path]:
         """Remove what a killed runner can leave: atomic-write temp files and attempt folders
@@ -279,6 +382,21 @@ class Store:
     def attempt_dir(self, hypothesis: str, index: int, attempt: int) -> Path:
         return self.root / hypothesis / f"{index:03d}-{attempt}"
 
+    def open_attempt(self, hypothesis: str, index: int, attempt: int, script: Path) -> Path:
+        """A new attempt folder holding a snapshot of ``script`` (a folder that exists is refused)."""
+        run_dir = self.attempt_dir(hypothesis, index, attempt)
+        run_dir.mkdir(parents=True)
+        shutil.copy2(script, run_dir / ("snapshot-" + script.name))
+        return run_dir
+
+    def write_launch(self, run_dir: Path, launch: dict) -> None:
+        """``launch.json``: written before the attempt starts, again once the backend answered."""
+        _save(Path(run_dir) / LAUNCH_FILE, LAUNCH_FILE, launch)
+
+    def write_record(self, run_dir: Path, rec: RunRecord) -> None:
+        """``result.json``: written once, when the attempt has ended."""
+        _save(Path(run_dir) / RESULT_FILE, RESULT_FILE, dataclasses.asdict(rec))
+
     def slots(self, hypotheses: list[str]) -> dict[tuple[str, int], Slot]:
         """Every attempt on disk, grouped by slot."""
         out: dict[tuple[str, int], Slot] = {}
@@ -291,14 +409,11 @@ class Store:
                 if index is None:
                     continue
                 slot = out.setdefault((hyp, index), Slot(hyp, index))
-                result = d / "result.json"
+                result = d / RESULT_FILE
                 if result.exists():
-                    try:
-                        slot.records.append(RunRecord.load(result))
-                    except (OSError, ValueError, TypeError, AttributeError) as e:
-                        raise UserError(f"{result}: not a readable run record ({e}); restore it "
-                                        "from a copy or move its run folder aside") from None
-                elif (d / "launch.json").exists():
+                    slot.records.append(read_record(result))
+                elif (d / LAUNCH_FILE).exists():
+                    read_launch(d)    # one a newer harness wrote is refused before anything is written
                     slot.orphans.append(d)
         return out
 
@@ -307,7 +422,7 @@ def _is_tmp(p: Path) -> bool:
     return p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file() and not p.is_symlink()
 
 
-_STARTED = ("launch.json", "result.json", "log.txt")
+_STARTED = (LAUNCH_FILE, RESULT_FILE, "log.txt")
 
 
 def _never_started(d: Path) -> bool:

@@ -9,13 +9,13 @@ the attempt has ended; the folder's JSON files are the store's (``launch.json``,
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.spec import Experiment, Hypothesis
+from harness.data.store import PROBE_FILE, Store
 from harness.run.backends.base import Handle, LaunchSpec
 from harness.run.tail import Tail
 
@@ -40,15 +40,13 @@ def run_id(index: int, attempt: int) -> str:
     return f"{index:03d}-{attempt}"
 
 
-def prepare(exp: Experiment, hyp: Hypothesis, run_dir: Path, base: Path, env: dict[str, str],
-            timeout: float | None, node: str | None) -> LaunchSpec:
+def prepare(store: Store, exp: Experiment, hyp: Hypothesis, index: int, attempt: int, base: Path,
+            env: dict[str, str], timeout: float | None, node: str | None) -> LaunchSpec:
     """Make the attempt's folder (snapshot, scratch cwd) and the spec the backend starts."""
-    run_dir.mkdir(parents=True)
-    workdir = _workdir(run_dir, base)
     script = Path(hyp.script)
     src = script if script.is_absolute() else base / script
-    snapshot = run_dir / ("snapshot-" + script.name)
-    shutil.copy2(src, snapshot)
+    run_dir = store.open_attempt(hyp.name, index, attempt, src)
+    workdir = _workdir(run_dir, base)
     # the scratch cwd mirrors the root's entries only: a path out of the root ('../x.py')
     # would resolve inside the run folder, so it is given absolute
     argv = _probed(exp, hyp.argv(str(src) if ".." in script.parts else hyp.script), hyp, run_dir)
@@ -73,7 +71,7 @@ def _probed(exp: Experiment, argv: list[str], hyp: Hypothesis, run_dir: Path) ->
     if not exp.speed_probe:
         return argv
     probe = Path(__file__).resolve().parent / "probe.py"
-    return [sys.executable, str(probe), "--out", str(run_dir / "probe.json"),
+    return [sys.executable, str(probe), "--out", str(run_dir / PROBE_FILE),
             "--nproc", str(hyp.nproc_per_node), "--", *argv]
 
 

@@ -7,13 +7,12 @@ complete of the attempt's logs. Where the record is stored is the store's busine
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import shutil
 import subprocess
 from pathlib import Path
 
 from harness.data.spec import Experiment, Hypothesis
+from harness.data.store import read_probe
 from harness.logs.classify import classify
 from harness.logs.logparse import LogSummary, parse_file
 from harness.records import RunRecord
@@ -94,7 +93,7 @@ class Recorder:
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend_name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=_probe_s(run_dir), error=error)
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=read_probe(run_dir), error=error)
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:
@@ -109,15 +108,6 @@ def _error_line(log: Path) -> str:
         return classify(parse_file(log)).error_line
     except OSError:
         return ""
-
-
-def _probe_s(run_dir: Path) -> float | None:
-    """The speed probe's time, when it ran and succeeded (harness/run/probe.py wrote probe.json)."""
-    try:
-        value = json.loads((run_dir / "probe.json").read_text()).get("probe_s")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _sha256(path: Path) -> str:

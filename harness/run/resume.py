@@ -7,19 +7,17 @@ decides whether it finished before the runner stopped; otherwise it is
 """
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
 from harness.data.spec import Experiment
-from harness.data.store import Slot, Store
+from harness.data.store import RESULT_FILE, Slot, Store, read_launch
 from harness.records import COMPLETED, RunRecord
 from harness.run.attempt import Job
 from harness.run.backends.base import Backend, LaunchSpec, Outcome
 from harness.run.backends.local import end_leftovers, now_iso
 from harness.run.record import Recorder
 from harness.run.tail import Tail
-from harness.records import atomic_write_text
 
 
 class Resume:
@@ -48,11 +46,8 @@ class Resume:
         return running
 
     def reattach(self, slot: Slot, run_dir: Path) -> Job | None:
-        try:
-            launch = json.loads((run_dir / "launch.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if launch.get("backend") != self.backend.name:
+        launch = read_launch(run_dir)
+        if launch is None or launch.get("backend") != self.backend.name:
             return None
         hyp = self.exp.hypothesis(slot.hypothesis)
         spec = LaunchSpec(run_dir=run_dir, workdir=Path(launch["workdir"]), argv=launch["argv"],
@@ -65,18 +60,15 @@ class Resume:
             return None
         if handle.job_id and handle.job_id != launch.get("job_id"):
             launch["job_id"] = handle.job_id
-            atomic_write_text(run_dir / "launch.json", json.dumps(launch, indent=2) + "\n")
+            self.store.write_launch(run_dir, launch)
         return Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle, Tail(spec.log_path))
 
     def interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
         """The record of an attempt that ended with its runner; its log decides the status."""
-        if (run_dir / "result.json").exists():
+        if (run_dir / RESULT_FILE).exists():
             return None  # it finished after all: its record stands
-        try:
-            launch = json.loads((run_dir / "launch.json").read_text())
-        except (OSError, ValueError):
-            launch = {}
-        if not isinstance(launch, dict) or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
+        launch = read_launch(run_dir)
+        if launch is None or launch.get("hypothesis") not in {h.name for h in self.exp.hypotheses}:
             return None
         hyp = self.exp.hypothesis(launch["hypothesis"])
         self.end_leftovers(run_dir, launch)
@@ -94,17 +86,14 @@ class Resume:
             rec.status = "interrupted"
             rec.error = ""
             rec.message = f"{why} (log: {run_dir / log_name})"
-        rec.save(run_dir / "result.json")
+        self.store.write_record(run_dir, rec)
         return rec
 
     def end_leftovers(self, run_dir: Path, launch: dict | None = None) -> None:
         """A local trainer that forked or ignored SIGTERM may outlive its runner: end it."""
         if launch is None:
-            try:
-                launch = json.loads((run_dir / "launch.json").read_text())
-            except (OSError, ValueError):
-                return
-        if not isinstance(launch, dict) or launch.get("backend", "local") != "local":
+            launch = read_launch(run_dir)
+        if launch is None or launch.get("backend", "local") != "local":
             return
         if launch.get("host") in (None, socket.gethostname()):
             end_leftovers(str(run_dir), launch.get("job_id"))

@@ -7,7 +7,6 @@ of ``harness.run.events`` (one dataclass per kind) that ``progress`` renders.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from harness.run.backends.local import now_iso
 from harness.run.record import Recorder
 from harness.run.resume import Resume
 from harness.run.tail import Tail
-from harness.records import COMPLETED, RunRecord, atomic_write_text, dumps
+from harness.records import COMPLETED, RunRecord
 from harness.data.spec import Experiment, Hypothesis
 from harness.data.store import Slot, Store
 from harness.thresholds import RETRIES, pick
@@ -128,9 +127,8 @@ class Runner:
                 self.emit(ev.Aside(folder=str(aside)))
                 slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.clean()
-            plan_path = self.store.sequential_path
-            if self.decider is not None and hasattr(self.decider, "to_dict") and not plan_path.exists():
-                atomic_write_text(plan_path, json.dumps(self.decider.to_dict(), indent=2) + "\n")
+            if self.decider is not None and hasattr(self.decider, "to_dict") and not self.store.sequential_path.exists():
+                self.store.write_plan(self.decider.to_dict())
             return self._run(slots)
         finally:
             self.store.unlock()
@@ -283,8 +281,7 @@ class Runner:
         self.look = self.decider.look(per_arm)
         if getattr(self.look, "new", None) and hasattr(self.decider, "to_dict"):
             # decisions are final once made: stored as they are made (issue 12)
-            atomic_write_text(self.store.sequential_path,
-                              json.dumps(self.decider.to_dict(), indent=2) + "\n")
+            self.store.write_plan(self.decider.to_dict())
         self.emit(ev.Look(look=self.look))
 
     # -- one attempt -------------------------------------------------------------------------
@@ -292,17 +289,18 @@ class Runner:
     # -- one attempt -------------------------------------------------------------------------
     def _start(self, hyp_name: str, index: int, attempt: int, order: int, node: str | None = None) -> Job:
         hyp = self.exp.hypothesis(hyp_name)
-        run_dir = self.store.attempt_dir(hyp_name, index, attempt)
-        self.ran_here.add((hyp_name, run_dir.name))
-        spec = attempts.prepare(self.exp, hyp, run_dir, self.base, self._env(hyp, index), self.timeout, node)
+        self.ran_here.add((hyp_name, run_id(index, attempt)))
+        spec = attempts.prepare(self.store, self.exp, hyp, index, attempt, self.base, self._env(hyp, index),
+                                self.timeout, node)
+        run_dir = spec.run_dir
         launch = attempts.launch_info(self.backend.name, hyp_name, index, attempt, order, spec,
                                       self.pairing_mode, node)
         # written before the start: a runner killed in between leaves an attempt resume can see
-        atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
+        self.store.write_launch(run_dir, launch)
         handle = self.backend.start(spec)
         launch["job_id"] = handle.job_id
         launch["started_at"] = handle.extra.get("started_at") or now_iso()
-        atomic_write_text(run_dir / "launch.json", dumps(launch) + "\n")
+        self.store.write_launch(run_dir, launch)
         self.emit(ev.Start(hypothesis=hyp_name, index=index, attempt=attempt, order=order,
                            total=len(self.order), run_dir=str(run_dir)))
         return Job(hyp, index, attempt, order, run_dir, handle, Tail(spec.log_path))
@@ -310,5 +308,5 @@ class Runner:
     def _finish(self, job: Job, outcome, slot: Slot) -> RunRecord:
         rec = self.recorder.finished(job.hyp, job.index, job.attempt, job.order, job.run_dir, outcome,
                                      job.handle.spec, job.handle.job_id or None, slot.records)
-        rec.save(job.run_dir / "result.json")
+        self.store.write_record(job.run_dir, rec)
         return rec
