@@ -1,15 +1,21 @@
-"""Run an experiment: launch attempts through a backend, write one record per attempt.
+"""Run an experiment: the scheduling loop that launches attempts through a backend.
 
-The runner decides *what* runs next (order, retries, resume, early stopping) and
-turns each finished attempt into a ``RunRecord``. It never computes p-values
-(a ``decider`` does, for ``--until-decisive``) and never prints: it emits the events
-of ``harness.run.events`` (one dataclass per kind) that ``progress`` renders.
+The runner decides *what* runs next (order, retries, resume, early stopping). It never
+computes p-values (a ``decider`` does, for ``--until-decisive``) and never prints: it
+emits the events of ``harness.run.events`` (one dataclass per kind) that ``progress``
+renders. Each other job has its own module beside it:
+
+- ``attempt``: an attempt's folder, scratch working directory and launch spec;
+- ``tail``: the lines a running attempt's log has so far (live progress);
+- ``record``: an ended attempt (its outcome and logs) as a ``RunRecord``;
+- ``resume``: the attempts an earlier runner started and never recorded;
+- the results folder's files are written and read by the store (``harness.data.store``).
 """
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -53,6 +59,20 @@ class Options:
     timeout_s: float | None = None
     retries: int | None = None
     compile_cache: bool | None = None
+
+
+@dataclass
+class _Queue:
+    """What the scheduling loop still has to launch, and what it passes over."""
+
+    keys: deque                     # (hypothesis, index) to launch, in order
+    order_of: dict                  # (hypothesis, index) -> its position in the launch order
+    stop_reason: str = ""           # "decided": the sequential plan needs no more runs
+    deferred: list = field(default_factory=list)   # arms not needed now, for a decider that may revisit
+    # a hypothesis whose runs failed deterministically with the same error (usage error,
+    # missing file...): its other runs would fail the same way, so none is launched
+    blocked: dict = field(default_factory=dict)
+    certain: dict = field(default_factory=dict)    # the first deterministic failure of each arm
 
 
 class Runner:
@@ -138,50 +158,16 @@ class Runner:
         running: list[Job] = self.resume.recover(slots)
         for job in running:
             self.emit(ev.Reattach(hypothesis=job.hyp.name, index=job.index, job_id=job.handle.job_id))
-        order_of = {s: i for i, s in enumerate(self.order)}
-        queue = deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
-                      not any((j.hyp.name, j.index) == s for j in running))
+        q = _Queue(deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
+                         not any((j.hyp.name, j.index) == s for j in running)),
+                   {s: i for i, s in enumerate(self.order)})
         self.emit(ev.Plan(experiment=self.exp.name, results=str(self.store.root), total=len(self.order),
                           done=sum(1 for s in self.order if slots.get(s) and slots[s].done),
-                          pending=len(queue) + len(running), pairing=self.pairing_mode))
+                          pending=len(q.keys) + len(running), pairing=self.pairing_mode))
         self._update_look(slots)
-        stop_reason = ""
-        deferred: list = []     # slots of arms not needed now, kept for a decider that may revisit
-        # a hypothesis whose runs failed deterministically with the same error (usage error,
-        # missing file...): its other runs would fail the same way, so none is launched
-        blocked: dict[str, RunRecord] = {}
-        certain: dict[str, RunRecord] = {}  # the first deterministic failure of each arm
         try:
-            while queue or running:
-                while queue and len(running) < self.backend.max_parallel and not stop_reason:
-                    if self.look is not None and self.look.done:
-                        stop_reason = "decided"
-                        break
-                    node = None
-                    if self.pairing is not None:
-                        pick = self.pairing.pick(queue, slots, {(j.hyp.name, j.index) for j in running})
-                        if pick is None:
-                            break   # every queued run waits for its partner to finish
-                        key, node = pick.key, pick.node
-                        queue.remove(key)
-                        if pick.broken:
-                            self.emit(ev.Unpaired(hypothesis=key[0], index=key[1], why=pick.broken))
-                    else:
-                        key = queue.popleft()
-                    if self.look is not None and not self.look.need.get(key[0], True):
-                        if getattr(self.decider, "revisit", False):   # a sweep may need the arm again
-                            deferred.append(key)
-                            continue
-                        self.emit(ev.Skip(hypothesis=key[0], index=key[1], why="arm decided"))
-                        continue
-                    if key[0] in blocked:
-                        self.skipped[key] = blocked[key[0]]
-                        self.emit(ev.Skip(hypothesis=key[0], index=key[1],
-                                          why=f"not launched: run #{blocked[key[0]].index} of "
-                                              f"{key[0]} failed in a way a retry cannot fix"))
-                        continue
-                    slot = slots.setdefault(key, Slot(*key))
-                    running.append(self._start(key[0], key[1], self._free_attempt(slot), order_of[key], node))
+            while q.keys or running:
+                self._launch(q, slots, running)
                 if not running:
                     break
                 time.sleep(POLL_S)
@@ -189,27 +175,8 @@ class Runner:
                     if self.want_steps:
                         job.tail.read()
                     outcome = self.backend.poll(job.handle)
-                    if outcome is None:
-                        continue
-                    slot = slots.setdefault((job.hyp.name, job.index), Slot(job.hyp.name, job.index))
-                    rec = self._finish(job, outcome, slot)
-                    running.remove(job)  # only once its result is stored (Ctrl-C in between)
-                    slot.records.append(rec)
-                    again = rec.status not in COMPLETED and self._needs_attempt(slot)
-                    if rec.status == "failed" and not rec.retryable:
-                        # two runs of one arm failing alike (a typo in its args): the others would too
-                        first = certain.setdefault(job.hyp.name, rec)
-                        if first is not rec and first.error == rec.error:
-                            blocked.setdefault(job.hyp.name, rec)
-                    self.emit(ev.Finish(record=rec, total=len(self.order), settled=not again))
-                    if again:
-                        self.emit(ev.Retry(record=rec, failures=slot.failures, retries=self.retries))
-                        queue.appendleft((job.hyp.name, job.index))
-                    self._update_look(slots)
-                    if deferred and self.look is not None:
-                        back = [k for k in deferred if self.look.need.get(k[0], True)]
-                        deferred = [k for k in deferred if k not in back]
-                        queue.extendleft(reversed(back))
+                    if outcome is not None:
+                        self._settle(job, outcome, q, slots, running)
                 if self.want_steps and running:
                     self.emit(ev.Tick(jobs=tuple((j.hyp.name, j.index, j.tail.summary.last_step,
                                                   j.tail.summary.total_steps) for j in running)))
@@ -224,8 +191,63 @@ class Runner:
                 self.backend.cancel(job.handle)
             raise
         self.look_done = bool(self.look is not None and self.look.done)
-        self.emit(ev.Done(slots=slots, stop_reason=stop_reason, look=self.look, without=self.without(slots)))
+        self.emit(ev.Done(slots=slots, stop_reason=q.stop_reason, look=self.look, without=self.without(slots)))
         return slots
+
+    def _launch(self, q: "_Queue", slots: dict[tuple[str, int], Slot], running: list[Job]) -> None:
+        """Start queued runs while the backend has room, passing over the ones not needed."""
+        while q.keys and len(running) < self.backend.max_parallel and not q.stop_reason:
+            if self.look is not None and self.look.done:
+                q.stop_reason = "decided"
+                break
+            node = None
+            if self.pairing is not None:
+                pick = self.pairing.pick(q.keys, slots, {(j.hyp.name, j.index) for j in running})
+                if pick is None:
+                    break   # every queued run waits for its partner to finish
+                key, node = pick.key, pick.node
+                q.keys.remove(key)
+                if pick.broken:
+                    self.emit(ev.Unpaired(hypothesis=key[0], index=key[1], why=pick.broken))
+            else:
+                key = q.keys.popleft()
+            if self.look is not None and not self.look.need.get(key[0], True):
+                if getattr(self.decider, "revisit", False):   # a sweep may need the arm again
+                    q.deferred.append(key)
+                    continue
+                self.emit(ev.Skip(hypothesis=key[0], index=key[1], why="arm decided"))
+                continue
+            if key[0] in q.blocked:
+                self.skipped[key] = q.blocked[key[0]]
+                self.emit(ev.Skip(hypothesis=key[0], index=key[1],
+                                  why=f"not launched: run #{q.blocked[key[0]].index} of "
+                                      f"{key[0]} failed in a way a retry cannot fix"))
+                continue
+            slot = slots.setdefault(key, Slot(*key))
+            running.append(self._start(key[0], key[1], self._free_attempt(slot), q.order_of[key], node))
+
+    def _settle(self, job: Job, outcome, q: "_Queue", slots: dict[tuple[str, int], Slot],
+                running: list[Job]) -> None:
+        """Record an attempt that ended; queue its retry; look again at what is still needed."""
+        slot = slots.setdefault((job.hyp.name, job.index), Slot(job.hyp.name, job.index))
+        rec = self._finish(job, outcome, slot)
+        running.remove(job)  # only once its result is stored (Ctrl-C in between)
+        slot.records.append(rec)
+        again = rec.status not in COMPLETED and self._needs_attempt(slot)
+        if rec.status == "failed" and not rec.retryable:
+            # two runs of one arm failing alike (a typo in its args): the others would too
+            first = q.certain.setdefault(job.hyp.name, rec)
+            if first is not rec and first.error == rec.error:
+                q.blocked.setdefault(job.hyp.name, rec)
+        self.emit(ev.Finish(record=rec, total=len(self.order), settled=not again))
+        if again:
+            self.emit(ev.Retry(record=rec, failures=slot.failures, retries=self.retries))
+            q.keys.appendleft((job.hyp.name, job.index))
+        self._update_look(slots)
+        if q.deferred and self.look is not None:
+            back = [k for k in q.deferred if self.look.need.get(k[0], True)]
+            q.deferred = [k for k in q.deferred if k not in back]
+            q.keys.extendleft(reversed(back))
 
     def _stop_all(self, running: list[Job], why: str) -> list[tuple[str, int, int]]:
         for job in running:
