@@ -190,3 +190,20 @@ def test_a_schema_version_that_is_no_version_is_refused(tmp_path):
         path.write_text(json.dumps({st.SCHEMA_KEY: bad, "name": "e", "hypotheses": [{"name": "H0"}]}))
         with pytest.raises(UserError, match="schema_version .* is not a positive whole number"):
             st.read_spec(tmp_path)
+
+
+def test_the_runner_itself_refuses_a_newer_plan_before_writing(tmp_path, monkeypatch):
+    # not only the command: a Runner given its decider directly reads the folder's plan first
+    _run(tmp_path, monkeypatch, runs=MAX_RUNS, sequential=True)
+    root = tmp_path / "results"
+    plan = root / "sequential.json"
+    data = json.loads(plan.read_text())
+    data[st.SCHEMA_KEY] += 1
+    plan.write_text(json.dumps(data))
+    before = _snapshot(root)
+    path = _experiment(tmp_path, MAX_RUNS + 2)      # more runs: the spec would be rewritten
+    r = Runner(specmod.load(path), st.Store(root), MemoryBackend(_gen), tmp_path, path.read_text(),
+               Options(runs=MAX_RUNS + 2), decider=SequentialPlan("H0", ["H1"], max_runs=MAX_RUNS))
+    with pytest.raises(UserError, match="newer harness"):
+        r.run()
+    assert _snapshot(root) == before

@@ -136,6 +136,7 @@ class Runner:
         try:
             # read every stored record first: a corrupt one stops us before anything is written
             slots = self.store.slots([h.name for h in self.exp.hypotheses])
+            self.store.read_plan()      # one from a newer harness is refused here too
             self.store.freeze(self.exp, self.source_text, check_only=True)  # refused: nothing touched
             # trees an earlier runner left running end first: before their folders are set
             # aside, their logs read, or their GPUs given to a new attempt
