@@ -207,3 +207,25 @@ def test_the_runner_itself_refuses_a_newer_plan_before_writing(tmp_path, monkeyp
     with pytest.raises(UserError, match="newer harness"):
         r.run()
     assert _snapshot(root) == before
+
+
+def test_continuing_an_anytime_folder_refuses_a_newer_record_before_its_plan_is_rewritten(
+        tmp_path, monkeypatch, capsys):
+    # --anytime stores its raised budget before the runner reads the folder
+    from harness.design.anytime import AnytimePlan
+    monkeypatch.setattr(runner_mod, "POLL_S", 0.0)
+    path = _experiment(tmp_path, 4)
+    exp = specmod.load(path)
+    root = tmp_path / "results"
+    Runner(exp, st.Store(root), MemoryBackend(_gen), tmp_path, path.read_text(), Options(runs=4),
+           decider=AnytimePlan("H0", ["H1"], exp.alpha_time, exp.alpha_loss, exp.target_loss, 4)).run()
+    record = root / "H0" / "000-1" / "result.json"
+    data = json.loads(record.read_text())
+    data[st.SCHEMA_KEY] += 1
+    record.write_text(json.dumps(data))
+    before = _snapshot(root)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(path), "--results", str(root), "--anytime", "--max-runs", "8"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(record) in err and "newer harness" in err, err
+    assert _snapshot(root) == before

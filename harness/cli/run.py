@@ -278,6 +278,11 @@ def main(args) -> int:
     backend = make_backend(args, exp, results)
     decider = make_decider(exp, runs, args.order or exp.order, results) if args.until_decisive else None
     if args.anytime:
+        if store.root.is_dir():
+            # the raised budget is stored before the runner reads the folder: what it would
+            # refuse (a corrupt record, a file of a newer harness, another spec) comes first
+            store.slots([h.name for h in exp.hypotheses])
+            store.freeze(exp, text, check_only=True)
         decider = make_anytime(exp, runs, results)
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
