@@ -206,6 +206,7 @@ class JobState:
     result_data: dict | None = None     # the result, kept while SLURM finishes the job
     outcome: Outcome | None = None      # final; poll returns it from then on
     cancelled: bool = False
+    result_error: str = ""              # why the result file, present, could not be read
 
 
 def job_state(handle: Handle) -> JobState:
@@ -225,13 +226,16 @@ class _Status:
         self.info: dict[str, dict] = {}
         self.asked_at = -math.inf
         self.sacct_works: bool | None = None
+        self.error = ""   # why the last ask got no answer ("" when it did)
 
-    def get(self, job_id: str, fresh: bool = False) -> dict:
+    def get(self, job_id: str, fresh: bool = False, max_age_s: float | None = None) -> dict:
+        """The job's last known state; asks SLURM when that answer is older than the interval
+        (or ``max_age_s``: a job about to end is asked about more often)."""
         since = time.monotonic() - self.asked_at
         if job_id not in self.tracked or job_id not in self.info:
             self.tracked.add(job_id)
             fresh = fresh or since >= min(1.0, self.interval_s)  # new job: ask, at most once a second
-        if fresh or since >= self.interval_s:
+        if fresh or since >= min(self.interval_s, max_age_s if max_age_s is not None else math.inf):
             self.refresh()
         # not answered yet (controller unreachable): assume it is still there
         return self.info.get(job_id, {"state": "UNKNOWN"})
@@ -253,32 +257,51 @@ class _Status:
                                capture_output=True, text=True, timeout=60)
             # some SLURM versions fail on ids they no longer know: that is an answer too
             ok = p.returncode == 0 or "invalid job id" in p.stderr.lower()
+            if not ok:
+                self.error = "squeue: " + ((p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1])
             for line in p.stdout.splitlines():
                 parts = line.strip().split("|")
                 if len(parts) >= 4 and parts[0] in self.tracked:
                     found[parts[0]] = {"state": parts[1].split()[0].rstrip("+"), "node": parts[2],
                                        "reason": parts[3], "start": parts[4] if len(parts) > 4 else ""}
-        except (OSError, subprocess.SubprocessError):
-            pass
+        except (OSError, subprocess.SubprocessError) as e:
+            self.error = f"squeue: {e}"
         missing = [i for i in ids if i not in found]
         if missing and self.sacct_works is not False:
-            found.update(self._sacct(missing))
-        if not ok and not found:
-            return  # controller unreachable: keep what we knew, ask again later
+            answer = self._sacct(missing)
+            if answer is None:
+                ok = False  # nobody could say whether the missing jobs still exist
+            else:
+                found.update(answer)
+        if ok:
+            self.error = ""
         for i in ids:
-            self.info[i] = found.get(i, {"state": GONE})
+            if i in found:
+                self.info[i] = found[i]
+            elif ok:
+                self.info[i] = {"state": GONE}
+            # else: SLURM could not be asked; keep what we knew (UNKNOWN counts as still there)
 
-    def _sacct(self, ids: list[str]) -> dict[str, dict]:
+    def _sacct(self, ids: list[str]) -> dict[str, dict] | None:
+        """sacct's states of ``ids``; None when sacct did not answer this time."""
         try:
             p = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations",
                                 "--jobs=" + ",".join(ids), "--format=JobID,State,NodeList,ExitCode,Start"],
                                capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            self.sacct_works = False
+        except FileNotFoundError:
+            self.sacct_works = False     # no sacct on this host: squeue is all there is
             return {}
-        if p.returncode != 0:  # "Slurm accounting storage is disabled"
-            self.sacct_works = False
-            return {}
+        except (OSError, subprocess.SubprocessError) as e:
+            self.error = f"sacct: {e}"
+            return None
+        if p.returncode != 0:
+            why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1]
+            if "accounting storage is disabled" in p.stderr.lower():
+                self.sacct_works = False  # for good: a job squeue no longer lists is gone
+                return {}
+            # slurmdbd down or slow: a job squeue dropped is unknown this time, not gone
+            self.error = f"sacct: {why}"
+            return None
         self.sacct_works = True
         out = {}
         for line in p.stdout.splitlines():
@@ -407,7 +430,7 @@ class SlurmBackend(Backend):
         ex = self._executor(job_name="harness-fs-check", time=5, gpus=0)
         try:
             job = ex.submit(probe_filesystem, str(token), str(reply))
-        except Exception as e:  # sbatch refused: bad --slurm-extra, account, ...
+        except _submit_errors() as e:  # sbatch refused: bad --slurm-extra, account, ...
             raise _user_error(f"slurm backend: sbatch refused the check job: {_first_line(e)}; fix the "
                               f"slurm options (--partition, --slurm-extra)") from None
         deadline = time.monotonic() + timeout_s
@@ -494,7 +517,7 @@ class SlurmBackend(Backend):
             try:
                 job = ex.submit(run_attempt, task)
                 break
-            except Exception as e:
+            except _submit_errors() as e:
                 msg = _first_line(e)
                 if attempt < 3 and any(w in msg.lower() for w in TRANSIENT):
                     time.sleep(2 + 5 * attempt)  # a busy or restarting controller: try again
@@ -516,8 +539,11 @@ class SlurmBackend(Backend):
         try:
             p = subprocess.run(["squeue", "--noheader", "--states=all", "--user=" + _user(),
                                 "--format=%i|%k"], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            return None
+        except (OSError, subprocess.SubprocessError) as e:
+            raise UnreadableJob(f"squeue failed: {e}") from None
+        if p.returncode != 0:  # an empty answer here would make a queued job look gone
+            why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1]
+            raise UnreadableJob(f"squeue failed: {why}")
         lines = [ln for ln in p.stdout.splitlines() if ln.strip().partition("|")[0].isdigit()]
         for line in sorted(lines, key=lambda ln: -int(ln.strip().partition("|")[0])):  # newest first
             job_id, _, job_comment = line.strip().partition("|")
@@ -561,8 +587,11 @@ class SlurmBackend(Backend):
             # SLURM stopped the command: name the state SLURM ends the job in (CANCELLED,
             # PREEMPTED, TIMEOUT...), which shows once the job has left COMPLETING.
             x.result_data = res
+            first = x.signal_seen is None
             x.signal_seen = x.signal_seen or time.monotonic()
-            st = self.status.get(handle.job_id)["state"]
+            # the job ends within seconds of its result: ask now, then every second, not every
+            # status_interval_s (the retry waits on this answer)
+            st = self.status.get(handle.job_id, fresh=first, max_age_s=1.0)["state"]
             if st in ACTIVE:
                 if time.monotonic() - x.signal_seen < self.result_grace_s:
                     return None
@@ -609,8 +638,12 @@ class SlurmBackend(Backend):
         from submitit.core import utils
         try:
             kind, value = utils.pickle_load(path)
-        except Exception:  # written right now: read it at the next poll
+        except Exception as e:  # noqa: BLE001  unpickling can raise anything; every failure is kept
+            # submitit renames the file into place, so this is rarely a write in progress (NFS may
+            # show one): read again at the next poll, and name the reason if the job ends like this
+            x.result_error = f"{path}: {type(e).__name__}: {_first_line(e)}"
             return None
+        x.result_error = ""
         if kind == "success" and isinstance(value, dict):
             if value.get("token") != x.token:
                 return None  # a stale file from a reused job id
@@ -659,10 +692,11 @@ class SlurmBackend(Backend):
         hint = f"; last line: {tail}" if tail else ""
         if not Path(log).exists():
             hint = f"; no job log appeared in {Path(log).parent}: is it on a filesystem shared with the nodes?"
+        ended = (f"but its result file is unreadable ({x.result_error})" if x.result_error else
+                 "without reporting a result")
         return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=x.started_at,
                        finished_at=now_iso(), wall_s=time.monotonic() - x.t0, host=info.get("node") or x.node or "",
-                       message=f"SLURM job {handle.job_id} {what} without reporting a result "
-                               f"(job stderr: {log}{hint})")
+                       message=f"SLURM job {handle.job_id} {what} {ended} (job stderr: {log}{hint})")
 
     def cancel(self, handle: Handle) -> None:
         x = job_state(handle)
@@ -702,7 +736,10 @@ class SlurmBackend(Backend):
                 if token is None:
                     return None  # not our attempt's job (or its files are gone)
         except UnreadableJob as e:
-            raise _user_error(f"slurm backend: cannot tell whether SLURM job {job_id or '?'} is the attempt in "
+            if not job_id:
+                raise _user_error(f"slurm backend: cannot tell whether the attempt in {run_dir} still has a SLURM "
+                                  f"job ({e}); run again once squeue answers") from None
+            raise _user_error(f"slurm backend: cannot tell whether SLURM job {job_id} is the attempt in "
                               f"{run_dir}: its submission file is unreadable ({e}); check it with squeue/sacct, "
                               f"scancel it if it still runs, then move the run folder aside and run again") from None
         handle = self._handle(spec, job_id, token, adopted=True)
@@ -711,8 +748,8 @@ class SlurmBackend(Backend):
         state = job_state(handle)
         state.started_at = _mtime_iso(submitted) or state.started_at
         handle.extra["started_at"] = state.started_at
-        if self._load_result(handle, force=True) is not None:
-            return handle
+        if self._load_result(handle, force=True) is not None or state.result_error:
+            return handle  # ended; an unreadable result is poll's to report, not a reason to redo
         st = self.status.get(job_id, fresh=True)["state"]
         if st == GONE:
             self.status.forget(job_id)
@@ -724,6 +761,13 @@ class SlurmBackend(Backend):
 
 
 # --------------------------------------------------------------------------------------------
+
+def _submit_errors() -> tuple[type[BaseException], ...]:
+    """What a refused submission raises: sbatch's error (submitit wraps it), an sbatch that
+    cannot run, an answer without a job id. Anything else is a bug and keeps its traceback."""
+    from submitit.core import utils
+    return utils.UncompletedJobError, utils.FailedSubmissionError, OSError, subprocess.SubprocessError
+
 
 def _user() -> str:
     try:
