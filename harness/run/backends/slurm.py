@@ -20,9 +20,26 @@ requeue-on-preemption is disabled: resubmitting is the runner's job, so a retry
 is always a new attempt with its own folder and log.
 
 Job states come from ``squeue --states=all`` (which also lists recently ended
-jobs), then ``sacct`` when the cluster has accounting, asked at most every
-``status_interval_s`` for all tracked jobs at once: the runner polls every 50 ms,
-and ``poll`` itself only looks for the job's result file.
+jobs), then ``sacct`` for the jobs squeue no longer lists, when the cluster has
+accounting, asked at most every ``status_interval_s`` for all tracked jobs at once
+(every second for a job whose result says SLURM stopped it, so its retry waits
+seconds, not the interval): the runner polls every 50 ms, and ``poll`` itself
+only looks for the job's result file. Three answers are kept apart: a state; "not
+known to SLURM" (GONE: squeue answered and sacct has no record or is disabled),
+after which a job without a result is lost and retried; and "SLURM could not be
+asked" (squeue failed, or sacct failed other than "accounting storage is
+disabled"), which keeps the last state: such a job is never presumed gone.
+
+Why not submitit's own ``SlurmInfoWatcher`` (read in submitit 1.5.4): it asks
+only ``sacct`` (batched; at 0, 2, 4, 8 ... s after the last submission, then every
+``delay_s``, 600 s for ``SlurmJob``'s shared instance), and it logs and skips any
+failure of sacct, leaving the state "UNKNOWN", the answer it also gives for a job
+sacct has not recorded yet. Without accounting (the CI cluster) sacct always fails,
+so a job that died without writing its result would stay UNKNOWN, and its attempt
+would never be retried. It also counts PREEMPTED as unfinished (submitit requeues
+preempted jobs; these jobs never requeue). Using it for the sacct half only would
+still need our own test of whether sacct answered, which is all that half is; so
+both halves are ours (``tests/test_slurm_state.py`` pins the case that decided it).
 """
 from __future__ import annotations
 
