@@ -385,8 +385,8 @@ def test_e2e_slurm_table_equals_local_with_a_job_killed_mid_run(slurm_cluster, t
 
 
 def test_e2e_runner_killed_then_rerun_adopts_its_jobs_without_duplicates(slurm_cluster, tmp_path):
-    # H0 runs ~1.5 s, H1 ~8 s: when the runner dies, one job has finished, one still runs
-    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.45})
+    # H0 runs ~1.5 s, H1 ~5.5 s: when the runner dies, one job has finished, one still runs
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.3})
     res = tmp_path / "results" / "exp"
     args = ["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"]
     proc = spawn(args, tmp_path)
