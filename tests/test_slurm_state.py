@@ -72,7 +72,7 @@ def test_readable_submission_is_adopted_with_its_job_state(tmp_path, monkeypatch
 
 
 def test_poll_returns_the_final_outcome_and_cancel_is_idempotent(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))       # no scancel either
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path)))   # a scancel that succeeds
     b = backend(tmp_path / ".slurm")
     handle = b._handle(spec(tmp_path), "9", "tok")
     state = slurm.job_state(handle)
@@ -213,3 +213,22 @@ def test_only_a_refused_submission_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(submitit.SlurmExecutor, "submit", bug)
     with pytest.raises(TypeError):  # a bug in the harness keeps its traceback
         b.start(spec(run_dir))
+
+
+def test_a_cancel_that_slurm_refused_is_noted_and_tried_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_slurm(
+        tmp_path, scancel="echo 'scancel: error: Kill job error on job id 35: Unable to contact slurm controller' >&2; "
+                          "exit 1")))
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    b = backend(tmp_path / ".slurm")
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+    handle = b._handle(spec(run_dir), "35", "tok")
+    b.cancel(handle)
+    state = slurm.job_state(handle)
+    assert not state.cancelled and "Unable to contact slurm controller" in state.cancel_error
+    log = (run_dir / "log.txt").read_text()
+    assert "scancel 35 failed" in log and "may still run" in log
+    fake_slurm(tmp_path, scancel="exit 0")     # the controller is back: the next cancel goes through
+    b.cancel(handle)
+    assert state.cancelled

@@ -224,6 +224,7 @@ class JobState:
     outcome: Outcome | None = None      # final; poll returns it from then on
     cancelled: bool = False
     result_error: str = ""              # why the result file, present, could not be read
+    cancel_error: str = ""              # why the last scancel failed
 
 
 def job_state(handle: Handle) -> JobState:
@@ -612,7 +613,8 @@ class SlurmBackend(Backend):
             if st in ACTIVE:
                 if time.monotonic() - x.signal_seen < self.result_grace_s:
                     return None
-                self._scancel(handle.job_id)  # e.g. requeued by SLURM: the runner retries, not SLURM
+                # e.g. requeued by SLURM: the runner retries, not SLURM
+                x.cancel_error = self._scancel(handle.job_id)
             res = dict(res, slurm_state=st)
         if res is not None:
             x.outcome = self._from_result(handle, res)
@@ -689,10 +691,12 @@ class SlurmBackend(Backend):
         if r.get("slurm_signal"):
             st = r.get("slurm_state") or GONE
             state = st if st in TERMINAL and st != "COMPLETED" else "signalled"
+            left = (f"; scancel failed ({x.cancel_error}): the job may still be in SLURM's queue"
+                    if x.cancel_error else "")
             return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
                            message=f"SLURM job {handle.job_id} {state} ({r['slurm_signal']} from SLURM stopped "
-                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x.stderr})")
+                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x.stderr}){left}")
         return Outcome(exit_code=r.get("exit_code"), timed_out=False, started_at=started, finished_at=finished,
                        wall_s=wall, host=host, message="")
 
@@ -719,15 +723,32 @@ class SlurmBackend(Backend):
         x = job_state(handle)
         if x.outcome is not None or x.cancelled:
             return
+        why = self._scancel(handle.job_id)
+        if why:
+            # the job may run on: say so where the attempt's record points (its log), and
+            # stay uncancelled so that a later cancel tries again
+            x.cancel_error = why
+            _append_line(handle.spec.log_path, f"harness(slurm): scancel {handle.job_id} failed ({why}); the job "
+                                               f"may still run: check it with squeue, scancel it by hand")
+            return
         x.cancelled = True
-        self._scancel(handle.job_id)
 
     @staticmethod
-    def _scancel(job_id: str) -> None:
-        try:
-            subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            pass
+    def _scancel(job_id: str) -> str:
+        """"" once SLURM took the cancel (scancel of an ended job is no error), else why not."""
+        why = ""
+        for attempt in range(2):
+            try:
+                p = subprocess.run(["scancel", job_id], capture_output=True, text=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as e:
+                why = f"scancel: {e}"
+            else:
+                if p.returncode == 0:
+                    return ""
+                why = (p.stderr.strip().splitlines() or [f"scancel exit code {p.returncode}"])[-1]
+            if attempt == 0:
+                time.sleep(1.0)  # a controller that is restarting
+        return why
 
     def reattach(self, run_dir: Path, job_id: str | None, spec: LaunchSpec) -> Handle | None:
         """The job of an attempt that an earlier, killed runner started.
@@ -801,6 +822,14 @@ def _first_line(e: BaseException) -> str:
         if "error" in ln.lower():
             return ln
     return lines[0] if lines else type(e).__name__
+
+
+def _append_line(path, text: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass  # the log's folder is gone or read-only: the runner reports that itself when it writes there
 
 
 def _last_line(text: str) -> str:
