@@ -743,7 +743,9 @@ class SlurmBackend(Backend):
             except (OSError, subprocess.SubprocessError) as e:
                 why = f"scancel: {e}"
             else:
-                if p.returncode == 0:
+                # some versions fail on a job that has ended or that SLURM forgot: nothing to stop
+                if p.returncode == 0 or any(w in p.stderr.lower() for w in ("already completing or completed",
+                                                                             "invalid job id")):
                     return ""
                 why = (p.stderr.strip().splitlines() or [f"scancel exit code {p.returncode}"])[-1]
             if attempt == 0:
