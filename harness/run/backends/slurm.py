@@ -470,9 +470,10 @@ class SlurmBackend(Backend):
                             f"{why}; the results folder and this Python ({sys.executable}) must be on a "
                             f"filesystem shared with the compute nodes")
                 time.sleep(0.2)
-            subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
+            why = self._scancel(job.job_id)
+            left = f"; scancel failed ({why}), cancel it by hand" if why else ""
             print(f"harness: warning: the slurm filesystem check job {job.job_id} did not run within "
-                  f"{timeout_s:g} s (busy cluster?); going on without the check", file=sys.stderr)
+                  f"{timeout_s:g} s (busy cluster?); going on without the check{left}", file=sys.stderr)
         finally:
             self.status.forget(job.job_id)
             for f in (token, reply):
