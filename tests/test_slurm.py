@@ -59,9 +59,11 @@ def slurm_cluster():
 
 
 def make_backend(tmp_path, **kw):
+    # the shared-filesystem check job (a few seconds each) runs where it is the point: the
+    # first test, the refused check and every `harness run` of the end-to-end tests
     from harness.run.backends.slurm import SlurmBackend
     opts = dict(max_parallel=2, folder=tmp_path / "results" / ".slurm", status_interval_s=0.5,
-                result_grace_s=3.0, kill_grace_s=3.0)
+                result_grace_s=3.0, kill_grace_s=3.0, check_filesystem=False)
     opts.update(kw)
     return SlurmBackend(**opts)
 
@@ -119,8 +121,9 @@ def stamps(log: Path) -> tuple[float, float]:
 
 
 def test_two_jobs_run_at_once_and_stream_their_logs(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path)
+    backend = make_backend(tmp_path, check_filesystem=True)
     assert backend.name == "slurm" and backend.max_parallel == 2
+    assert not list((tmp_path / "results" / ".slurm" / "fs-check").iterdir())  # the check cleans up
     specs = [make_spec(tmp_path, f"run-{i}", STAMPED.format(sleep=4)) for i in range(2)]
     handles = [backend.start(s) for s in specs]
     assert all(h.job_id.isdigit() for h in handles) and handles[0].job_id != handles[1].job_id
@@ -180,7 +183,7 @@ def test_preempted_job_is_a_failure_naming_the_preemption(slurm_cluster, tmp_pat
 
 
 def test_job_that_dies_without_reporting_is_a_failure_naming_its_state(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path)
+    backend = make_backend(tmp_path, result_grace_s=1.0)
     spec = make_spec(tmp_path, "lost", "import time; print('started', flush=True); time.sleep(300)")
     h = backend.start(spec)
     wait_for_text(spec.log_path, "started")
@@ -202,7 +205,7 @@ def test_job_that_dies_without_reporting_is_a_failure_naming_its_state(slurm_clu
 
 
 def test_cancel_stops_queued_and_running_jobs_and_is_idempotent(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path)
+    backend = make_backend(tmp_path, result_grace_s=1.0)
     spec = make_spec(tmp_path, "c", "import time; print('started', flush=True); time.sleep(300)")
     h = backend.start(spec)
     wait_for_text(spec.log_path, "started")
@@ -220,14 +223,14 @@ def test_cancel_stops_queued_and_running_jobs_and_is_idempotent(slurm_cluster, t
 
 def test_reattach_after_the_backend_is_gone(slurm_cluster, tmp_path):
     first = make_backend(tmp_path)
-    spec = make_spec(tmp_path, "long", STAMPED.format(sleep=6))
+    spec = make_spec(tmp_path, "long", STAMPED.format(sleep=3))
     h = first.start(spec)
     job_id = h.job_id
     wait_for_text(spec.log_path, "start ")
     first.close()
     del first, h  # the runner was killed: only run_dir and job_id are left
 
-    second = make_backend(tmp_path, check_filesystem=False)
+    second = make_backend(tmp_path)
     assert second.reattach(spec.run_dir, "999999", spec) is None          # not a job of ours
     other = make_spec(tmp_path, "other", "pass")
     assert second.reattach(other.run_dir, job_id, other) is None          # job of another run
@@ -235,11 +238,11 @@ def test_reattach_after_the_backend_is_gone(slurm_cluster, tmp_path):
     assert h2 is not None and h2.job_id == job_id
     assert second.poll(h2) is None  # still running
     (o,) = wait_all(second, [h2])
-    assert o.exit_code == 0 and o.wall_s >= 6
+    assert o.exit_code == 0 and o.wall_s >= 3
     assert spec.log_path.read_text().count("start ") == 1  # not started again
 
     # once finished, a third runner still finds the outcome
-    third = make_backend(tmp_path, check_filesystem=False)
+    third = make_backend(tmp_path)
     h3 = third.reattach(spec.run_dir, job_id, spec)
     assert h3 is not None
     (o3,) = wait_all(third, [h3], limit_s=5)
@@ -250,7 +253,7 @@ def test_reattach_without_a_saved_job_id_finds_the_job_by_run_folder(slurm_clust
     backend = make_backend(tmp_path)
     spec = make_spec(tmp_path, "unsaved", STAMPED.format(sleep=3))
     h = backend.start(spec)
-    other = make_backend(tmp_path, check_filesystem=False)
+    other = make_backend(tmp_path)
     h2 = other.reattach(spec.run_dir, "", spec)
     assert h2 is not None and h2.job_id == h.job_id
     (o,) = wait_all(other, [h2])
@@ -262,9 +265,9 @@ def test_mistakes_are_one_line_user_errors(slurm_cluster, tmp_path, monkeypatch)
     with pytest.raises(UserError, match="partition 'nosuch' does not exist.*debug"):
         make_backend(tmp_path, partition="nosuch")
     with pytest.raises(UserError, match="sbatch refused the check job: .*(feature|constraint)"):
-        make_backend(tmp_path, extra={"constraint": "nosuchfeature"})
+        make_backend(tmp_path, extra={"constraint": "nosuchfeature"}, check_filesystem=True)
     # GPUs asked for on a cluster without any: refused at the first start, one line
-    backend = make_backend(tmp_path, gpus_per_node=1, check_filesystem=False)
+    backend = make_backend(tmp_path, gpus_per_node=1)
     with pytest.raises(UserError, match="sbatch refused the job for .*gres"):
         backend.start(make_spec(tmp_path, "gpu", "pass"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
@@ -273,7 +276,7 @@ def test_mistakes_are_one_line_user_errors(slurm_cluster, tmp_path, monkeypatch)
 
 
 def test_job_resources_follow_the_spec(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path, check_filesystem=False, extra={"exclusive": "", "job_name": "x"})
+    backend = make_backend(tmp_path, extra={"exclusive": "", "job_name": "x"})
     h = backend.start(make_spec(tmp_path, "res", "pass", timeout=90))
     script = (tmp_path / "results" / ".slurm" / f"{h.job_id}_submission.sh").read_text()
     assert "#SBATCH --time=7" in script  # ceil(90 s) + 5 min, so the harness's own kill comes first
@@ -346,8 +349,8 @@ def table(res: Path, cwd: Path) -> dict:
 
 def test_e2e_slurm_table_equals_local_with_a_job_killed_mid_run(slurm_cluster, tmp_path):
     exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.15}, h1_args={"step_sleep": 0.15})
-    local = harness("run", exp, "--results", tmp_path / "local", "--plain", cwd=tmp_path)
-    assert local.returncode == 0, local.stderr
+    # the local reference runs meanwhile: the stand-in's times are a function of the seed
+    local = spawn(["run", exp, "--results", tmp_path / "local", "--plain"], tmp_path)
 
     res = tmp_path / "slurm"
     t0 = time.monotonic()
@@ -374,14 +377,16 @@ def test_e2e_slurm_table_equals_local_with_a_job_killed_mid_run(slurm_cluster, t
     assert f"SLURM job {victim} CANCELLED" in failed["message"], failed["message"]
     assert all(r["backend"] == "slurm" for r in recs)
     assert json.loads((res / "H0" / "000-2" / "result.json").read_text())["status"] == "ok"  # the retry
+    local_out, local_err = local.communicate(timeout=240)
+    assert local.returncode == 0, local_err
     # same seeds, same table as the local backend
     assert table(res, tmp_path) == table(tmp_path / "local", tmp_path)
     print(f"slurm e2e: 5 attempts in {elapsed:.1f}s")
 
 
 def test_e2e_runner_killed_then_rerun_adopts_its_jobs_without_duplicates(slurm_cluster, tmp_path):
-    # H0 runs ~1.5 s, H1 ~8 s: when the runner dies, one job has finished, one still runs
-    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.45})
+    # H0 runs ~1.5 s, H1 ~5.5 s: when the runner dies, one job has finished, one still runs
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.3})
     res = tmp_path / "results" / "exp"
     args = ["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"]
     proc = spawn(args, tmp_path)
@@ -436,16 +441,17 @@ def test_e2e_smoke_experiment_through_both_backends(slurm_cluster, tmp_path):
     made = harness_env(["-m", "train.data", "synthetic", "--out", "data/synthetic"], tmp_path, env)
     assert made.returncode == 0, made.stderr
     exp = "hypotheses/untie-ve-smoke.toml"
-    local = harness("run", exp, "--runs", "2", "--results", "local", "--plain", cwd=tmp_path, env=env)
+    # one run per arm: H0 and H1 still run as two torchrun jobs at once on the node (what only
+    # the real trainer shows); seeds per index across backends are the stand-in e2e test's part
+    local = harness("run", exp, "--runs", "1", "--results", "local", "--plain", cwd=tmp_path, env=env)
     assert local.returncode == 0, local.stderr
     t0 = time.monotonic()
-    slurm = harness("run", exp, "--runs", "2", "--results", "slurm", "--plain", "--backend", "slurm",
+    slurm = harness("run", exp, "--runs", "1", "--results", "slurm", "--plain", "--backend", "slurm",
                     "--max-parallel", "2", cwd=tmp_path, env=env)
     assert slurm.returncode == 0, slurm.stderr
     print(f"smoke experiment through slurm: {time.monotonic() - t0:.1f}s")
     recs = results_of(tmp_path / "slurm")
-    assert sorted((r["hypothesis"], r["index"], r["status"]) for r in recs) == [
-        ("H0", 0, "ok"), ("H0", 1, "ok"), ("H1", 0, "ok"), ("H1", 1, "ok")]
+    assert sorted((r["hypothesis"], r["index"], r["status"]) for r in recs) == [("H0", 0, "ok"), ("H1", 0, "ok")]
     assert all(r["backend"] == "slurm" and r["command"][0].endswith("torchrun") for r in recs)
     assert _overlapping(recs), [(r["started_at"], r["finished_at"]) for r in recs]
     a, b = table(tmp_path / "slurm", tmp_path), table(tmp_path / "local", tmp_path)
@@ -527,7 +533,7 @@ def test_e2e_paired_design_keeps_pairs_on_one_node_and_retries_a_failed_half_the
 
 
 def test_backend_knows_a_one_node_partition_and_node_states(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path, check_filesystem=False)
+    backend = make_backend(tmp_path)
     assert backend.may_span_nodes is False      # the CI cluster has one node: no pairing by default
     node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
     assert backend.node_usable(node) and not backend.node_usable("no-such-node")

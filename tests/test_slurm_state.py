@@ -72,7 +72,7 @@ def test_readable_submission_is_adopted_with_its_job_state(tmp_path, monkeypatch
 
 
 def test_poll_returns_the_final_outcome_and_cancel_is_idempotent(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))       # no scancel either
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path)))   # a scancel that succeeds
     b = backend(tmp_path / ".slurm")
     handle = b._handle(spec(tmp_path), "9", "tok")
     state = slurm.job_state(handle)
@@ -83,5 +83,152 @@ def test_poll_returns_the_final_outcome_and_cancel_is_idempotent(tmp_path, monke
     assert not state.cancelled
     state.outcome = None
     b.cancel(handle)
+    b.cancel(handle)
+    assert state.cancelled
+
+
+# --------------------------------------------------------------------------------------------
+# SLURM's answers, without a cluster: squeue and sacct are small scripts on PATH.
+
+def fake_slurm(tmp_path: Path, squeue: str = "exit 0", sacct: str = "exit 0", scancel: str = "exit 0") -> Path:
+    """A PATH folder whose squeue/sacct/scancel run the given shell bodies."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in (("squeue", squeue), ("sacct", sacct), ("scancel", scancel)):
+        f = bin_dir / name
+        f.write_text(f"#!/bin/sh\n{body}\n")
+        f.chmod(0o755)
+    return bin_dir
+
+
+NO_ACCOUNTING = "echo 'Slurm accounting storage is disabled' >&2; exit 1"   # sacct on the CI cluster
+DBD_DOWN = "echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1"
+
+
+def test_a_job_that_left_squeue_on_a_cluster_without_accounting_is_gone_and_reported_lost(tmp_path, monkeypatch):
+    """Why the backend asks squeue itself instead of submitit's SlurmInfoWatcher.
+
+    Without accounting (the CI cluster: AccountingStorageType=accounting_storage/none) sacct
+    fails. Once squeue no longer lists a job (MinJobAge after its end), our status calls it
+    GONE and poll reports the attempt lost, so the runner retries it. submitit's watcher asks
+    only sacct, logs the failure and says UNKNOWN, for ever: the runner would wait for ever.
+    """
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue="exit 0", sacct=NO_ACCOUNTING)))
+    b = backend(tmp_path / ".slurm")
+    b.result_grace_s = 0.0
+    handle = b._handle(spec(tmp_path), "31", "tok")
+    assert b.status.get("31", fresh=True)["state"] == slurm.GONE
+    assert b.status.sacct_works is False
+    assert b.poll(handle) is None            # first sight of the end: a slow filesystem gets its grace
+    out = b.poll(handle)
+    assert out is not None and out.exit_code is None
+    assert "SLURM job 31 is no longer known to SLURM" in out.message and "without reporting a result" in out.message
+
+    # the behaviour that decided it: submitit's own watcher cannot tell this job from a running one
+    from submitit.slurm.slurm import SlurmInfoWatcher
+    watcher = SlurmInfoWatcher(delay_s=0)
+    assert watcher.get_state("31", mode="force") == "UNKNOWN"
+    assert not watcher.is_done("31", mode="force")
+
+
+def test_sacct_that_fails_for_now_leaves_a_job_unknown_not_gone(tmp_path, monkeypatch):
+    # accounting on, slurmdbd restarting: squeue has dropped the job, sacct cannot say; the
+    # job must not be taken for gone (its attempt would be redone while it may still run)
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue="exit 0", sacct=DBD_DOWN)))
+    b = backend(tmp_path / ".slurm")
+    b.result_grace_s = 0.0
+    handle = b._handle(spec(tmp_path), "32", "tok")
+    assert b.status.get("32", fresh=True)["state"] == "UNKNOWN"
+    assert b.status.sacct_works is not False and "Problem talking to the database" in b.status.error
+    assert b.poll(handle) is None and b.poll(handle) is None
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+    task = {"run_dir": str(run_dir.resolve()), "token": "t-32"}
+    submitted(b.folder, "32").write_bytes(pickle.dumps(types.SimpleNamespace(args=[task])))
+    assert b.reattach(run_dir, "32", spec(run_dir)) is not None   # adopted, not redone
+
+
+def test_controller_that_does_not_answer_keeps_the_last_state(tmp_path, monkeypatch):
+    squeue = tmp_path / "squeue-answer"
+    squeue.write_text("33|RUNNING|node1|None|now\n")
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue=f"/bin/cat {squeue}", sacct=NO_ACCOUNTING)))
+    b = backend(tmp_path / ".slurm")
+    assert b.status.get("33", fresh=True)["state"] == "RUNNING"
+    (tmp_path / "bin" / "squeue").write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1\n")
+    assert b.status.get("33", fresh=True)["state"] == "RUNNING"
+    assert "Unable to contact slurm controller" in b.status.error
+
+
+def test_reattach_without_a_job_id_when_squeue_fails_is_reported_not_presumed_gone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_slurm(
+        tmp_path, squeue="echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1")))
+    b = backend(tmp_path / ".slurm")
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+    with pytest.raises(UserError) as e:
+        b.reattach(run_dir, "", spec(run_dir))
+    msg = str(e.value)
+    assert str(run_dir.resolve()) in msg and "Unable to contact slurm controller" in msg and "\n" not in msg
+
+
+def test_unreadable_result_file_is_reported_and_its_job_not_redone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue="exit 0", sacct=NO_ACCOUNTING)))
+    b = backend(tmp_path / ".slurm")
+    b.result_grace_s = 0.0
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+    task = {"run_dir": str(run_dir.resolve()), "token": "t-34"}
+    submitted(b.folder, "34").write_bytes(pickle.dumps(types.SimpleNamespace(args=[task])))
+    result = Path(submitit.SlurmJob(folder=b.folder, job_id="34").paths.result_pickle)
+    result.write_bytes(b"\x80\x04not a whole pickle")
+    # the job is gone from SLURM, but it ended: an attempt with a result file is not redone
+    handle = b.reattach(run_dir, "34", spec(run_dir))
+    assert handle is not None
+    out = None
+    for _ in range(3):
+        out = out or b.poll(handle)
+    assert out is not None and out.exit_code is None
+    assert "result file is unreadable" in out.message and str(result) in out.message, out.message
+
+
+def test_only_a_refused_submission_is_a_user_error(tmp_path, monkeypatch):
+    from submitit.core.utils import FailedJobError
+    b = backend(tmp_path / ".slurm")
+    b.extra, b.partition, b.cpus_per_task, b.gpus_per_node, b.partition_has_gpus = {}, None, None, 0, False
+    b.time_min, b.kill_grace_s, b._pythonpath = None, 1.0, str(tmp_path)
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+
+    def refused(self, fn, *args):
+        raise FailedJobError("sbatch: error: Batch job submission failed: Invalid account")
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", refused)
+    with pytest.raises(UserError, match="sbatch refused the job for .*Invalid account"):
+        b.start(spec(run_dir))
+
+    def bug(self, fn, *args):
+        raise TypeError("submit() got an unexpected keyword argument")
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", bug)
+    with pytest.raises(TypeError):  # a bug in the harness keeps its traceback
+        b.start(spec(run_dir))
+
+
+def test_a_cancel_that_slurm_refused_is_noted_and_tried_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_slurm(
+        tmp_path, scancel="echo 'scancel: error: Kill job error on job id 35: Unable to contact slurm controller' >&2; "
+                          "exit 1")))
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    b = backend(tmp_path / ".slurm")
+    run_dir = tmp_path / "H0" / "000-1"
+    run_dir.mkdir(parents=True)
+    handle = b._handle(spec(run_dir), "35", "tok")
+    b.cancel(handle)
+    state = slurm.job_state(handle)
+    assert not state.cancelled and "Unable to contact slurm controller" in state.cancel_error
+    log = (run_dir / "log.txt").read_text()
+    assert "scancel 35 failed" in log and "may still run" in log
+    fake_slurm(tmp_path, scancel="exit 0")     # the controller is back: the next cancel goes through
     b.cancel(handle)
     assert state.cancelled

@@ -20,9 +20,26 @@ requeue-on-preemption is disabled: resubmitting is the runner's job, so a retry
 is always a new attempt with its own folder and log.
 
 Job states come from ``squeue --states=all`` (which also lists recently ended
-jobs), then ``sacct`` when the cluster has accounting, asked at most every
-``status_interval_s`` for all tracked jobs at once: the runner polls every 50 ms,
-and ``poll`` itself only looks for the job's result file.
+jobs), then ``sacct`` for the jobs squeue no longer lists, when the cluster has
+accounting, asked at most every ``status_interval_s`` for all tracked jobs at once
+(every second for a job whose result says SLURM stopped it, so its retry waits
+seconds, not the interval): the runner polls every 50 ms, and ``poll`` itself
+only looks for the job's result file. Three answers are kept apart: a state; "not
+known to SLURM" (GONE: squeue answered and sacct has no record or is disabled),
+after which a job without a result is lost and retried; and "SLURM could not be
+asked" (squeue failed, or sacct failed other than "accounting storage is
+disabled"), which keeps the last state: such a job is never presumed gone.
+
+Why not submitit's own ``SlurmInfoWatcher`` (read in submitit 1.5.4): it asks
+only ``sacct`` (batched; at 0, 2, 4, 8 ... s after the last submission, then every
+``delay_s``, 600 s for ``SlurmJob``'s shared instance), and it logs and skips any
+failure of sacct, leaving the state "UNKNOWN", the answer it also gives for a job
+sacct has not recorded yet. Without accounting (the CI cluster) sacct always fails,
+so a job that died without writing its result would stay UNKNOWN, and its attempt
+would never be retried. It also counts PREEMPTED as unfinished (submitit requeues
+preempted jobs; these jobs never requeue). Using it for the sacct half only would
+still need our own test of whether sacct answered, which is all that half is; so
+both halves are ours (``tests/test_slurm_state.py`` pins the case that decided it).
 """
 from __future__ import annotations
 
@@ -206,6 +223,8 @@ class JobState:
     result_data: dict | None = None     # the result, kept while SLURM finishes the job
     outcome: Outcome | None = None      # final; poll returns it from then on
     cancelled: bool = False
+    result_error: str = ""              # why the result file, present, could not be read
+    cancel_error: str = ""              # why the last scancel failed
 
 
 def job_state(handle: Handle) -> JobState:
@@ -225,13 +244,16 @@ class _Status:
         self.info: dict[str, dict] = {}
         self.asked_at = -math.inf
         self.sacct_works: bool | None = None
+        self.error = ""   # why the last ask got no answer ("" when it did)
 
-    def get(self, job_id: str, fresh: bool = False) -> dict:
+    def get(self, job_id: str, fresh: bool = False, max_age_s: float | None = None) -> dict:
+        """The job's last known state; asks SLURM when that answer is older than the interval
+        (or ``max_age_s``: a job about to end is asked about more often)."""
         since = time.monotonic() - self.asked_at
         if job_id not in self.tracked or job_id not in self.info:
             self.tracked.add(job_id)
             fresh = fresh or since >= min(1.0, self.interval_s)  # new job: ask, at most once a second
-        if fresh or since >= self.interval_s:
+        if fresh or since >= min(self.interval_s, max_age_s if max_age_s is not None else math.inf):
             self.refresh()
         # not answered yet (controller unreachable): assume it is still there
         return self.info.get(job_id, {"state": "UNKNOWN"})
@@ -253,32 +275,51 @@ class _Status:
                                capture_output=True, text=True, timeout=60)
             # some SLURM versions fail on ids they no longer know: that is an answer too
             ok = p.returncode == 0 or "invalid job id" in p.stderr.lower()
+            if not ok:
+                self.error = "squeue: " + ((p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1])
             for line in p.stdout.splitlines():
                 parts = line.strip().split("|")
                 if len(parts) >= 4 and parts[0] in self.tracked:
                     found[parts[0]] = {"state": parts[1].split()[0].rstrip("+"), "node": parts[2],
                                        "reason": parts[3], "start": parts[4] if len(parts) > 4 else ""}
-        except (OSError, subprocess.SubprocessError):
-            pass
+        except (OSError, subprocess.SubprocessError) as e:
+            self.error = f"squeue: {e}"
         missing = [i for i in ids if i not in found]
         if missing and self.sacct_works is not False:
-            found.update(self._sacct(missing))
-        if not ok and not found:
-            return  # controller unreachable: keep what we knew, ask again later
+            answer = self._sacct(missing)
+            if answer is None:
+                ok = False  # nobody could say whether the missing jobs still exist
+            else:
+                found.update(answer)
+        if ok:
+            self.error = ""
         for i in ids:
-            self.info[i] = found.get(i, {"state": GONE})
+            if i in found:
+                self.info[i] = found[i]
+            elif ok:
+                self.info[i] = {"state": GONE}
+            # else: SLURM could not be asked; keep what we knew (UNKNOWN counts as still there)
 
-    def _sacct(self, ids: list[str]) -> dict[str, dict]:
+    def _sacct(self, ids: list[str]) -> dict[str, dict] | None:
+        """sacct's states of ``ids``; None when sacct did not answer this time."""
         try:
             p = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations",
                                 "--jobs=" + ",".join(ids), "--format=JobID,State,NodeList,ExitCode,Start"],
                                capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            self.sacct_works = False
+        except FileNotFoundError:
+            self.sacct_works = False     # no sacct on this host: squeue is all there is
             return {}
-        if p.returncode != 0:  # "Slurm accounting storage is disabled"
-            self.sacct_works = False
-            return {}
+        except (OSError, subprocess.SubprocessError) as e:
+            self.error = f"sacct: {e}"
+            return None
+        if p.returncode != 0:
+            why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1]
+            if "accounting storage is disabled" in p.stderr.lower():
+                self.sacct_works = False  # for good: a job squeue no longer lists is gone
+                return {}
+            # slurmdbd down or slow: a job squeue dropped is unknown this time, not gone
+            self.error = f"sacct: {why}"
+            return None
         self.sacct_works = True
         out = {}
         for line in p.stdout.splitlines():
@@ -407,7 +448,7 @@ class SlurmBackend(Backend):
         ex = self._executor(job_name="harness-fs-check", time=5, gpus=0)
         try:
             job = ex.submit(probe_filesystem, str(token), str(reply))
-        except Exception as e:  # sbatch refused: bad --slurm-extra, account, ...
+        except _submit_errors() as e:  # sbatch refused: bad --slurm-extra, account, ...
             raise _user_error(f"slurm backend: sbatch refused the check job: {_first_line(e)}; fix the "
                               f"slurm options (--partition, --slurm-extra)") from None
         deadline = time.monotonic() + timeout_s
@@ -429,9 +470,10 @@ class SlurmBackend(Backend):
                             f"{why}; the results folder and this Python ({sys.executable}) must be on a "
                             f"filesystem shared with the compute nodes")
                 time.sleep(0.2)
-            subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
+            why = self._scancel(job.job_id)
+            left = f"; scancel failed ({why}), cancel it by hand" if why else ""
             print(f"harness: warning: the slurm filesystem check job {job.job_id} did not run within "
-                  f"{timeout_s:g} s (busy cluster?); going on without the check", file=sys.stderr)
+                  f"{timeout_s:g} s (busy cluster?); going on without the check{left}", file=sys.stderr)
         finally:
             self.status.forget(job.job_id)
             for f in (token, reply):
@@ -494,7 +536,7 @@ class SlurmBackend(Backend):
             try:
                 job = ex.submit(run_attempt, task)
                 break
-            except Exception as e:
+            except _submit_errors() as e:
                 msg = _first_line(e)
                 if attempt < 3 and any(w in msg.lower() for w in TRANSIENT):
                     time.sleep(2 + 5 * attempt)  # a busy or restarting controller: try again
@@ -516,8 +558,11 @@ class SlurmBackend(Backend):
         try:
             p = subprocess.run(["squeue", "--noheader", "--states=all", "--user=" + _user(),
                                 "--format=%i|%k"], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            return None
+        except (OSError, subprocess.SubprocessError) as e:
+            raise UnreadableJob(f"squeue failed: {e}") from None
+        if p.returncode != 0:  # an empty answer here would make a queued job look gone
+            why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1]
+            raise UnreadableJob(f"squeue failed: {why}")
         lines = [ln for ln in p.stdout.splitlines() if ln.strip().partition("|")[0].isdigit()]
         for line in sorted(lines, key=lambda ln: -int(ln.strip().partition("|")[0])):  # newest first
             job_id, _, job_comment = line.strip().partition("|")
@@ -561,12 +606,16 @@ class SlurmBackend(Backend):
             # SLURM stopped the command: name the state SLURM ends the job in (CANCELLED,
             # PREEMPTED, TIMEOUT...), which shows once the job has left COMPLETING.
             x.result_data = res
+            first = x.signal_seen is None
             x.signal_seen = x.signal_seen or time.monotonic()
-            st = self.status.get(handle.job_id)["state"]
+            # the job ends within seconds of its result: ask now, then every second, not every
+            # status_interval_s (the retry waits on this answer)
+            st = self.status.get(handle.job_id, fresh=first, max_age_s=1.0)["state"]
             if st in ACTIVE:
                 if time.monotonic() - x.signal_seen < self.result_grace_s:
                     return None
-                self._scancel(handle.job_id)  # e.g. requeued by SLURM: the runner retries, not SLURM
+                # e.g. requeued by SLURM: the runner retries, not SLURM
+                x.cancel_error = self._scancel(handle.job_id)
             res = dict(res, slurm_state=st)
         if res is not None:
             x.outcome = self._from_result(handle, res)
@@ -609,8 +658,12 @@ class SlurmBackend(Backend):
         from submitit.core import utils
         try:
             kind, value = utils.pickle_load(path)
-        except Exception:  # written right now: read it at the next poll
+        except Exception as e:  # noqa: BLE001  unpickling can raise anything; every failure is kept
+            # submitit renames the file into place, so this is rarely a write in progress (NFS may
+            # show one): read again at the next poll, and name the reason if the job ends like this
+            x.result_error = f"{path}: {type(e).__name__}: {_first_line(e)}"
             return None
+        x.result_error = ""
         if kind == "success" and isinstance(value, dict):
             if value.get("token") != x.token:
                 return None  # a stale file from a reused job id
@@ -639,10 +692,12 @@ class SlurmBackend(Backend):
         if r.get("slurm_signal"):
             st = r.get("slurm_state") or GONE
             state = st if st in TERMINAL and st != "COMPLETED" else "signalled"
+            left = (f"; scancel failed ({x.cancel_error}): the job may still be in SLURM's queue"
+                    if x.cancel_error else "")
             return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
                            message=f"SLURM job {handle.job_id} {state} ({r['slurm_signal']} from SLURM stopped "
-                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x.stderr})")
+                                   f"the command, exit code {r.get('exit_code')}; job stderr: {x.stderr}){left}")
         return Outcome(exit_code=r.get("exit_code"), timed_out=False, started_at=started, finished_at=finished,
                        wall_s=wall, host=host, message="")
 
@@ -659,24 +714,44 @@ class SlurmBackend(Backend):
         hint = f"; last line: {tail}" if tail else ""
         if not Path(log).exists():
             hint = f"; no job log appeared in {Path(log).parent}: is it on a filesystem shared with the nodes?"
+        ended = (f"but its result file is unreadable ({x.result_error})" if x.result_error else
+                 "without reporting a result")
         return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=x.started_at,
                        finished_at=now_iso(), wall_s=time.monotonic() - x.t0, host=info.get("node") or x.node or "",
-                       message=f"SLURM job {handle.job_id} {what} without reporting a result "
-                               f"(job stderr: {log}{hint})")
+                       message=f"SLURM job {handle.job_id} {what} {ended} (job stderr: {log}{hint})")
 
     def cancel(self, handle: Handle) -> None:
         x = job_state(handle)
         if x.outcome is not None or x.cancelled:
             return
+        why = self._scancel(handle.job_id)
+        if why:
+            # the job may run on: say so where the attempt's record points (its log), and
+            # stay uncancelled so that a later cancel tries again
+            x.cancel_error = why
+            _append_line(handle.spec.log_path, f"harness(slurm): scancel {handle.job_id} failed ({why}); the job "
+                                               f"may still run: check it with squeue, scancel it by hand")
+            return
         x.cancelled = True
-        self._scancel(handle.job_id)
 
     @staticmethod
-    def _scancel(job_id: str) -> None:
-        try:
-            subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            pass
+    def _scancel(job_id: str) -> str:
+        """"" once SLURM took the cancel (scancel of an ended job is no error), else why not."""
+        why = ""
+        for attempt in range(2):
+            try:
+                p = subprocess.run(["scancel", job_id], capture_output=True, text=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as e:
+                why = f"scancel: {e}"
+            else:
+                # some versions fail on a job that has ended or that SLURM forgot: nothing to stop
+                if p.returncode == 0 or any(w in p.stderr.lower() for w in ("already completing or completed",
+                                                                             "invalid job id")):
+                    return ""
+                why = (p.stderr.strip().splitlines() or [f"scancel exit code {p.returncode}"])[-1]
+            if attempt == 0:
+                time.sleep(1.0)  # a controller that is restarting
+        return why
 
     def reattach(self, run_dir: Path, job_id: str | None, spec: LaunchSpec) -> Handle | None:
         """The job of an attempt that an earlier, killed runner started.
@@ -702,7 +777,10 @@ class SlurmBackend(Backend):
                 if token is None:
                     return None  # not our attempt's job (or its files are gone)
         except UnreadableJob as e:
-            raise _user_error(f"slurm backend: cannot tell whether SLURM job {job_id or '?'} is the attempt in "
+            if not job_id:
+                raise _user_error(f"slurm backend: cannot tell whether the attempt in {run_dir} still has a SLURM "
+                                  f"job ({e}); run again once squeue answers") from None
+            raise _user_error(f"slurm backend: cannot tell whether SLURM job {job_id} is the attempt in "
                               f"{run_dir}: its submission file is unreadable ({e}); check it with squeue/sacct, "
                               f"scancel it if it still runs, then move the run folder aside and run again") from None
         handle = self._handle(spec, job_id, token, adopted=True)
@@ -711,8 +789,8 @@ class SlurmBackend(Backend):
         state = job_state(handle)
         state.started_at = _mtime_iso(submitted) or state.started_at
         handle.extra["started_at"] = state.started_at
-        if self._load_result(handle, force=True) is not None:
-            return handle
+        if self._load_result(handle, force=True) is not None or state.result_error:
+            return handle  # ended; an unreadable result is poll's to report, not a reason to redo
         st = self.status.get(job_id, fresh=True)["state"]
         if st == GONE:
             self.status.forget(job_id)
@@ -724,6 +802,13 @@ class SlurmBackend(Backend):
 
 
 # --------------------------------------------------------------------------------------------
+
+def _submit_errors() -> tuple[type[BaseException], ...]:
+    """What a refused submission raises: sbatch's error (submitit wraps it), an sbatch that
+    cannot run, an answer without a job id. Anything else is a bug and keeps its traceback."""
+    from submitit.core import utils
+    return utils.UncompletedJobError, utils.FailedSubmissionError, OSError, subprocess.SubprocessError
+
 
 def _user() -> str:
     try:
@@ -740,6 +825,14 @@ def _first_line(e: BaseException) -> str:
         if "error" in ln.lower():
             return ln
     return lines[0] if lines else type(e).__name__
+
+
+def _append_line(path, text: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass  # the log's folder is gone or read-only: the runner reports that itself when it writes there
 
 
 def _last_line(text: str) -> str:
