@@ -317,3 +317,17 @@ def test_committed_borrowed_calibrations_are_current(tmp_path, monkeypatch):
                                      float(k["level"]), k["robust"] is not None)
         assert got == rec, f"{f.name} is stale; python scripts/write_calibrations.py --borrowed"
     borrow_seq.boundaries.cache_clear()
+
+
+def test_a_committed_borrowed_calibration_equals_a_fresh_one(tmp_path, monkeypatch):
+    # the cheapest committed plan, recomputed from nothing: the files hold real results
+    from harness.design import borrow_seq
+    recs = [json.loads(f.read_text()) for f in sorted(borrow_seq.PACKAGED.glob("*.json"))]
+    k = min((r["key"] for r in recs), key=lambda k: (k["robust"] is not None, k["paths"], k["max_runs"]))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(borrow_seq, "PACKAGED", None)
+    borrow_seq.boundaries.cache_clear()
+    fresh = borrow_seq.calibration(k["kind"], float(k["alpha"]), k["max_runs"], float(k["rho"]),
+                                   float(k["df_b"]), float(k["level"]), k["robust"] is not None)
+    borrow_seq.boundaries.cache_clear()
+    assert fresh["key"] == k and fresh == next(r for r in recs if r["key"] == k)
