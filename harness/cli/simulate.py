@@ -88,9 +88,9 @@ def variance_plan(args):
     from harness.analysis import borrow
     from harness.cli import variance as variance_source
     given = (args.borrowed_loss_sigma, args.borrowed_time_sigma)
-    if args.variance_from is not None and any(x is not None for x in given):
-        raise UserError("--variance-from with --borrowed-loss-sigma/--borrowed-time-sigma: give the "
-                        "earlier runs or their sigmas, not both")
+    if args.variance_from is not None and any(x is not None for x in (*given, args.borrowed_df)):
+        raise UserError("--variance-from with --borrowed-loss-sigma/--borrowed-time-sigma/--borrowed-df: "
+                        "give the earlier runs or their sigmas, not both")
     if args.variance_from is not None:
         return variance_source.load_plan(args.known_loss_sigma, args.variance_from, None, same_hardware=True)
     if all(x is None for x in given):
