@@ -7,6 +7,9 @@ Run it after changing the calibration (its version, paths, seed, target or grid)
 ``tests/test_calibrations.py`` fails until the committed files match the code. With
 no argument every committed plan is recomputed (Welch at alpha 0.001 takes minutes);
 an argument such as ``welch-a0.01-M20-r3`` adds (or recomputes) one plan.
+The borrowed-sigma boundaries (``harness/design/borrow_seq.py``) live in
+``calibrations/borrowed/``: ``borrowed-KIND-aALPHA-MM-dfDF-rRHO-lLEVEL[-robust]``
+(``tests/test_borrow.py`` checks them); ``--borrowed`` recomputes only those.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 from harness.design import sequential as seq  # noqa: E402
 
 PLAN = re.compile(r"^(one-sample|welch|yuen)-a([0-9.e-]+)-M(\d+)-r([0-9.]+)")
+BORROWED = re.compile(r"^borrowed-(loss|time)-a([0-9.e-]+)-M(\d+)-df([0-9.e+]+|inf)-r([0-9.]+)"
+                      r"-l([0-9.]+(?:e-?[0-9]+)?)(-robust)?(?:-|$)")
 
 
 def plans(args: list[str]) -> list[tuple[str, float, int, float]]:
@@ -36,7 +41,43 @@ def plans(args: list[str]) -> list[tuple[str, float, int, float]]:
     return out
 
 
+def borrowed_plans(args: list[str]) -> list[tuple]:
+    from harness.design import borrow_seq
+    names = args or [p.name for p in sorted(borrow_seq.PACKAGED.glob("*.json"))]
+    out = []
+    for name in names:
+        m = BORROWED.match(name)
+        if not m:
+            sys.exit(f"{name}: expected borrowed-KIND-aALPHA-MM-dfDF-rRHO-lLEVEL[-robust], "
+                     f"e.g. borrowed-loss-a0.01-M10-df9-r1.5-l0.05-robust")
+        out.append((m[1], float(m[2]), int(m[3]), float(m[5]), float(m[4]), float(m[6]), bool(m[7])))
+    return out
+
+
+def write_borrowed(args: list[str]) -> int:
+    from harness.design import borrow_seq
+    todo = borrowed_plans(args)
+    packaged, borrow_seq.PACKAGED = borrow_seq.PACKAGED, None
+    packaged.mkdir(parents=True, exist_ok=True)
+    for old in ([] if args else sorted(packaged.glob("*.json"))):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["HARNESS_CACHE"] = tmp
+        for kind, alpha, max_runs, rho, df_b, level, robust in todo:
+            borrow_seq.boundaries.cache_clear()
+            borrow_seq.calibration(kind, alpha, max_runs, rho, df_b, level, robust)
+        for path in sorted((Path(tmp) / "sequential").glob("borrowed-*.json")):
+            data = json.loads(path.read_text())
+            (packaged / path.name).write_text(json.dumps(data, indent=1) + "\n")
+            print(f"{packaged.relative_to(ROOT)}/{path.name}")
+    return 0
+
+
 def main(args: list[str]) -> int:
+    if args[:1] == ["--borrowed"]:
+        return write_borrowed(args[1:])
+    if any(a.startswith("borrowed-") for a in args):
+        return write_borrowed(args)
     todo = plans(args)
     packaged, seq.PACKAGED = seq.PACKAGED, None          # never read the files being replaced
     for old in ([] if args else sorted(packaged.glob("*.json"))):
@@ -49,6 +90,8 @@ def main(args: list[str]) -> int:
             data = json.loads(path.read_text())
             (packaged / path.name).write_text(json.dumps(data, indent=1) + "\n")
             print(f"{packaged.relative_to(ROOT)}/{path.name}")
+    if not args:
+        write_borrowed([])
     return 0
 
 

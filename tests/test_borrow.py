@@ -209,3 +209,125 @@ def test_bad_variance_keys_in_the_experiment_file(tmp_path, line, needle):
     path = write_experiment(tmp_path, extra_exp=line)
     with pytest.raises(UserError, match=needle):
         spec.load(path, base_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- the sequential design and simulate (issue 16)
+
+SIM = ["simulate", "--time-delta", "-0.12", "--loss-mean", "3.2784", "--alpha-time", "0.05",
+       "--alpha-loss", "0.05", "--max-runs", "6", "--treatment-time-sigma", "0.0533", "--format", "json"]
+
+
+def _sim(capsys, *argv):
+    code = main([*SIM, *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _variance(sl=0.0009, st=0.0904, df=9.0):
+    return borrow.VariancePlan(loss=borrow.Sigma(sl, df, 10, "earlier"), time=borrow.Sigma(st, df, 10, "earlier"))
+
+
+def test_borrowed_false_pass_rates_hold_alpha_when_right_and_the_robust_limit_when_off():
+    # fresh seeds (none of the calibration's), each criterion at the edge of its null with the
+    # other one passing; the runner's scheduling with 1 and 4 jobs at once
+    from harness.design.simulate import simulate
+    a, N = 0.05, 20_000
+    kw = dict(treatment_time_sigma=0.0904, alpha_time=a, alpha_loss=a, max_runs=6, min_effect=0.0,
+              target_loss=3.28, sims=N, variance=_variance())
+    se = math.sqrt(1.5 * a / N)
+    for i, (off, jobs, limit) in enumerate(((1.0, 1, 1.0), (1.0, 4, 1.0), (1.5, 1, 1.5))):
+        t = simulate(0.0904, 0.0, 3.2764, 0.0009, seed=61 + 2 * i, sigma_off=off, max_parallel=jobs, **kw)
+        lo = simulate(0.0904, -0.5, 3.28, 0.0009, seed=62 + 2 * i, sigma_off=off, max_parallel=jobs, **kw)
+        assert t["reject_rate"] <= limit * a + 3 * se, (off, jobs, t["reject_rate"])
+        assert lo["loss_pass_rate"] <= limit * a + 3 * se, (off, jobs, lo["loss_pass_rate"])
+
+
+def test_simulate_borrowed_mode_from_flags_and_from_logs(tmp_path, capsys):
+    code, out, _ = _sim(capsys, "--borrowed-loss-sigma", "0.0009", "--borrowed-time-sigma", "0.0904",
+                        "--borrowed-df", "9", "--sims", "3000")
+    bor = json.loads(out)
+    assert code == 0 and bor["variance"]["loss"]["df"] == 9.0 and bor["sigma_off"] == 1.0
+    assert bor["loss_sigma"] == 0.0009 and bor["time_sigma"] == 0.0904          # defaults: the borrowed ones
+    assert bor["mean_total_runs"] < bor["fixed_total_runs"] and bor["both_rate"] > 0.5
+    code, out, _ = _sim(capsys, "--borrowed-loss-sigma", "0.0009", "--borrowed-time-sigma", "0.0904",
+                        "--borrowed-df", "9", "--sims", "3000", "--sigma-off", "1.5")
+    off = json.loads(out)
+    assert off["loss_sigma"] == pytest.approx(0.00135) and off["treatment_time_sigma"] == pytest.approx(0.07995)
+    assert off["both_rate"] < bor["both_rate"]                  # the same seed, noisier runs
+    # the same loading as analyze and run: 10 earlier runs in one group, 9 df
+    losses, times = _earlier(tmp_path)
+    code, out, _ = _sim(capsys, "--variance-from", tmp_path / "earlier", "--sims", "2000")
+    r = json.loads(out)
+    assert code == 0 and r["loss_sigma"] == pytest.approx(float(np.std(losses, ddof=1)))
+    assert r["time_sigma"] == pytest.approx(float(np.std(times, ddof=1)))
+    assert "time sigma" in r["variance_line"] and "borrowed from 10 runs" in r["variance_line"]
+    code = main([*SIM[:-2], "--variance-from", str(tmp_path / "earlier"), "--sims", "500"])
+    text = capsys.readouterr().out
+    assert code == 0 and text.splitlines()[1].startswith("  variance: loss sigma") and "+- " in text
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--loss-sigma", "0.0009"], "--time-sigma: required"),
+    (["--time-sigma", "0.09", "--loss-sigma", "0.0009", "--sigma-off", "1.5"], "--sigma-off: needs a borrowed sigma"),
+    (["--borrowed-loss-sigma", "0.0009", "--time-sigma", "0.09"], "--borrowed-df None: expected"),
+    (["--borrowed-loss-sigma", "0.0009", "--borrowed-df", "9", "--time-sigma", "0.09", "--sigma-off", "0"],
+     "--sigma-off 0.0: expected a factor > 0"),
+    (["--variance-from", "nowhere", "--time-sigma", "0.09"], "--variance-from nowhere: no such folder"),
+    (["--borrowed-loss-sigma", "-1", "--borrowed-df", "9", "--time-sigma", "0.09"], "--borrowed-loss-sigma -1.0"),
+])
+def test_bad_simulate_borrowed_flags_are_one_line_exit_2(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _sim(capsys, *argv)
+    assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_diverged_run_after_a_borrowed_pass_keeps_the_borrowed_statistic():
+    # the looks before a diverged run are judged on the borrowed statistic (before: the plain t
+    # against the borrowed boundaries, which failed a loss the borrowed test had passed)
+    from harness.design import borrow_seq
+    from harness.records import RunRecord
+    plan = borrow_seq.BorrowedPlan("H0", ["H1"], 0.05, 0.05, 3.28, 0.0, 6, variance=_variance())
+
+    def rec(h, i, loss, t, status="ok"):
+        return RunRecord(run_id=f"{h}-{i}", hypothesis=h, index=i, seed=i, status=status, val_loss=loss,
+                         train_time_s=t, order=i)
+    recs = {"H0": [rec("H0", i, 3.278, t) for i, t in enumerate([98.1, 98.0, 98.05])],
+            "H1": [rec("H1", 0, 3.2765, 97.9), rec("H1", 1, 3.2777, 97.95),
+                   rec("H1", 2, float("nan"), 97.9, "diverged")]}
+    loss = plan.look(recs).decisions["H1"]["loss"]
+    assert (loss["decision"], loss["look"]) == ("pass", 2)
+    recs["H1"][1] = rec("H1", 1, 3.2815, 97.95)        # no pass before it: the diverged run fails it
+    loss = borrow_seq.BorrowedPlan.from_dict({**plan.to_dict(), "decisions": []}).look(recs).decisions["H1"]["loss"]
+    assert (loss["decision"], loss["look"]) == ("fail", 3) and "diverged" in loss["why"]
+
+
+def test_committed_borrowed_calibrations_are_current(tmp_path, monkeypatch):
+    # the packaged borrowed boundaries are the ones the code computes (no stale file is read)
+    from harness.design import borrow_seq
+    files = sorted(borrow_seq.PACKAGED.glob("*.json"))
+    assert files, "no borrowed calibration is committed; python scripts/write_calibrations.py --borrowed"
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(borrow_seq, "_calibrate", lambda *a, **k: pytest.fail("recomputed"))
+    borrow_seq.boundaries.cache_clear()
+    for f in files:
+        rec = json.loads(f.read_text())
+        k = rec["key"]
+        df = math.inf if k["df_b"] == "inf" else float(k["df_b"])
+        got = borrow_seq.calibration(k["kind"], float(k["alpha"]), k["max_runs"], float(k["rho"]), df,
+                                     float(k["level"]), k["robust"] is not None)
+        assert got == rec, f"{f.name} is stale; python scripts/write_calibrations.py --borrowed"
+    borrow_seq.boundaries.cache_clear()
+
+
+def test_a_committed_borrowed_calibration_equals_a_fresh_one(tmp_path, monkeypatch):
+    # the cheapest committed plan, recomputed from nothing: the files hold real results
+    from harness.design import borrow_seq
+    recs = [json.loads(f.read_text()) for f in sorted(borrow_seq.PACKAGED.glob("*.json"))]
+    k = min((r["key"] for r in recs), key=lambda k: (k["robust"] is not None, k["paths"], k["max_runs"]))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(borrow_seq, "PACKAGED", None)
+    borrow_seq.boundaries.cache_clear()
+    fresh = borrow_seq.calibration(k["kind"], float(k["alpha"]), k["max_runs"], float(k["rho"]),
+                                   float(k["df_b"]), float(k["level"]), k["robust"] is not None)
+    borrow_seq.boundaries.cache_clear()
+    assert fresh["key"] == k and fresh == next(r for r in recs if r["key"] == k)

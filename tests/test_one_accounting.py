@@ -33,7 +33,7 @@ def _emulate(plan, d, max_parallel):
     return sim.schedule(plan, kt, dt, kl, dl, d["ok_c"], d["ok_t"], d["att_c"], d["att_t"], max_parallel)
 
 
-def _real(tmp_path, s, d, plan_dict, max_parallel, retries):
+def _real(tmp_path, s, d, plan_dict, max_parallel, retries, m=M, plan_from=seq.SequentialPlan.from_dict):
     def gen(hyp, index, attempt):
         if hyp == "H0":
             return FakeRun(3.278, float(d["ctime_ms"][s, index]), STEPS,
@@ -43,13 +43,13 @@ def _real(tmp_path, s, d, plan_dict, max_parallel, retries):
 
     folder = tmp_path / f"e{s}"
     folder.mkdir()
-    path = write_experiment(folder, name="acc", runs=M, h0_args={"num_iterations": STEPS},
+    path = write_experiment(folder, name="acc", runs=m, h0_args={"num_iterations": STEPS},
                             h1_args={"num_iterations": STEPS})
     exp = specmod.load(path)
     backend = MemoryBackend(gen, max_parallel=max_parallel)
-    decider = seq.SequentialPlan.from_dict(plan_dict)
+    decider = plan_from(plan_dict)
     r = Runner(exp, Store(folder / "results"), backend, folder, path.read_text(),
-               Options(runs=M, retries=retries), decider=decider)
+               Options(runs=m, retries=retries), decider=decider)
     slots = r.run()
     done = [sl.done for sl in slots.values() if sl.done is not None]
     nc = sum(1 for x in done if x.hypothesis == "H0")
@@ -90,3 +90,48 @@ def test_parallel_jobs_cost_runs_and_simulate_says_so():
                         max_parallel=4)
     assert four["mean_total_runs"] > one["mean_total_runs"] + 1.0
     assert four["both_rate"] == pytest.approx(one["both_rate"], abs=0.02)
+
+
+# ---------------------------------------------------------------- borrowed sigma (issue 16)
+
+def _borrowed_plan(alpha=0.05, m=6):
+    from harness.analysis import borrow
+    from harness.design import borrow_seq
+    v = borrow.VariancePlan(loss=borrow.Sigma(0.0009, 9.0, 10, "earlier"), time=borrow.Sigma(0.0904, 9.0, 10, "earlier"))
+    return borrow_seq.BorrowedPlan("H0", ["H1"], alpha, alpha, 3.28, 0.0, m, variance=v)
+
+
+@pytest.mark.parametrize("max_parallel,fail_prob,diverge_prob,n_exp", [
+    (1, 0.1, 0.05, 24),        # retries and diverged runs, one job at a time
+    (3, 0.0, 0.05, 24),        # three jobs at once
+])
+def test_runner_and_emulation_count_the_same_runs_with_a_borrowed_sigma(tmp_path, monkeypatch, max_parallel,
+                                                                        fail_prob, diverge_prob, n_exp):
+    # each experiment borrows its own draw of the earlier runs' sigma, as simulate draws it
+    from harness.design import borrow_seq
+    monkeypatch.setattr(runner_mod, "POLL_S", 0.0)
+    m = 6
+    plan = _borrowed_plan(m=m)
+    rng = np.random.default_rng(1600 + max_parallel)
+    d = sim.draw(rng, n_exp, m, 0.0904, 0.0533, -0.12, 3.2784, 0.0009, fail_prob, diverge_prob, 1)
+    third = n_exp // 3
+    d["ttime_ms"][third:2 * third] += 120.0          # no speedup
+    d["ttime"][third:2 * third] += 0.12
+    d["tloss"][2 * third:] += 0.0025                 # loss failing
+    bor = sim.draw_borrowed(rng, n_exp, plan.variance)
+    ctimes, ttimes = sim._compact(d["ctime"], d["ok_c"]), sim._compact(d["ttime"], d["ok_t"])
+    tloss = sim._compact(d["tloss"], d["ok_t"])
+    div = sim._compact(d["diverged"].astype(float), d["ok_t"]) == 1.0
+    kt, dt, kl, dl = sim.decision_looks(plan, ctimes, ttimes, tloss, div, bor)
+    nc, nt, att, td, ld = sim.schedule(plan, kt, dt, kl, dl, d["ok_c"], d["ok_t"], d["att_c"], d["att_t"],
+                                       max_parallel)
+    decided = set()
+    for s in range(n_exp):
+        saved = plan.to_dict()
+        saved["variance"]["time"]["sigma"] = float(bor["time"][s, 0])
+        saved["variance"]["loss"]["sigma"] = float(bor["loss"][s, 0])
+        got = _real(tmp_path, s, d, saved, max_parallel, 1, m=m, plan_from=borrow_seq.plan_from_dict)
+        want = (int(nc[s]), int(nt[s]), int(att[s]), NAMES[int(td[s])], NAMES[int(ld[s])])
+        assert got == want, (s, got, want)
+        decided.add(want[3:])
+    assert len(decided) >= 3          # passes and fails of both criteria, not one kind only

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 from harness import thresholds as th
 from harness.design import sequential as seq
 from harness.design.simulate import simulate
+from harness.errors import UserError
 
 def format_text(r: dict) -> str:
     M = r["max_runs"]
@@ -31,15 +33,23 @@ def format_text(r: dict) -> str:
         f"loss failed: {r['loss_fail_rate']:.4f}",
         f"method: {r['method']}",
     ]
+    if "variance_line" in r:                     # borrowed / known sigma
+        lines[1:1] = [f"  {r['variance_line']}",
+                      f"  current sigmas {r['sigma_off']:g}x the stated ones; borrowed variance "
+                      + ("drawn afresh per experiment (df as borrowed)" if r["borrowed_draw"] == "fresh"
+                         else "held at the value borrowed")]
+        lines.insert(-1, f"both passed {r['both_rate']:.4f} +- {r['both_rate_se']:.4f}; time passed "
+                     f"{r['reject_rate']:.4f} +- {r['reject_rate_se']:.4f}; loss passed "
+                     f"{r['loss_pass_rate']:.4f} +- {r['loss_pass_rate_se']:.4f} (MC standard errors)")
     return "\n".join(lines)
 
 
 def configure(p) -> None:
-    p.add_argument("--time-sigma", type=float, required=True, help="control's run-time sigma (s)")
+    p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one")
     p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (s); default: --time-sigma")
     p.add_argument("--time-delta", type=float, required=True, help="treatment mean time minus control's (s); < 0 is faster")
     p.add_argument("--loss-mean", type=float, required=True, help="treatment's true mean loss")
-    p.add_argument("--loss-sigma", type=float, required=True, help="treatment's loss sigma")
+    p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma; default: the borrowed one")
     p.add_argument("--target-loss", type=float, default=th.TARGET_LOSS)
     p.add_argument("--alpha-time", type=float, default=th.ALPHA_TIME)
     p.add_argument("--alpha-loss", type=float, default=th.ALPHA_LOSS)
@@ -56,16 +66,79 @@ def configure(p) -> None:
     p.add_argument("--time-test", choices=seq.TIME_TESTS, default="welch",
                    help="the experiment's time_test: welch (default) or trimmed (Yuen, robust to outliers)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    b = p.add_argument_group("borrowed or known sigma (the design of --until-decisive with variance_from)")
+    b.add_argument("--variance-from", metavar="LOGS",
+                   help="earlier runs to borrow sigma from, loaded as analyze and run load them; the time "
+                        "sigma is borrowed when they record one hardware (your runs assumed on it)")
+    b.add_argument("--borrowed-loss-sigma", type=float, help="a borrowed loss sigma, given directly")
+    b.add_argument("--borrowed-time-sigma", type=float, help="a borrowed time sigma (s), given directly")
+    b.add_argument("--borrowed-df", type=float, help="degrees of freedom of the given borrowed sigmas "
+                                                     "(runs - groups of the earlier runs)")
+    b.add_argument("--known-loss-sigma", type=float, help="the track's fixed loss sigma (z-test)")
+    b.add_argument("--sigma-off", type=float, default=1.0, metavar="FACTOR",
+                   help="true sigma of the current runs = FACTOR x the stated (default: borrowed) one; "
+                        "1.5: the borrowed sigma is 1.5x too small")
+    b.add_argument("--borrowed-draw", choices=("fresh", "fixed"), default="fresh",
+                   help="fresh (default): each simulated experiment draws its borrowed variance "
+                        "(the design's error rates); fixed: the borrowed sigma as given")
+
+
+def variance_plan(args):
+    """The VariancePlan of the borrowed-sigma flags (None: none given)."""
+    from harness.analysis import borrow
+    from harness.cli import variance as variance_source
+    given = (args.borrowed_loss_sigma, args.borrowed_time_sigma)
+    if args.variance_from is not None and any(x is not None for x in (*given, args.borrowed_df)):
+        raise UserError("--variance-from with --borrowed-loss-sigma/--borrowed-time-sigma/--borrowed-df: "
+                        "give the earlier runs or their sigmas, not both")
+    if args.variance_from is not None:
+        return variance_source.load_plan(args.known_loss_sigma, args.variance_from, None, same_hardware=True)
+    if all(x is None for x in given):
+        if args.borrowed_df is not None:
+            raise UserError("--borrowed-df without --borrowed-loss-sigma or --borrowed-time-sigma")
+        return None if args.known_loss_sigma is None else variance_source.load_plan(args.known_loss_sigma, None, [])
+    df = args.borrowed_df
+    if df is None or not (math.isfinite(df) and df >= 1):
+        raise UserError(f"--borrowed-df {df}: expected the borrowed sigma's degrees of freedom >= 1 "
+                        f"(e.g. 9 for 10 earlier runs in one group)")
+    for flag, v in (("--borrowed-loss-sigma", given[0]), ("--borrowed-time-sigma", given[1]),
+                    ("--known-loss-sigma", args.known_loss_sigma)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"{flag} {v}: expected a standard deviation > 0")
+    if args.known_loss_sigma is not None and given[0] is not None:
+        raise UserError("--known-loss-sigma with --borrowed-loss-sigma: a loss sigma is known or borrowed, "
+                        "not both")
+
+    def sigma(v):
+        return None if v is None else borrow.Sigma(float(v), float(df), int(round(df)) + 1, "the flags")
+    loss = borrow.known(args.known_loss_sigma) if args.known_loss_sigma is not None else sigma(given[0])
+    return borrow.VariancePlan(loss=loss, time=sigma(given[1]),
+                               time_note="" if given[1] is not None else "no --borrowed-time-sigma given")
 
 
 def main(args) -> int:
+    variance = variance_plan(args)
+    if args.time_sigma is None:
+        if variance is None or variance.time is None:
+            raise UserError("--time-sigma: required (the control's run-time sigma in s), unless a time "
+                            "sigma is borrowed (--variance-from, --borrowed-time-sigma)")
+        args.time_sigma = variance.time.value
+    if args.loss_sigma is None:
+        if variance is None or variance.loss is None:
+            raise UserError("--loss-sigma: required (the treatment's loss sigma), unless a loss sigma is "
+                            "borrowed or known (--variance-from, --borrowed-loss-sigma, --known-loss-sigma)")
+        args.loss_sigma = variance.loss.value
+    if variance is None and args.sigma_off != 1.0:
+        raise UserError("--sigma-off: needs a borrowed sigma (--variance-from, --borrowed-loss-sigma, "
+                        "--borrowed-time-sigma) to be off")
     r = simulate(args.time_sigma, args.time_delta, args.loss_mean, args.loss_sigma,
                  treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
                  alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
                  target_loss=args.target_loss, sims=args.sims, seed=args.seed,
                  futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
                  fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
-                 time_test=args.time_test)
+                 time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
+                 borrowed_draw=args.borrowed_draw)
     if args.format == "json":
         print(json.dumps(r, indent=2))
     else:

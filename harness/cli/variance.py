@@ -12,11 +12,13 @@ from harness.data import sources
 from harness.errors import UserError
 
 
-def load_plan(known_loss_sigma: float | None, variance_from: str | None, current_hardware: list,
-              tested_sources: set[str] = frozenset(), flag: str = "--variance-from"):
+def load_plan(known_loss_sigma: float | None, variance_from: str | None, current_hardware: list | None,
+              tested_sources: set[str] = frozenset(), flag: str = "--variance-from",
+              same_hardware: bool = False):
     """The VariancePlan of a known loss sigma and/or a folder of earlier runs; None: neither.
 
-    ``current_hardware``: (model, count) or None per run being tested (or of this host).
+    ``current_hardware``: (model, count) or None per run being tested (or of this host);
+    ``same_hardware`` (``simulate``: no runs yet): the earlier runs' own hardware.
     ``tested_sources``: logs of the runs being tested, which must not also be borrowed.
     """
     if known_loss_sigma is not None and not (known_loss_sigma > 0 and math.isfinite(known_loss_sigma)):
@@ -36,6 +38,8 @@ def load_plan(known_loss_sigma: float | None, variance_from: str | None, current
         borrowed = {"source": variance_from, "losses": [g.losses for g in earlier.groups],
                     "times": [g.times for g in earlier.groups],
                     "hardware": [r.hardware for g in earlier.groups for r in g.runs]}
+        if same_hardware:
+            current_hardware = borrowed["hardware"]
         if borrow.estimate(borrowed["losses"], variance_from) is None:
             raise UserError(f"{flag} {variance_from}: no group with 2 finished runs to estimate sigma from")
     return borrow.make_plan(known_loss_sigma, borrowed, current_hardware)

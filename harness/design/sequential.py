@@ -454,6 +454,14 @@ def _sort(records: list) -> list:
 _fmt_p = fmt_p   # the one p-value format of every output (formats.py)
 
 
+def diverged_fail(recs: list, bad: int) -> dict:
+    """The loss decision when run ``bad`` (0-based) diverged before any boundary was crossed."""
+    rid = getattr(recs[bad], "run_id", "?")
+    return {"decision": "fail", "why": f"run {bad + 1} ({rid}) diverged (loss NaN): "
+                                       f"a diverged run fails the loss criterion",
+            "look": bad + 1, "n": bad + 1, "line": f"run {rid} diverged"}
+
+
 def _decide(d: dict, dec: int, stat: str, passed: str, futile: str, ran_out: str) -> dict:
     """A criterion's decision from its first boundary crossing (1 pass, -1 fail, 0 open)."""
     if dec == 1:
@@ -634,11 +642,7 @@ class SequentialPlan:
                                       f"{_fmt_p(self.loss_fail[j])} {at}",
                                ran_out=f"not shown below {self.target_loss:g} by the last look "
                                        f"(run {M}): p {_fmt_p(pp[j])} > {_fmt_p(self.loss_pass[j])}")
-        r = recs[bad]
-        rid = getattr(r, "run_id", "?")
-        return {"decision": "fail", "why": f"run {bad + 1} ({rid}) diverged (loss NaN): "
-                                           f"a diverged run fails the loss criterion",
-                "look": bad + 1, "n": bad + 1, "line": f"run {rid} diverged"}
+        return diverged_fail(recs, bad)
 
     def look(self, records: dict[str, list]) -> Look:
         """Decide from the completed runs (status ok/diverged) per hypothesis, in launch order.

@@ -60,16 +60,24 @@ def draw(rng, B: int, M: int, time_sigma: float, treatment_time_sigma: float, ti
             "fails_c": fails_c, "fails_t": fails_t, "ok_c": ok_c, "ok_t": ok_t, "att_c": att_c, "att_t": att_t}
 
 
-def decision_looks(plan, ctimes, ttimes, tloss, diverged=None):
+def decision_looks(plan, ctimes, ttimes, tloss, diverged=None, borrowed=None):
     """Per path, the look that decides each criterion and how (vectorised ``look()``).
 
     Inputs are (paths, M) arrays of the arms' completed runs in launch order (NaN
     where a path has fewer). Returns (kt, dt, kl, dl): the time criterion is decided
     dt (1 pass, -1 fail) once both arms have kt runs, the loss criterion dl once the
-    treatment has kl runs (never, when the count is not reached).
+    treatment has kl runs (never, when the count is not reached). A plan with a
+    variance plan (``borrow_seq.BorrowedPlan``) decides on its statistics; ``borrowed``:
+    {"time": sigma, "loss": sigma} per path ((paths, 1) arrays), the borrowed sigmas each
+    simulated experiment drew (default the plan's own).
     """
     M = plan.max_runs
     n = np.arange(2, M + 1)
+    if getattr(plan, "variance", None) is not None:
+        pt, pft, pl, pfl = borrowed_p(plan, ctimes, ttimes, tloss, borrowed)
+        kt, dt = seq.first_crossing(pt, plan.time_pass, pft, plan.time_fail, M)
+        kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
+        return (kt, dt, *_diverged_fails(kl, dl, diverged, M))
     if getattr(plan, "time_test", "welch") == "trimmed":
         pt, pft, _ = seq.yuen_looks(ctimes, ttimes, plan.min_effect)
     else:
@@ -80,14 +88,40 @@ def decision_looks(plan, ctimes, ttimes, tloss, diverged=None):
     ml, vl = seq._moments(tloss - plan.target_loss)
     pl, pfl, _ = seq.one_sample_p(ml, vl, n)
     kl, dl = seq.first_crossing(pl, plan.loss_pass, pfl, plan.loss_fail, M)
-    if diverged is not None:
-        # as look(): a diverged run fails the loss at its own run unless a pass came first
-        has = diverged.any(axis=1)
-        bad = np.where(has, diverged.argmax(axis=1), M + 1)
-        flip = has & ~((dl != 0) & (kl <= bad))
-        kl = np.where(flip, bad + 1, kl)
-        dl = np.where(flip, -1, dl)
-    return kt, dt, kl, dl
+    return (kt, dt, *_diverged_fails(kl, dl, diverged, M))
+
+
+def _diverged_fails(kl, dl, diverged, M):
+    """As look(): a diverged run fails the loss at its own run unless a pass came first."""
+    if diverged is None:
+        return kl, dl
+    has = diverged.any(axis=1)
+    bad = np.where(has, diverged.argmax(axis=1), M + 1)
+    flip = has & ~((dl != 0) & (kl <= bad))
+    return np.where(flip, bad + 1, kl), np.where(flip, -1, dl)
+
+
+def borrowed_p(plan, ctimes, ttimes, tloss, borrowed=None):
+    """(p faster, p not faster, p below, p above) at every look of a ``BorrowedPlan``: its
+    pooled statistics where it borrows (check included), the plain ones where it does not."""
+    from harness.design import borrow_seq
+    M, v = plan.max_runs, plan.variance
+    n = np.arange(2, M + 1)
+    borrowed = borrowed or {}
+    mc, vc = seq._moments(ctimes)
+    mt, vt = seq._moments(ttimes)
+    if v.time is None:
+        pt, pft, _ = seq.welch_p(mt - mc, vc, vt, n, plan.min_effect)
+    else:
+        s = borrowed.get("time", v.time.value)
+        pt, pft, _ = borrow_seq.time_p(mt - mc, vc, vt, n, np.square(s), v.time.df, v.level, plan.min_effect)
+    ml, vl = seq._moments(tloss - plan.target_loss)
+    if v.loss is None:
+        pl, pfl, _ = seq.one_sample_p(ml, vl, n)
+    else:
+        s = borrowed.get("loss", v.loss.value)
+        pl, pfl, _ = borrow_seq.loss_p(ml, vl, n, np.square(s), v.loss.df, v.level)
+    return pt, pft, pl, pfl
 
 
 def _compact(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -160,7 +194,8 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
              target_loss: float = th.TARGET_LOSS, sims: int = 10_000, seed: int = 0,
              futility_alpha: float = seq.FUTILITY_ALPHA, max_parallel: int = 1,
              fail_prob: float = 0.0, diverge_prob: float = 0.0, retries: int = 2,
-             time_test: str = "welch", **stress) -> dict:
+             time_test: str = "welch", variance=None, sigma_off: float = 1.0,
+             borrowed_draw: str = "fresh", **stress) -> dict:
     """Operating characteristics of the sequential procedure (one treatment).
 
     Run counts come from ``schedule``, the runner's own scheduling (``max_parallel``
@@ -168,6 +203,13 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
     treatment runs that diverge with ``diverge_prob``); decisions from the vectorised
     ``look()``. tests/test_one_accounting.py checks both against the real ``Runner``.
     ``stress``: ``noise``, ``time_drift``, ``outlier_prob``, ``outlier_s`` of ``draw``.
+
+    ``variance`` (a ``borrow.VariancePlan``): the ``BorrowedPlan`` of borrowed / known sigma
+    decides, and the fixed and naive rows use its statistics. ``sigma_off``: every current
+    sigma (both arms' times, the losses) is that many times the stated one (1.5: the
+    borrowed sigma is 1.5x too small). ``borrowed_draw``: "fresh" draws each experiment's
+    borrowed variance from the borrowed runs' law (sigma^2 chi^2_df / df: the design's
+    error rates over borrowed samples), "fixed" keeps the borrowed sigma as given.
     """
     st = time_sigma if treatment_time_sigma is None else treatment_time_sigma
     for name, v in (("--time-sigma", time_sigma), ("--treatment-time-sigma", st), ("--loss-sigma", loss_sigma)):
@@ -187,8 +229,13 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         # a retried attempt then ends after later slots: the launch-order prefixes
         # change under the looks; that is not emulated (the real runner handles it)
         raise UserError("--fail-prob with --max-parallel > 1 is not emulated; use --max-parallel 1")
-    plan = seq.SequentialPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
-                              futility_alpha, time_test=time_test)
+    if variance is not None:                     # borrowed / known sigma (borrow_seq)
+        plan, (time_sigma, st, loss_sigma) = _borrowed_plan(
+            variance, sigma_off, borrowed_draw, time_test, (time_sigma, st, loss_sigma),
+            alpha_time, alpha_loss, target_loss, min_effect, max_runs, futility_alpha)
+    else:
+        plan = seq.SequentialPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
+                                  futility_alpha, time_test=time_test)
     M = plan.max_runs
     n = np.arange(2, M + 1)
     rng = np.random.default_rng(seed)
@@ -206,7 +253,8 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         ttimes = _compact(d["ttime"], d["ok_t"])
         tloss = _compact(d["tloss"], d["ok_t"])
         div = _compact(d["diverged"].astype(float), d["ok_t"]) == 1.0
-        kt, dt, kl, dl = decision_looks(plan, ctimes, ttimes, tloss, div)
+        bor = draw_borrowed(rng, B, variance, borrowed_draw) if variance is not None else None
+        kt, dt, kl, dl = decision_looks(plan, ctimes, ttimes, tloss, div, bor)
         nc, nt, att, td, ld = schedule(plan, kt, dt, kl, dl, d["ok_c"], d["ok_t"], d["att_c"], d["att_t"],
                                        max_parallel)
         totals.append((nc + nt).astype(np.int16))
@@ -222,6 +270,8 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         pt = seq.welch_p(mt - mc, vc, vt, n)[0]
         ml, vl = seq._moments(d["tloss"] - target_loss)
         pl = seq.one_sample_p(ml, vl, n)[0]
+        if variance is not None:                 # the table's tests with the sigma borrowed
+            pt, _, pl, _ = borrowed_p(plan, d["ctime"], d["ttime"], d["tloss"], bor)
         ft, fl = pt[:, -1] <= alpha_time, pl[:, -1] <= alpha_loss
         acc["fixed_t"] += int(ft.sum())
         acc["fixed_l"] += int(fl.sum())
@@ -266,4 +316,43 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
         "naive_reject_rate": rate("naive_t"), "naive_loss_pass_rate": rate("naive_l"),
         "naive_both_rate": rate("naive_both"),
     }
+    if variance is not None:
+        out.update(variance=plan.variance.to_dict(), variance_line=plan.variance.line(),
+                   sigma_off=float(sigma_off), borrowed_draw=borrowed_draw,
+                   time_fail_rate_se=se(rate("tfail")), loss_fail_rate_se=se(rate("lfail")),
+                   both_rate_se=se(rate("both")))
+    return out
+
+
+def _borrowed_plan(variance, sigma_off, borrowed_draw, time_test, sigmas, alpha_time, alpha_loss,
+                   target_loss, min_effect, max_runs, futility_alpha):
+    """The ``BorrowedPlan`` simulate runs, and the current runs' true sigmas (x ``sigma_off``)."""
+    from harness.design import borrow_seq
+    if not (isinstance(sigma_off, (int, float)) and math.isfinite(sigma_off) and sigma_off > 0):
+        raise UserError(f"--sigma-off {sigma_off!r}: expected a factor > 0, e.g. 1.5")
+    if borrowed_draw not in BORROWED_DRAWS:
+        raise UserError(f"--borrowed-draw {borrowed_draw!r}: expected one of {', '.join(BORROWED_DRAWS)}")
+    if time_test != "welch":
+        raise UserError("--time-test trimmed with a borrowed or known sigma: the borrowed design's time "
+                        "test is the pooled t; drop one of them")
+    plan = borrow_seq.BorrowedPlan("H0", ["H1"], alpha_time, alpha_loss, target_loss, min_effect, max_runs,
+                                   futility_alpha, variance=variance)
+    return plan, tuple(sigma_off * x for x in sigmas)
+
+
+BORROWED_DRAWS = ("fresh", "fixed")
+
+
+def draw_borrowed(rng, B: int, variance, how: str = "fresh") -> dict:
+    """Each simulated experiment's borrowed sigmas ((B, 1) arrays): the earlier runs drawn
+    afresh (their true sigma the borrowed value, df_b degrees of freedom) or the value as given."""
+    out = {}
+    for what in ("time", "loss"):
+        s = getattr(variance, what)
+        if s is None:
+            continue
+        if how == "fixed" or s.known:
+            out[what] = np.full((B, 1), s.value)
+        else:
+            out[what] = s.value * np.sqrt(rng.chisquare(s.df, (B, 1)) / s.df)
     return out
