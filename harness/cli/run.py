@@ -122,6 +122,9 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
         return plan
     from harness import arms
     if arms.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
+        if not quiet:
+            print("sweep: boundaries of the shipped plans are committed; others calibrate once per "
+                  "machine (a minute or two) ...", file=sys.stderr)
         return sweep_decider(exp, max_runs)
     if quiet:
         return None
@@ -139,8 +142,8 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
 def sweep_decider(exp, max_runs: int):
     """The ``--until-decisive`` rule of an experiment with one step sweep beside the control."""
     from harness import arms as sweep_arms
-    from harness.analysis import sweep
     from harness.cli import variance as variance_source
+    from harness.design import sweep_seq
     from harness.run import runner
     found = sweep_arms.sweeps([h.name for h in exp.hypotheses if not h.control])
     others = [h.name for h in exp.hypotheses
@@ -155,8 +158,8 @@ def sweep_decider(exp, max_runs: int):
         v = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
                                       flag="experiment.variance_from")
         sigma, level = v.loss, v.level
-    return sweep.SweepDecider(exp.control.name, base, arms, exp.target_loss, exp.alpha_loss, max_runs,
-                              sigma, level)
+    return sweep_seq.SweepPlan(exp.control.name, base, arms, exp.target_loss, exp.alpha_loss, max_runs,
+                               sigma, level)
 
 
 def borrowed_plan(exp, max_runs: int):
