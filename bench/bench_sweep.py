@@ -8,11 +8,14 @@ Scenarios (true mean loss at 1550 / 1560 / 1575):
   below: 3.2790 / 3.27876 / 3.2784  (untied-VE slope, 0.0006 per 25 steps): 1550 is the answer
   edge:  3.2800 / 3.2796 / 3.2790   (1550 exactly at the target: claiming it is a false verdict)
   above: 3.2806 / 3.2800 / 3.2791   (1550 above, 1560 at the target: claiming either is false)
+  flat:  3.2800 / 3.2800 / 3.2800   (every mean on the target: any claim is false)
 Per design: "right" = names the true smallest step count below the target (the best answer
 there is), "false" = names (decides below) a step count whose true mean is at or above the
 target, with Monte Carlo standard errors.
 
-1. Fixed designs, n runs per step count: the sweep's fit against separate one-sample t-tests.
+1. Fixed designs, n runs per step count: the sweep's fit (its answer counted down from the
+   most steps, as harness/analysis/sweep.py does) against separate one-sample t-tests (the
+   smallest passing step count, as one reads a table of separate arms).
 2. Sequential (--until-decisive, at most 8 runs per step count):
    - "sweep": the calibrated step-down design of harness/design/sweep_seq.py (the committed
      boundaries), run through its vectorised procedure (the runner's counts:
@@ -48,7 +51,8 @@ from harness.design import sweep_seq  # noqa: E402
 
 STEPS = np.array([1550, 1560, 1575])
 SIGMA, TARGET, ALPHA, M = 0.0009, 3.28, 0.01, 8
-SCEN = {"below": [3.2790, 3.27876, 3.2784], "edge": [3.2800, 3.2796, 3.2790], "above": [3.2806, 3.2800, 3.2791]}
+SCEN = {"below": [3.2790, 3.27876, 3.2784], "edge": [3.2800, 3.2796, 3.2790], "above": [3.2806, 3.2800, 3.2791],
+        "flat": [3.2800, 3.2800, 3.2800]}
 
 
 def truth(mu):
@@ -82,7 +86,13 @@ def fixed(mu, n: int, sims: int, seed: int):
     def smallest(p):
         ok = p < ALPHA
         return np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
-    return smallest(p_sw), smallest(p_sep)
+
+    def step_down(p):
+        """The analysis's answer: the last step count below, counted down from the most steps."""
+        ok = p < ALPHA
+        top = np.cumprod(ok[:, ::-1], axis=1)[:, ::-1].astype(bool)   # every larger one below too
+        return np.where(top.any(axis=1), top.argmax(axis=1), -1)
+    return step_down(p_sw), smallest(p_sep)
 
 
 def rates(claims, mu):

@@ -12,7 +12,8 @@ known). "Local": the range of a sweep is a few percent of the step count, where 
 loss curve is close to a straight line; predictions are made only inside the swept
 range. At each swept step count the predicted mean loss is tested one-sided against
 the target (p below) like the table's loss test, and the smallest step count whose
-prediction is below the target at alpha_loss is reported with its interval.
+prediction is below the target at alpha_loss, counted down from the most steps (a
+step-down test: a false answer is at most alpha_loss in all), is reported with its interval.
 """
 from __future__ import annotations
 
@@ -151,13 +152,23 @@ def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], co
         t_fin = [t for t in ts if math.isfinite(t)]
         out.points.append(Point(s, name, len(ls), mean(t_fin) - c_t if t_fin else NAN,
                                 mean(fin) if fin else NAN, pred, p, verdict))
-    below = [pt for pt in out.points if pt.verdict == "below"]
+    # step-down from the most steps (fixed-sequence testing, as design/sweep_seq.py): the
+    # answer is the last of the step counts below the target counted down from the largest,
+    # so a false one is at most alpha_loss in all; "the smallest with p < alpha" is not (each
+    # step count at alpha: about 2.4 alpha with 3 step counts all on the target)
+    below = []
+    for pt in sorted(out.points, key=lambda pt: -pt.steps):
+        if pt.verdict != "below":
+            break
+        below.append(pt)
     if f is not None and below:
-        out.smallest = min(below, key=lambda pt: pt.steps)
+        out.smallest = below[-1]
         m, se = f.predict(out.smallest.steps)
         q = _ppf(1.0 - alpha, f.df) * se
         out.interval = (m - q, m + q)
-        out.crossing = next((s for s in range(f.lo, f.hi + 1) if f.upper(s, alpha) < target), None)
+        run = [s for s in range(f.hi, f.lo - 1, -1)]
+        ok = [s for s in run[:next((i for i, s in enumerate(run) if f.upper(s, alpha) >= target), len(run))]]
+        out.crossing = ok[-1] if ok else None
     return out
 
 
