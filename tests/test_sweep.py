@@ -440,3 +440,36 @@ def test_simulate_sweep_mode_prints_runs_power_and_false_rates(tmp_path):
 def test_simulate_sweep_bad_flags_are_one_line_errors(tmp_path, argv, needle):
     r = harness("simulate", "--loss-sigma", "0.001", *argv, cwd=tmp_path)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["sample", "known", "borrowed"])
+def test_sweep_decider_and_its_vectorised_procedure_agree_in_every_sigma_mode(mode):
+    # the decider's look() driven run by run against run_paths (what calibration and simulate use),
+    # on the same draws; boundaries given (no calibration): only the procedure is compared
+    steps, M, target, sig = (16, 18, 20), 5, 3.0625, 0.0008
+    L = len(steps) * (M - sweep_seq.START) + 1
+    saved = {"boundaries": {"below": list(np.linspace(0.002, 0.02, L)), "above": list(np.linspace(0.01, 0.1, L))}}
+    sigma = {"sample": None, "known": borrow.known(sig), "borrowed": borrow.Sigma(sig, 6.0, 7, "x")}[mode]
+    plan0 = sweep_seq.SweepPlan("H0", "H1", [(s, f"H1@{s}") for s in steps], target, 0.01, M, sigma, 0.05,
+                                saved=saved)
+    rng = np.random.default_rng(7)
+    mus = [[3.0640, 3.0620, 3.0610], [3.0625, 3.0618, 3.0605], [3.0632, 3.0626, 3.0600]]
+    y = np.concatenate([sim.draw_sweep(rng, 8, M, mu, sig * (1.4 if mode == "borrowed" else 1.0)) for mu in mus])
+    kw = {"sample": {}, "known": {"mode": "known"},
+          "borrowed": {"mode": "borrowed", "sb2": np.full(len(y), sig ** 2), "df_b": 6.0, "level": 0.05}}[mode]
+    scale = sig if mode == "known" else 1.0        # known: run_paths takes losses in sigma units
+    res = sweep_seq.run_paths((y - target) / scale, sweep_seq.positions(steps), M, plan0.below, plan0.above, **kw)
+    for s in range(len(y)):
+        plan = sweep_seq.SweepPlan.from_dict(json.loads(json.dumps(plan0.to_dict())))
+        recs = {"H0": [], **{f"H1@{st}": [] for st in steps}}
+        for _ in range(40):
+            lk = plan.look(recs)
+            if lk.done:
+                break
+            (who,) = [n for n, v in lk.need.items() if v]
+            k = None if who == "H0" else steps.index(int(who.split("@")[1]))
+            recs[who].append(_srec(who, len(recs[who]), 3.06 if k is None else float(y[s, k, len(recs[who])])))
+        got = ([len(recs[f"H1@{st}"]) for st in steps], len(recs["H0"]),
+               [{"below": 1, "above": -1, "open": 0}[lk.decisions[f"H1@{st}"]["loss"]["sweep"]] for st in steps])
+        want = (list(map(int, res["n"][s])), int(res["control"][s]), list(map(int, res["dec"][s])))
+        assert got == want, (s, got, want)

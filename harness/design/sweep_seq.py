@@ -302,12 +302,10 @@ def file_name(key: dict) -> str:
     return f"sweep-a{float(key['alpha']):g}-K{len(key['positions'])}-M{key['max_runs']}-{key['mode']}-{digest}.json"
 
 
-@functools.lru_cache(maxsize=64)
-def _calibration(xs: tuple, alpha: float, max_runs: int, mode: str, df_b, level) -> dict:
-    key = _key(np.array(xs), alpha, max_runs, mode, df_b, level)
+def _stored(key: dict) -> dict | None:
+    """The committed or cached calibration of this key, if there is one."""
     name = file_name(key)
-    folder = seq._cache_dir()
-    for where in (PACKAGED, folder):
+    for where in (PACKAGED, seq._cache_dir()):
         if where is None:
             continue
         try:
@@ -316,6 +314,32 @@ def _calibration(xs: tuple, alpha: float, max_runs: int, mode: str, df_b, level)
                 return data
         except (OSError, ValueError):
             pass
+    return None
+
+
+def _args(steps, alpha, max_runs, sigma, level) -> tuple:
+    xs = tuple(round(float(v), 6) for v in positions(steps))
+    if sigma is None:
+        return xs, float(alpha), int(max_runs), "sample", None, None
+    if sigma.known:
+        return xs, float(alpha), int(max_runs), "known", None, None
+    return xs, float(alpha), int(max_runs), "borrowed", float(sigma.df), float(level if level is not None else 0.05)
+
+
+def stored(steps, alpha: float, max_runs: int, sigma=None, level: float | None = None) -> bool:
+    """Whether this plan's boundaries are committed or cached (no calibration to wait for)."""
+    xs, *rest = _args(steps, alpha, max_runs, sigma, level)
+    return _stored(_key(np.array(xs), *rest)) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _calibration(xs: tuple, alpha: float, max_runs: int, mode: str, df_b, level) -> dict:
+    key = _key(np.array(xs), alpha, max_runs, mode, df_b, level)
+    name = file_name(key)
+    folder = seq._cache_dir()
+    data = _stored(key)
+    if data is not None:
+        return data
     res = calibrate(np.array(xs), alpha, max_runs, mode, df_b, level)
     data = {"key": key, **res}
     if folder is not None:
@@ -333,13 +357,7 @@ def calibration(steps, alpha: float, max_runs: int, sigma=None, level: float | N
     """The calibration record of a sweep plan (committed, cached, or computed once)."""
     seq._check_alpha("alpha_loss", alpha)
     seq._check_max_runs(max_runs)
-    xs = tuple(round(float(v), 6) for v in positions(steps))
-    if sigma is None:
-        return _calibration(xs, float(alpha), int(max_runs), "sample", None, None)
-    if sigma.known:
-        return _calibration(xs, float(alpha), int(max_runs), "known", None, None)
-    return _calibration(xs, float(alpha), int(max_runs), "borrowed", float(sigma.df),
-                        float(level if level is not None else 0.05))
+    return _calibration(*_args(steps, alpha, max_runs, sigma, level))
 
 
 # --------------------------------------------------------------------------- the decider
