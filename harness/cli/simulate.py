@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from harness import thresholds as th
 from harness.design import sequential as seq
@@ -83,6 +84,10 @@ def sweep_main(args) -> int:
             raise UserError("--sweep-slope needs --loss-mean: the true mean loss at the fewest steps")
         lo = min(steps)
         losses = [args.loss_mean + args.sweep_slope * (s - lo) / 1000.0 for s in steps]
+    from harness.design import sweep_seq
+    if len(set(steps)) >= 2 and not sweep_seq.stored(steps, args.alpha_loss, args.max_runs):
+        print("calibrating the sweep's sequential boundaries (once per machine, about a minute) ...",
+              file=sys.stderr)
     r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss, alpha_loss=args.alpha_loss,
                        max_runs=args.max_runs, sims=args.sims, seed=args.seed, max_parallel=args.max_parallel)
     print(json.dumps(r, indent=2) if args.format == "json" else format_sweep(r))

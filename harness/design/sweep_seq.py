@@ -328,6 +328,8 @@ def _args(steps, alpha, max_runs, sigma, level) -> tuple:
 
 def stored(steps, alpha: float, max_runs: int, sigma=None, level: float | None = None) -> bool:
     """Whether this plan's boundaries are committed or cached (no calibration to wait for)."""
+    seq._check_alpha("alpha_loss", alpha)
+    seq._check_max_runs(max_runs)
     xs, *rest = _args(steps, alpha, max_runs, sigma, level)
     return _stored(_key(np.array(xs), *rest)) is not None
 
@@ -499,7 +501,7 @@ class SweepPlan:
             st = state[n]
             e = made.get(n)
             why = (f"{st} {self.target:g} at look {e['look']} (p {seq._fmt_p(e['p'])} <= "
-                   f"{seq._fmt_p(e['boundary'])})" if e is not None else "undecided")
+                   f"{seq._fmt_p(e['boundary'])})" if e is not None else f"not decided ({reason})")
             decisions[n] = {"loss": {"decision": {"below": "pass", "above": "fail"}.get(st, "open"),
                                      "sweep": st, "why": why, "p_below": p, "p_above": q}}
         return Look(need=need, done=done, decisions=decisions, lines=lines, reason=reason, new=new)
