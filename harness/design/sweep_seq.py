@@ -39,7 +39,7 @@ when the losses minus the target are scaled (sigma drops out) and when the step
 counts are mapped affinely (only their relative spacing enters: the calibration's
 key). The one nuisance left is the true line in sigma units; the grid holds every
 mean on the target and lines through the target at each step count but the largest
-with slopes of 1 to 8 sigma over the range (the worst is a slope of about 1.5-2 sigma:
+with slopes of 1 to 8 sigma over the range (the worst is a slope of about 1.5-3 sigma:
 the larger step counts pass early enough to leave the one on the target many looks).
 ``a(N)`` = ``FUTILITY`` x (N - N0 + 1) / (K M - N0 + 1), not calibrated: a false
 "above" only costs power (bench/bench_sweep.py measures it).
