@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import thresholds as th
 from harness.design import sequential as seq
 from harness.design.sequential import Look
 from harness.errors import UserError
@@ -69,8 +70,8 @@ FUTILITY = 0.1            # "above": nominal level at the last look, linear in t
 PACKAGED = seq.PACKAGED / "sweep"      # committed calibrations of the shipped sweep plans
 # the shipped plans (scripts/write_calibrations.py sweep): (step counts, alpha_loss, max_runs).
 # Only the relative spacing of the step counts matters: [16, 18, 20] is [1550, 1560, 1570].
-SHIPPED = (((16, 18, 20), 0.01, 3), ((16, 18, 20), 0.01, 4), ((16, 18, 20), 0.01, 5),
-           ((16, 18, 20), 0.01, 10), ((1550, 1560, 1575), 0.01, 8))
+SHIPPED = (((16, 18, 20), th.ALPHA_LOSS, 3), ((16, 18, 20), th.ALPHA_LOSS, 4), ((16, 18, 20), th.ALPHA_LOSS, 5),
+           ((16, 18, 20), th.ALPHA_LOSS, 10), ((1550, 1560, 1575), th.ALPHA_LOSS, 8))
 # least favourable configuration search: the true mean - target, in sigma units, at the
 # relative step position u in [0, 1] is g * (u - u_k), a line through the target at swept
 # step count k (its mean exactly on the target: the edge of the null there). g = 0: every
@@ -277,7 +278,7 @@ def calibrate(xs: np.ndarray, alpha: float, max_runs: int, mode: str = "sample",
                 if side == 1:
                     e_lo = aim - 0.5 * (aim - e_lo)
                 side = 1
-            if hi - lo < 1e-3:
+            if hi - lo < 5e-4:                       # log lambda to 0.05 %
                 break
     lam = math.exp(best)
     final = _rates(z, sb2, xs, M, lam, f, a, mode, df_b, level, [deltas[i] for i in top])
