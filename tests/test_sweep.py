@@ -373,7 +373,8 @@ args = {{ num_iterations = "{{steps}}" }}
     return p
 
 
-def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_parallel", [1, 3])
+def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monkeypatch, max_parallel):
     # the real Runner, the in-memory backend and the decider, on the draws of simulate_sweep
     from harness.run import runner as runner_mod
     from harness.run.backends.memory import FakeRun, MemoryBackend
@@ -383,11 +384,14 @@ def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monke
     M, steps = 5, (16, 18, 20)
     plan = _sweep_plan(M, steps)
     xs = sweep_seq.positions(steps)
-    n_exp = 24
+    n_exp = 24 if max_parallel == 1 else 15
     rng = np.random.default_rng(1600)
     scen = [[3.0640, 3.0620, 3.0610], [3.0625, 3.0615, 3.0600], [3.0650, 3.0640, 3.0630]]
     y = np.concatenate([sim.draw_sweep(rng, n_exp // 3, M, mu, 0.0008) for mu in scen])
-    res = sweep_seq.run_paths(y - 3.0625, xs, M, plan.below, plan.above)
+    if max_parallel == 1:
+        res = sweep_seq.run_paths(y - 3.0625, xs, M, plan.below, plan.above)
+    else:
+        res = sweep_seq.run_paths_parallel(y - 3.0625, xs, M, plan.below, plan.above, max_parallel)
     saved = plan.to_dict()
     for s in range(n_exp):
         def gen(hyp, index, attempt, s=s):
@@ -399,7 +403,7 @@ def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monke
         folder.mkdir()
         path = _sweep_experiment(folder, M, steps)
         exp = spec.load(path)
-        backend = MemoryBackend(gen)
+        backend = MemoryBackend(gen, max_parallel=max_parallel)
         r = Runner(exp, Store(folder / "results"), backend, folder, path.read_text(), Options(runs=M),
                    decider=sweep_seq.SweepPlan.from_dict(saved))
         slots = r.run()
@@ -411,8 +415,6 @@ def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monke
         want = (list(map(int, res["n"][s])), int(res["control"][s]), list(map(int, res["dec"][s])))
         assert (got_n, got_c, got_dec) == want, (s, (got_n, got_c, got_dec), want)
         assert len(backend.launched) == sum(got_n) + got_c
-    with pytest.raises(UserError, match="not emulated"):
-        sim.simulate_sweep(steps, scen[0], 0.0008, 3.0625, max_runs=M, sims=10, max_parallel=2)
     with pytest.raises(UserError, match="--sweep-losses"):
         sim.simulate_sweep(steps, scen[0][:2], 0.0008, 3.0625, max_runs=M, sims=10)
 

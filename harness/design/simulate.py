@@ -282,8 +282,8 @@ def simulate_sweep(steps, losses, loss_sigma: float, target_loss: float = th.TAR
     """Operating characteristics of ``--until-decisive`` on a step sweep (harness/design/sweep_seq.py).
 
     ``losses``: the true mean final loss at each of ``steps``. Decisions and run counts
-    come from ``sweep_seq.run_paths``, the decider's own procedure vectorised; with one
-    job at a time the runner launches exactly the arm each look needs, so the counts are
+    come from ``sweep_seq.run_paths`` (``run_paths_parallel`` with several jobs), the
+    decider's own procedure vectorised with the runner's scheduling, so the counts are
     the runner's (tests/test_sweep.py runs the real Runner on the same draws).
     "right": the true smallest step count below the target is named; "false": a step
     count whose true mean is at or above the target is decided below.
@@ -300,9 +300,8 @@ def simulate_sweep(steps, losses, loss_sigma: float, target_loss: float = th.TAR
         raise UserError(f"--loss-sigma {loss_sigma!r}: expected a standard deviation > 0, e.g. 0.0009")
     if not isinstance(sims, int) or sims < 1:
         raise UserError(f"--sims {sims!r}: expected a positive integer, e.g. 10000")
-    if max_parallel != 1:
-        # with several jobs the runner launches several runs of the needed arm per look: not emulated
-        raise UserError("a sweep with --max-parallel > 1 is not emulated; use --max-parallel 1")
+    if not isinstance(max_parallel, int) or max_parallel < 1:
+        raise UserError(f"--max-parallel {max_parallel!r}: expected a positive integer")
     order = np.argsort(steps)
     steps, mu = [steps[i] for i in order], mu[order]
     plan = sweep_seq.SweepPlan("H0", "H1", [(s, f"H1@{s}") for s in steps], target_loss, alpha_loss, max_runs)
@@ -320,7 +319,10 @@ def simulate_sweep(steps, losses, loss_sigma: float, target_loss: float = th.TAR
         B = min(BLOCK // 4, sims - done)
         done += B
         y = draw_sweep(rng, B, M, mu, loss_sigma) - target_loss
-        res = sweep_seq.run_paths(y, xs, M, plan.below, plan.above)
+        if max_parallel == 1:
+            res = sweep_seq.run_paths(y, xs, M, plan.below, plan.above)
+        else:       # the runner launches up to max_parallel runs of the arm a look needs
+            res = sweep_seq.run_paths_parallel(y, xs, M, plan.below, plan.above, max_parallel)
         below = res["dec"] == 1
         claim = np.where(below.any(axis=1), below.argmax(axis=1), -1)
         acc["right"] += int((claim == truth).sum())

@@ -197,6 +197,89 @@ def run_paths(y: np.ndarray, xs: np.ndarray, max_runs: int, below: np.ndarray, a
     return {"n": n, "dec": dec, "at": at, "control": control, "runs": n.sum(axis=1) + control}
 
 
+def run_paths_parallel(y: np.ndarray, xs: np.ndarray, max_runs: int, below: np.ndarray, above: np.ndarray,
+                       max_parallel: int) -> dict:
+    """``run_paths`` with ``max_parallel`` jobs at once, as the runner schedules them.
+
+    The decider asks for one arm at a time; the runner then launches up to
+    ``max_parallel`` of that arm's slots together, and (the in-memory backend) they end
+    together, in start order, with a look after each: decisions are made at every one
+    of those looks, the next arm is chosen by the last. Sample sigma only.
+    """
+    S, K, M = y.shape
+    P = int(max_parallel)
+    n0 = START * K
+    r = np.arange(S)
+    n = np.zeros((S, K), dtype=np.int64)
+    s1 = np.zeros((S, K))
+    s2 = np.zeros((S, K))
+    dec = np.zeros((S, K), dtype=np.int8)
+    at = np.zeros((S, K), dtype=np.int64)
+    control = np.zeros(S, dtype=np.int64)
+    front = np.full(S, K - 1, dtype=np.int64)
+    ended = np.zeros(S, dtype=bool)               # an "above" settled the answer
+
+    def look(rows):
+        """Decisions at the current runs of these paths (the step-down cascade)."""
+        started = (n[rows] >= START).all(axis=1)
+        N = n[rows].sum(axis=1)
+        j = N - n0
+        ok = started & (j >= 0) & (j < below.size) & ~ended[rows]
+        rows = rows[ok]
+        if rows.size == 0:
+            return
+        j = j[ok]
+        t, df = _tstats(n[rows], s1[rows], s2[rows], xs, "sample")
+        from scipy import special
+        tb = special.stdtrit(df, below[j])
+        ta = special.stdtrit(df, above[j])
+        fr = front[rows]
+        for _ in range(K):
+            test = (fr >= 0) & ~ended[rows]
+            tf = t[np.arange(rows.size), np.maximum(fr, 0)]
+            is_b = test & (tf <= tb)
+            is_a = test & ~is_b & (-tf <= ta)
+            hit = is_b | is_a
+            dec[rows[hit], fr[hit]] = np.where(is_b[hit], 1, -1)
+            at[rows[hit], fr[hit]] = N[ok][hit]
+            ended[rows[is_a]] = True
+            fr = fr - is_b
+            if not is_b.any():
+                break
+        front[rows] = fr
+
+    live = np.ones(S, dtype=bool)
+    while live.any():
+        rows = np.nonzero(live)[0]
+        # the arm the last look needs: -1 the control, K none (done)
+        started = (n[rows] >= START).all(axis=1)
+        fewest = np.argmin(n[rows] * (K + 1) + np.arange(K)[None, :], axis=1)    # ties: fewer steps
+        fr = front[rows]
+        pick = np.where(started, np.where(~ended[rows] & (fr >= 0) & (n[rows, np.maximum(fr, 0)] < M), fr, K),
+                        fewest)
+        lag = (pick < K) & (control[rows] < n[rows].max(axis=1))
+        arm = np.where(lag, -1, pick)
+        stop = arm == K
+        live[rows[stop]] = False
+        rows, arm = rows[~stop], arm[~stop]
+        if rows.size == 0:
+            break
+        have = np.where(arm < 0, control[rows], n[rows, np.maximum(arm, 0)])
+        L = np.minimum(P, M - have)
+        for k in range(P):
+            go = k < L
+            gr, ga = rows[go], arm[go]
+            c = ga < 0
+            control[gr[c]] += 1
+            sr, sa = gr[~c], ga[~c]
+            v = y[sr, sa, n[sr, sa]]
+            n[sr, sa] += 1
+            s1[sr, sa] += v
+            s2[sr, sa] += v * v
+            look(gr)
+    return {"n": n, "dec": dec, "at": at, "control": control, "runs": n.sum(axis=1) + control}
+
+
 # --------------------------------------------------------------------------- calibration
 def calibration_paths(alpha: float) -> int:
     """Simulated sweeps per calibration: the plain design's, at most 2^18 (a whole sweep
