@@ -2,6 +2,7 @@
 """Recompute the sequential calibrations committed in ``harness/design/calibrations/``.
 
     python scripts/write_calibrations.py [KIND-aALPHA-MM-rRHO ...]
+    python scripts/write_calibrations.py sweep      # the step sweep's (harness/design/calibrations/sweep/)
 
 Run it after changing the calibration (its version, paths, seed, target or grid):
 ``tests/test_calibrations.py`` fails until the committed files match the code. With
@@ -73,11 +74,31 @@ def write_borrowed(args: list[str]) -> int:
     return 0
 
 
+def sweep_plans() -> int:
+    """The step sweep's committed calibrations (harness/design/sweep_seq.py SHIPPED)."""
+    from harness.design import sweep_seq
+    folder = sweep_seq.PACKAGED
+    folder.mkdir(exist_ok=True)
+    for old in sorted(folder.glob("*.json")):
+        old.unlink()
+    packaged, sweep_seq.PACKAGED = sweep_seq.PACKAGED, None
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["HARNESS_CACHE"] = tmp
+        for steps, alpha, max_runs in sweep_seq.SHIPPED:
+            data = sweep_seq.calibration(steps, alpha, max_runs)
+            name = sweep_seq.file_name(data["key"])
+            (packaged / name).write_text(json.dumps(data, indent=1) + "\n")
+            print(f"{packaged.relative_to(ROOT)}/{name}")
+    return 0
+
+
 def main(args: list[str]) -> int:
     if args[:1] == ["--borrowed"]:
         return write_borrowed(args[1:])
     if any(a.startswith("borrowed-") for a in args):
         return write_borrowed(args)
+    if args == ["sweep"]:
+        return sweep_plans()
     todo = plans(args)
     packaged, seq.PACKAGED = seq.PACKAGED, None          # never read the files being replaced
     for old in ([] if args else sorted(packaged.glob("*.json"))):
@@ -92,6 +113,7 @@ def main(args: list[str]) -> int:
             print(f"{packaged.relative_to(ROOT)}/{path.name}")
     if not args:
         write_borrowed([])
+        sweep_plans()
     return 0
 
 

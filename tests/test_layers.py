@@ -46,6 +46,7 @@ KNOWN_LEAKS: dict = {}
 KNOWN_READERS = {
     "design.sequential": "the calibration cache ($HARNESS_CACHE or ~/.cache/harness): to be passed in",
     "design.borrow_seq": "the same calibration cache, for the borrowed-sigma boundaries",
+    "design.sweep_seq": "the same calibration cache, for the step sweep's boundaries",
 }
 
 

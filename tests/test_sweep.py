@@ -101,6 +101,18 @@ def test_sweep_finds_the_smallest_step_count_below_target_with_its_interval():
     assert sw.points[0].time_delta == pytest.approx(-1.2)
 
 
+def test_sweep_answer_is_counted_down_from_the_most_steps():
+    # 1550 passes on its own, 1575 does not: naming 1550 ("the smallest with p < alpha")
+    # spends alpha at each step count (about 2.4 alpha with 3 on the target); step-down names none
+    arms = [(1550, "H1@1550", [3.2785, 3.2781, 3.2788], [1.0] * 3),
+            (1560, "H1@1560", [3.2799, 3.2797, 3.2802], [1.0] * 3),
+            (1575, "H1@1575", [3.2812, 3.2806, 3.2809], [1.0] * 3)]
+    sw = sweep.analyse("H1", arms, [1.0] * 3, 3.28, 0.01)
+    assert [p.verdict for p in sw.points] == ["below", "below", "above"]
+    assert sw.smallest is None and sw.crossing is None
+    assert "no swept step count is below 3.28" in "\n".join(sweep.lines(sw))
+
+
 def test_sweep_pools_a_borrowed_sigma_and_uses_a_known_one():
     arms = [(s, f"H1@{s}", [3.2805 - 3e-5 * (s - 1550) + d for d in (-2e-4, 1e-4, 1e-4)], [1.0] * 3)
             for s in (1550, 1560, 1575)]
@@ -128,7 +140,7 @@ def test_sweep_experiment_runs_and_is_analysed(tmp_path):
     assert "sweep H1: final loss vs steps, local linear fit over 14..18 steps" in r.stdout
 
 
-def test_until_decisive_puts_the_next_run_where_the_sweep_is_least_settled(tmp_path):
+def test_until_decisive_on_a_sweep_steps_down_and_stops_when_settled(tmp_path):
     path = _write(tmp_path)
     r = harness("run", path, "--until-decisive", "--max-runs", "5", "--plain", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -136,10 +148,14 @@ def test_until_decisive_puts_the_next_run_where_the_sweep_is_least_settled(tmp_p
     plan = json.loads((res / "sequential.json").read_text())
     assert plan["kind"] == "sweep"
     n = {h: len(list((res / h).glob("*/result.json"))) for h in ("H0", "H1@14", "H1@16", "H1@18")}
-    # 16 steps (3.0625 + 0.001 noise) sits on the target: it gets the runs, the clear ends do not
-    assert n["H1@16"] == 5 and n["H1@14"] < 5 and n["H1@18"] < 5
+    # the stand-in's loss is 3 + 1/steps + 0.001 (seed % 3): 18 steps is below 3.0625, 16 at or
+    # above it, 14 above. The test starts at 18 (below), moves to 16 (above): settled, 18 is the
+    # answer; 14 keeps its 2 starting runs (below 16 steps nothing can pass once 16 is above)
+    assert [(e["hypothesis"], e["decision"]) for e in plan["decisions"]] == [("H1@18", "below"),
+                                                                            ("H1@16", "above")]
+    assert n["H1@14"] == 2 and n["H1@16"] < 5 and n["H1@18"] < 5
     r = harness("analyze", res, cwd=tmp_path)
-    assert r.returncode == 0 and "H1@16: 5 runs" in r.stdout
+    assert r.returncode == 0 and "stop: H1@18 is the smallest step count below 3.0625" in r.stdout
 
 
 def test_sweep_hypotheses_file_expands(tmp_path):
@@ -223,3 +239,239 @@ def test_until_decisive_borrows_the_loss_sigma_named_in_the_experiment_file(tmp_
     sd = np.std([3.0511, 3.0498, 3.0503, 3.0520], ddof=1)
     assert f"variance: loss sigma {sd:.4g} borrowed from 4 runs of earlier (3 df)" in r.stdout
     assert "time sigma not borrowed" in r.stdout
+
+
+# ---------------------------------------------------------------- the sweep's sequential design (issue 16)
+from harness.design import sweep_seq  # noqa: E402
+from harness.design import simulate as sim  # noqa: E402
+
+
+def _sweep_plan(M=5, steps=(16, 18, 20), target=3.0625):
+    return sweep_seq.SweepPlan("H0", "H1", [(s, f"H1@{s}") for s in steps], target, 0.01, M)
+
+
+def test_shipped_sweep_calibrations_are_committed_and_current(monkeypatch, tmp_path):
+    # read from harness/design/calibrations/sweep/ with an empty cache: nothing is simulated
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    sweep_seq._calibration.cache_clear()
+
+    def no_simulation(*a, **k):
+        raise AssertionError("recomputed: rewrite them with python scripts/write_calibrations.py sweep")
+    monkeypatch.setattr(sweep_seq, "calibrate", no_simulation)
+    for steps, alpha, M in sweep_seq.SHIPPED:
+        cal = sweep_seq.calibration(steps, alpha, M)
+        assert len(cal["below"]) == len(steps) * (M - sweep_seq.START) + 1
+        assert cal["error"] <= alpha * seq_target(alpha)
+        # every configuration of the grid, re-checked on the screening paths at the lambda found
+        se = math.sqrt(alpha / cal["screen_paths"])
+        assert max(cal["error_by_config"].values()) <= alpha + 2 * se
+    sweep_seq._calibration.cache_clear()
+
+
+def seq_target(alpha):
+    from harness.design import sequential
+    return sequential.target(alpha)
+
+
+@pytest.mark.parametrize("M, steps", [(5, (16, 18, 20)), (8, (1550, 1560, 1575))])
+def test_sweep_boundaries_hold_alpha_on_fresh_simulations(M, steps):
+    # seeds other than the calibration's; every mean on the target and the grid's worst lines
+    plan = _sweep_plan(M, steps)
+    xs = sweep_seq.positions(steps)
+    rng = np.random.default_rng(99)
+    N = 30_000
+    z = rng.standard_normal((N, len(steps), M))
+    worst = 0.0
+    for g, c in [(0.0, 0.0), (-1.5, 0.0), (-2.0, 0.0), (-2.0, float(xs[1]))]:
+        dl = g * (xs - c)
+        res = sweep_seq.run_paths(z + dl[None, :, None], xs, M, plan.below, plan.above)
+        worst = max(worst, float(((res["dec"] == 1) & (dl >= 0)[None, :]).any(axis=1).mean()))
+    se = math.sqrt(0.01 / N)
+    assert worst <= 0.01 + 3 * se
+    assert worst >= 0.6 * 0.01          # calibrated, not Bonferroni: the error allowed is used
+    # and the Bonferroni rule it replaces (alpha / (K^2 M) at every look) was far below alpha
+    K = len(steps)
+    bonf = np.full_like(plan.below, 0.01 / (K * K * M))
+    res = sweep_seq.run_paths(z, xs, M, bonf, plan.above)
+    assert float((res["dec"] == 1).any(axis=1).mean()) < 0.5 * 0.01
+
+
+def _srec(h, i, loss):
+    return RunRecord(run_id=f"{h}-{i}", hypothesis=h, index=i, seed=i, status="ok", val_loss=loss,
+                     train_time_s=10.0, order=i)
+
+
+def test_sweep_decider_steps_down_from_the_most_steps():
+    plan = _sweep_plan()
+    recs = {"H0": [], "H1@16": [], "H1@18": [], "H1@20": []}
+    # the start: 2 runs per step count, round robin from the fewest steps, the control keeping pace
+    seen = []
+    vals = {"H1@16": [3.0620, 3.0624], "H1@18": [3.0560, 3.0562], "H1@20": [3.0500, 3.0502]}
+    for _ in range(8):
+        lk = plan.look(recs)
+        assert not lk.new
+        (who,) = [n for n, v in lk.need.items() if v]
+        seen.append(who)
+        recs[who].append(_srec(who, len(recs[who]), 3.06 if who == "H0" else vals[who][len(recs[who])]))
+    assert seen == ["H1@16", "H0", "H1@18", "H1@20", "H1@16", "H0", "H1@18", "H1@20"]
+    lk = plan.look(recs)
+    # 20 steps is far below, so the test moves down to 18 at the same look: below too; then 16
+    # (the line puts it above the target, yet not clearly: it gets the next run)
+    st = {n: d["loss"]["sweep"] for n, d in lk.decisions.items()}
+    assert [e["hypothesis"] for e in lk.new] == ["H1@20", "H1@18"] and st["H1@16"] == "open"
+    assert lk.decisions["H1@20"]["loss"]["decision"] == "pass"
+    assert [n for n, v in lk.need.items() if v] == ["H1@16"]
+    assert plan.look(recs).new == []           # a second look on the same runs decides nothing new
+    again = sweep_seq.SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again.journal == plan.journal and list(again.below) == list(plan.below)
+    assert again.look(recs).decisions == lk.decisions
+
+
+def test_sweep_decider_needs_one_arm_at_a_time_and_stops_when_settled():
+    plan = _sweep_plan(M=4)
+    recs = {"H0": [], "H1@16": [], "H1@18": [], "H1@20": []}
+    rng = np.random.default_rng(4)
+    mu = {"H1@16": 3.0650, "H1@18": 3.0610, "H1@20": 3.0500}
+    for _ in range(40):
+        lk = plan.look(recs)
+        need = [n for n, v in lk.need.items() if v]
+        if lk.done:
+            assert not need and lk.reason.startswith("stop:")
+            break
+        assert len(need) == 1
+        (who,) = need
+        assert len(recs[who]) < 4
+        recs[who].append(_srec(who, len(recs[who]), 3.06 if who == "H0" else mu[who] + 0.0005 * rng.standard_normal()))
+    assert lk.done
+    # the control kept pace with the busiest sweep arm (or one behind, at the stop)
+    busiest = max(len(recs[n]) for n in mu)
+    assert busiest - 1 <= len(recs["H0"]) <= busiest
+
+
+def _sweep_experiment(folder, M, steps=(16, 18, 20)):
+    text = f"""
+[experiment]
+name = "acc"
+runs = {M}
+retries = 1
+target_loss = 3.0625
+[defaults]
+script = "{STAND_INS / 'fake_train.py'}"
+launcher = "python"
+[[hypothesis]]
+name = "H0"
+control = true
+steps = 20
+args = {{ num_iterations = 20 }}
+[[hypothesis]]
+name = "H1"
+steps = {list(steps)}
+args = {{ num_iterations = "{{steps}}" }}
+"""
+    p = folder / "acc.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("max_parallel", [1, 3])
+def test_simulate_sweep_counts_the_runs_the_real_runner_launches(tmp_path, monkeypatch, max_parallel):
+    # the real Runner, the in-memory backend and the decider, on the draws of simulate_sweep
+    from harness.run import runner as runner_mod
+    from harness.run.backends.memory import FakeRun, MemoryBackend
+    from harness.run.runner import Options, Runner
+    from harness.data.store import Store
+    monkeypatch.setattr(runner_mod, "POLL_S", 0.0)
+    M, steps = 5, (16, 18, 20)
+    plan = _sweep_plan(M, steps)
+    xs = sweep_seq.positions(steps)
+    n_exp = 24 if max_parallel == 1 else 15
+    rng = np.random.default_rng(1600)
+    scen = [[3.0640, 3.0620, 3.0610], [3.0625, 3.0615, 3.0600], [3.0650, 3.0640, 3.0630]]
+    y = np.concatenate([sim.draw_sweep(rng, n_exp // 3, M, mu, 0.0008) for mu in scen])
+    if max_parallel == 1:
+        res = sweep_seq.run_paths(y - 3.0625, xs, M, plan.below, plan.above)
+    else:
+        res = sweep_seq.run_paths_parallel(y - 3.0625, xs, M, plan.below, plan.above, max_parallel)
+    saved = plan.to_dict()
+    for s in range(n_exp):
+        def gen(hyp, index, attempt, s=s):
+            if hyp == "H0":
+                return FakeRun(3.06, 10_000.0, 20)
+            k = steps.index(int(hyp.split("@")[1]))
+            return FakeRun(float(y[s, k, index]), 10_000.0, steps[k])
+        folder = tmp_path / f"e{s}"
+        folder.mkdir()
+        path = _sweep_experiment(folder, M, steps)
+        exp = spec.load(path)
+        backend = MemoryBackend(gen, max_parallel=max_parallel)
+        r = Runner(exp, Store(folder / "results"), backend, folder, path.read_text(), Options(runs=M),
+                   decider=sweep_seq.SweepPlan.from_dict(saved))
+        slots = r.run()
+        done = [sl.done for sl in slots.values() if sl.done is not None]
+        got_n = [sum(1 for x in done if x.hypothesis == f"H1@{st}") for st in steps]
+        got_c = sum(1 for x in done if x.hypothesis == "H0")
+        word = {"below": 1, "above": -1, "open": 0}
+        got_dec = [word[r.look.decisions[f"H1@{st}"]["loss"]["sweep"]] for st in steps]
+        want = (list(map(int, res["n"][s])), int(res["control"][s]), list(map(int, res["dec"][s])))
+        assert (got_n, got_c, got_dec) == want, (s, (got_n, got_c, got_dec), want)
+        assert len(backend.launched) == sum(got_n) + got_c
+    with pytest.raises(UserError, match="--sweep-losses"):
+        sim.simulate_sweep(steps, scen[0][:2], 0.0008, 3.0625, max_runs=M, sims=10)
+
+
+def test_simulate_sweep_mode_prints_runs_power_and_false_rates(tmp_path):
+    r = harness("simulate", "--sweep-steps", "16,18,20", "--sweep-losses", "3.0640,3.0620,3.0600",
+                "--loss-sigma", "0.0008", "--target-loss", "3.0625", "--max-runs", "5", "--sims", "3000",
+                "--format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["true_smallest"] == 18 and 0 < d["right_rate"] < 1 and d["false_rate"] <= 0.01 + 3 * d["false_rate_se"]
+    assert d["mean_total_runs"] == pytest.approx(d["mean_sweep_runs"] + d["mean_control_runs"])
+    assert sum(d["claimed"].values()) == pytest.approx(1.0)
+    r = harness("simulate", "--sweep-steps", "16,18,20", "--sweep-slope", "-0.5", "--loss-mean", "3.065",
+                "--loss-sigma", "0.0008", "--target-loss", "3.0625", "--max-runs", "5", "--sims", "500", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "right (the true smallest named)" in r.stdout and "false (a step count" in r.stdout
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sweep-steps", "16,x"], "--sweep-steps"),
+    (["--sweep-steps", "16,18", "--sweep-losses", "3.1"], "--sweep-losses: expected 2 numbers"),
+    ([], "simulate needs --time-sigma"),
+])
+def test_simulate_sweep_bad_flags_are_one_line_errors(tmp_path, argv, needle):
+    r = harness("simulate", "--loss-sigma", "0.001", *argv, cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["sample", "known", "borrowed"])
+def test_sweep_decider_and_its_vectorised_procedure_agree_in_every_sigma_mode(mode):
+    # the decider's look() driven run by run against run_paths (what calibration and simulate use),
+    # on the same draws; boundaries given (no calibration): only the procedure is compared
+    steps, M, target, sig = (16, 18, 20), 5, 3.0625, 0.0008
+    L = len(steps) * (M - sweep_seq.START) + 1
+    saved = {"boundaries": {"below": list(np.linspace(0.002, 0.02, L)), "above": list(np.linspace(0.01, 0.1, L))}}
+    sigma = {"sample": None, "known": borrow.known(sig), "borrowed": borrow.Sigma(sig, 6.0, 7, "x")}[mode]
+    plan0 = sweep_seq.SweepPlan("H0", "H1", [(s, f"H1@{s}") for s in steps], target, 0.01, M, sigma, 0.05,
+                                saved=saved)
+    rng = np.random.default_rng(7)
+    mus = [[3.0640, 3.0620, 3.0610], [3.0625, 3.0618, 3.0605], [3.0632, 3.0626, 3.0600]]
+    y = np.concatenate([sim.draw_sweep(rng, 8, M, mu, sig * (1.4 if mode == "borrowed" else 1.0)) for mu in mus])
+    kw = {"sample": {}, "known": {"mode": "known"},
+          "borrowed": {"mode": "borrowed", "sb2": np.full(len(y), sig ** 2), "df_b": 6.0, "level": 0.05}}[mode]
+    scale = sig if mode == "known" else 1.0        # known: run_paths takes losses in sigma units
+    res = sweep_seq.run_paths((y - target) / scale, sweep_seq.positions(steps), M, plan0.below, plan0.above, **kw)
+    for s in range(len(y)):
+        plan = sweep_seq.SweepPlan.from_dict(json.loads(json.dumps(plan0.to_dict())))
+        recs = {"H0": [], **{f"H1@{st}": [] for st in steps}}
+        for _ in range(40):
+            lk = plan.look(recs)
+            if lk.done:
+                break
+            (who,) = [n for n, v in lk.need.items() if v]
+            k = None if who == "H0" else steps.index(int(who.split("@")[1]))
+            recs[who].append(_srec(who, len(recs[who]), 3.06 if k is None else float(y[s, k, len(recs[who])])))
+        got = ([len(recs[f"H1@{st}"]) for st in steps], len(recs["H0"]),
+               [{"below": 1, "above": -1, "open": 0}[lk.decisions[f"H1@{st}"]["loss"]["sweep"]] for st in steps])
+        want = (list(map(int, res["n"][s])), int(res["control"][s]), list(map(int, res["dec"][s])))
+        assert got == want, (s, got, want)

@@ -12,7 +12,8 @@ known). "Local": the range of a sweep is a few percent of the step count, where 
 loss curve is close to a straight line; predictions are made only inside the swept
 range. At each swept step count the predicted mean loss is tested one-sided against
 the target (p below) like the table's loss test, and the smallest step count whose
-prediction is below the target at alpha_loss is reported with its interval.
+prediction is below the target at alpha_loss, counted down from the most steps (a
+step-down test: a false answer is at most alpha_loss in all), is reported with its interval.
 """
 from __future__ import annotations
 
@@ -151,13 +152,23 @@ def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], co
         t_fin = [t for t in ts if math.isfinite(t)]
         out.points.append(Point(s, name, len(ls), mean(t_fin) - c_t if t_fin else NAN,
                                 mean(fin) if fin else NAN, pred, p, verdict))
-    below = [pt for pt in out.points if pt.verdict == "below"]
+    # step-down from the most steps (fixed-sequence testing, as design/sweep_seq.py): the
+    # answer is the last of the step counts below the target counted down from the largest,
+    # so a false one is at most alpha_loss in all; "the smallest with p < alpha" is not (each
+    # step count at alpha: about 2.4 alpha with 3 step counts all on the target)
+    below = []
+    for pt in sorted(out.points, key=lambda pt: -pt.steps):
+        if pt.verdict != "below":
+            break
+        below.append(pt)
     if f is not None and below:
-        out.smallest = min(below, key=lambda pt: pt.steps)
+        out.smallest = below[-1]
         m, se = f.predict(out.smallest.steps)
         q = _ppf(1.0 - alpha, f.df) * se
         out.interval = (m - q, m + q)
-        out.crossing = next((s for s in range(f.lo, f.hi + 1) if f.upper(s, alpha) < target), None)
+        run = [s for s in range(f.hi, f.lo - 1, -1)]
+        ok = [s for s in run[:next((i for i, s in enumerate(run) if f.upper(s, alpha) >= target), len(run))]]
+        out.crossing = ok[-1] if ok else None
     return out
 
 
@@ -198,101 +209,3 @@ def to_dict(sw: Sweep) -> dict:
                         "verdict": p.verdict} for p in sw.points],
             "smallest": None if sw.smallest is None else sw.smallest.steps,
             "smallest_interval": list(sw.interval), "interpolated_smallest": sw.crossing}
-
-
-# ---------------------------------------------------------------- --until-decisive
-
-@dataclass
-class SweepLook:
-    need: dict[str, bool]
-    done: bool
-    decisions: dict[str, dict]
-    lines: list[str] = field(default_factory=list)
-    reason: str = ""
-
-
-class SweepDecider:
-    """``--until-decisive`` for a sweep: the next run goes where the decision is least settled.
-
-    The question is the smallest swept step count whose mean loss is below the target.
-    After every run the loss model is refitted; a step count is decided "below" (or
-    "above") when its one-sided p is under ``alpha_loss / (K * K * M)``: a Bonferroni
-    bound over the K step counts and every look (at most K * M sweep runs), so a false
-    "below" anywhere, at any look, has probability at most alpha_loss. The answer is
-    settled when the smallest "below" step count has only "above" ones under it (or
-    every step count is "above"). Until then one arm needs runs: among the undecided
-    step counts under the smallest "below" one, the one whose p is furthest from
-    either decision. The control keeps pace with the busiest sweep arm, for the time
-    column. Runs per arm stop at ``max_runs``.
-    """
-
-    revisit = True          # the runner keeps skipped slots: an arm may be needed again
-
-    def __init__(self, control: str, base: str, arms: list[tuple[int, str]], target_loss: float,
-                 alpha_loss: float, max_runs: int, sigma=None, level: float | None = None) -> None:
-        self.control, self.base, self.arms = control, base, sorted(arms)
-        self.target, self.alpha, self.max_runs = float(target_loss), float(alpha_loss), int(max_runs)
-        self.sigma, self.level = sigma, level
-        k = len(self.arms)
-        self.threshold = self.alpha / (k * k * self.max_runs)
-
-    def to_dict(self) -> dict:
-        return {"kind": "sweep", "control": self.control, "base": self.base,
-                "arms": [[s, n] for s, n in self.arms], "target_loss": self.target,
-                "alpha_loss": self.alpha, "max_runs": self.max_runs, "threshold": self.threshold,
-                "sigma": None if self.sigma is None else self.sigma.to_dict(), "level": self.level}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SweepDecider":
-        from harness.analysis.borrow import Sigma
-        return cls(d["control"], d["base"], [(int(s), str(n)) for s, n in d["arms"]], d["target_loss"],
-                   d["alpha_loss"], d["max_runs"], Sigma.from_dict(d["sigma"]) if d.get("sigma") else None,
-                   d.get("level"))
-
-    def look(self, records: dict[str, list]) -> SweepLook:
-        done_recs = {n: [r for r in records.get(n, []) or [] if r.status in ("ok", "diverged")]
-                     for _, n in self.arms + [(0, self.control)]}
-        counts = {n: len(v) for n, v in done_recs.items()}
-        losses = {n: [float(r.val_loss) if r.val_loss is not None else math.nan for r in done_recs[n]]
-                  for _, n in self.arms}
-        f = fit([(s, losses[n]) for s, n in self.arms], self.sigma, self.level)
-        state, lines = {}, []
-        for s, n in self.arms:
-            if f is None or counts[n] == 0:
-                state[n] = ("open", NAN, NAN)
-                continue
-            p = f.p_below(s, self.target)
-            q = 1.0 - p
-            state[n] = ("below" if p < self.threshold else "above" if q < self.threshold else "open", p, q)
-            lines.append(f"{n}: {counts[n]} runs, fit {f.predict(s)[0]:.5f}, p below {p:.2g}, p above {q:.2g} "
-                         f"(decide at {self.threshold:.2g}) -> {state[n][0]}")
-        below = [s for s, n in self.arms if state[n][0] == "below"]
-        cut = min(below) if below else math.inf
-        pending = [(s, n) for s, n in self.arms if s < cut and state[n][0] != "above"]
-        open_ = [(s, n) for s, n in pending if counts[n] < self.max_runs]
-        need = {n: False for _, n in self.arms}
-        if f is None:
-            for _, n in self.arms:             # the model needs a run at every step count first
-                need[n] = counts[n] < min(2, self.max_runs)
-        elif open_:
-            pick = max(open_, key=lambda sn: (min(state[sn[1]][1], state[sn[1]][2])
-                                              if math.isfinite(state[sn[1]][1]) else 1.0, -sn[0]))
-            need[pick[1]] = True
-        busiest = max((counts[n] for _, n in self.arms), default=0)
-        need[self.control] = any(need.values()) and counts[self.control] < min(busiest + 1, self.max_runs)
-        done = not any(need.values())
-        if done:
-            if below and not pending:
-                reason = f"stop: {self.base}@{min(below)} is the smallest step count below {self.target:g}"
-            elif not below and not pending:
-                reason = f"stop: no swept step count is below {self.target:g}"
-            elif f is None:
-                reason = "stop: too few runs for the loss model"
-            else:
-                reason = (f"stop: {self.max_runs} runs reached with "
-                          f"{', '.join(n for _, n in pending)} undecided")
-        else:
-            reason = "continue: " + ", ".join(f"{n} ({counts[n]}/{self.max_runs})" for n, v in need.items() if v)
-        lines.append(reason)
-        decisions = {n: {"loss": {"decision": st, "p_below": p, "p_above": q}} for n, (st, p, q) in state.items()}
-        return SweepLook(need=need, done=done, decisions=decisions, lines=lines, reason=reason)

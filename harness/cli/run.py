@@ -122,7 +122,7 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
         return plan
     from harness import arms
     if arms.sweeps([h.name for h in exp.hypotheses]):      # a step sweep (issue 16)
-        return sweep_decider(exp, max_runs)
+        return sweep_decider(exp, max_runs, quiet)
     if quiet:
         return None
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
@@ -136,11 +136,11 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     return plan  # the runner stores it once it holds the results folder
 
 
-def sweep_decider(exp, max_runs: int):
+def sweep_decider(exp, max_runs: int, quiet: bool = False):
     """The ``--until-decisive`` rule of an experiment with one step sweep beside the control."""
     from harness import arms as sweep_arms
-    from harness.analysis import sweep
     from harness.cli import variance as variance_source
+    from harness.design import sweep_seq
     from harness.run.record import host_gpus
     found = sweep_arms.sweeps([h.name for h in exp.hypotheses if not h.control])
     others = [h.name for h in exp.hypotheses
@@ -155,8 +155,11 @@ def sweep_decider(exp, max_runs: int):
         v = variance_source.load_plan(exp.known_loss_sigma, exp.variance_from, [here],
                                       flag="experiment.variance_from")
         sigma, level = v.loss, v.level
-    return sweep.SweepDecider(exp.control.name, base, arms, exp.target_loss, exp.alpha_loss, max_runs,
-                              sigma, level)
+    if not quiet and not sweep_seq.stored([s for s, _ in arms], exp.alpha_loss, max_runs, sigma, level):
+        print("calibrating the sweep's sequential boundaries (once per machine, about a minute) ...",
+              file=sys.stderr)
+    return sweep_seq.SweepPlan(exp.control.name, base, arms, exp.target_loss, exp.alpha_loss, max_runs,
+                               sigma, level)
 
 
 def borrowed_plan(exp, max_runs: int):

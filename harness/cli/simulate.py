@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from harness import thresholds as th
 from harness.design import sequential as seq
-from harness.design.simulate import simulate
+from harness.design.simulate import simulate, simulate_sweep
 from harness.errors import UserError
 
 def format_text(r: dict) -> str:
@@ -45,10 +46,10 @@ def format_text(r: dict) -> str:
 
 
 def configure(p) -> None:
-    p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one")
+    p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one (not with --sweep-steps)")
     p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (s); default: --time-sigma")
-    p.add_argument("--time-delta", type=float, required=True, help="treatment mean time minus control's (s); < 0 is faster")
-    p.add_argument("--loss-mean", type=float, required=True, help="treatment's true mean loss")
+    p.add_argument("--time-delta", type=float, help="treatment mean time minus control's (s); < 0 is faster")
+    p.add_argument("--loss-mean", type=float, help="treatment's true mean loss")
     p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma; default: the borrowed one")
     p.add_argument("--target-loss", type=float, default=th.TARGET_LOSS)
     p.add_argument("--alpha-time", type=float, default=th.ALPHA_TIME)
@@ -81,6 +82,63 @@ def configure(p) -> None:
     b.add_argument("--borrowed-draw", choices=("fresh", "fixed"), default="fresh",
                    help="fresh (default): each simulated experiment draws its borrowed variance "
                         "(the design's error rates); fixed: the borrowed sigma as given")
+    # a step sweep (issue 16): --until-decisive on arms BASE@STEPS (harness/design/sweep_seq.py)
+    p.add_argument("--sweep-steps", help="simulate a step sweep at these step counts, e.g. 1550,1560,1575")
+    p.add_argument("--sweep-losses", help="the true mean loss at each swept step count, e.g. 3.279,3.2788,3.2784")
+    p.add_argument("--sweep-slope", type=float,
+                   help="instead of --sweep-losses: loss change per 1000 steps, from --loss-mean at the fewest steps")
+
+
+def _floats(flag: str, text: str, kind=float) -> list:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected numbers separated by commas, e.g. 1550,1560,1575") from None
+
+
+def sweep_main(args) -> int:
+    if args.loss_sigma is None:
+        raise UserError("--sweep-steps needs --loss-sigma: the true sigma of a run's final loss")
+    steps = _floats("--sweep-steps", args.sweep_steps, int)
+    if (args.sweep_losses is None) == (args.sweep_slope is None):
+        raise UserError("--sweep-steps needs --sweep-losses (one true mean loss per step count) or "
+                        "--sweep-slope with --loss-mean (the loss at the fewest steps)")
+    if args.sweep_losses is not None:
+        losses = _floats("--sweep-losses", args.sweep_losses)
+    else:
+        if args.loss_mean is None:
+            raise UserError("--sweep-slope needs --loss-mean: the true mean loss at the fewest steps")
+        lo = min(steps)
+        losses = [args.loss_mean + args.sweep_slope * (s - lo) / 1000.0 for s in steps]
+    from harness.design import sweep_seq
+    if len(set(steps)) >= 2 and not sweep_seq.stored(steps, args.alpha_loss, args.max_runs):
+        print("calibrating the sweep's sequential boundaries (once per machine, about a minute) ...",
+              file=sys.stderr)
+    r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss, alpha_loss=args.alpha_loss,
+                       max_runs=args.max_runs, sims=args.sims, seed=args.seed, max_parallel=args.max_parallel)
+    print(json.dumps(r, indent=2) if args.format == "json" else format_sweep(r))
+    return 0
+
+
+def format_sweep(r: dict) -> str:
+    se = r["false_rate_se"]
+    lines = [f"simulated {r['sims']} step sweeps (seed {r['seed']}), --until-decisive with at most "
+             f"{r['max_runs']} runs per arm",
+             f"  loss sigma {r['loss_sigma']:g}, target {r['target_loss']:g}, alpha_loss {r['alpha_loss']:g}; "
+             f"true smallest step count below the target: {r['true_smallest'] or 'none'}",
+             "",
+             f"{'steps':>8}{'true loss':>11}{'runs':>8}{'named':>8}"]
+    for s, m in zip(r["steps"], r["losses"]):
+        lines.append(f"{s:>8}{m:>11.5f}{r['mean_runs_per_step'][str(s)]:>8.2f}{r['claimed'][str(s)]:>8.4f}")
+    lines += [f"{'none':>8}{'':>11}{'':>8}{r['claimed']['none']:>8.4f}", "",
+              f"right (the true smallest named): {r['right_rate']:.4f} +- {r['right_rate_se']:.4f}",
+              f"false (a step count at or above the target decided below): {r['false_rate']:.4f} +- {se:.4f} "
+              f"(alpha_loss {r['alpha_loss']:g})",
+              f"runs per experiment: sweep {r['mean_sweep_runs']:.2f}, control {r['mean_control_runs']:.2f}, "
+              f"total {r['mean_total_runs']:.2f} (95th percentile {r['p95_total_runs']:g}, most "
+              f"{r['max_total_runs']}) vs {r['fixed_total_runs']} for {r['max_runs']} runs per arm",
+              f"method: {r['method']}"]
+    return "\n".join(lines)
 
 
 def variance_plan(args):
@@ -117,6 +175,11 @@ def variance_plan(args):
 
 
 def main(args) -> int:
+    if getattr(args, "sweep_steps", None):
+        return sweep_main(args)
+    for flag, v in (("--time-delta", args.time_delta), ("--loss-mean", args.loss_mean)):
+        if v is None:
+            raise UserError(f"simulate needs {flag} (or --sweep-steps for a step sweep)")
     variance = variance_plan(args)
     if args.time_sigma is None:
         if variance is None or variance.time is None:

@@ -370,9 +370,9 @@ def plan_from_dict(d: dict):
         from harness.design.anytime import AnytimePlan
         return AnytimePlan.from_dict(d)
     if d.get("kind") == "sweep":
-        from harness.analysis.sweep import SweepDecider
+        from harness.design.sweep_seq import SweepPlan
         try:
-            return SweepDecider.from_dict(d)
+            return SweepPlan.from_dict(d)
         except (KeyError, TypeError, ValueError) as e:
             raise seq.UserError(f"saved sweep plan is incomplete ({e}); delete it to start over") from None
     return BorrowedPlan.from_dict(d) if d.get("variance") else seq.SequentialPlan.from_dict(d)

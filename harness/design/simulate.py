@@ -356,3 +356,86 @@ def draw_borrowed(rng, B: int, variance, how: str = "fresh") -> dict:
         else:
             out[what] = s.value * np.sqrt(rng.chisquare(s.df, (B, 1)) / s.df)
     return out
+
+
+# --------------------------------------------------------------------------- step sweeps (issue 16)
+def draw_sweep(rng, B: int, M: int, losses, loss_sigma: float) -> np.ndarray:
+    """(B, K, M) final losses: run j of the sweep arm at step count k (launch-order slot j)."""
+    mu = np.asarray(losses, dtype=float)
+    return mu[None, :, None] + loss_sigma * rng.standard_normal((B, mu.size, M))
+
+
+def simulate_sweep(steps, losses, loss_sigma: float, target_loss: float = th.TARGET_LOSS,
+                   alpha_loss: float = th.ALPHA_LOSS, max_runs: int = th.RUNS, sims: int = 10_000,
+                   seed: int = 0, max_parallel: int = 1) -> dict:
+    """Operating characteristics of ``--until-decisive`` on a step sweep (harness/design/sweep_seq.py).
+
+    ``losses``: the true mean final loss at each of ``steps``. Decisions and run counts
+    come from ``sweep_seq.run_paths`` (``run_paths_parallel`` with several jobs), the
+    decider's own procedure vectorised with the runner's scheduling, so the counts are
+    the runner's (tests/test_sweep.py runs the real Runner on the same draws).
+    "right": the true smallest step count below the target is named; "false": a step
+    count whose true mean is at or above the target is decided below.
+    """
+    from harness.design import sweep_seq
+    steps = [int(s) for s in steps]
+    mu = np.asarray(losses, dtype=float)
+    if len(steps) < 2 or len(set(steps)) != len(steps) or any(s <= 0 for s in steps):
+        raise UserError(f"--sweep-steps {steps!r}: expected 2 or more distinct positive step counts, "
+                        f"e.g. 1550,1560,1575")
+    if mu.shape != (len(steps),) or not np.isfinite(mu).all():
+        raise UserError(f"--sweep-losses: expected {len(steps)} numbers, one true mean loss per step count")
+    if not (isinstance(loss_sigma, (int, float)) and math.isfinite(loss_sigma) and loss_sigma > 0):
+        raise UserError(f"--loss-sigma {loss_sigma!r}: expected a standard deviation > 0, e.g. 0.0009")
+    if not isinstance(sims, int) or sims < 1:
+        raise UserError(f"--sims {sims!r}: expected a positive integer, e.g. 10000")
+    if not isinstance(max_parallel, int) or max_parallel < 1:
+        raise UserError(f"--max-parallel {max_parallel!r}: expected a positive integer")
+    order = np.argsort(steps)
+    steps, mu = [steps[i] for i in order], mu[order]
+    plan = sweep_seq.SweepPlan("H0", "H1", [(s, f"H1@{s}") for s in steps], target_loss, alpha_loss, max_runs)
+    xs = sweep_seq.positions(steps)
+    K, M = len(steps), plan.max_runs
+    rng = np.random.default_rng(seed)
+    truth = next((i for i in range(K) if mu[i] < target_loss), -1)
+    null = mu >= target_loss
+    acc = {"right": 0, "false": 0, "none": 0, "runs": 0, "sweep": 0, "control": 0}
+    claims = np.zeros(K + 1, dtype=np.int64)
+    per_arm = np.zeros(K)
+    totals = []
+    done = 0
+    while done < sims:
+        B = min(BLOCK // 4, sims - done)
+        done += B
+        y = draw_sweep(rng, B, M, mu, loss_sigma) - target_loss
+        if max_parallel == 1:
+            res = sweep_seq.run_paths(y, xs, M, plan.below, plan.above)
+        else:       # the runner launches up to max_parallel runs of the arm a look needs
+            res = sweep_seq.run_paths_parallel(y, xs, M, plan.below, plan.above, max_parallel)
+        below = res["dec"] == 1
+        claim = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+        acc["right"] += int((claim == truth).sum())
+        acc["false"] += int((below & null[None, :]).any(axis=1).sum())
+        acc["none"] += int((claim == -1).sum())
+        claims += np.bincount(claim + 1, minlength=K + 1)
+        per_arm += res["n"].sum(axis=0)
+        acc["sweep"] += int(res["n"].sum())
+        acc["control"] += int(res["control"].sum())
+        totals.append(res["runs"])
+    tot = np.concatenate(totals)
+
+    def se(r):
+        return math.sqrt(max(r * (1 - r), 1.0 / sims) / sims)
+    right, false = acc["right"] / sims, acc["false"] / sims
+    return {"method": sweep_seq.METHOD, "mode": "sweep", "sims": sims, "seed": seed, "max_runs": M,
+            "steps": steps, "losses": mu.tolist(), "loss_sigma": float(loss_sigma),
+            "target_loss": float(target_loss), "alpha_loss": float(alpha_loss),
+            "true_smallest": None if truth < 0 else steps[truth],
+            "right_rate": right, "right_rate_se": se(right), "false_rate": false, "false_rate_se": se(false),
+            "no_claim_rate": acc["none"] / sims,
+            "claimed": {("none" if i == 0 else str(steps[i - 1])): float(c / sims) for i, c in enumerate(claims)},
+            "mean_runs_per_step": {str(s): float(per_arm[i] / sims) for i, s in enumerate(steps)},
+            "mean_sweep_runs": acc["sweep"] / sims, "mean_control_runs": acc["control"] / sims,
+            "mean_total_runs": float(tot.mean()), "p95_total_runs": float(np.percentile(tot, 95)),
+            "max_total_runs": int(tot.max()), "fixed_total_runs": (K + 1) * M,
+            "below_boundaries": list(map(float, plan.below)), "max_parallel": max_parallel}
