@@ -51,7 +51,6 @@ import hashlib
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -209,7 +208,6 @@ def run_paths_parallel(y: np.ndarray, xs: np.ndarray, max_runs: int, below: np.n
     S, K, M = y.shape
     P = int(max_parallel)
     n0 = START * K
-    r = np.arange(S)
     n = np.zeros((S, K), dtype=np.int64)
     s1 = np.zeros((S, K))
     s2 = np.zeros((S, K))
