@@ -177,15 +177,16 @@ def variance_plan(args):
 def main(args) -> int:
     if getattr(args, "sweep_steps", None):
         return sweep_main(args)
-    for flag, v in (("--time-delta", args.time_delta), ("--loss-mean", args.loss_mean)):
-        if v is None:
-            raise UserError(f"simulate needs {flag} (or --sweep-steps for a step sweep)")
     variance = variance_plan(args)
     if args.time_sigma is None:
         if variance is None or variance.time is None:
-            raise UserError("--time-sigma: required (the control's run-time sigma in s), unless a time "
-                            "sigma is borrowed (--variance-from, --borrowed-time-sigma)")
+            raise UserError("simulate needs --time-sigma: required (the control's run-time sigma in s), unless "
+                            "a time sigma is borrowed (--variance-from, --borrowed-time-sigma), or "
+                            "--sweep-steps for a step sweep")
         args.time_sigma = variance.time.value
+    for flag, v in (("--time-delta", args.time_delta), ("--loss-mean", args.loss_mean)):
+        if v is None:
+            raise UserError(f"simulate needs {flag} (or --sweep-steps for a step sweep)")
     if args.loss_sigma is None:
         if variance is None or variance.loss is None:
             raise UserError("--loss-sigma: required (the treatment's loss sigma), unless a loss sigma is "
