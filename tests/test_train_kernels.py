@@ -133,3 +133,28 @@ def test_block_masks_from_document_ids_match_create_block_mask():
         ref = create_block_mask(tg.window_mask_mod(docs, w), None, None, T, T, device="cpu",
                                 BLOCK_SIZE=block)
         assert layout(ours) == layout(ref), (trial, T, int(w), idx.tolist())
+
+
+def test_fp8_head_matches_bf16_and_keeps_tiny_gradients():
+    """CPU has float8 matrix products too. The logits' gradient of the real loss is about
+    1e-6 (means over T tokens and slots): without its own scale, e5m2 flushes it to zero."""
+    tg = load_trainer()
+    torch.manual_seed(0)
+    T, D, V = 256, 64, 512
+    x = torch.nn.functional.rms_norm(torch.randn(T, D), (D,)).bfloat16()
+    w = (torch.randn(D, V) * 0.05).bfloat16()
+
+    def cos(a, b):
+        a, b = a.double().flatten(), b.double().flatten()
+        return (a @ b / a.norm() / b.norm()).item()
+
+    for size in (1.0, 1e-6):
+        g = (torch.randn(T, V) * size).bfloat16()
+        xr, wr = x.double().requires_grad_(), w.double().requires_grad_()
+        (xr @ wr).backward(g.double())
+        x8, w8 = x.clone().requires_grad_(), w.clone().requires_grad_()
+        out = tg.FP8Head.apply(x8, w8)
+        out.backward(g)
+        assert out.dtype == x8.grad.dtype == w8.grad.dtype == torch.bfloat16
+        assert cos(out, x.double() @ w.double()) > 0.995
+        assert cos(x8.grad, xr.grad) > 0.995 and cos(w8.grad, wr.grad) > 0.995, size

@@ -87,6 +87,9 @@ class Config:
     attn: str = option("auto", "FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask",
                        preset=False, choices=("auto", "flex", "sdpa"))
     mtp: bool = option(True, "multi-token prediction loss during training", preset=False, boolean=True)
+    fp8_head: bool = option(None, "training logits through a float8 head (default: on for CUDA GPUs "
+                            "with float8 matrix products, compute capability 8.9 and up)",
+                            preset=False, boolean=True)
     fused_loss: bool = option(None, "training loss through the fused Triton soft-capped cross-entropy "
                               "kernels (default: on for CUDA when Triton is installed)",
                               preset=False, boolean=True)
@@ -149,6 +152,7 @@ class Derived:
     compile: bool
     warmup: bool
     fused_loss: bool
+    fp8_head: bool
 
 
 @dataclass(frozen=True)
@@ -299,7 +303,8 @@ def resolve_config(cfg, world_size):
         bos_id=50256 if cfg.vocab_size > 50256 else cfg.vocab_size - 1,
         world_size=world_size, grad_accum_steps=cfg.slots // world_size,
         device=device, compile=compiled, warmup=cfg.warmup if cfg.warmup is not None else compiled,
-        fused_loss=fused))
+        fused_loss=fused, fp8_head=cfg.fp8_head if cfg.fp8_head is not None else (
+            device == "cuda" and torch.cuda.get_device_capability() >= (8, 9))))
 
 
 # -----------------------------------------------------------------------------
@@ -556,6 +561,41 @@ def fused_softcap_ce(logits, targets, coef):
 
 
 # -----------------------------------------------------------------------------
+# FP8 head (GPU): the training logits x @ head in float8, as the record's head. Both
+# operands in e4m3 at fixed scales (the record's: |x| up to 100, rms-normed inputs; |w| up
+# to 1.6); the logits' gradient in e5m2 at a scale taken from its own maximum, because its
+# size follows the loss's normalisation (means over T tokens and slots: about 1e-6 here),
+# which a fixed scale would flush to zero. Hopper's float8 matrix products take the first
+# operand row-major and the second column-major, hence the transposed copies.
+
+FP8_HEAD_SCALES = (100 / 448, 1.6 / 448)  # x, w: their largest magnitude lands on e4m3's 448
+FP8_GRAD_TOP = 2.0 ** 14  # the gradient's maximum lands here: e5m2 reaches 57344
+
+
+class FP8Head(torch.autograd.Function):
+    """x (T, dim) @ w (dim, V) in float8, bf16 out; differentiable in x and w."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xs, ws = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in FP8_HEAD_SCALES)
+        x8 = (x / xs).to(torch.float8_e4m3fn)
+        w8 = (w / ws).to(torch.float8_e4m3fn)
+        ctx.save_for_backward(x8, w8, xs, ws)
+        return torch._scaled_mm(x8, w8.t().contiguous().t(), scale_a=xs, scale_b=ws,
+                                out_dtype=torch.bfloat16, use_fast_accum=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x8, w8, xs, ws = ctx.saved_tensors
+        gs = grad.abs().amax().float().clamp_min(1e-30) / FP8_GRAD_TOP
+        g8 = (grad / gs).to(torch.float8_e5m2)
+        grad_x = torch._scaled_mm(g8, w8.t(), scale_a=gs, scale_b=ws, out_dtype=torch.bfloat16)
+        grad_w = torch._scaled_mm(x8.t().contiguous(), g8.t().contiguous().t(), scale_a=xs, scale_b=gs,
+                                  out_dtype=torch.bfloat16)
+        return grad_x, grad_w
+
+
+# -----------------------------------------------------------------------------
 # Model
 
 def norm(x):
@@ -636,7 +676,7 @@ class GPT(nn.Module):
         super().__init__()
         V, dim, L = cfg.vocab_size, cfg.model_dim, cfg.num_layers
         self.cfg = cfg
-        self.fused_loss = cfg.fused_loss
+        self.fused_loss, self.fp8_head = cfg.fused_loss, cfg.fp8_head
         self.head = nn.Parameter(torch.empty(dim, V).normal_(0, 0.005))  # stored transposed
         self.embed = nn.Parameter(self.head.detach().t().clone())  # tied phase: copy of head
         self.ve_tables = nn.ParameterList(
@@ -693,9 +733,10 @@ class GPT(nn.Module):
             return total / x.size(0)
         # multi-token prediction: target t+1+k with weight w_k (the same head for all k)
         shifted, coef = mtp_targets(targets, mtp_weights)
+        logits = FP8Head.apply(x, self.head) if self.fp8_head else F.linear(x, self.head.t().type_as(x))
         if self.fused_loss:  # bf16 logits straight into the kernels
-            return fused_softcap_ce(F.linear(x, self.head.t().type_as(x)), shifted, coef)
-        return mtp_loss(self.logits(x), shifted, coef)
+            return fused_softcap_ce(logits, shifted, coef)
+        return mtp_loss(softcap(logits.float()), shifted, coef)
 
     def logits(self, x):
         return softcap(F.linear(x, self.head.t().type_as(x)).float())
