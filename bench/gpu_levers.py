@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def load(path):
     spec = importlib.util.spec_from_file_location("train_gpt_levers", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dynamo imports a traced function's module by name
     spec.loader.exec_module(mod)
     return mod
 
@@ -48,8 +49,8 @@ def timed(fn, reps=20, warm=3):
 
 
 def cos(a, b):
-    a, b = a.double().flatten(), b.double().flatten()
-    return (a @ b / (a.norm() * b.norm())).item()
+    a, b = a.float().flatten(), b.float().flatten()  # (a @ b is limited to 2^31 elements)
+    return ((a * b).sum(dtype=torch.float64) / (a.double().norm() * b.double().norm())).item()
 
 
 def main() -> int:

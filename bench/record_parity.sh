@@ -17,9 +17,12 @@
 #   4. once done and time is left: bench/bench_throughput.py (H0 and H1; before/after with
 #      TRAINER_OLD);
 #   5. the per-phase tokens/s (bench/phase_throughput.py), the table and the plot into $OUT.
-# Measured 2026-12-01 on one H200 (results/record-parity-2026-12-01/README.md): on an empty
-# cache the two primings at once did not reach their first steps in 415 s; a cold record run
-# takes about 370 s of wall, a warm one about 175 s.
+# Measured on one H200 (results/record-parity*/README.md): on an empty cache the two
+# primings at once did not reach their first steps in 415 s (2026-12-01); a cold record run
+# takes more than 526 s of wall (cut there, 2026-12-02), a warm one about 175 s; a trainer
+# priming run was not at its first step after 275 s. So a call that starts on an empty
+# cache finishes no run: plan two calls of ~570 s on a machine kept warm (call again
+# within 30 s) before the first results.
 # The experiment's working copy and data live outside the repo (/var/tmp/parity), so on a
 # machine that stays warm between calls they survive the tree being re-sent; on a fresh one
 # the runs resume from the committed results/record-parity (cold cache: priming again).
