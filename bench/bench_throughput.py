@@ -30,6 +30,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 def load_trainer(path: Path):
     spec = importlib.util.spec_from_file_location("train_gpt", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dynamo imports a traced function's module by name
     spec.loader.exec_module(mod)
     return mod
 

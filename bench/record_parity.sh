@@ -6,16 +6,23 @@
 #   2. synthetic shards under the record's own file names (val >= 25M tokens: its warm-up
 #      validates 12 times; documents of ~1200 tokens on average: its loader reserves one
 #      sequence slot per 300 tokens), vocabulary 50257 (BOS 50256);
-#   3. on an empty compile cache, one untimed priming run of each script AT ONCE (compilation
-#      is CPU work, so the two colds overlap); their logs are not results. Then `harness run`
-#      (interleaved, every run on the warm shared cache) until done or the call's time is
-#      nearly spent (Ctrl-C; the next call resumes);
-#   4. once done and time is left: bench/bench_throughput.py before/after (TRAINER_OLD);
+#   0. (LEVERS=1, the default) bench/gpu_levers.py: the trainer's GPU kernels against their
+#      references, each lever timed on its own; a failed check ends the call there;
+#   3. on an empty compile cache, PRIME=trainer runs the trainer arm's exact command once,
+#      untimed, to fill the shared cache (PRIME=both: both arms at once; the default, none:
+#      no priming); its log is not a result. ONLY_PRIME=1 stops there (a call that only
+#      warms the machine's cache for the next one). Then `harness run` (interleaved, every
+#      run on the shared cache) until done or the call's time is nearly spent (Ctrl-C; the
+#      next call resumes);
+#   4. once done and time is left: bench/bench_throughput.py (H0 and H1; before/after with
+#      TRAINER_OLD);
 #   5. the per-phase tokens/s (bench/phase_throughput.py), the table and the plot into $OUT.
-# Measured 2026-12-01 on one H200 (results/record-parity/README.md): on an empty cache the two
-# primings at once did not reach their first steps in 415 s; a warm record run takes about
-# 175 s of wall, a trainer run about 270 s (one of its graphs recompiles every run). So 2
-# runs per arm need 3-4 calls of ~570 s on a machine kept warm (call again within 30 s).
+# Measured on one H200 (results/record-parity*/README.md): on an empty cache the two
+# primings at once did not reach their first steps in 415 s (2026-12-01); a cold record run
+# takes more than 526 s of wall (cut there, 2026-12-02), a warm one about 175 s; a trainer
+# priming run was not at its first step after 275 s. So a call that starts on an empty
+# cache finishes no run: plan two calls of ~570 s on a machine kept warm (call again
+# within 30 s) before the first results.
 # The experiment's working copy and data live outside the repo (/var/tmp/parity), so on a
 # machine that stays warm between calls they survive the tree being re-sent; on a fresh one
 # the runs resume from the committed results/record-parity (cold cache: priming again).
@@ -38,6 +45,14 @@ left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
 say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/machine.txt"; }
 
 { date -u; nvidia-smi -L; $PY -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; } 2>&1 | tee "$OUT/machine.txt"
+
+# 0. the trainer's kernels on this GPU, before anything expensive
+if [ "${LEVERS:-1}" = 1 ]; then
+    timeout -k 10 240 $PY bench/gpu_levers.py 2>&1 | tee "$OUT/levers.txt"
+    rc=${PIPESTATUS[0]}
+    say "gpu_levers rc=$rc"
+    [ $rc = 0 ] || exit 1
+fi
 
 # 1. the record's code, rebuilt and adapted (deterministic: same bytes every call)
 rm -rf data/record
@@ -67,12 +82,14 @@ else
     if [ -d "$R" ]; then cp -a "$R" "$W"; say "fresh machine: resuming from the committed $R (cold cache)"; else say "fresh machine: new experiment"; fi
 fi
 prime_ok=1
-if [ ! -d "$W/.cache/inductor" ] && [ "${PRIME:-1}" = 1 ]; then
-    # the exact commands `harness run` will launch (dry run), run 0 of each arm, at once
+PRIME=${PRIME:-none}
+if [ ! -d "$W/.cache/inductor" ] && [ "$PRIME" != none ]; then
+    # the exact commands `harness run` will launch (dry run), run 0 of the arm(s), at once
     mkdir -p "$BASE/prime"
     $PY -m harness run "$EXP" --results "$W" --dry-run > "$BASE/prime/dry-run.txt" 2>&1
+    arms="record trainer"; [ "$PRIME" = trainer ] && arms=trainer
     pids=()
-    for arm in record trainer; do
+    for arm in $arms; do
         cmd=$(grep -A1 "^# $arm #0" "$BASE/prime/dry-run.txt" | tail -1)
         ( eval "timeout -k 10 $(( $(left) - 120 )) env $cmd" > "$BASE/prime/$arm.txt" 2>&1
           echo "rc=$?" >> "$BASE/prime/$arm.txt" ) &
@@ -80,7 +97,7 @@ if [ ! -d "$W/.cache/inductor" ] && [ "${PRIME:-1}" = 1 ]; then
     done
     wait "${pids[@]}"
     rm -rf logs  # the priming runs' own logs are not results
-    for arm in record trainer; do
+    for arm in $arms; do
         rc=$(tail -1 "$BASE/prime/$arm.txt")
         say "primed $arm: $rc"
         grep -E "step:[0-9]+/[0-9]+ val_loss|warmup:|peak memory" "$BASE/prime/$arm.txt" | tail -4 | tee -a "$OUT/machine.txt"
@@ -90,8 +107,12 @@ if [ ! -d "$W/.cache/inductor" ] && [ "${PRIME:-1}" = 1 ]; then
         fi
     done
     tar czf "$OUT/prime.tgz" -C "$BASE" prime
+    du -sh "$W/.cache"/* 2>&1 | tee -a "$OUT/machine.txt"
 fi
-if [ "$prime_ok" = 0 ]; then
+if [ "${ONLY_PRIME:-0}" = 1 ]; then
+    say "ONLY_PRIME: no harness run this call"
+    : > "$OUT/harness_run.txt"
+elif [ "$prime_ok" = 0 ]; then
     say "the record did not run; no harness run this call"
     : > "$OUT/harness_run.txt"
 elif [ "$(left)" -lt 150 ]; then
@@ -104,12 +125,15 @@ say "harness run rc=${PIPESTATUS[0]} wall=$(( $(date +%s) - start ))s"
 fi
 $PY -m harness status "$W" > "$OUT/analyze.txt" 2>&1
 
-# 4. trainer before/after, only with the experiment done
-if grep -q "^finished in" "$OUT/harness_run.txt" && [ -n "${TRAINER_OLD:-}" ] && [ "$(left)" -gt 260 ]; then
-    timeout -k 10 $(( $(left) - 40 )) $PY bench/bench_throughput.py --data-path data/parity/data/fineweb10B \
-        --steps 30 --only h0,h1 --trainer "$TRAINER_OLD" ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/throughput.txt"
-    timeout -k 10 $(( $(left) - 30 )) $PY bench/bench_throughput.py --data-path data/parity/data/fineweb10B \
-        --steps 30 --only h0,h1 ${BENCH_FLAGS:-} 2>&1 | tee -a "$OUT/throughput.txt"
+# 4. H0 and H1 (and the older trainer, TRAINER_OLD), only with the experiment done
+if grep -q "^finished in" "$OUT/harness_run.txt" && [ "${BENCH:-1}" = 1 ] && [ "$(left)" -gt 200 ]; then
+    TORCHINDUCTOR_CACHE_DIR=$W/.cache/inductor TRITON_CACHE_DIR=$W/.cache/triton \
+    timeout -s INT -k 10 $(( $(left) - 40 )) $PY bench/bench_throughput.py --data-path data/parity/data/fineweb10B \
+        --steps 30 --only h0,h1 ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/throughput.txt"
+    if [ -n "${TRAINER_OLD:-}" ] && [ "$(left)" -gt 200 ]; then
+        timeout -s INT -k 10 $(( $(left) - 30 )) $PY bench/bench_throughput.py --data-path data/parity/data/fineweb10B \
+            --steps 30 --only h0 --trainer "$TRAINER_OLD" ${BENCH_FLAGS:-} 2>&1 | tee -a "$OUT/throughput.txt"
+    fi
 fi
 
 # 5. figures

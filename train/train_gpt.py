@@ -31,6 +31,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+try:  # bundled with CUDA builds of torch; absent on CPU-only installs (the fused loss is then off)
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
 
 class UsageError(Exception):
     """Bad flags, pattern or data: reported as one line on stderr with exit code 2."""
@@ -81,6 +87,12 @@ class Config:
     attn: str = option("auto", "FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask",
                        preset=False, choices=("auto", "flex", "sdpa"))
     mtp: bool = option(True, "multi-token prediction loss during training", preset=False, boolean=True)
+    fp8_head: bool = option(None, "training logits through a float8 head (default: on for CUDA GPUs "
+                            "with float8 matrix products, compute capability 8.9 and up)",
+                            preset=False, boolean=True)
+    fused_loss: bool = option(None, "training loss through the fused Triton soft-capped cross-entropy "
+                              "kernels (default: on for CUDA when Triton is installed)",
+                              preset=False, boolean=True)
     # the preset fields: the January 2026 record's values
     ve_layout: str = option(".12...012", "value-embedding pattern, e.g. .12...012 (tied) or .01...345 (untied)",
                             type=str)
@@ -139,6 +151,8 @@ class Derived:
     device: str                 # "auto" resolved; compile and warmup their defaults applied
     compile: bool
     warmup: bool
+    fused_loss: bool
+    fp8_head: bool
 
 
 @dataclass(frozen=True)
@@ -278,13 +292,19 @@ def resolve_config(cfg, world_size):
             raise UsageError(msg)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     compiled = cfg.compile if cfg.compile is not None else device == "cuda"
+    if cfg.fused_loss and triton is None:
+        raise UsageError("--fused-loss needs Triton (pip install triton), which this Python lacks; "
+                         "use --no-fused-loss")
+    fused = cfg.fused_loss if cfg.fused_loss is not None else (device == "cuda" and triton is not None)
     return Run(cfg, Derived(
         long_layers=long_layers, attn_skip_layers=attn_skip_layers, unet_layers=unet_layers,
         backout_layer=backout_layer, ve_per_layer=ve_per_layer, ve_tables=ve_tables,
         # BOS is GPT-2's <|endoftext|>, or the last id of a small synthetic vocabulary.
         bos_id=50256 if cfg.vocab_size > 50256 else cfg.vocab_size - 1,
         world_size=world_size, grad_accum_steps=cfg.slots // world_size,
-        device=device, compile=compiled, warmup=cfg.warmup if cfg.warmup is not None else compiled))
+        device=device, compile=compiled, warmup=cfg.warmup if cfg.warmup is not None else compiled,
+        fused_loss=fused, fp8_head=cfg.fp8_head if cfg.fp8_head is not None else (
+            device == "cuda" and torch.cuda.get_device_capability() >= (8, 9))))
 
 
 # -----------------------------------------------------------------------------
@@ -405,6 +425,177 @@ def load_val(cfg):
 
 
 # -----------------------------------------------------------------------------
+# Fused soft-capped cross-entropy (GPU; Triton). The loss of the multi-token prediction
+# head without the fp32 T x V tensors that autograd keeps for the plain form: the forward
+# reads the bf16 logits once and keeps one number per row (its logsumexp), the backward
+# reads them once more and writes the logits' gradient once, in bf16.
+#   z = A * sigmoid((l + B) / C)                     the soft-capped logit (SOFTCAP)
+#   row_loss[t] = sum_k coef[t, k] * (lse(z[t]) - z[t, target[t, k]])
+#   d row_loss / d l = (sum_k coef[t, k] * (softmax(z)[t] - onehot(target[t, k]))) * dz/dl
+# with dz/dl = (A / C) s (1 - s), s the sigmoid. z lies in (0, A), so the sum of exp(z - A)
+# neither overflows nor needs a running maximum. CPU runs keep the plain form
+# (GPT.mtp_loss), which is the reference the kernels are tested against (in Triton's
+# interpreter on CPU, and on the GPU).
+
+SOFTCAP = (23.0, 5.0, 7.5)  # A, B, C of the record's soft-cap A * sigmoid((logits + B) / C)
+CE_BLOCK = 2048  # columns per iteration of the row loops (V = 50304 takes 25)
+
+if triton is not None:
+    @triton.jit
+    def _softcap_ce_fwd(logits_ptr, row_stride, tgt_ptr, coef_ptr, loss_ptr, lse_ptr, V: tl.constexpr,
+                        K: tl.constexpr, KP: tl.constexpr, A: tl.constexpr, B: tl.constexpr,
+                        C: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = logits_ptr + row * row_stride
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            inside = cols < V
+            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            z = A * tl.sigmoid((l + B) / C)
+            acc += tl.where(inside, tl.exp(z - A), 0.0)
+        lse = A + tl.log(tl.sum(acc, axis=0))
+        ks = tl.arange(0, KP)
+        kin = ks < K
+        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=0)
+        coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
+        zt = A * tl.sigmoid((tl.load(base + tgt, mask=kin, other=0.0).to(tl.float32) + B) / C)
+        tl.store(loss_ptr + row, tl.sum(coef, axis=0) * lse - tl.sum(coef * zt, axis=0))
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _softcap_ce_bwd(logits_ptr, row_stride, grad_ptr, grad_stride, tgt_ptr, coef_ptr,
+                        lse_ptr, gloss_ptr, V: tl.constexpr, K: tl.constexpr, KP: tl.constexpr,
+                        A: tl.constexpr, B: tl.constexpr, C: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = logits_ptr + row * row_stride
+        out = grad_ptr + row * grad_stride
+        lse = tl.load(lse_ptr + row)
+        g = tl.load(gloss_ptr + row)
+        ks = tl.arange(0, KP)
+        kin = ks < K
+        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=-1)
+        coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
+        csum = tl.sum(coef, axis=0)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            inside = cols < V
+            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            s = tl.sigmoid((l + B) / C)
+            p = tl.exp(A * s - lse)
+            hit = tl.sum(tl.where(cols[:, None] == tgt[None, :], coef[None, :], 0.0), axis=1)
+            dl = g * (csum * p - hit) * (A / C) * s * (1.0 - s)
+            tl.store(out + cols, dl.to(out.dtype.element_ty), mask=inside)
+
+
+def _ce_meta(logits, targets):
+    K = targets.size(1)
+    return dict(K=K, KP=max(2, 1 << (K - 1).bit_length()), A=SOFTCAP[0], B=SOFTCAP[1],
+                C=SOFTCAP[2], BLOCK=CE_BLOCK, num_warps=8)
+
+
+def softcap_ce_forward(logits, targets, coef):
+    """(row_loss, lse), each (T,) fp32, for bf16 logits (T, V), targets and coef (T, K)."""
+    T, V = logits.shape
+    loss = torch.empty(T, device=logits.device, dtype=torch.float32)
+    lse = torch.empty_like(loss)
+    _softcap_ce_fwd[(T,)](logits, logits.stride(0), targets, coef, loss, lse, V,
+                          **_ce_meta(logits, targets))
+    return loss, lse
+
+
+def softcap_ce_backward(grad_loss, logits, targets, coef, lse):
+    """d(sum_t grad_loss[t] * row_loss[t]) / d logits, in the logits' dtype."""
+    T, V = logits.shape
+    grad = torch.empty_like(logits)
+    _softcap_ce_bwd[(T,)](logits, logits.stride(0), grad, grad.stride(0), targets, coef, lse,
+                          grad_loss, V, **_ce_meta(logits, targets))
+    return grad
+
+
+def _op_defined(qualname):
+    ns, name = qualname.split("::")
+    return hasattr(getattr(torch.ops, ns), name)
+
+
+# Custom operators, so that torch.compile keeps each kernel as one opaque call; defined once
+# per process (a second copy of this file, e.g. bench --trainer OLD, reuses the first's).
+if triton is not None and not _op_defined("speedrun::softcap_ce"):
+    @torch.library.custom_op("speedrun::softcap_ce", mutates_args=())
+    def _softcap_ce_op(logits: torch.Tensor, targets: torch.Tensor,
+                       coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return softcap_ce_forward(logits, targets, coef)
+
+    @_softcap_ce_op.register_fake
+    def _(logits, targets, coef):
+        row = logits.new_empty(logits.size(0), dtype=torch.float32)
+        return row, torch.empty_like(row)
+
+    @torch.library.custom_op("speedrun::softcap_ce_backward", mutates_args=())
+    def _softcap_ce_backward_op(grad_loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                                coef: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+        return softcap_ce_backward(grad_loss, logits, targets, coef, lse)
+
+    @_softcap_ce_backward_op.register_fake
+    def _(grad_loss, logits, targets, coef, lse):
+        return torch.empty_like(logits)
+
+    def _softcap_ce_setup(ctx, inputs, output):
+        logits, targets, coef = inputs
+        ctx.save_for_backward(logits, targets, coef, output[1])
+
+    def _softcap_ce_grad(ctx, grad_loss, grad_lse):
+        logits, targets, coef, lse = ctx.saved_tensors
+        grad = torch.ops.speedrun.softcap_ce_backward(grad_loss.float().contiguous(), logits, targets,
+                                                      coef, lse)
+        return grad, None, None
+
+    _softcap_ce_op.register_autograd(_softcap_ce_grad, setup_context=_softcap_ce_setup)
+
+
+def fused_softcap_ce(logits, targets, coef):
+    """sum_t row_loss[t] (see above) through the kernels; differentiable in logits."""
+    loss, _ = torch.ops.speedrun.softcap_ce(logits.contiguous(), targets.contiguous(),
+                                            coef.float().contiguous())
+    return loss.sum()
+
+
+# -----------------------------------------------------------------------------
+# FP8 head (GPU): the training logits x @ head in float8, as the record's head. Both
+# operands in e4m3 at fixed scales (the record's: |x| up to 100, rms-normed inputs; |w| up
+# to 1.6); the logits' gradient in e5m2 at a scale taken from its own maximum, because its
+# size follows the loss's normalisation (means over T tokens and slots: about 1e-6 here),
+# which a fixed scale would flush to zero. Hopper's float8 matrix products take the first
+# operand row-major and the second column-major, hence the transposed copies.
+
+FP8_HEAD_SCALES = (100 / 448, 1.6 / 448)  # x, w: their largest magnitude lands on e4m3's 448
+FP8_GRAD_TOP = 2.0 ** 14  # the gradient's maximum lands here: e5m2 reaches 57344
+
+
+class FP8Head(torch.autograd.Function):
+    """x (T, dim) @ w (dim, V) in float8, bf16 out; differentiable in x and w."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xs, ws = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in FP8_HEAD_SCALES)
+        x8 = (x / xs).to(torch.float8_e4m3fn)
+        w8 = (w / ws).to(torch.float8_e4m3fn)
+        ctx.save_for_backward(x8, w8, xs, ws)
+        return torch._scaled_mm(x8, w8.t().contiguous().t(), scale_a=xs, scale_b=ws,
+                                out_dtype=torch.bfloat16, use_fast_accum=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x8, w8, xs, ws = ctx.saved_tensors
+        gs = grad.abs().amax().float().clamp_min(1e-30) / FP8_GRAD_TOP
+        g8 = (grad / gs).to(torch.float8_e5m2)
+        grad_x = torch._scaled_mm(g8, w8.t(), scale_a=gs, scale_b=ws, out_dtype=torch.bfloat16)
+        grad_w = torch._scaled_mm(x8.t().contiguous(), g8.t().contiguous().t(), scale_a=xs, scale_b=gs,
+                                  out_dtype=torch.bfloat16)
+        return grad_x, grad_w
+
+
+# -----------------------------------------------------------------------------
 # Model
 
 def norm(x):
@@ -485,6 +676,7 @@ class GPT(nn.Module):
         super().__init__()
         V, dim, L = cfg.vocab_size, cfg.model_dim, cfg.num_layers
         self.cfg = cfg
+        self.fused_loss, self.fp8_head = cfg.fused_loss, cfg.fp8_head
         self.head = nn.Parameter(torch.empty(dim, V).normal_(0, 0.005))  # stored transposed
         self.embed = nn.Parameter(self.head.detach().t().clone())  # tied phase: copy of head
         self.ve_tables = nn.ParameterList(
@@ -539,23 +731,38 @@ class GPT(nn.Module):
                 logits = self.logits(x[s:s + chunk])
                 total = total + F.cross_entropy(logits, targets[s:s + chunk], reduction="sum")
             return total / x.size(0)
-        # multi-token prediction: target t+1+k with weight w_k (the same head for all k).
-        # One gather of all K targets, so the backward scatters into one T x V buffer, not K;
-        # full-length with zero weights past the end rather than slices of length T - k:
-        # inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151").
-        logits = self.logits(x)
-        lse = torch.logsumexp(logits, dim=-1)
-        T, K = targets.size(0), mtp_weights.size(0)
-        ks = torch.arange(K, device=targets.device)
-        shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)  # (T, K)
-        valid = torch.arange(T, device=targets.device)[:, None] < T - ks
-        coef = torch.where(valid, mtp_weights[None, :] / (T - ks), 0)  # mean over T - k each
-        loss = (coef * (lse[:, None] - logits.gather(1, shifted))).sum()
-        return loss
+        # multi-token prediction: target t+1+k with weight w_k (the same head for all k)
+        shifted, coef = mtp_targets(targets, mtp_weights)
+        logits = FP8Head.apply(x, self.head) if self.fp8_head else F.linear(x, self.head.t().type_as(x))
+        if self.fused_loss:  # bf16 logits straight into the kernels
+            return fused_softcap_ce(logits, shifted, coef)
+        return mtp_loss(softcap(logits.float()), shifted, coef)
 
     def logits(self, x):
-        logits = F.linear(x, self.head.t().type_as(x)).float()
-        return 23 * torch.sigmoid((logits + 5) / 7.5)
+        return softcap(F.linear(x, self.head.t().type_as(x)).float())
+
+
+def softcap(logits):
+    A, B, C = SOFTCAP
+    return A * torch.sigmoid((logits + B) / C)
+
+
+def mtp_targets(targets, weights):
+    """(T, K) targets t+1+k and their coefficients: weight k over the T - k positions that
+    have a target k ahead, 0 past the end. Full-length rather than slices of length T - k:
+    inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151")."""
+    T, K = targets.size(0), weights.size(0)
+    ks = torch.arange(K, device=targets.device)
+    shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)
+    valid = torch.arange(T, device=targets.device)[:, None] < T - ks
+    return shifted, torch.where(valid, weights[None, :] / (T - ks), 0).float()
+
+
+def mtp_loss(z, shifted, coef):
+    """The plain form of the fused kernels' loss, from soft-capped fp32 logits z (T, V).
+    One gather of all K targets, so the backward scatters into one T x V buffer, not K."""
+    lse = torch.logsumexp(z, dim=-1)
+    return (coef * (lse[:, None] - z.gather(1, shifted))).sum()
 
 
 # -----------------------------------------------------------------------------
@@ -575,19 +782,57 @@ def make_masks(idx, bos, windows, backend, block_size):
     masks = []
     for w in windows:
         if backend == "flex":
-            from torch.nn.attention.flex_attention import create_block_mask
             w = torch.as_tensor(w, device=idx.device)
-
-            def mask_mod(b, h, q, k, w=w):
-                return (q >= k) & (docs[q] == docs[k]) & (q - k < w)
+            if T % block_size == 0:
+                masks.append(doc_window_block_mask(docs, w, block_size))
+                continue
+            from torch.nn.attention.flex_attention import create_block_mask
             kw = dict(_compile=True) if idx.is_cuda and not torch.compiler.is_compiling() else {}
-            masks.append(create_block_mask(mask_mod, None, None, T, T, device=idx.device,
+            masks.append(create_block_mask(window_mask_mod(docs, w), None, None, T, T, device=idx.device,
                                            BLOCK_SIZE=block_size, **kw))
         else:
             pos = torch.arange(T, device=idx.device)
             diff = pos[:, None] - pos[None, :]
             masks.append((diff >= 0) & (diff < w) & (docs[:, None] == docs[None, :]))
     return masks
+
+
+def doc_window_block_mask(docs, w, block):
+    """The FlexAttention block mask of window_mask_mod, built from each block's first and
+    last document id (an n x n table, n = T / block) instead of evaluating the rule on all
+    T x T pairs as create_block_mask does (2.4 ms per mask at T = 49152 on an H100).
+    Document ids never decrease along the sequence, so for key block j before query block
+    i the only same-document pairs are the tail of j and the head of i, in the document
+    last(j) == first(i), and the closest of them are (i - j - 1) * block + 1 apart."""
+    from torch.nn.attention.flex_attention import BlockMask
+    n = docs.size(0) // block
+    d = docs.view(n, block)
+    first, last = d[:, 0], d[:, -1]
+    i = torch.arange(n, device=docs.device)[:, None]
+    j = torch.arange(n, device=docs.device)[None, :]
+    nearest = ((i - j - 1) * block + 1).clamp_min(0)  # closest q - k over the two blocks
+    farthest = (i - j + 1) * block - 1
+    some = (j == i) | ((j < i) & (last[None, :] == first[:, None]) & (nearest < w))
+    full = (j < i) & (first[None, :] == last[:, None]) & (farthest < w)  # one document, all in window
+    partial = some & ~full
+
+    def listed(m):  # per query block: how many key blocks, and which (listed first, in order)
+        order = torch.sort(torch.where(m, j, j + n), dim=-1).indices
+        return m.sum(-1, dtype=torch.int32)[None, None], order.to(torch.int32)[None, None]
+    kv_num, kv_idx = listed(partial)
+    full_num, full_idx = listed(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block,
+                                    mask_mod=window_mask_mod(docs, w))
+
+
+def window_mask_mod(docs, w):
+    """FlexAttention's mask rule. The window is a closure cell, not a default argument: a
+    default (`w=w`) gives the traced graph an input whose source inductor's FX-graph cache
+    cannot load again on torch 2.11 (`DefaultsSource.__init__() takes from 3 to 4
+    positional arguments but 6 were given`), so that graph recompiled in every run."""
+    def mask_mod(b, h, q, k):
+        return (q >= k) & (docs[q] == docs[k]) & (q - k < w)
+    return mask_mod
 
 
 def attend_sdpa(q, k, v, mask):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import asdict, dataclass, field, fields
 
 PROCESS_START = time.time()  # before torch's import: the warm-up line reports start-up cost
 
@@ -30,76 +31,146 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+try:  # bundled with CUDA builds of torch; absent on CPU-only installs (the fused loss is then off)
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
 
 class UsageError(Exception):
     """Bad flags, pattern or data: reported as one line on stderr with exit code 2."""
 
 
 # -----------------------------------------------------------------------------
-# Presets. Flags override presets; every field is a flag (--field-with-dashes).
+# Configuration. ``Config`` holds the inputs: one field per flag (--field-with-dashes),
+# its help text in the field's metadata; the defaults of the preset fields are the
+# record's, and a preset overrides some of them. ``Derived`` holds what is computed from
+# the inputs and the world size, kept apart; ``Run`` is the two together.
 
-SPEEDRUN = dict(
-    # model
-    num_layers=11, model_dim=768, num_heads=6, head_dim=128, mlp_mult=4, vocab_size=50304,
-    ve_layout=".12...012",
-    # layer roles; None = derived from the 11-layer record proportionally
-    long_layers=None, attn_skip_layers=None, unet_layers=None, backout_layer=None,
-    # run length and data
-    num_iterations=1600, extension_iterations=40, seq_len=2048, slots=8,
-    batch_schedule=(8, 16, 24), block_size=128, window_schedule=(3, 7, 11),
-    val_window=13, final_long_window=20,
-    val_tokens=10485760, val_batch_tokens=4 * 64 * 1024 * 8, val_every=250,
-    # optimisation
-    muon_lr=0.023, muon_wd=1.2, adam_lr=0.008, adam_wd=0.005,
-    lr_schedule=(1.0, 1.52, 1.73), cooldown_frac=0.55, final_lr_frac=0.1,
-    momentum_warmup_steps=300, momentum_cooldown_steps=50,
-    mtp=True,
-)
+
+# a preset: the values it changes from the record's (the defaults of Config)
 PRESETS = {
-    "speedrun": SPEEDRUN,
+    "speedrun": {},
     # One rank's share of a record step on one GPU: same model, 1/8 of the batch and of the
     # validation tokens. For measuring step time; not training-equivalent (for that, run
     # --preset speedrun with any number of GPUs: accumulation keeps the batch).
-    "speedrun-1gpu": dict(SPEEDRUN, slots=1, val_batch_tokens=4 * 64 * 1024, val_tokens=1310720),
+    "speedrun-1gpu": dict(slots=1, val_batch_tokens=4 * 64 * 1024, val_tokens=1310720),
     # CPU-sized: same code path, small vocab matching `python -m train.data synthetic`.
     "tiny": dict(
-        SPEEDRUN, num_layers=8, model_dim=64, num_heads=4, head_dim=16, vocab_size=256,
+        num_layers=8, model_dim=64, num_heads=4, head_dim=16, vocab_size=256,
         num_iterations=30, extension_iterations=2, seq_len=64, slots=2,
         batch_schedule=(2, 4, 6), block_size=16, val_tokens=2048, val_batch_tokens=1024,
         val_every=10, momentum_warmup_steps=6, momentum_cooldown_steps=2,
     ),
 }
 
-# flag name -> (type, help). Tuples are comma-separated integers/floats.
-FIELDS = {
-    "ve_layout": (str, "value-embedding pattern, e.g. .12...012 (tied) or .01...345 (untied)"),
-    "num_iterations": (int, "total training steps, extension steps included"),
-    "extension_iterations": (int, "steps after the schedule (scheduled = total - this)"),
-    "val_every": (int, "validate every N steps (0: only at the start and end)"),
-    "num_layers": (int, "transformer layers"), "model_dim": (int, "model width"),
-    "num_heads": (int, "attention heads"), "head_dim": (int, "head width"),
-    "mlp_mult": (int, "MLP hidden = mult x model_dim"),
-    "vocab_size": (int, "vocabulary (padded) size"),
-    "long_layers": ("ints", "layers with long windows"),
-    "attn_skip_layers": ("ints", "layers without attention"),
-    "unet_layers": ("ints", "U-net skip SRC,DST"), "backout_layer": (int, "backout layer"),
-    "seq_len": (int, "training pieces are cut at this many tokens"),
-    "slots": (int, "micro-batches per step over all ranks (ranks x accumulation)"),
-    "batch_schedule": ("ints", "tokens per micro-batch in units of seq_len, per third"),
-    "block_size": (int, "attention window block size in tokens"),
-    "window_schedule": ("ints", "long window in blocks, per third"),
-    "val_window": (int, "long window in blocks for validation"),
-    "final_long_window": (int, "long window in blocks for the last validation"),
-    "val_tokens": (int, "validation tokens (first N of the val shard)"),
-    "val_batch_tokens": (int, "validation tokens per validation step over all ranks"),
-    "muon_lr": (float, "NorMuon lr"), "muon_wd": (float, "NorMuon cautious weight decay"),
-    "adam_lr": (float, "Adam lr"), "adam_wd": (float, "Adam cautious weight decay"),
-    "lr_schedule": ("floats", "lr multiplier per third"),
-    "cooldown_frac": (float, "fraction of scheduled steps with linear lr cooldown"),
-    "final_lr_frac": (float, "lr multiplier at the end of the cooldown"),
-    "momentum_warmup_steps": (int, "NorMuon momentum 0.85->0.95 over these steps"),
-    "momentum_cooldown_steps": (int, "NorMuon momentum back to 0.85 over the last steps"),
-}
+
+def option(default, help=None, *, preset=True, type=None, choices=None, boolean=False):
+    """A Config field. ``preset``: a preset sets it, so its flag defaults to "the preset's"."""
+    return field(default=default, metadata={"help": help, "preset": preset, "type": type,
+                                            "choices": choices, "boolean": boolean})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The trainer's inputs, as the flags and the preset give them."""
+    preset: str = option("speedrun", preset=False, choices=tuple(PRESETS))
+    data_path: str = option(None, "folder with *train_*.bin and *val_*.bin shards (env DATA_PATH)",
+                            preset=False)   # None: env DATA_PATH, else data/fineweb10B (read at parse time)
+    seed: int = option(None, "init and data-order seed (default: env SEED, else 0)", preset=False, type=int)
+    device: str = option("auto", preset=False, choices=("auto", "cpu", "cuda"))
+    compile: bool = option(None, "torch.compile the model (default: on for CUDA, off for CPU)",
+                           preset=False, boolean=True)
+    warmup: bool = option(None, "untimed warm-up of the transition steps, then reset (default: = compile)",
+                          preset=False, boolean=True)
+    attn: str = option("auto", "FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask",
+                       preset=False, choices=("auto", "flex", "sdpa"))
+    mtp: bool = option(True, "multi-token prediction loss during training", preset=False, boolean=True)
+    fp8_head: bool = option(None, "training logits through a float8 head (default: on for CUDA GPUs "
+                            "with float8 matrix products, compute capability 8.9 and up)",
+                            preset=False, boolean=True)
+    fused_loss: bool = option(None, "training loss through the fused Triton soft-capped cross-entropy "
+                              "kernels (default: on for CUDA when Triton is installed)",
+                              preset=False, boolean=True)
+    # the preset fields: the January 2026 record's values
+    ve_layout: str = option(".12...012", "value-embedding pattern, e.g. .12...012 (tied) or .01...345 (untied)",
+                            type=str)
+    num_iterations: int = option(1600, "total training steps, extension steps included", type=int)
+    extension_iterations: int = option(40, "steps after the schedule (scheduled = total - this)", type=int)
+    val_every: int = option(250, "validate every N steps (0: only at the start and end)", type=int)
+    num_layers: int = option(11, "transformer layers", type=int)
+    model_dim: int = option(768, "model width", type=int)
+    num_heads: int = option(6, "attention heads", type=int)
+    head_dim: int = option(128, "head width", type=int)
+    mlp_mult: int = option(4, "MLP hidden = mult x model_dim", type=int)
+    vocab_size: int = option(50304, "vocabulary (padded) size", type=int)
+    # layer roles; None = derived from the 11-layer record proportionally (Derived)
+    long_layers: tuple = option(None, "layers with long windows", type="ints")
+    attn_skip_layers: tuple = option(None, "layers without attention", type="ints")
+    unet_layers: tuple = option(None, "U-net skip SRC,DST", type="ints")
+    backout_layer: int = option(None, "backout layer", type=int)
+    seq_len: int = option(2048, "training pieces are cut at this many tokens", type=int)
+    slots: int = option(8, "micro-batches per step over all ranks (ranks x accumulation)", type=int)
+    batch_schedule: tuple = option((8, 16, 24), "tokens per micro-batch in units of seq_len, per third",
+                                   type="ints")
+    block_size: int = option(128, "attention window block size in tokens", type=int)
+    window_schedule: tuple = option((3, 7, 11), "long window in blocks, per third", type="ints")
+    val_window: int = option(13, "long window in blocks for validation", type=int)
+    final_long_window: int = option(20, "long window in blocks for the last validation", type=int)
+    val_tokens: int = option(10485760, "validation tokens (first N of the val shard)", type=int)
+    val_batch_tokens: int = option(4 * 64 * 1024 * 8, "validation tokens per validation step over all ranks",
+                                   type=int)
+    muon_lr: float = option(0.023, "NorMuon lr", type=float)
+    muon_wd: float = option(1.2, "NorMuon cautious weight decay", type=float)
+    adam_lr: float = option(0.008, "Adam lr", type=float)
+    adam_wd: float = option(0.005, "Adam cautious weight decay", type=float)
+    lr_schedule: tuple = option((1.0, 1.52, 1.73), "lr multiplier per third", type="floats")
+    cooldown_frac: float = option(0.55, "fraction of scheduled steps with linear lr cooldown", type=float)
+    final_lr_frac: float = option(0.1, "lr multiplier at the end of the cooldown", type=float)
+    momentum_warmup_steps: int = option(300, "NorMuon momentum 0.85->0.95 over these steps", type=int)
+    momentum_cooldown_steps: int = option(50, "NorMuon momentum back to 0.85 over the last steps", type=int)
+
+
+# the mtp flag is set by the presets too (it has the record's default), but says so in its help
+PRESET_FIELDS = tuple(f.name for f in fields(Config) if f.metadata["preset"]) + ("mtp",)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What the run computes from its inputs and the number of processes."""
+    long_layers: tuple          # the layer roles, the inputs' None filled in
+    attn_skip_layers: tuple
+    unet_layers: tuple
+    backout_layer: int
+    ve_per_layer: list          # per layer: its value-embedding table, or None
+    ve_tables: int
+    bos_id: int
+    world_size: int
+    grad_accum_steps: int
+    device: str                 # "auto" resolved; compile and warmup their defaults applied
+    compile: bool
+    warmup: bool
+    fused_loss: bool
+    fp8_head: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    """The inputs and the derived values; ``run.x`` reads the derived value where there is one."""
+    inputs: Config
+    derived: Derived
+
+    def __post_init__(self):
+        # one flat namespace for the model code: plain attributes, which torch.compile traces
+        # as it traced the old dict's items; the derived value replaces the input's None
+        for part in (self.inputs, self.derived):
+            for f in fields(part):
+                object.__setattr__(self, f.name, getattr(part, f.name))
+
+    def to_dict(self) -> dict:
+        """Everything, as the log's config line shows it."""
+        return {**asdict(self.inputs), **asdict(self.derived)}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -107,38 +178,42 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see: python train/train_gpt.py --help)")
 
 
-def parse_args(argv):
+def build_parser():
+    """The flags, one per Config field, generated from the fields' metadata."""
     p = OneLineParser(description=__doc__.splitlines()[0], allow_abbrev=False,
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="speedrun")
-    p.add_argument("--data-path", default=os.environ.get("DATA_PATH", "data/fineweb10B"),
-                   help="folder with *train_*.bin and *val_*.bin shards (env DATA_PATH)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="init and data-order seed (default: env SEED, else 0)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on for CUDA, off for CPU)")
-    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
-                   help="untimed warm-up of the transition steps, then reset (default: = compile)")
-    p.add_argument("--attn", choices=["auto", "flex", "sdpa"], default="auto",
-                   help="FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask")
-    p.add_argument("--mtp", action=argparse.BooleanOptionalAction, default=None,
-                   help="multi-token prediction loss during training")
-    for name, (typ, hlp) in FIELDS.items():
-        conv = {"ints": int_tuple, "floats": float_tuple}.get(typ, typ)
-        p.add_argument("--" + name.replace("_", "-"), type=conv, default=None, help=hlp + " (preset)")
-    args = p.parse_args(argv)
-    cfg = dict(PRESETS[args.preset])
-    for k, v in vars(args).items():
-        if v is not None or k not in cfg:
-            cfg[k] = v
-    if cfg["seed"] is None:
+    for f in fields(Config):
+        m = f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        kw = {}
+        if m["help"] is not None:
+            kw["help"] = m["help"] + (" (preset)" if m["preset"] else "")
+        if m["choices"]:
+            kw["choices"] = sorted(m["choices"])
+        if m["boolean"]:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif m["type"] is not None:
+            kw["type"] = {"ints": int_tuple, "floats": float_tuple}.get(m["type"], m["type"])
+        # flags of preset fields default to None: "the preset's value"
+        default = None if f.name in PRESET_FIELDS else f.default
+        if f.name == "data_path":
+            default = os.environ.get("DATA_PATH", "data/fineweb10B")
+        p.add_argument(flag, default=default, **kw)
+    return p
+
+
+def parse_args(argv):
+    """The inputs: the preset's values, then the flags given."""
+    args = vars(build_parser().parse_args(argv))
+    values = dict(PRESETS[args["preset"]])
+    values.update({k: v for k, v in args.items() if v is not None or k not in PRESET_FIELDS})
+    if values["seed"] is None:
         env_seed = os.environ.get("SEED", "0")
         try:
-            cfg["seed"] = int(env_seed)
+            values["seed"] = int(env_seed)
         except ValueError:
             raise UsageError(f"env SEED={env_seed!r} is not an integer; set SEED to an integer")
-    return cfg
+    return Config(**values)
 
 
 def int_tuple(s):
@@ -184,44 +259,52 @@ def scale_layer(i, num_layers):
 
 
 def resolve_config(cfg, world_size):
-    L = cfg["num_layers"]
-    if cfg["long_layers"] is None:
-        cfg["long_layers"] = tuple(sorted({scale_layer(3, L), scale_layer(10, L)}))
-    if cfg["attn_skip_layers"] is None:
-        cfg["attn_skip_layers"] = (scale_layer(6, L),)
-    if cfg["unet_layers"] is None:
-        cfg["unet_layers"] = (scale_layer(3, L), scale_layer(6, L))
-    if cfg["backout_layer"] is None:
-        cfg["backout_layer"] = scale_layer(7, L)
-    cfg["ve_per_layer"], cfg["ve_tables"] = parse_ve_layout(cfg["ve_layout"], L)
-    # BOS is GPT-2's <|endoftext|>, or the last id of a small synthetic vocabulary.
-    cfg["bos_id"] = 50256 if cfg["vocab_size"] > 50256 else cfg["vocab_size"] - 1
+    """The run: the inputs checked, the layer roles and everything else derived from them."""
+    L = cfg.num_layers
+    long_layers = cfg.long_layers if cfg.long_layers is not None else \
+        tuple(sorted({scale_layer(3, L), scale_layer(10, L)}))
+    attn_skip_layers = cfg.attn_skip_layers if cfg.attn_skip_layers is not None else (scale_layer(6, L),)
+    unet_layers = cfg.unet_layers if cfg.unet_layers is not None else (scale_layer(3, L), scale_layer(6, L))
+    backout_layer = cfg.backout_layer if cfg.backout_layer is not None else scale_layer(7, L)
+    ve_per_layer, ve_tables = parse_ve_layout(cfg.ve_layout, L)
     checks = [
-        (cfg["num_iterations"] >= 1, "--num-iterations must be >= 1"),
-        (0 <= cfg["extension_iterations"] < cfg["num_iterations"],
+        (cfg.num_iterations >= 1, "--num-iterations must be >= 1"),
+        (0 <= cfg.extension_iterations < cfg.num_iterations,
          "--extension-iterations must be >= 0 and below --num-iterations"),
-        (cfg["val_every"] >= 0, "--val-every must be >= 0"),
-        (cfg["model_dim"] >= 12, "--model-dim must be >= 12 (gates read 12 dims)"),
-        (cfg["head_dim"] % 4 == 0, "--head-dim must be a multiple of 4 (half-rotary)"),
-        (all(0 <= i < L for i in cfg["long_layers"] + cfg["attn_skip_layers"]),
+        (cfg.val_every >= 0, "--val-every must be >= 0"),
+        (cfg.model_dim >= 12, "--model-dim must be >= 12 (gates read 12 dims)"),
+        (cfg.head_dim % 4 == 0, "--head-dim must be a multiple of 4 (half-rotary)"),
+        (all(0 <= i < L for i in long_layers + attn_skip_layers),
          f"--long-layers/--attn-skip-layers must be layer indices below {L}"),
-        (len(cfg["unet_layers"]) == 2 and 0 <= cfg["unet_layers"][0] < cfg["unet_layers"][1] < L,
+        (len(unet_layers) == 2 and 0 <= unet_layers[0] < unet_layers[1] < L,
          f"--unet-layers must be SRC,DST with 0 <= SRC < DST < {L}"),
-        (0 <= cfg["backout_layer"] < L, f"--backout-layer must be below {L}"),
-        (len(cfg["batch_schedule"]) == 3 and len(cfg["window_schedule"]) == 3
-         and len(cfg["lr_schedule"]) == 3, "schedules need three values (one per third)"),
-        (cfg["slots"] % world_size == 0,
-         f"--slots {cfg['slots']} must be a multiple of the number of processes ({world_size})"),
-        (cfg["val_batch_tokens"] % cfg["slots"] == 0, "--val-batch-tokens must divide by --slots"),
-        (cfg["val_tokens"] % cfg["val_batch_tokens"] == 0 and cfg["val_tokens"] > 0,
+        (0 <= backout_layer < L, f"--backout-layer must be below {L}"),
+        (len(cfg.batch_schedule) == 3 and len(cfg.window_schedule) == 3
+         and len(cfg.lr_schedule) == 3, "schedules need three values (one per third)"),
+        (cfg.slots % world_size == 0,
+         f"--slots {cfg.slots} must be a multiple of the number of processes ({world_size})"),
+        (cfg.val_batch_tokens % cfg.slots == 0, "--val-batch-tokens must divide by --slots"),
+        (cfg.val_tokens % cfg.val_batch_tokens == 0 and cfg.val_tokens > 0,
          "--val-tokens must be a positive multiple of --val-batch-tokens"),
     ]
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)
-    cfg["world_size"] = world_size
-    cfg["grad_accum_steps"] = cfg["slots"] // world_size
-    return cfg
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    compiled = cfg.compile if cfg.compile is not None else device == "cuda"
+    if cfg.fused_loss and triton is None:
+        raise UsageError("--fused-loss needs Triton (pip install triton), which this Python lacks; "
+                         "use --no-fused-loss")
+    fused = cfg.fused_loss if cfg.fused_loss is not None else (device == "cuda" and triton is not None)
+    return Run(cfg, Derived(
+        long_layers=long_layers, attn_skip_layers=attn_skip_layers, unet_layers=unet_layers,
+        backout_layer=backout_layer, ve_per_layer=ve_per_layer, ve_tables=ve_tables,
+        # BOS is GPT-2's <|endoftext|>, or the last id of a small synthetic vocabulary.
+        bos_id=50256 if cfg.vocab_size > 50256 else cfg.vocab_size - 1,
+        world_size=world_size, grad_accum_steps=cfg.slots // world_size,
+        device=device, compile=compiled, warmup=cfg.warmup if cfg.warmup is not None else compiled,
+        fused_loss=fused, fp8_head=cfg.fp8_head if cfg.fp8_head is not None else (
+            device == "cuda" and torch.cuda.get_device_capability() >= (8, 9))))
 
 
 # -----------------------------------------------------------------------------
@@ -286,10 +369,10 @@ class TrainLoader:
     """
 
     def __init__(self, files, cfg, rank):
-        self.files, self.bos, self.cut = files, cfg["bos_id"], cfg["seq_len"]
-        self.vocab, self.slots = cfg["vocab_size"], cfg["slots"]
-        self.mine = range(rank * cfg["grad_accum_steps"], (rank + 1) * cfg["grad_accum_steps"])
-        self.rng = np.random.default_rng([cfg["seed"], 1234])
+        self.files, self.bos, self.cut = files, cfg.bos_id, cfg.seq_len
+        self.vocab, self.slots = cfg.vocab_size, cfg.slots
+        self.mine = range(rank * cfg.grad_accum_steps, (rank + 1) * cfg.grad_accum_steps)
+        self.rng = np.random.default_rng([cfg.seed, 1234])
         self.queue = []
         self._next_shard()
 
@@ -329,16 +412,187 @@ class TrainLoader:
 
 
 def load_val(cfg):
-    path = find_shards(cfg["data_path"], "val")[0]
+    path = find_shards(cfg.data_path, "val")[0]
     tokens = read_shard(path)
-    need = cfg["val_tokens"] + 1
+    need = cfg.val_tokens + 1
     if tokens.size < need:
         raise UsageError(f"{path} has {tokens.size} tokens, fewer than --val-tokens+1 = {need}; "
                          f"lower --val-tokens or create more with: python -m train.data synthetic "
-                         f"--out {cfg['data_path']} --val-tokens {need}")
+                         f"--out {cfg.data_path} --val-tokens {need}")
     tokens = tokens[:need]
-    check_vocab(tokens, path, cfg["vocab_size"])
+    check_vocab(tokens, path, cfg.vocab_size)
     return torch.from_numpy(tokens.astype(np.int64))
+
+
+# -----------------------------------------------------------------------------
+# Fused soft-capped cross-entropy (GPU; Triton). The loss of the multi-token prediction
+# head without the fp32 T x V tensors that autograd keeps for the plain form: the forward
+# reads the bf16 logits once and keeps one number per row (its logsumexp), the backward
+# reads them once more and writes the logits' gradient once, in bf16.
+#   z = A * sigmoid((l + B) / C)                     the soft-capped logit (SOFTCAP)
+#   row_loss[t] = sum_k coef[t, k] * (lse(z[t]) - z[t, target[t, k]])
+#   d row_loss / d l = (sum_k coef[t, k] * (softmax(z)[t] - onehot(target[t, k]))) * dz/dl
+# with dz/dl = (A / C) s (1 - s), s the sigmoid. z lies in (0, A), so the sum of exp(z - A)
+# neither overflows nor needs a running maximum. CPU runs keep the plain form
+# (GPT.mtp_loss), which is the reference the kernels are tested against (in Triton's
+# interpreter on CPU, and on the GPU).
+
+SOFTCAP = (23.0, 5.0, 7.5)  # A, B, C of the record's soft-cap A * sigmoid((logits + B) / C)
+CE_BLOCK = 2048  # columns per iteration of the row loops (V = 50304 takes 25)
+
+if triton is not None:
+    @triton.jit
+    def _softcap_ce_fwd(logits_ptr, row_stride, tgt_ptr, coef_ptr, loss_ptr, lse_ptr, V: tl.constexpr,
+                        K: tl.constexpr, KP: tl.constexpr, A: tl.constexpr, B: tl.constexpr,
+                        C: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = logits_ptr + row * row_stride
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            inside = cols < V
+            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            z = A * tl.sigmoid((l + B) / C)
+            acc += tl.where(inside, tl.exp(z - A), 0.0)
+        lse = A + tl.log(tl.sum(acc, axis=0))
+        ks = tl.arange(0, KP)
+        kin = ks < K
+        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=0)
+        coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
+        zt = A * tl.sigmoid((tl.load(base + tgt, mask=kin, other=0.0).to(tl.float32) + B) / C)
+        tl.store(loss_ptr + row, tl.sum(coef, axis=0) * lse - tl.sum(coef * zt, axis=0))
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _softcap_ce_bwd(logits_ptr, row_stride, grad_ptr, grad_stride, tgt_ptr, coef_ptr,
+                        lse_ptr, gloss_ptr, V: tl.constexpr, K: tl.constexpr, KP: tl.constexpr,
+                        A: tl.constexpr, B: tl.constexpr, C: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = logits_ptr + row * row_stride
+        out = grad_ptr + row * grad_stride
+        lse = tl.load(lse_ptr + row)
+        g = tl.load(gloss_ptr + row)
+        ks = tl.arange(0, KP)
+        kin = ks < K
+        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=-1)
+        coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
+        csum = tl.sum(coef, axis=0)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            inside = cols < V
+            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            s = tl.sigmoid((l + B) / C)
+            p = tl.exp(A * s - lse)
+            hit = tl.sum(tl.where(cols[:, None] == tgt[None, :], coef[None, :], 0.0), axis=1)
+            dl = g * (csum * p - hit) * (A / C) * s * (1.0 - s)
+            tl.store(out + cols, dl.to(out.dtype.element_ty), mask=inside)
+
+
+def _ce_meta(logits, targets):
+    K = targets.size(1)
+    return dict(K=K, KP=max(2, 1 << (K - 1).bit_length()), A=SOFTCAP[0], B=SOFTCAP[1],
+                C=SOFTCAP[2], BLOCK=CE_BLOCK, num_warps=8)
+
+
+def softcap_ce_forward(logits, targets, coef):
+    """(row_loss, lse), each (T,) fp32, for bf16 logits (T, V), targets and coef (T, K)."""
+    T, V = logits.shape
+    loss = torch.empty(T, device=logits.device, dtype=torch.float32)
+    lse = torch.empty_like(loss)
+    _softcap_ce_fwd[(T,)](logits, logits.stride(0), targets, coef, loss, lse, V,
+                          **_ce_meta(logits, targets))
+    return loss, lse
+
+
+def softcap_ce_backward(grad_loss, logits, targets, coef, lse):
+    """d(sum_t grad_loss[t] * row_loss[t]) / d logits, in the logits' dtype."""
+    T, V = logits.shape
+    grad = torch.empty_like(logits)
+    _softcap_ce_bwd[(T,)](logits, logits.stride(0), grad, grad.stride(0), targets, coef, lse,
+                          grad_loss, V, **_ce_meta(logits, targets))
+    return grad
+
+
+def _op_defined(qualname):
+    ns, name = qualname.split("::")
+    return hasattr(getattr(torch.ops, ns), name)
+
+
+# Custom operators, so that torch.compile keeps each kernel as one opaque call; defined once
+# per process (a second copy of this file, e.g. bench --trainer OLD, reuses the first's).
+if triton is not None and not _op_defined("speedrun::softcap_ce"):
+    @torch.library.custom_op("speedrun::softcap_ce", mutates_args=())
+    def _softcap_ce_op(logits: torch.Tensor, targets: torch.Tensor,
+                       coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return softcap_ce_forward(logits, targets, coef)
+
+    @_softcap_ce_op.register_fake
+    def _(logits, targets, coef):
+        row = logits.new_empty(logits.size(0), dtype=torch.float32)
+        return row, torch.empty_like(row)
+
+    @torch.library.custom_op("speedrun::softcap_ce_backward", mutates_args=())
+    def _softcap_ce_backward_op(grad_loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                                coef: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+        return softcap_ce_backward(grad_loss, logits, targets, coef, lse)
+
+    @_softcap_ce_backward_op.register_fake
+    def _(grad_loss, logits, targets, coef, lse):
+        return torch.empty_like(logits)
+
+    def _softcap_ce_setup(ctx, inputs, output):
+        logits, targets, coef = inputs
+        ctx.save_for_backward(logits, targets, coef, output[1])
+
+    def _softcap_ce_grad(ctx, grad_loss, grad_lse):
+        logits, targets, coef, lse = ctx.saved_tensors
+        grad = torch.ops.speedrun.softcap_ce_backward(grad_loss.float().contiguous(), logits, targets,
+                                                      coef, lse)
+        return grad, None, None
+
+    _softcap_ce_op.register_autograd(_softcap_ce_grad, setup_context=_softcap_ce_setup)
+
+
+def fused_softcap_ce(logits, targets, coef):
+    """sum_t row_loss[t] (see above) through the kernels; differentiable in logits."""
+    loss, _ = torch.ops.speedrun.softcap_ce(logits.contiguous(), targets.contiguous(),
+                                            coef.float().contiguous())
+    return loss.sum()
+
+
+# -----------------------------------------------------------------------------
+# FP8 head (GPU): the training logits x @ head in float8, as the record's head. Both
+# operands in e4m3 at fixed scales (the record's: |x| up to 100, rms-normed inputs; |w| up
+# to 1.6); the logits' gradient in e5m2 at a scale taken from its own maximum, because its
+# size follows the loss's normalisation (means over T tokens and slots: about 1e-6 here),
+# which a fixed scale would flush to zero. Hopper's float8 matrix products take the first
+# operand row-major and the second column-major, hence the transposed copies.
+
+FP8_HEAD_SCALES = (100 / 448, 1.6 / 448)  # x, w: their largest magnitude lands on e4m3's 448
+FP8_GRAD_TOP = 2.0 ** 14  # the gradient's maximum lands here: e5m2 reaches 57344
+
+
+class FP8Head(torch.autograd.Function):
+    """x (T, dim) @ w (dim, V) in float8, bf16 out; differentiable in x and w."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xs, ws = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in FP8_HEAD_SCALES)
+        x8 = (x / xs).to(torch.float8_e4m3fn)
+        w8 = (w / ws).to(torch.float8_e4m3fn)
+        ctx.save_for_backward(x8, w8, xs, ws)
+        return torch._scaled_mm(x8, w8.t().contiguous().t(), scale_a=xs, scale_b=ws,
+                                out_dtype=torch.bfloat16, use_fast_accum=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x8, w8, xs, ws = ctx.saved_tensors
+        gs = grad.abs().amax().float().clamp_min(1e-30) / FP8_GRAD_TOP
+        g8 = (grad / gs).to(torch.float8_e5m2)
+        grad_x = torch._scaled_mm(g8, w8.t(), scale_a=gs, scale_b=ws, out_dtype=torch.bfloat16)
+        grad_w = torch._scaled_mm(x8.t().contiguous(), g8.t().contiguous().t(), scale_a=xs, scale_b=gs,
+                                  out_dtype=torch.bfloat16)
+        return grad_x, grad_w
 
 
 # -----------------------------------------------------------------------------
@@ -375,11 +629,11 @@ def stationary_dims(head_dim):
 class Block(nn.Module):
     def __init__(self, cfg, layer):
         super().__init__()
-        dim, H, D = cfg["model_dim"], cfg["num_heads"], cfg["head_dim"]
+        dim, H, D = cfg.model_dim, cfg.num_heads, cfg.head_dim
         self.H, self.D = H, D
-        self.has_attn = layer not in cfg["attn_skip_layers"]
-        self.long = layer in cfg["long_layers"]
-        self.has_ve = cfg["ve_per_layer"][layer] is not None
+        self.has_attn = layer not in cfg.attn_skip_layers
+        self.long = layer in cfg.long_layers
+        self.has_ve = cfg.ve_per_layer[layer] is not None
         bound = math.sqrt(3) * dim ** -0.5
         if self.has_attn:
             self.qkv_w = nn.Parameter(torch.empty(3, H * D, dim).uniform_(-bound, bound))
@@ -389,7 +643,7 @@ class Block(nn.Module):
                 self.ve_gate = nn.Parameter(torch.zeros(H, 12))
             self.rotary = Rotary(D)
             self.register_buffer("stat", stationary_dims(D), persistent=False)
-        hidden = cfg["mlp_mult"] * dim
+        hidden = cfg.mlp_mult * dim
         self.fc_w = nn.Parameter(torch.empty(hidden, dim).uniform_(-bound / 2, bound / 2))
         self.proj_w = nn.Parameter(torch.zeros(dim, hidden))
 
@@ -420,12 +674,13 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        V, dim, L = cfg["vocab_size"], cfg["model_dim"], cfg["num_layers"]
+        V, dim, L = cfg.vocab_size, cfg.model_dim, cfg.num_layers
         self.cfg = cfg
+        self.fused_loss, self.fp8_head = cfg.fused_loss, cfg.fp8_head
         self.head = nn.Parameter(torch.empty(dim, V).normal_(0, 0.005))  # stored transposed
         self.embed = nn.Parameter(self.head.detach().t().clone())  # tied phase: copy of head
         self.ve_tables = nn.ParameterList(
-            [nn.Parameter(torch.zeros(V, dim)) for _ in range(cfg["ve_tables"])])
+            [nn.Parameter(torch.zeros(V, dim)) for _ in range(cfg.ve_tables)])
         self.bigram_rows = 5 * V
         self.bigram = nn.Parameter(torch.zeros(self.bigram_rows, dim))
         self.blocks = nn.ModuleList([Block(cfg, i) for i in range(L)])
@@ -445,7 +700,7 @@ class GPT(nn.Module):
     def forward(self, idx, targets, windows, attn_scales, mtp_weights=None, loss_chunk=None):
         """idx, targets: (T,) one packed sequence; windows: (short, long) in tokens (tensor)."""
         cfg, dtype = self.cfg, self.head.dtype
-        masks = make_masks(idx, cfg["bos_id"], windows.unbind(), self.backend, cfg["block_size"])
+        masks = make_masks(idx, cfg.bos_id, windows.unbind(), self.backend, cfg.block_size)
         x = F.embedding(idx, self.embed).to(dtype)
         # smear: each position takes a gated copy of the previous token's embedding
         gate = self.misc[0] * torch.sigmoid(F.linear(x[1:, :12], self.smear_gate.type_as(x)))
@@ -453,7 +708,7 @@ class GPT(nn.Module):
         x = x0 = norm(x)
         bigram = F.embedding(self.bigram_hash(idx), self.bigram).to(dtype)
         ves = [F.embedding(idx, t).to(dtype) for t in self.ve_tables]
-        src, dst = cfg["unet_layers"]
+        src, dst = cfg.unet_layers
         skip = backout = None
         for i, block in enumerate(self.blocks):
             r, a, b = self.resid[i].type_as(x).unbind()
@@ -461,12 +716,12 @@ class GPT(nn.Module):
             if i == dst:
                 g = torch.sigmoid(F.linear(x0[:, :12], self.skip_gate.type_as(x)))
                 x = x + torch.sigmoid(self.misc[1]).type_as(x) * 2 * g * skip
-            t = cfg["ve_per_layer"][i]
+            t = cfg.ve_per_layer[i]
             x = block(x, None if t is None else ves[t], self.attn_scalars[i], masks, attn_scales,
                       self.attend)
             if i == src:
                 skip = x
-            if i == cfg["backout_layer"]:
+            if i == cfg.backout_layer:
                 backout = x
         x = norm(x - self.misc[2].type_as(x) * backout)
         if mtp_weights is None:  # evaluation: plain next-token loss, logits in chunks
@@ -476,23 +731,38 @@ class GPT(nn.Module):
                 logits = self.logits(x[s:s + chunk])
                 total = total + F.cross_entropy(logits, targets[s:s + chunk], reduction="sum")
             return total / x.size(0)
-        # multi-token prediction: target t+1+k with weight w_k (the same head for all k).
-        # One gather of all K targets, so the backward scatters into one T x V buffer, not K;
-        # full-length with zero weights past the end rather than slices of length T - k:
-        # inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151").
-        logits = self.logits(x)
-        lse = torch.logsumexp(logits, dim=-1)
-        T, K = targets.size(0), mtp_weights.size(0)
-        ks = torch.arange(K, device=targets.device)
-        shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)  # (T, K)
-        valid = torch.arange(T, device=targets.device)[:, None] < T - ks
-        coef = torch.where(valid, mtp_weights[None, :] / (T - ks), 0)  # mean over T - k each
-        loss = (coef * (lse[:, None] - logits.gather(1, shifted))).sum()
-        return loss
+        # multi-token prediction: target t+1+k with weight w_k (the same head for all k)
+        shifted, coef = mtp_targets(targets, mtp_weights)
+        logits = FP8Head.apply(x, self.head) if self.fp8_head else F.linear(x, self.head.t().type_as(x))
+        if self.fused_loss:  # bf16 logits straight into the kernels
+            return fused_softcap_ce(logits, shifted, coef)
+        return mtp_loss(softcap(logits.float()), shifted, coef)
 
     def logits(self, x):
-        logits = F.linear(x, self.head.t().type_as(x)).float()
-        return 23 * torch.sigmoid((logits + 5) / 7.5)
+        return softcap(F.linear(x, self.head.t().type_as(x)).float())
+
+
+def softcap(logits):
+    A, B, C = SOFTCAP
+    return A * torch.sigmoid((logits + B) / C)
+
+
+def mtp_targets(targets, weights):
+    """(T, K) targets t+1+k and their coefficients: weight k over the T - k positions that
+    have a target k ahead, 0 past the end. Full-length rather than slices of length T - k:
+    inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151")."""
+    T, K = targets.size(0), weights.size(0)
+    ks = torch.arange(K, device=targets.device)
+    shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)
+    valid = torch.arange(T, device=targets.device)[:, None] < T - ks
+    return shifted, torch.where(valid, weights[None, :] / (T - ks), 0).float()
+
+
+def mtp_loss(z, shifted, coef):
+    """The plain form of the fused kernels' loss, from soft-capped fp32 logits z (T, V).
+    One gather of all K targets, so the backward scatters into one T x V buffer, not K."""
+    lse = torch.logsumexp(z, dim=-1)
+    return (coef * (lse[:, None] - z.gather(1, shifted))).sum()
 
 
 # -----------------------------------------------------------------------------
@@ -512,19 +782,57 @@ def make_masks(idx, bos, windows, backend, block_size):
     masks = []
     for w in windows:
         if backend == "flex":
-            from torch.nn.attention.flex_attention import create_block_mask
             w = torch.as_tensor(w, device=idx.device)
-
-            def mask_mod(b, h, q, k, w=w):
-                return (q >= k) & (docs[q] == docs[k]) & (q - k < w)
+            if T % block_size == 0:
+                masks.append(doc_window_block_mask(docs, w, block_size))
+                continue
+            from torch.nn.attention.flex_attention import create_block_mask
             kw = dict(_compile=True) if idx.is_cuda and not torch.compiler.is_compiling() else {}
-            masks.append(create_block_mask(mask_mod, None, None, T, T, device=idx.device,
+            masks.append(create_block_mask(window_mask_mod(docs, w), None, None, T, T, device=idx.device,
                                            BLOCK_SIZE=block_size, **kw))
         else:
             pos = torch.arange(T, device=idx.device)
             diff = pos[:, None] - pos[None, :]
             masks.append((diff >= 0) & (diff < w) & (docs[:, None] == docs[None, :]))
     return masks
+
+
+def doc_window_block_mask(docs, w, block):
+    """The FlexAttention block mask of window_mask_mod, built from each block's first and
+    last document id (an n x n table, n = T / block) instead of evaluating the rule on all
+    T x T pairs as create_block_mask does (2.4 ms per mask at T = 49152 on an H100).
+    Document ids never decrease along the sequence, so for key block j before query block
+    i the only same-document pairs are the tail of j and the head of i, in the document
+    last(j) == first(i), and the closest of them are (i - j - 1) * block + 1 apart."""
+    from torch.nn.attention.flex_attention import BlockMask
+    n = docs.size(0) // block
+    d = docs.view(n, block)
+    first, last = d[:, 0], d[:, -1]
+    i = torch.arange(n, device=docs.device)[:, None]
+    j = torch.arange(n, device=docs.device)[None, :]
+    nearest = ((i - j - 1) * block + 1).clamp_min(0)  # closest q - k over the two blocks
+    farthest = (i - j + 1) * block - 1
+    some = (j == i) | ((j < i) & (last[None, :] == first[:, None]) & (nearest < w))
+    full = (j < i) & (first[None, :] == last[:, None]) & (farthest < w)  # one document, all in window
+    partial = some & ~full
+
+    def listed(m):  # per query block: how many key blocks, and which (listed first, in order)
+        order = torch.sort(torch.where(m, j, j + n), dim=-1).indices
+        return m.sum(-1, dtype=torch.int32)[None, None], order.to(torch.int32)[None, None]
+    kv_num, kv_idx = listed(partial)
+    full_num, full_idx = listed(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block,
+                                    mask_mod=window_mask_mod(docs, w))
+
+
+def window_mask_mod(docs, w):
+    """FlexAttention's mask rule. The window is a closure cell, not a default argument: a
+    default (`w=w`) gives the traced graph an input whose source inductor's FX-graph cache
+    cannot load again on torch 2.11 (`DefaultsSource.__init__() takes from 3 to 4
+    positional arguments but 6 were given`), so that graph recompiled in every run."""
+    def mask_mod(b, h, q, k):
+        return (q >= k) & (docs[q] == docs[k]) & (q - k < w)
+    return mask_mod
 
 
 def attend_sdpa(q, k, v, mask):
@@ -697,8 +1005,8 @@ def build_optimizers(model, cfg):
     adam += [(model.smear_gate, 1.0, 1.0), (model.skip_gate, 1.0, 1.0)]
     adam += [(p, 5.0, 1.0) for p in (model.resid, model.attn_scalars, model.misc)]
     assert len(muon) + len(adam) == len(list(model.parameters()))
-    return (NorMuon(muon, cfg["muon_lr"], cfg["muon_wd"]),
-            Adam(adam, cfg["adam_lr"], cfg["adam_wd"], fused=cfg["compile"]))
+    return (NorMuon(muon, cfg.muon_lr, cfg.muon_wd),
+            Adam(adam, cfg.adam_lr, cfg.adam_wd, fused=cfg.compile))
 
 
 def param_counts(model, cfg):
@@ -712,7 +1020,7 @@ def param_counts(model, cfg):
         ("hidden_matrices", hidden, ""),
         ("token_embed", model.embed.numel(), ""),
         ("lm_head", model.head.numel(), ""),
-        ("value_embeds", n(model.ve_tables), f" ({cfg['ve_tables']} tables)"),
+        ("value_embeds", n(model.ve_tables), f" ({cfg.ve_tables} tables)"),
         ("bigram_embed", model.bigram.numel(), ""),
         ("gates", gates, ""),
         ("scalars", n([model.resid, model.attn_scalars, model.misc]), ""),
@@ -724,32 +1032,32 @@ def param_counts(model, cfg):
 # Schedules (step = index of the training step being taken, 0-based)
 
 def stage_of(step, cfg):
-    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    sched = cfg.num_iterations - cfg.extension_iterations
     return min(3 * step // sched, 2)  # thirds of the scheduled steps; extension keeps the last
 
 
 def lr_multiplier(step, cfg):
-    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    sched = cfg.num_iterations - cfg.extension_iterations
     t = min(step / sched, 1.0)
     w = 1.0
-    if t > 1 - cfg["cooldown_frac"]:  # linear cooldown to final_lr_frac
-        w = 1 - (t - (1 - cfg["cooldown_frac"])) / cfg["cooldown_frac"] * (1 - cfg["final_lr_frac"])
-    return cfg["lr_schedule"][stage_of(step, cfg)] * w
+    if t > 1 - cfg.cooldown_frac:  # linear cooldown to final_lr_frac
+        w = 1 - (t - (1 - cfg.cooldown_frac)) / cfg.cooldown_frac * (1 - cfg.final_lr_frac)
+    return cfg.lr_schedule[stage_of(step, cfg)] * w
 
 
 def muon_momentum(step, cfg):
-    m = 0.85 + 0.10 * min(1.0, step / max(1, cfg["momentum_warmup_steps"]))
-    left = cfg["num_iterations"] - step
-    if left < cfg["momentum_cooldown_steps"]:
-        m = 0.85 + (m - 0.85) * left / cfg["momentum_cooldown_steps"]
+    m = 0.85 + 0.10 * min(1.0, step / max(1, cfg.momentum_warmup_steps))
+    left = cfg.num_iterations - step
+    if left < cfg.momentum_cooldown_steps:
+        m = 0.85 + (m - 0.85) * left / cfg.momentum_cooldown_steps
     return m
 
 
 def mtp_weights(step, cfg):
     """[1, .5, .25->0] in the first third, [1, .5->0] in the second, [1] after."""
-    if not cfg["mtp"]:
+    if not cfg.mtp:
         return [1.0]
-    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    sched = cfg.num_iterations - cfg.extension_iterations
     stage = stage_of(step, cfg)
     frac = min(1.0, max(0.0, 3 * step / sched - stage))  # progress through this third
     # Always three weights (zeros pad the later thirds): one compiled graph per batch shape
@@ -761,20 +1069,20 @@ def mtp_weights(step, cfg):
 
 
 def windows_for(long_blocks, cfg, short_blocks=None):
-    long = long_blocks * cfg["block_size"]
-    short = (short_blocks * cfg["block_size"] if short_blocks is not None else long) // 2
+    long = long_blocks * cfg.block_size
+    short = (short_blocks * cfg.block_size if short_blocks is not None else long) // 2
     return (short, long)
 
 
 def attn_scales_for(windows, cfg):
     """0.1, rescaled YaRN-style (0.1 ln s + 1) by how much each window grew from the start."""
-    w0 = windows_for(cfg["window_schedule"][0], cfg)
+    w0 = windows_for(cfg.window_schedule[0], cfg)
     return [0.1 * (0.1 * math.log(max(1.0, w / b)) + 1) for w, b in zip(windows, w0)]
 
 
 def split_step(cfg):
     """First odd step past 2/3 of the scheduled steps: embedding unties from the head."""
-    s = (2 * (cfg["num_iterations"] - cfg["extension_iterations"])) // 3 + 1
+    s = (2 * (cfg.num_iterations - cfg.extension_iterations)) // 3 + 1
     return s if s % 2 == 1 else s + 1
 
 
@@ -784,8 +1092,8 @@ def split_step(cfg):
 class Trainer:
     def __init__(self, cfg, device, rank, train_files):
         self.cfg, self.device, self.rank = cfg, device, rank
-        self.world = cfg["world_size"]
-        torch.manual_seed(cfg["seed"])
+        self.world = cfg.world_size
+        torch.manual_seed(cfg.seed)
         model = GPT(cfg)
         if device.type == "cuda":  # weights in bf16 (with mantissa side buffers), scalars fp32
             scalars = {id(model.resid), id(model.attn_scalars), id(model.misc)}
@@ -794,20 +1102,20 @@ class Trainer:
                     p.data = p.data.bfloat16()
         self.model = model.to(device)
         self.initial_state = copy.deepcopy(self.model.state_dict())
-        self.backend = cfg["attn"] if cfg["attn"] != "auto" else ("flex" if device.type == "cuda" else "sdpa")
+        self.backend = cfg.attn if cfg.attn != "auto" else ("flex" if device.type == "cuda" else "sdpa")
         self.model.attend, self.model.backend = attend_sdpa, self.backend
         if self.backend == "flex":
             from torch.nn.attention.flex_attention import flex_attention
             # uncompiled flex_attention materialises the scores; compile it on its own then
-            fa = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" and not cfg["compile"] \
+            fa = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" and not cfg.compile \
                 else flex_attention
             self.model.attend = lambda q, k, v, mask: attend_flex(fa, q, k, v, mask)
-        if cfg["compile"]:
+        if cfg.compile:
             # one graph per batch size / validation shape; leave room so nothing falls back to eager
             for knob in ("recompile_limit", "cache_size_limit"):
                 if hasattr(torch._dynamo.config, knob):
                     setattr(torch._dynamo.config, knob, 64)
-        self.forward = torch.compile(self.model, dynamic=False) if cfg["compile"] else self.model
+        self.forward = torch.compile(self.model, dynamic=False) if cfg.compile else self.model
         self.train_files = train_files
         self.reset()
 
@@ -842,8 +1150,8 @@ class Trainer:
                     v=head_state["v"].t().contiguous(),
                     lo=None if head_state["lo"] is None else head_state["lo"].t().contiguous())
         stage = stage_of(step, cfg)
-        slot_len = cfg["batch_schedule"][stage] * cfg["seq_len"]
-        windows = windows_for(cfg["window_schedule"][stage], cfg)
+        slot_len = cfg.batch_schedule[stage] * cfg.seq_len
+        windows = windows_for(cfg.window_schedule[stage], cfg)
         scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
         windows = torch.tensor(windows, device=self.device)
         weights = torch.tensor(mtp_weights(step, cfg), device=self.device)
@@ -851,7 +1159,7 @@ class Trainer:
             seq = seq.to(self.device, non_blocking=True)
             inputs, targets = seq[:-1], seq[1:]
             loss = self.forward(inputs, targets, windows, scales, weights)
-            (loss / cfg["slots"]).backward()
+            (loss / cfg.slots).backward()
         self.all_reduce(self.muon.params())
         self.muon.step(lr_multiplier(step, cfg), muon_momentum(step, cfg))
         for p in self.muon.params():
@@ -870,19 +1178,19 @@ class Trainer:
     @torch.no_grad()
     def validate(self, val_tokens, long_blocks):
         cfg = self.cfg
-        windows = windows_for(long_blocks, cfg, short_blocks=cfg["val_window"])
+        windows = windows_for(long_blocks, cfg, short_blocks=cfg.val_window)
         scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
         windows = torch.tensor(windows, device=self.device)
-        slot = cfg["val_batch_tokens"] // cfg["slots"]
+        slot = cfg.val_batch_tokens // cfg.slots
         total = torch.zeros((), device=self.device)
-        mine = range(self.rank * cfg["grad_accum_steps"], (self.rank + 1) * cfg["grad_accum_steps"])
-        for start in range(0, cfg["val_tokens"], cfg["val_batch_tokens"]):
+        mine = range(self.rank * cfg.grad_accum_steps, (self.rank + 1) * cfg.grad_accum_steps)
+        for start in range(0, cfg.val_tokens, cfg.val_batch_tokens):
             for s in mine:
                 seq = val_tokens[start + s * slot: start + (s + 1) * slot + 1].to(self.device)
                 total += self.forward(seq[:-1], seq[1:], windows, scales, None, 16384).float()
         if self.world > 1:
             dist.all_reduce(total)
-        return total.item() / (cfg["val_tokens"] // slot)
+        return total.item() / (cfg.val_tokens // slot)
 
 
 def log0(rank, s):
@@ -900,31 +1208,25 @@ def main(argv):
     cfg = parse_args(argv)
     cfg = resolve_config(cfg, world)
     # Check the data before starting anything expensive (every rank fails alike).
-    train_files = find_shards(cfg["data_path"], "train")
+    train_files = find_shards(cfg.data_path, "train")
     for f in train_files:
         check_shard(f)
     val_tokens = load_val(cfg)
 
-    if cfg["device"] == "auto":
-        cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+    if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
-    if cfg["device"] == "cuda":
+    if cfg.device == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
         if "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(1)  # small CPU models gain nothing from more; a busy box loses a lot
-    if cfg["compile"] is None:
-        cfg["compile"] = device.type == "cuda"
-    if cfg["warmup"] is None:
-        cfg["warmup"] = cfg["compile"]
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     # ---- header
-    log0(rank, "config: " + json.dumps(cfg, sort_keys=True))
+    log0(rank, "config: " + json.dumps(cfg.to_dict(), sort_keys=True))
     log0(rank, f"Running Python {platform.python_version()}")
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
     log0(rank, f"Running PyTorch {torch.__version__} compiled for {build}")
@@ -939,19 +1241,19 @@ def main(argv):
         log0(rank, line)
     log0(rank, "=" * 100)
 
-    N = cfg["num_iterations"]
+    N = cfg.num_iterations
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if cfg["warmup"]:
+    if cfg.warmup:
         warmup_start = time.time()
         # Compile and warm up every shape the run will see (each third's batch and window,
         # the extension, validation), then reset weights, optimisers and data order.
-        sched = N - cfg["extension_iterations"]
+        sched = N - cfg.extension_iterations
         for step in sorted({0, 1, sched // 3, sched // 3 + 1, 2 * sched // 3, 2 * sched // 3 + 1,
                             split_step(cfg), sched, N - 1}):
             if step < N:
                 trainer.train_step(step)
-        trainer.validate(val_tokens, cfg["val_window"])
-        trainer.validate(val_tokens, cfg["final_long_window"])
+        trainer.validate(val_tokens, cfg.val_window)
+        trainer.validate(val_tokens, cfg.final_long_window)
         trainer.reset()
         sync()
         # Not a step line (parsers skip it): how much of a run's wall time is compilation.
@@ -969,10 +1271,10 @@ def main(argv):
     t0 = time.perf_counter()
     for step in range(N + 1):
         last = step == N
-        if last or step == 0 or (cfg["val_every"] > 0 and step % cfg["val_every"] == 0):
+        if last or step == 0 or (cfg.val_every > 0 and step % cfg.val_every == 0):
             sync()  # the clock stops during validation
             train_ms += 1000 * (time.perf_counter() - t0)
-            loss = trainer.validate(val_tokens, cfg["final_long_window"] if last else cfg["val_window"])
+            loss = trainer.validate(val_tokens, cfg.final_long_window if last else cfg.val_window)
             log0(rank, f"step:{step}/{N} val_loss:{loss:.4f} train_time:{train_ms:.0f}ms "
                        f"step_avg:{train_ms / max(step, 1):.2f}ms")
             sync()

@@ -1,0 +1,1002 @@
+"""The project's own NanoGPT speedrun trainer (one self-contained file).
+
+Full scale (the January 2026 record, see train/README.md for what matches it):
+    torchrun --standalone --nproc_per_node=8 train/train_gpt.py --preset speedrun --data-path data/fineweb10B
+Toy scale on a CPU:
+    python -m train.data synthetic --out data/synthetic
+    python train/train_gpt.py --preset tiny --data-path data/synthetic
+
+It imports only the standard library, numpy and torch, so a snapshot of this file is the
+exact workload. The log format is the one the harness parses (train/README.md).
+"""
+
+import argparse
+import copy
+import glob
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+
+PROCESS_START = time.time()  # before torch's import: the warm-up line reports start-up cost
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class UsageError(Exception):
+    """Bad flags, pattern or data: reported as one line on stderr with exit code 2."""
+
+
+# -----------------------------------------------------------------------------
+# Presets. Flags override presets; every field is a flag (--field-with-dashes).
+
+SPEEDRUN = dict(
+    # model
+    num_layers=11, model_dim=768, num_heads=6, head_dim=128, mlp_mult=4, vocab_size=50304,
+    ve_layout=".12...012",
+    # layer roles; None = derived from the 11-layer record proportionally
+    long_layers=None, attn_skip_layers=None, unet_layers=None, backout_layer=None,
+    # run length and data
+    num_iterations=1600, extension_iterations=40, seq_len=2048, slots=8,
+    batch_schedule=(8, 16, 24), block_size=128, window_schedule=(3, 7, 11),
+    val_window=13, final_long_window=20,
+    val_tokens=10485760, val_batch_tokens=4 * 64 * 1024 * 8, val_every=250,
+    # optimisation
+    muon_lr=0.023, muon_wd=1.2, adam_lr=0.008, adam_wd=0.005,
+    lr_schedule=(1.0, 1.52, 1.73), cooldown_frac=0.55, final_lr_frac=0.1,
+    momentum_warmup_steps=300, momentum_cooldown_steps=50,
+    mtp=True,
+)
+PRESETS = {
+    "speedrun": SPEEDRUN,
+    # One rank's share of a record step on one GPU: same model, 1/8 of the batch and of the
+    # validation tokens. For measuring step time; not training-equivalent (for that, run
+    # --preset speedrun with any number of GPUs: accumulation keeps the batch).
+    "speedrun-1gpu": dict(SPEEDRUN, slots=1, val_batch_tokens=4 * 64 * 1024, val_tokens=1310720),
+    # CPU-sized: same code path, small vocab matching `python -m train.data synthetic`.
+    "tiny": dict(
+        SPEEDRUN, num_layers=8, model_dim=64, num_heads=4, head_dim=16, vocab_size=256,
+        num_iterations=30, extension_iterations=2, seq_len=64, slots=2,
+        batch_schedule=(2, 4, 6), block_size=16, val_tokens=2048, val_batch_tokens=1024,
+        val_every=10, momentum_warmup_steps=6, momentum_cooldown_steps=2,
+    ),
+}
+
+# flag name -> (type, help). Tuples are comma-separated integers/floats.
+FIELDS = {
+    "ve_layout": (str, "value-embedding pattern, e.g. .12...012 (tied) or .01...345 (untied)"),
+    "num_iterations": (int, "total training steps, extension steps included"),
+    "extension_iterations": (int, "steps after the schedule (scheduled = total - this)"),
+    "val_every": (int, "validate every N steps (0: only at the start and end)"),
+    "num_layers": (int, "transformer layers"), "model_dim": (int, "model width"),
+    "num_heads": (int, "attention heads"), "head_dim": (int, "head width"),
+    "mlp_mult": (int, "MLP hidden = mult x model_dim"),
+    "vocab_size": (int, "vocabulary (padded) size"),
+    "long_layers": ("ints", "layers with long windows"),
+    "attn_skip_layers": ("ints", "layers without attention"),
+    "unet_layers": ("ints", "U-net skip SRC,DST"), "backout_layer": (int, "backout layer"),
+    "seq_len": (int, "training pieces are cut at this many tokens"),
+    "slots": (int, "micro-batches per step over all ranks (ranks x accumulation)"),
+    "batch_schedule": ("ints", "tokens per micro-batch in units of seq_len, per third"),
+    "block_size": (int, "attention window block size in tokens"),
+    "window_schedule": ("ints", "long window in blocks, per third"),
+    "val_window": (int, "long window in blocks for validation"),
+    "final_long_window": (int, "long window in blocks for the last validation"),
+    "val_tokens": (int, "validation tokens (first N of the val shard)"),
+    "val_batch_tokens": (int, "validation tokens per validation step over all ranks"),
+    "muon_lr": (float, "NorMuon lr"), "muon_wd": (float, "NorMuon cautious weight decay"),
+    "adam_lr": (float, "Adam lr"), "adam_wd": (float, "Adam cautious weight decay"),
+    "lr_schedule": ("floats", "lr multiplier per third"),
+    "cooldown_frac": (float, "fraction of scheduled steps with linear lr cooldown"),
+    "final_lr_frac": (float, "lr multiplier at the end of the cooldown"),
+    "momentum_warmup_steps": (int, "NorMuon momentum 0.85->0.95 over these steps"),
+    "momentum_cooldown_steps": (int, "NorMuon momentum back to 0.85 over the last steps"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see: python train/train_gpt.py --help)")
+
+
+def parse_args(argv):
+    p = OneLineParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="speedrun")
+    p.add_argument("--data-path", default=os.environ.get("DATA_PATH", "data/fineweb10B"),
+                   help="folder with *train_*.bin and *val_*.bin shards (env DATA_PATH)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="init and data-order seed (default: env SEED, else 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on for CUDA, off for CPU)")
+    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="untimed warm-up of the transition steps, then reset (default: = compile)")
+    p.add_argument("--attn", choices=["auto", "flex", "sdpa"], default="auto",
+                   help="FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask")
+    p.add_argument("--mtp", action=argparse.BooleanOptionalAction, default=None,
+                   help="multi-token prediction loss during training")
+    for name, (typ, hlp) in FIELDS.items():
+        conv = {"ints": int_tuple, "floats": float_tuple}.get(typ, typ)
+        p.add_argument("--" + name.replace("_", "-"), type=conv, default=None, help=hlp + " (preset)")
+    args = p.parse_args(argv)
+    cfg = dict(PRESETS[args.preset])
+    for k, v in vars(args).items():
+        if v is not None or k not in cfg:
+            cfg[k] = v
+    if cfg["seed"] is None:
+        env_seed = os.environ.get("SEED", "0")
+        try:
+            cfg["seed"] = int(env_seed)
+        except ValueError:
+            raise UsageError(f"env SEED={env_seed!r} is not an integer; set SEED to an integer")
+    return cfg
+
+
+def int_tuple(s):
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}")
+
+
+def float_tuple(s):
+    try:
+        return tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}")
+
+
+def parse_ve_layout(pattern, num_layers):
+    """'.12...012' -> per-layer table index (None = no value embedding) and table count.
+
+    Symbols before '...' are the first layers, symbols after it the last layers, '...'
+    fills the middle with '.'. Every distinct symbol other than '.' is its own table.
+    """
+    if "..." in pattern:
+        head, _, tail = pattern.partition("...")
+        if len(head) + len(tail) > num_layers:
+            raise UsageError(f"--ve-layout {pattern!r} needs at least {len(head) + len(tail)} layers "
+                             f"but the model has {num_layers}; shorten the pattern")
+        symbols = list(head) + ["."] * (num_layers - len(head) - len(tail)) + list(tail)
+    else:
+        if len(pattern) != num_layers:
+            raise UsageError(f"--ve-layout {pattern!r} has {len(pattern)} symbols and no '...' but the "
+                             f"model has {num_layers} layers; write one symbol per layer or use '...'")
+        symbols = list(pattern)
+    if any(c.isspace() for c in symbols):
+        raise UsageError(f"--ve-layout {pattern!r} contains whitespace; use '.' for layers without")
+    names = sorted(set(symbols) - {"."})
+    return [None if c == "." else names.index(c) for c in symbols], len(names)
+
+
+def scale_layer(i, num_layers):
+    """Map a layer index of the 11-layer record onto a model of num_layers layers."""
+    return min(num_layers - 1, int(round(i * (num_layers - 1) / 10)))
+
+
+def resolve_config(cfg, world_size):
+    L = cfg["num_layers"]
+    if cfg["long_layers"] is None:
+        cfg["long_layers"] = tuple(sorted({scale_layer(3, L), scale_layer(10, L)}))
+    if cfg["attn_skip_layers"] is None:
+        cfg["attn_skip_layers"] = (scale_layer(6, L),)
+    if cfg["unet_layers"] is None:
+        cfg["unet_layers"] = (scale_layer(3, L), scale_layer(6, L))
+    if cfg["backout_layer"] is None:
+        cfg["backout_layer"] = scale_layer(7, L)
+    cfg["ve_per_layer"], cfg["ve_tables"] = parse_ve_layout(cfg["ve_layout"], L)
+    # BOS is GPT-2's <|endoftext|>, or the last id of a small synthetic vocabulary.
+    cfg["bos_id"] = 50256 if cfg["vocab_size"] > 50256 else cfg["vocab_size"] - 1
+    checks = [
+        (cfg["num_iterations"] >= 1, "--num-iterations must be >= 1"),
+        (0 <= cfg["extension_iterations"] < cfg["num_iterations"],
+         "--extension-iterations must be >= 0 and below --num-iterations"),
+        (cfg["val_every"] >= 0, "--val-every must be >= 0"),
+        (cfg["model_dim"] >= 12, "--model-dim must be >= 12 (gates read 12 dims)"),
+        (cfg["head_dim"] % 4 == 0, "--head-dim must be a multiple of 4 (half-rotary)"),
+        (all(0 <= i < L for i in cfg["long_layers"] + cfg["attn_skip_layers"]),
+         f"--long-layers/--attn-skip-layers must be layer indices below {L}"),
+        (len(cfg["unet_layers"]) == 2 and 0 <= cfg["unet_layers"][0] < cfg["unet_layers"][1] < L,
+         f"--unet-layers must be SRC,DST with 0 <= SRC < DST < {L}"),
+        (0 <= cfg["backout_layer"] < L, f"--backout-layer must be below {L}"),
+        (len(cfg["batch_schedule"]) == 3 and len(cfg["window_schedule"]) == 3
+         and len(cfg["lr_schedule"]) == 3, "schedules need three values (one per third)"),
+        (cfg["slots"] % world_size == 0,
+         f"--slots {cfg['slots']} must be a multiple of the number of processes ({world_size})"),
+        (cfg["val_batch_tokens"] % cfg["slots"] == 0, "--val-batch-tokens must divide by --slots"),
+        (cfg["val_tokens"] % cfg["val_batch_tokens"] == 0 and cfg["val_tokens"] > 0,
+         "--val-tokens must be a positive multiple of --val-batch-tokens"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+    cfg["world_size"] = world_size
+    cfg["grad_accum_steps"] = cfg["slots"] // world_size
+    return cfg
+
+
+# -----------------------------------------------------------------------------
+# Data: shards of a 256 x int32 header (magic, version, token count) then uint16 tokens.
+
+SHARD_MAGIC, SHARD_VERSION, HEADER_BYTES = 20240520, 1, 256 * 4
+
+
+def make_data_cmd(path):
+    """The command that (re)creates the shard at path."""
+    kind = "fineweb" if os.path.basename(path).startswith("fineweb") else "synthetic"
+    return f"python -m train.data {kind} --out {os.path.dirname(path) or '.'}"
+
+
+def check_shard(path):
+    """Magic, version and file size against the header's token count; returns the count."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_BYTES)
+    except OSError as e:
+        raise UsageError(f"cannot read shard {path} ({e.strerror}); create it with: {make_data_cmd(path)}")
+    header = np.frombuffer(raw[:len(raw) // 4 * 4], dtype=np.int32)
+    if header.size != 256 or header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
+        raise UsageError(f"{path} is not a token shard (bad magic/version header); "
+                         f"recreate it with: {make_data_cmd(path)}")
+    n = int(header[2])
+    if size != HEADER_BYTES + 2 * n:
+        raise UsageError(f"{path} is {size} bytes but its header says {n} tokens (truncated?); "
+                         f"recreate it with: {make_data_cmd(path)}")
+    return n
+
+
+def read_shard(path):
+    check_shard(path)
+    return np.fromfile(path, dtype=np.uint16, offset=HEADER_BYTES)
+
+
+def find_shards(data_path, kind):
+    pattern = os.path.join(data_path, f"*{kind}_*.bin")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise UsageError(f"no shards matching {pattern}; create them with: "
+                         f"python -m train.data synthetic --out {data_path}")
+    return files
+
+
+def check_vocab(tokens, path, vocab_size):
+    top = int(tokens.max()) if tokens.size else 0
+    if top >= vocab_size:
+        raise UsageError(f"{path} has token id {top} >= vocab size {vocab_size}; "
+                         f"use a preset/--vocab-size that covers it or regenerate the data")
+
+
+class TrainLoader:
+    """BOS-aligned packed micro-batches, the same for any number of ranks.
+
+    A step's batch is `slots` sequences of slot_len+1 tokens, filled in order with pieces
+    that start at a BOS and are cut at seq_len tokens (and at the end of the sequence); the
+    next sequence starts at the next document. Rank r owns consecutive slots. The seed
+    permutes the shards and picks each shard's first document, so data order depends on it.
+    """
+
+    def __init__(self, files, cfg, rank):
+        self.files, self.bos, self.cut = files, cfg["bos_id"], cfg["seq_len"]
+        self.vocab, self.slots = cfg["vocab_size"], cfg["slots"]
+        self.mine = range(rank * cfg["grad_accum_steps"], (rank + 1) * cfg["grad_accum_steps"])
+        self.rng = np.random.default_rng([cfg["seed"], 1234])
+        self.queue = []
+        self._next_shard()
+
+    def _next_shard(self):
+        if not self.queue:
+            self.queue = [self.files[i] for i in self.rng.permutation(len(self.files))]
+        path = self.queue.pop(0)
+        self.tokens = read_shard(path)
+        check_vocab(self.tokens, path, self.vocab)
+        self.starts = np.flatnonzero(self.tokens == self.bos)
+        self.ends = np.append(self.starts[1:], self.tokens.size)
+        if self.starts.size == 0:
+            raise UsageError(f"{path} has no BOS token {self.bos}; regenerate it with: {make_data_cmd(path)}")
+        offset = int(self.rng.integers(self.starts.size))
+        self.order = np.roll(np.arange(self.starts.size), -offset)
+        self.pos = 0
+
+    def _next_doc(self):
+        if self.pos == self.order.size:
+            self._next_shard()
+        i = self.order[self.pos]
+        self.pos += 1
+        return self.starts[i], self.ends[i]
+
+    def next_batch(self, slot_len):
+        out = []
+        for slot in range(self.slots):
+            buf, need = [], slot_len + 1
+            while need > 0:
+                s, e = self._next_doc()
+                piece = self.tokens[s:min(e, s + self.cut, s + need)]
+                buf.append(piece)
+                need -= piece.size
+            if slot in self.mine:
+                out.append(torch.from_numpy(np.concatenate(buf).astype(np.int64)))
+        return out
+
+
+def load_val(cfg):
+    path = find_shards(cfg["data_path"], "val")[0]
+    tokens = read_shard(path)
+    need = cfg["val_tokens"] + 1
+    if tokens.size < need:
+        raise UsageError(f"{path} has {tokens.size} tokens, fewer than --val-tokens+1 = {need}; "
+                         f"lower --val-tokens or create more with: python -m train.data synthetic "
+                         f"--out {cfg['data_path']} --val-tokens {need}")
+    tokens = tokens[:need]
+    check_vocab(tokens, path, cfg["vocab_size"])
+    return torch.from_numpy(tokens.astype(np.int64))
+
+
+# -----------------------------------------------------------------------------
+# Model
+
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class Rotary(nn.Module):
+    """Rotary on half of each head's dims; the other half has frequency 0 (stationary)."""
+
+    def __init__(self, head_dim):
+        super().__init__()
+        q = head_dim // 4
+        freqs = (1 / 1024) ** torch.linspace(0, 1, q)
+        self.register_buffer("freqs", torch.cat([freqs, freqs.new_zeros(q)]), persistent=False)
+
+    def forward(self, x):  # x: (T, H, D)
+        theta = torch.arange(x.size(0), device=x.device, dtype=torch.float32)[:, None] * self.freqs
+        cos, sin = theta.cos()[:, None, :].type_as(x), theta.sin()[:, None, :].type_as(x)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+def stationary_dims(head_dim):
+    q = head_dim // 4
+    idx = torch.zeros(head_dim, dtype=torch.bool)
+    idx[q:2 * q] = True
+    idx[3 * q:] = True
+    return idx
+
+
+class Block(nn.Module):
+    def __init__(self, cfg, layer):
+        super().__init__()
+        dim, H, D = cfg["model_dim"], cfg["num_heads"], cfg["head_dim"]
+        self.H, self.D = H, D
+        self.has_attn = layer not in cfg["attn_skip_layers"]
+        self.long = layer in cfg["long_layers"]
+        self.has_ve = cfg["ve_per_layer"][layer] is not None
+        bound = math.sqrt(3) * dim ** -0.5
+        if self.has_attn:
+            self.qkv_w = nn.Parameter(torch.empty(3, H * D, dim).uniform_(-bound, bound))
+            self.o_w = nn.Parameter(torch.zeros(dim, H * D))
+            self.attn_gate = nn.Parameter(torch.zeros(H, 12))
+            if self.has_ve:
+                self.ve_gate = nn.Parameter(torch.zeros(H, 12))
+            self.rotary = Rotary(D)
+            self.register_buffer("stat", stationary_dims(D), persistent=False)
+        hidden = cfg["mlp_mult"] * dim
+        self.fc_w = nn.Parameter(torch.empty(hidden, dim).uniform_(-bound / 2, bound / 2))
+        self.proj_w = nn.Parameter(torch.zeros(dim, hidden))
+
+    def attn(self, x, ve, scales, mask, attn_scale, attend):
+        T = x.size(0)
+        x_in = norm(x)
+        qkv = F.linear(x_in, self.qkv_w.flatten(0, 1).type_as(x)) * scales[0].type_as(x)
+        q, k, v = qkv.view(T, 3, self.H, self.D).unbind(1)
+        q, k = self.rotary(norm(q)), self.rotary(norm(k))
+        if self.long:  # partial key offset: stationary half of each key comes from t-1
+            k_prev = torch.cat([k[:1], k[:-1]])
+            k = torch.where(self.stat, k_prev, k)
+        if ve is not None:
+            g = 2 * torch.sigmoid(F.linear(x_in[:, :12], self.ve_gate.type_as(x)))
+            v = v + g[:, :, None] * ve.view(T, self.H, self.D)
+        y = attend(q * attn_scale.type_as(q), k, v, mask)  # (T, H, D)
+        y = y * torch.sigmoid(F.linear(x_in[:, :12], self.attn_gate.type_as(x)))[:, :, None]
+        return F.linear(y.reshape(T, -1), self.o_w.type_as(x)) * scales[1].type_as(x)
+
+    def forward(self, x, ve, scales, masks, attn_scales, attend):
+        if self.has_attn:
+            kind = 1 if self.long else 0
+            x = x + self.attn(x, ve, scales, masks[kind], attn_scales[kind], attend)
+        h = F.relu(F.linear(norm(x), self.fc_w.type_as(x))).square()
+        return x + F.linear(h, self.proj_w.type_as(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        V, dim, L = cfg["vocab_size"], cfg["model_dim"], cfg["num_layers"]
+        self.cfg = cfg
+        self.head = nn.Parameter(torch.empty(dim, V).normal_(0, 0.005))  # stored transposed
+        self.embed = nn.Parameter(self.head.detach().t().clone())  # tied phase: copy of head
+        self.ve_tables = nn.ParameterList(
+            [nn.Parameter(torch.zeros(V, dim)) for _ in range(cfg["ve_tables"])])
+        self.bigram_rows = 5 * V
+        self.bigram = nn.Parameter(torch.zeros(self.bigram_rows, dim))
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(L)])
+        # per layer: residual r (1.1), x0 a (0), bigram b (0.1); attention in/out (0.5, 1.0)
+        self.resid = nn.Parameter(torch.tensor([[1.1, 0.0, 0.1]] * L))
+        self.attn_scalars = nn.Parameter(torch.tensor([[0.5, 1.0]] * L))
+        # smear s (0), U-net skip k (-1.5), backout lambda (0.5)
+        self.misc = nn.Parameter(torch.tensor([0.0, -1.5, 0.5]))
+        self.smear_gate = nn.Parameter(torch.zeros(1, 12))
+        self.skip_gate = nn.Parameter(torch.zeros(1, 12))
+
+    def bigram_hash(self, idx):
+        rows = self.bigram_rows
+        h = torch.bitwise_xor(36313 * idx[1:], 27191 * idx[:-1]) % (rows - 1)
+        return torch.cat([idx.new_full((1,), rows - 1), h])
+
+    def forward(self, idx, targets, windows, attn_scales, mtp_weights=None, loss_chunk=None):
+        """idx, targets: (T,) one packed sequence; windows: (short, long) in tokens (tensor)."""
+        cfg, dtype = self.cfg, self.head.dtype
+        masks = make_masks(idx, cfg["bos_id"], windows.unbind(), self.backend, cfg["block_size"])
+        x = F.embedding(idx, self.embed).to(dtype)
+        # smear: each position takes a gated copy of the previous token's embedding
+        gate = self.misc[0] * torch.sigmoid(F.linear(x[1:, :12], self.smear_gate.type_as(x)))
+        x = torch.cat([x[:1], x[1:] + gate.type_as(x) * x[:-1]])
+        x = x0 = norm(x)
+        bigram = F.embedding(self.bigram_hash(idx), self.bigram).to(dtype)
+        ves = [F.embedding(idx, t).to(dtype) for t in self.ve_tables]
+        src, dst = cfg["unet_layers"]
+        skip = backout = None
+        for i, block in enumerate(self.blocks):
+            r, a, b = self.resid[i].type_as(x).unbind()
+            x = ((r + a) * x if i == 0 else r * x + a * x0) + b * bigram
+            if i == dst:
+                g = torch.sigmoid(F.linear(x0[:, :12], self.skip_gate.type_as(x)))
+                x = x + torch.sigmoid(self.misc[1]).type_as(x) * 2 * g * skip
+            t = cfg["ve_per_layer"][i]
+            x = block(x, None if t is None else ves[t], self.attn_scalars[i], masks, attn_scales,
+                      self.attend)
+            if i == src:
+                skip = x
+            if i == cfg["backout_layer"]:
+                backout = x
+        x = norm(x - self.misc[2].type_as(x) * backout)
+        if mtp_weights is None:  # evaluation: plain next-token loss, logits in chunks
+            chunk = loss_chunk or x.size(0)
+            total = x.new_zeros((), dtype=torch.float32)
+            for s in range(0, x.size(0), chunk):
+                logits = self.logits(x[s:s + chunk])
+                total = total + F.cross_entropy(logits, targets[s:s + chunk], reduction="sum")
+            return total / x.size(0)
+        # multi-token prediction: target t+1+k with weight w_k (the same head for all k).
+        # One gather of all K targets, so the backward scatters into one T x V buffer, not K;
+        # full-length with zero weights past the end rather than slices of length T - k:
+        # inductor (torch 2.11) fails to compile the sliced form ("49152 v.s. 49151").
+        logits = self.logits(x)
+        lse = torch.logsumexp(logits, dim=-1)
+        T, K = targets.size(0), mtp_weights.size(0)
+        ks = torch.arange(K, device=targets.device)
+        shifted = torch.stack([targets.roll(-k) for k in range(K)], dim=1)  # (T, K)
+        valid = torch.arange(T, device=targets.device)[:, None] < T - ks
+        coef = torch.where(valid, mtp_weights[None, :] / (T - ks), 0)  # mean over T - k each
+        loss = (coef * (lse[:, None] - logits.gather(1, shifted))).sum()
+        return loss
+
+    def logits(self, x):
+        logits = F.linear(x, self.head.t().type_as(x)).float()
+        return 23 * torch.sigmoid((logits + 5) / 7.5)
+
+
+# -----------------------------------------------------------------------------
+# Attention backends: FlexAttention block masks (GPU) or SDPA with an explicit boolean
+# mask built from the same rules (CPU): causal, same document, within the window.
+
+def doc_ids(idx, bos):
+    return torch.cumsum((idx == bos).int(), 0)
+
+
+def make_masks(idx, bos, windows, backend, block_size):
+    """One mask per window size. Built inside the (compiled) forward so that the mask_mod
+    closures are traced there; outside compile, CUDA compiles the block-mask builder alone
+    (the eager one would materialise T x T)."""
+    docs = doc_ids(idx, bos)
+    T = idx.size(0)
+    masks = []
+    for w in windows:
+        if backend == "flex":
+            from torch.nn.attention.flex_attention import create_block_mask
+            w = torch.as_tensor(w, device=idx.device)
+
+            def mask_mod(b, h, q, k, w=w):
+                return (q >= k) & (docs[q] == docs[k]) & (q - k < w)
+            kw = dict(_compile=True) if idx.is_cuda and not torch.compiler.is_compiling() else {}
+            masks.append(create_block_mask(mask_mod, None, None, T, T, device=idx.device,
+                                           BLOCK_SIZE=block_size, **kw))
+        else:
+            pos = torch.arange(T, device=idx.device)
+            diff = pos[:, None] - pos[None, :]
+            masks.append((diff >= 0) & (diff < w) & (docs[:, None] == docs[None, :]))
+    return masks
+
+
+def attend_sdpa(q, k, v, mask):
+    """Masked attention in plain ops (scale is already in q): on CPU this is several times
+    faster than scaled_dot_product_attention with a boolean mask."""
+    q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    scores = (q @ k.transpose(1, 2)).float().masked_fill(~mask, float("-inf"))
+    return (torch.softmax(scores, dim=-1).type_as(v) @ v).transpose(0, 1)
+
+
+def attend_flex(flex_attention, q, k, v, mask):
+    y = flex_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                       block_mask=mask, scale=1.0)
+    return y[0].transpose(0, 1)
+
+
+# -----------------------------------------------------------------------------
+# Optimisers
+
+# Polar Express (Amsel et al. 2025, arXiv 2505.16932): 5 iterations, safety factor 1.02.
+POLAR_EXPRESS = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+]
+
+
+def polar_express(G):
+    """Approximate orthogonal polar factor of each matrix in G (..., rows, cols)."""
+    X = G.bfloat16() if G.is_cuda else G.float()
+    wide = X.size(-2) > X.size(-1)
+    if wide:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.02 + 1e-7)
+    for a, b, c in POLAR_EXPRESS:
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return (X.mT if wide else X).float()
+
+
+def fp32_view(p, lo):
+    """Exact fp32 value of a bf16 weight (tensor p, not a Parameter) plus its 16-bit
+    mantissa side buffer."""
+    if lo is None:
+        return p.float()
+    hi = p.view(torch.int16).to(torch.int32) << 16
+    return (hi | (lo.to(torch.int32) & 0xFFFF)).view(torch.float32)
+
+
+def store_fp32(p, lo, w):
+    if lo is None:
+        p.copy_(w)
+        return
+    bits = w.view(torch.int32)
+    p.copy_((bits >> 16).to(torch.int16).view(torch.bfloat16))
+    low = bits & 0xFFFF
+    lo.copy_(torch.where(low >= 32768, low - 65536, low).to(torch.int16))
+
+
+class NorMuon:
+    """Muon with Nesterov momentum, Polar Express, per-row variance normalisation and
+    cautious weight decay. Matrices of one shape are updated as one batch."""
+
+    def __init__(self, params, lr, wd, beta2=0.95):
+        self.lr, self.wd, self.beta2 = lr, wd, beta2
+        self.groups = {}
+        for p, mult in params:
+            self.groups.setdefault((tuple(p.shape), mult), []).append(p)
+        self.state = {}
+        for key, ps in self.groups.items():
+            shape = (len(ps),) + key[0]
+            rows, cols = shape[-2], shape[-1]
+            red = -1 if rows >= cols else -2  # rows for tall/square, columns for wide
+            vshape = list(shape)
+            vshape[red] = 1
+            self.state[key] = dict(
+                buf=torch.zeros(shape, device=ps[0].device),
+                v=torch.zeros(vshape, device=ps[0].device), red=red,
+                lo=[torch.zeros_like(p, dtype=torch.int16) if p.dtype == torch.bfloat16 else None
+                    for p in ps])
+
+    def params(self):
+        return [p for ps in self.groups.values() for p in ps]
+
+    @torch.no_grad()
+    def step(self, lr_mult, momentum):
+        for key, ps in self.groups.items():
+            st, (shape, mult) = self.state[key], key
+            g = torch.stack([p.grad.float() for p in ps])
+            st["buf"].lerp_(g, 1 - momentum)
+            u = polar_express(g.lerp_(st["buf"], momentum))
+            st["v"].lerp_(u.square().mean(dim=st["red"], keepdim=True), 1 - self.beta2)
+            n0 = u.norm(dim=(-2, -1), keepdim=True)
+            u = u * st["v"].clamp_min(1e-10).rsqrt()
+            u = u * (n0 / u.norm(dim=(-2, -1), keepdim=True).clamp_min(1e-10))
+            lr = self.lr * lr_mult * mult * math.sqrt(max(1.0, shape[-2] / shape[-1]))
+            for j, p in enumerate(ps):
+                w = fp32_view(p.data, st["lo"][j])
+                decay = (u[j] * w > 0).float() * (lr * self.wd)  # cautious: only where it shrinks
+                w = w - w * decay - lr * u[j]
+                store_fp32(p.data, st["lo"][j], w)
+
+
+def adam_update(w16, lo, g, m, v, c1, c2, lr, wd_scale, b1: float, b2: float, eps: float):
+    """One parameter's Adam step, in place. A function of tensors alone so that
+    torch.compile can fuse its dozen elementwise passes over the tensor into one or two."""
+    g = g.float()
+    m.lerp_(g, 1 - b1)
+    v.lerp_(g.square(), 1 - b2)
+    u = (m / c1) / ((v / c2).sqrt() + eps)
+    w = fp32_view(w16, lo)
+    w = w - w * ((u * w > 0).float() * wd_scale) - lr * u  # cautious: only where it shrinks
+    store_fp32(w16, lo, w)
+
+
+class Adam:
+    """Bias-corrected Adam, eps 1e-10, cautious decoupled weight decay scaled by lr^2.
+    With fused=True the update of each large tensor (the embeddings and the head, most of
+    the model's parameters) is compiled: eager, it took about 36 ms of every odd step on
+    an H100."""
+
+    FUSE_MIN_NUMEL = 1 << 20  # small tensors stay eager: one compiled graph per shape
+
+    def __init__(self, params, lr, wd, betas=(0.8, 0.95), eps=1e-10, fused=False):
+        self.lr, self.wd, self.betas, self.eps = lr, wd, betas, eps
+        self.params_mult = params  # list of (param, lr_mult, wd_mult)
+        self.state = {}
+        self.fused = torch.compile(adam_update, dynamic=False) if fused else None
+
+    def params(self):
+        return [p for p, _, _ in self.params_mult]
+
+    @torch.no_grad()
+    def step(self, lr_mult):
+        b1, b2 = self.betas
+        for p, lm, wm in self.params_mult:
+            if p.grad is None:
+                continue
+            st = self.state.get(p)
+            if st is None:
+                st = self.state[p] = dict(
+                    step=0, m=torch.zeros_like(p, dtype=torch.float32),
+                    v=torch.zeros_like(p, dtype=torch.float32),
+                    lo=torch.zeros_like(p, dtype=torch.int16) if p.dtype == torch.bfloat16 else None)
+            st["step"] += 1
+            lr = self.lr * lr_mult * lm
+            scalars = (1 - b1 ** st["step"], 1 - b2 ** st["step"], lr, lr * lr * self.wd * wm)
+            update = adam_update
+            if self.fused is not None and p.numel() >= self.FUSE_MIN_NUMEL:
+                # step-dependent numbers as 0-dim tensors: a changed float would recompile
+                scalars = tuple(torch.tensor(x, dtype=torch.float32, device=p.device) for x in scalars)
+                update = self.fused
+            update(p.data, st["lo"], p.grad, st["m"], st["v"], *scalars, b1, b2, self.eps)
+
+
+def build_optimizers(model, cfg):
+    muon, adam = [], []
+    for block in model.blocks:
+        for name, p in block.named_parameters():
+            if name in ("qkv_w", "o_w", "fc_w"):
+                muon.append((p, 1.0))
+            elif name == "proj_w":
+                muon.append((p, 2.0))  # MLP output matrices at 2x lr
+            else:  # gates
+                adam.append((p, 1.0, 1.0))
+    adam += [(model.head, 1.0, 150.0), (model.embed, 1.0, 150.0), (model.bigram, 75.0, 5.0)]
+    adam += [(t, 75.0, 5.0) for t in model.ve_tables]
+    adam += [(model.smear_gate, 1.0, 1.0), (model.skip_gate, 1.0, 1.0)]
+    adam += [(p, 5.0, 1.0) for p in (model.resid, model.attn_scalars, model.misc)]
+    assert len(muon) + len(adam) == len(list(model.parameters()))
+    return (NorMuon(muon, cfg["muon_lr"], cfg["muon_wd"]),
+            Adam(adam, cfg["adam_lr"], cfg["adam_wd"], fused=cfg["compile"]))
+
+
+def param_counts(model, cfg):
+    n = lambda ps: sum(p.numel() for p in ps)
+    blocks = model.blocks
+    hidden = n(p for b in blocks for k, p in b.named_parameters() if k.endswith("_w"))
+    gates = n(p for b in blocks for k, p in b.named_parameters() if k.endswith("gate"))
+    gates += n([model.smear_gate, model.skip_gate])
+    groups = [
+        ("total", n(model.parameters()), ""),
+        ("hidden_matrices", hidden, ""),
+        ("token_embed", model.embed.numel(), ""),
+        ("lm_head", model.head.numel(), ""),
+        ("value_embeds", n(model.ve_tables), f" ({cfg['ve_tables']} tables)"),
+        ("bigram_embed", model.bigram.numel(), ""),
+        ("gates", gates, ""),
+        ("scalars", n([model.resid, model.attn_scalars, model.misc]), ""),
+    ]
+    return [f"params {name}: {count}{extra}" for name, count, extra in groups]
+
+
+# -----------------------------------------------------------------------------
+# Schedules (step = index of the training step being taken, 0-based)
+
+def stage_of(step, cfg):
+    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    return min(3 * step // sched, 2)  # thirds of the scheduled steps; extension keeps the last
+
+
+def lr_multiplier(step, cfg):
+    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    t = min(step / sched, 1.0)
+    w = 1.0
+    if t > 1 - cfg["cooldown_frac"]:  # linear cooldown to final_lr_frac
+        w = 1 - (t - (1 - cfg["cooldown_frac"])) / cfg["cooldown_frac"] * (1 - cfg["final_lr_frac"])
+    return cfg["lr_schedule"][stage_of(step, cfg)] * w
+
+
+def muon_momentum(step, cfg):
+    m = 0.85 + 0.10 * min(1.0, step / max(1, cfg["momentum_warmup_steps"]))
+    left = cfg["num_iterations"] - step
+    if left < cfg["momentum_cooldown_steps"]:
+        m = 0.85 + (m - 0.85) * left / cfg["momentum_cooldown_steps"]
+    return m
+
+
+def mtp_weights(step, cfg):
+    """[1, .5, .25->0] in the first third, [1, .5->0] in the second, [1] after."""
+    if not cfg["mtp"]:
+        return [1.0]
+    sched = cfg["num_iterations"] - cfg["extension_iterations"]
+    stage = stage_of(step, cfg)
+    frac = min(1.0, max(0.0, 3 * step / sched - stage))  # progress through this third
+    # Always three weights (zeros pad the later thirds): one compiled graph per batch shape
+    # instead of one per number of targets. A zero-weight target costs a gather over T
+    # positions, nothing next to the logits' T x V.
+    if step >= sched or stage == 2:
+        return [1.0, 0.0, 0.0]
+    return [1.0, 0.5, 0.25 * (1 - frac)] if stage == 0 else [1.0, 0.5 * (1 - frac), 0.0]
+
+
+def windows_for(long_blocks, cfg, short_blocks=None):
+    long = long_blocks * cfg["block_size"]
+    short = (short_blocks * cfg["block_size"] if short_blocks is not None else long) // 2
+    return (short, long)
+
+
+def attn_scales_for(windows, cfg):
+    """0.1, rescaled YaRN-style (0.1 ln s + 1) by how much each window grew from the start."""
+    w0 = windows_for(cfg["window_schedule"][0], cfg)
+    return [0.1 * (0.1 * math.log(max(1.0, w / b)) + 1) for w, b in zip(windows, w0)]
+
+
+def split_step(cfg):
+    """First odd step past 2/3 of the scheduled steps: embedding unties from the head."""
+    s = (2 * (cfg["num_iterations"] - cfg["extension_iterations"])) // 3 + 1
+    return s if s % 2 == 1 else s + 1
+
+
+# -----------------------------------------------------------------------------
+# Training
+
+class Trainer:
+    def __init__(self, cfg, device, rank, train_files):
+        self.cfg, self.device, self.rank = cfg, device, rank
+        self.world = cfg["world_size"]
+        torch.manual_seed(cfg["seed"])
+        model = GPT(cfg)
+        if device.type == "cuda":  # weights in bf16 (with mantissa side buffers), scalars fp32
+            scalars = {id(model.resid), id(model.attn_scalars), id(model.misc)}
+            for p in model.parameters():
+                if p.ndim >= 2 and id(p) not in scalars:
+                    p.data = p.data.bfloat16()
+        self.model = model.to(device)
+        self.initial_state = copy.deepcopy(self.model.state_dict())
+        self.backend = cfg["attn"] if cfg["attn"] != "auto" else ("flex" if device.type == "cuda" else "sdpa")
+        self.model.attend, self.model.backend = attend_sdpa, self.backend
+        if self.backend == "flex":
+            from torch.nn.attention.flex_attention import flex_attention
+            # uncompiled flex_attention materialises the scores; compile it on its own then
+            fa = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" and not cfg["compile"] \
+                else flex_attention
+            self.model.attend = lambda q, k, v, mask: attend_flex(fa, q, k, v, mask)
+        if cfg["compile"]:
+            # one graph per batch size / validation shape; leave room so nothing falls back to eager
+            for knob in ("recompile_limit", "cache_size_limit"):
+                if hasattr(torch._dynamo.config, knob):
+                    setattr(torch._dynamo.config, knob, 64)
+        self.forward = torch.compile(self.model, dynamic=False) if cfg["compile"] else self.model
+        self.train_files = train_files
+        self.reset()
+
+    def reset(self):
+        """Initial weights, fresh optimiser state and data order: what the clock measures."""
+        self.model.load_state_dict(self.initial_state)
+        for p in self.model.parameters():
+            p.grad = None
+        self.muon, self.adam = build_optimizers(self.model, self.cfg)
+        self.tied = True
+        self.loader = TrainLoader(self.train_files, self.cfg, self.rank)
+
+    def all_reduce(self, params):
+        grads = [p.grad for p in params if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.flatten().float() for g in grads])
+        dist.all_reduce(flat)
+        i = 0
+        for g in grads:
+            g.copy_(flat[i:i + g.numel()].view_as(g))
+            i += g.numel()
+
+    def train_step(self, step):
+        cfg, model = self.cfg, self.model
+        if step == split_step(cfg) and self.tied:  # untie: the embedding takes the head's state
+            self.tied = False
+            head_state = self.adam.state.get(model.head)
+            if head_state is not None:
+                self.adam.state[model.embed] = dict(
+                    step=head_state["step"], m=head_state["m"].t().contiguous(),
+                    v=head_state["v"].t().contiguous(),
+                    lo=None if head_state["lo"] is None else head_state["lo"].t().contiguous())
+        stage = stage_of(step, cfg)
+        slot_len = cfg["batch_schedule"][stage] * cfg["seq_len"]
+        windows = windows_for(cfg["window_schedule"][stage], cfg)
+        scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
+        windows = torch.tensor(windows, device=self.device)
+        weights = torch.tensor(mtp_weights(step, cfg), device=self.device)
+        for seq in self.loader.next_batch(slot_len):
+            seq = seq.to(self.device, non_blocking=True)
+            inputs, targets = seq[:-1], seq[1:]
+            loss = self.forward(inputs, targets, windows, scales, weights)
+            (loss / cfg["slots"]).backward()
+        self.all_reduce(self.muon.params())
+        self.muon.step(lr_multiplier(step, cfg), muon_momentum(step, cfg))
+        for p in self.muon.params():
+            p.grad = None
+        if step % 2 == 1:  # Adam parameters step on odd steps with two steps of gradient
+            if self.tied and model.embed.grad is not None:
+                model.head.grad.add_(model.embed.grad.t().to(model.head.grad.dtype))
+                model.embed.grad = None
+            self.all_reduce(self.adam.params())
+            self.adam.step(lr_multiplier(step, cfg))
+            for p in self.adam.params():
+                p.grad = None
+            if self.tied:
+                model.embed.data.copy_(model.head.data.t())
+
+    @torch.no_grad()
+    def validate(self, val_tokens, long_blocks):
+        cfg = self.cfg
+        windows = windows_for(long_blocks, cfg, short_blocks=cfg["val_window"])
+        scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
+        windows = torch.tensor(windows, device=self.device)
+        slot = cfg["val_batch_tokens"] // cfg["slots"]
+        total = torch.zeros((), device=self.device)
+        mine = range(self.rank * cfg["grad_accum_steps"], (self.rank + 1) * cfg["grad_accum_steps"])
+        for start in range(0, cfg["val_tokens"], cfg["val_batch_tokens"]):
+            for s in mine:
+                seq = val_tokens[start + s * slot: start + (s + 1) * slot + 1].to(self.device)
+                total += self.forward(seq[:-1], seq[1:], windows, scales, None, 16384).float()
+        if self.world > 1:
+            dist.all_reduce(total)
+        return total.item() / (cfg["val_tokens"] // slot)
+
+
+def log0(rank, s):
+    if rank == 0:
+        print(s, flush=True)
+
+
+def main(argv):
+    # FlexAttention without compile (CPU checks) works, only slower; say nothing about it.
+    warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+    warnings.filterwarnings("ignore", message="_compile flag on create_block_mask")
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cfg = parse_args(argv)
+    cfg = resolve_config(cfg, world)
+    # Check the data before starting anything expensive (every rank fails alike).
+    train_files = find_shards(cfg["data_path"], "train")
+    for f in train_files:
+        check_shard(f)
+    val_tokens = load_val(cfg)
+
+    if cfg["device"] == "auto":
+        cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
+    if cfg["device"] == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        if "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(1)  # small CPU models gain nothing from more; a busy box loses a lot
+    if cfg["compile"] is None:
+        cfg["compile"] = device.type == "cuda"
+    if cfg["warmup"] is None:
+        cfg["warmup"] = cfg["compile"]
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    # ---- header
+    log0(rank, "config: " + json.dumps(cfg, sort_keys=True))
+    log0(rank, f"Running Python {platform.python_version()}")
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
+    log0(rank, f"Running PyTorch {torch.__version__} compiled for {build}")
+    if device.type == "cuda":
+        try:
+            smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            smi = "nvidia-smi unavailable"
+        log0(rank, smi.rstrip())
+    trainer = Trainer(cfg, device, rank, train_files)
+    for line in param_counts(trainer.model, cfg):
+        log0(rank, line)
+    log0(rank, "=" * 100)
+
+    N = cfg["num_iterations"]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if cfg["warmup"]:
+        warmup_start = time.time()
+        # Compile and warm up every shape the run will see (each third's batch and window,
+        # the extension, validation), then reset weights, optimisers and data order.
+        sched = N - cfg["extension_iterations"]
+        for step in sorted({0, 1, sched // 3, sched // 3 + 1, 2 * sched // 3, 2 * sched // 3 + 1,
+                            split_step(cfg), sched, N - 1}):
+            if step < N:
+                trainer.train_step(step)
+        trainer.validate(val_tokens, cfg["val_window"])
+        trainer.validate(val_tokens, cfg["final_long_window"])
+        trainer.reset()
+        sync()
+        # Not a step line (parsers skip it): how much of a run's wall time is compilation.
+        log0(rank, f"warmup: {1000 * (time.time() - warmup_start):.0f}ms compile and untimed warm-up, "
+                   f"{1000 * (time.time() - PROCESS_START):.0f}ms since process start")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    # The clock runs from one validation to the next with no host sync in between (as the
+    # record's loop): the CPU queues step k+1 while the GPU still runs step k. A step line's
+    # time is therefore the host's view (it may lead the GPU by the queued work); the
+    # validation lines, taken after a sync, are exact, and they are what the harness reads.
+    train_ms = 0.0
+    sync()
+    t0 = time.perf_counter()
+    for step in range(N + 1):
+        last = step == N
+        if last or step == 0 or (cfg["val_every"] > 0 and step % cfg["val_every"] == 0):
+            sync()  # the clock stops during validation
+            train_ms += 1000 * (time.perf_counter() - t0)
+            loss = trainer.validate(val_tokens, cfg["final_long_window"] if last else cfg["val_window"])
+            log0(rank, f"step:{step}/{N} val_loss:{loss:.4f} train_time:{train_ms:.0f}ms "
+                       f"step_avg:{train_ms / max(step, 1):.2f}ms")
+            sync()
+            t0 = time.perf_counter()
+        if last:
+            break
+        trainer.train_step(step)
+        approx_ms = train_ms + 1000 * (time.perf_counter() - t0)
+        log0(rank, f"step:{step + 1}/{N} train_time:{approx_ms:.0f}ms step_avg:{approx_ms / (step + 1):.2f}ms")
+
+    if device.type == "cuda":
+        alloc = torch.cuda.max_memory_allocated() // 2**20
+        reserved = torch.cuda.max_memory_reserved() // 2**20
+    else:
+        alloc = reserved = 0
+    log0(rank, f"peak memory allocated: {alloc} MiB reserved: {reserved} MiB")
+    if world > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UsageError as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
