@@ -93,3 +93,85 @@ def results_of(folder: Path):
 @pytest.fixture
 def exp_dir(tmp_path):
     return tmp_path
+
+
+# -- in process: the runner on the in-memory backend, the CLI without a spawn ---------------
+
+def scripted(steps=None, **per_arm):
+    """A MemoryBackend generator: ``per_arm[hypothesis]`` is a FakeRun, a list of them (one
+    per attempt; the last repeats) or a callable ``(index, attempt) -> FakeRun``; arms not
+    named run like fake_train.py's ``ok`` mode (H1 a little faster). Each run gets its
+    arm's step count (``steps``; default write_experiment's: H0 20, H1 18)."""
+    import dataclasses
+
+    from harness.run.backends.memory import FakeRun
+    steps = {"H0": 20, "H1": 18, **(steps or {})}
+
+    def gen(hyp, index, attempt):
+        what = per_arm.get(hyp)
+        if what is None:
+            run = FakeRun(val_loss=3.278, train_time_ms=(10_000.0 if hyp == "H0" else 9_500.0) + 10.0 * index)
+        elif callable(what):
+            run = what(index, attempt)
+        elif isinstance(what, (list, tuple)):
+            run = what[min(attempt, len(what)) - 1]
+        else:
+            run = what
+        return dataclasses.replace(run, steps=steps[hyp]) if hyp in steps else run
+    return gen
+
+
+@pytest.fixture
+def memory(monkeypatch):
+    """Build a MemoryBackend; the runner does not sleep between its polls (time is polls)."""
+    from harness.run import runner
+    from harness.run.backends.memory import MemoryBackend
+    monkeypatch.setattr(runner, "POLL_S", 0.0)
+
+    def make(gen=None, **kw):
+        return MemoryBackend(gen or scripted(), **kw)
+    return make
+
+
+def memory_runner(folder: Path, exp_path: Path, backend, events=None, **options):
+    """A Runner of ``exp_path`` (results in ``folder/results/<name>``) on ``backend``."""
+    from harness.data import spec as specmod
+    from harness.data.store import Store
+    from harness.run.runner import Options, Runner
+    exp = specmod.load(exp_path)
+    sink = events.append if events is not None else (lambda e: None)
+    return Runner(exp, Store(folder / "results" / exp.name), backend, folder, exp_path.read_text(),
+                  Options(**options), on_event=sink)
+
+
+class CliResult:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, memory):
+    """``cli(*args, cwd=...)`` runs ``harness ARGS`` in this process, as ``harness()`` does in a
+    new one; ``harness run`` launches on ``cli.backend`` (a MemoryBackend) when it is set."""
+    from harness import cli as climod
+    from harness.cli import run as runmod
+
+    class Cli:
+        backend = None
+
+        def __call__(self, *args, cwd):
+            args = [str(a) for a in args]
+            monkeypatch.chdir(cwd)
+            monkeypatch.setattr(sys, "argv", ["harness", *args])
+            if self.backend is not None:
+                monkeypatch.setattr(runmod, "make_backend", lambda *a, **k: self.backend)
+            capsys.readouterr()
+            try:
+                code = climod.main(args)
+            except SystemExit as e:          # argparse's own errors
+                code = e.code if isinstance(e.code, int) else 2
+            out, err = capsys.readouterr()
+            return CliResult(code, out, err)
+    c = Cli()
+    c.memory = memory
+    return c
