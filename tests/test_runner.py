@@ -55,9 +55,13 @@ def test_dry_run_prints_commands_in_order_and_runs_nothing(tmp_path, cli):
 
 def test_torchrun_launch_on_cpu(tmp_path):
     exp = write_experiment(tmp_path, runs=1, launcher="torchrun")
+    # one torchrun launch is the point (it imports torch): H1 keeps the plain launcher
+    exp.write_text(exp.read_text().replace('name = "H1"', 'name = "H1"\nlauncher = "python"'))
     out = harness("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert [r["status"] for r in results_of(tmp_path / "results" / "exp")] == ["ok", "ok"]
+    recs = {r["hypothesis"]: r for r in results_of(tmp_path / "results" / "exp")}
+    assert [r["status"] for r in recs.values()] == ["ok", "ok"]
+    assert "torchrun" in recs["H0"]["command"][0] and "torchrun" not in " ".join(recs["H1"]["command"])
 
 
 def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path, cli):
