@@ -25,6 +25,33 @@ def pytest_configure(config):
     os.environ["HARNESS_CACHE"] = str(folder)
 
 
+    if os.environ.get("HARNESS_TEST_FSYNC") != "1":
+        _skip_fsync()
+
+
+class _OsWithoutFsync:
+    """``os`` for harness.records in this process, but ``fsync`` returns at once.
+
+    What fsync buys (the data on the platter at a power cut) no test can observe, and on a
+    disk shared with other jobs each call costs milliseconds: thousands of record writes
+    made the suite's time depend on the machine's neighbours. The write path is otherwise
+    unchanged (temp file, flush, rename), tests still patch ``records.os.fsync`` to fail a
+    write, and spawned CLIs keep the real one. ``HARNESS_TEST_FSYNC=1`` keeps it here too.
+    """
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def fsync(fd):
+        os.fstat(fd)      # a closed or bad descriptor still fails, as fsync would
+
+
+def _skip_fsync():
+    from harness import records
+    records.os = _OsWithoutFsync()
+
+
 def pytest_unconfigure(config):
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)

@@ -50,13 +50,13 @@ class FakeRun:
     exit_code: int | None = None    # None: 1 when failed, else 0
     log_polls: int | None = None    # polls over which the log is written (None: polls);
     #                                 fewer than polls: it lingers after its last line
-    log_text: str | None = None     # the whole log, verbatim, instead of a generated one
+    log_text: str | bytes | None = None   # the whole log, verbatim, instead of a generated one
     script: Callable[[Path], None] | None = None   # what it does in its working directory
 
 
 def speedrun_log(run: FakeRun) -> str:
     """A log with the lines a speedrun script prints (logparse reads it like a real one)."""
-    if run.log_text is not None:
+    if isinstance(run.log_text, str):
         return run.log_text
     n = run.steps
     lines = ["Running Python 3.11.7", "Running PyTorch 2.5.1 compiled for CUDA 12.4"]
@@ -80,7 +80,7 @@ def speedrun_log(run: FakeRun) -> str:
 class _Attempt:
     run: FakeRun
     spec: LaunchSpec
-    lines: list[str]
+    lines: list[bytes]
     polled: int = 0
     written: int = 0                # lines of the log written so far
     ended: bool = False
@@ -111,9 +111,10 @@ class MemoryBackend(Backend):
         self._dying = False
         job = f"mem-{len(self.launched)}"
         self.launched.append((hyp, index, attempt))
-        lines = speedrun_log(run).splitlines(keepends=True)
+        text = run.log_text if isinstance(run.log_text, bytes) else speedrun_log(run).encode()
+        lines = text.splitlines(keepends=True)
         self._jobs[job] = a = _Attempt(run, spec, lines)
-        Path(spec.log_path).write_text("")
+        Path(spec.log_path).write_bytes(b"")
         if run.script is not None:
             run.script(Path(spec.workdir))
         if not math.isfinite(run.polls):
@@ -122,7 +123,7 @@ class MemoryBackend(Backend):
 
     def _write(self, a: _Attempt, upto: int) -> None:
         if upto > a.written:
-            with open(a.spec.log_path, "a") as f:
+            with open(a.spec.log_path, "ab") as f:
                 f.writelines(a.lines[a.written:upto])
             a.written = upto
 
