@@ -136,8 +136,10 @@ def scripted(steps=None, **per_arm):
 
     def gen(hyp, index, attempt):
         what = per_arm.get(hyp)
-        if what is None:
-            run = FakeRun(val_loss=3.278, train_time_ms=(10_000.0 if hyp == "H0" else 9_500.0) + 10.0 * index)
+        if what is None:   # fake_train.py's numbers at SEED = index (base_time 10 s; H1 9.5 s)
+            n = steps.get(hyp, 20)
+            run = FakeRun(val_loss=round(3.0 + 1 / n + 0.001 * (index % 3), 4),
+                          train_time_ms=(10.0 if hyp == "H0" else 9.5) * 1000 + 10.0 * index + 5.0)
         elif callable(what):
             run = what(index, attempt)
         elif isinstance(what, (list, tuple)):
@@ -186,9 +188,11 @@ def cli(monkeypatch, capsys, memory):
     class Cli:
         backend = None
 
-        def __call__(self, *args, cwd):
+        def __call__(self, *args, cwd, env=None, timeout=None):   # timeout: nothing is spawned
             args = [str(a) for a in args]
             monkeypatch.chdir(cwd)
+            for k, v in (env or {}).items():
+                monkeypatch.setenv(k, v)
             monkeypatch.setattr(sys, "argv", ["harness", *args])
             if self.backend is not None:
                 monkeypatch.setattr(runmod, "make_backend", lambda *a, **k: self.backend)
