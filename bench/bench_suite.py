@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 
-def run_suite(tree: Path, python: str, old: bool, cache: Path) -> dict:
-    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+def run_suite(tree: Path, python: str, old: bool, cache: Path, tests: list[str]) -> dict:
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
     env = dict(os.environ)
     if old:
         cmd += ["--ignore=tests/test_slurm.py"]
@@ -38,12 +38,15 @@ def run_suite(tree: Path, python: str, old: bool, cache: Path) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = p.stdout.strip().splitlines()
     return {"wall": wall, "cpu": cpu, "load": load, "rc": p.returncode,
-            "summary": lines[-1] if lines else p.stderr.strip()[-200:]}
+            "summary": lines[-1] if lines else p.stderr.strip()[-200:],
+            "failed": [line for line in lines if line.startswith(("FAILED", "ERROR"))]}
 
 
 def show(label: str, r: dict) -> None:
     print(f"{label:5s} wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  load1 {r['load']:5.2f}  "
           f"rc {r['rc']}  {r['summary']}", flush=True)
+    for line in r["failed"]:
+        print(f"      {line}", flush=True)
 
 
 def main() -> None:
@@ -53,15 +56,18 @@ def main() -> None:
     p.add_argument("--also", type=Path, help="a third tree, measured in every round (e.g. today's main)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--python", default=os.environ.get("PYTHON", "python"))
+    p.add_argument("--no-cold", action="store_true", help="no cold run first (an old tree with a sealed cache)")
+    p.add_argument("--tests", nargs="*", default=[], help="only these test files (the same in every tree)")
     a = p.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="old-suite-cache-"))
-    show("cold", run_suite(a.old, a.python, True, cache))   # fills the old suite's cache
+    if not a.no_cold:
+        show("cold", run_suite(a.old, a.python, True, cache, a.tests))   # fills the old suite's cache
     trees = {"old": a.old, "new": a.new, **({"also": a.also} if a.also else {})}
     runs: dict[str, list[dict]] = {k: [] for k in trees}
     for i in range(a.rounds):
         order = list(trees) if i % 2 == 0 else list(trees)[::-1]
         for which in order:
-            r = run_suite(trees[which], a.python, which == "old", cache)
+            r = run_suite(trees[which], a.python, which == "old", cache, a.tests)
             runs[which].append(r)
             show(which, r)
     for key in ("wall", "cpu"):
