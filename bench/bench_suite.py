@@ -57,9 +57,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--python", default=os.environ.get("PYTHON", "python"))
     p.add_argument("--no-cold", action="store_true", help="no cold run first (an old tree with a sealed cache)")
+    p.add_argument("--cache", type=Path, help="the old suite's calibration cache (default: a new folder)")
     p.add_argument("--tests", nargs="*", default=[], help="only these test files (the same in every tree)")
     a = p.parse_args()
-    cache = Path(tempfile.mkdtemp(prefix="old-suite-cache-"))
+    cache = a.cache or Path(tempfile.mkdtemp(prefix="old-suite-cache-"))
     if not a.no_cold:
         show("cold", run_suite(a.old, a.python, True, cache, a.tests))   # fills the old suite's cache
     trees = {"old": a.old, "new": a.new, **({"also": a.also} if a.also else {})}
