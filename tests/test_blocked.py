@@ -102,7 +102,7 @@ def _gate_time(out: str) -> str:
     return next(x for x in out.splitlines() if "  time  " in x and x.startswith(("PASS", "FAIL")))
 
 
-def test_gate_does_not_take_a_fast_node_for_a_speedup(tmp_path):
+def test_gate_does_not_take_a_fast_node_for_a_speedup(tmp_path, cli):
     # no true effect; the treatment ran mostly on the fast node: pooled Welch calls it faster
     rng = random.Random(11)
     speed = {"fast": -0.6, "slow": 0.0}
@@ -112,7 +112,7 @@ def test_gate_does_not_take_a_fast_node_for_a_speedup(tmp_path):
         runs += [("H0", h0, 98.0 + speed[h0] + rng.gauss(0, 0.05)), ("H1", h1, 98.0 + speed[h1] + rng.gauss(0, 0.05))]
     res = tmp_path / "res"
     _results(res, runs)
-    out = harness("analyze", res, "--gate", cwd=tmp_path)
+    out = cli("analyze", res, "--gate", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     table_p = float(next(x for x in out.stdout.splitlines() if x.startswith("H1 ")).split()[6])
     assert table_p < 0.001          # the community column stays the pooled Welch p
@@ -120,16 +120,16 @@ def test_gate_does_not_take_a_fast_node_for_a_speedup(tmp_path):
     assert line.startswith("FAIL") and "blocked by node, stratified Welch by node (2 nodes)" in line, line
     assert "time blocked by node: stratified Welch t-test" in out.stdout
     assert "node effects" in out.stdout and "unevenly spread" in out.stdout
-    js = json.loads(harness("analyze", res, "--format", "json", cwd=tmp_path).stdout)
+    js = json.loads(cli("analyze", res, "--format", "json", cwd=tmp_path).stdout)
     b = js["blocked"]["H1"]
     assert b["nodes"] == 2 and b["p"] > 0.01 and b["method"] == blocked.METHOD
-    md = harness("analyze", res, "--format", "markdown", "--gate", cwd=tmp_path).stdout
+    md = cli("analyze", res, "--format", "markdown", "--gate", cwd=tmp_path).stdout
     assert "**time blocked by node: stratified Welch" in md and "blocked by node, stratified Welch by node" in md
     eff = {e["host"]: e["effect_s"] for e in b["node_effects"]}
     assert eff["fast"] - eff["slow"] == pytest.approx(-0.6, abs=0.1)
 
 
-def test_gate_finds_a_speedup_hidden_in_node_noise(tmp_path):
+def test_gate_finds_a_speedup_hidden_in_node_noise(tmp_path, cli):
     # paired runs on 4 nodes with 0.5 s node effects: the record's -0.39 s speedup
     rng = random.Random(5)
     shifts = {f"node{k}": s for k, s in enumerate((0.0, 0.7, -0.5, 0.9))}
@@ -141,7 +141,7 @@ def test_gate_finds_a_speedup_hidden_in_node_noise(tmp_path):
             runs.append((hyp, host, 98.0 + shifts[host] + d + rng.gauss(0, sd)))
     res = tmp_path / "res"
     _results(res, runs)
-    out = harness("analyze", res, "--gate", cwd=tmp_path)
+    out = cli("analyze", res, "--gate", cwd=tmp_path)
     table_p = float(next(x for x in out.stdout.splitlines() if x.startswith("H1 ")).split()[6])
     assert table_p > 0.001          # pooled Welch drowns it in node noise
     assert _gate_time(out.stdout).startswith("PASS"), out.stdout
@@ -149,10 +149,10 @@ def test_gate_finds_a_speedup_hidden_in_node_noise(tmp_path):
     assert "unevenly spread" not in out.stdout and "do not count" not in out.stdout
 
 
-def test_one_node_keeps_the_plain_time_criterion(tmp_path):
+def test_one_node_keeps_the_plain_time_criterion(tmp_path, cli):
     res = tmp_path / "res"
     _results(res, [(h, "n1", 98.0 - (0.4 if h == "H1" else 0) + 0.01 * i) for i in range(4) for h in ("H0", "H1")])
-    out = harness("analyze", res, "--gate", cwd=tmp_path)
+    out = cli("analyze", res, "--gate", cwd=tmp_path)
     assert "blocked" not in out.stdout
     assert _gate_time(out.stdout).startswith("PASS  H1  time      Time p = ")
 

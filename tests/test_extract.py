@@ -67,10 +67,10 @@ def sha(p: Path) -> str:
 
 
 @pytest.mark.parametrize("tail", ["", "\n", "\n\n"])
-def test_rebuilds_script_and_kernels_byte_for_byte(tmp_path, tail):
+def test_rebuilds_script_and_kernels_byte_for_byte(tmp_path, tail, cli):
     src, log = make_log(tmp_path, PRINT_SCRIPT + tail, KERNELS + tail)
     out = tmp_path / "out"
-    r = harness("extract", log, "--out", out, cwd=tmp_path)
+    r = cli("extract", log, "--out", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["train_gpt.py", "triton_kernels.py"]
     for name in ("train_gpt.py", "triton_kernels.py"):
@@ -82,42 +82,42 @@ def test_rebuilds_script_and_kernels_byte_for_byte(tmp_path, tail):
     assert log2.read_text().split("=" * 100 + "\nRunning")[0] == log.read_text().split("=" * 100 + "\nRunning")[0]
 
 
-def test_write_style_log_keeps_the_scripts_own_trailing_newline(tmp_path):
+def test_write_style_log_keeps_the_scripts_own_trailing_newline(tmp_path, cli):
     src, log = make_log(tmp_path, WRITE_SCRIPT, None)
     out = tmp_path / "out"
-    r = harness("extract", log, "--out", out, "--main-name", "record.py", cwd=tmp_path)
+    r = cli("extract", log, "--out", out, "--main-name", "record.py", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [p.name for p in out.iterdir()] == ["record.py"]
     assert (out / "record.py").read_bytes() == (src / "train_gpt.py").read_bytes()
 
 
-def test_same_files_again_is_a_no_op_and_different_files_are_refused(tmp_path):
+def test_same_files_again_is_a_no_op_and_different_files_are_refused(tmp_path, cli):
     _, log = make_log(tmp_path, PRINT_SCRIPT, KERNELS)
     out = tmp_path / "out"
-    assert harness("extract", log, "--out", out, cwd=tmp_path).returncode == 0
-    assert harness("extract", log, "--out", out, cwd=tmp_path).returncode == 0
+    assert cli("extract", log, "--out", out, cwd=tmp_path).returncode == 0
+    assert cli("extract", log, "--out", out, cwd=tmp_path).returncode == 0
     (out / "triton_kernels.py").write_text("mine")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    r = harness("extract", log, "--out", out, cwd=tmp_path)
+    r = cli("extract", log, "--out", out, cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "triton_kernels.py" in r.stderr and "other content" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing changed
 
 
-def test_a_log_that_embeds_nothing_is_one_line_exit_2(tmp_path):
+def test_a_log_that_embeds_nothing_is_one_line_exit_2(tmp_path, cli):
     # the project's trainer's log shape: a config line, environment, rule, steps
     log = tmp_path / "trainer.txt"
     log.write_text('config: {"preset": "tiny"}\nRunning Python 3.12\n' + "=" * 100
                    + "\nstep:0/30 val_loss:5.5\n")
-    r = harness("extract", log, "--out", tmp_path / "out", cwd=tmp_path)
+    r = cli("extract", log, "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "embeds no script" in r.stderr and str(log) in r.stderr
     assert not (tmp_path / "out").exists()
     log.write_text("step:0/30 val_loss:5.5\nstep:30/30 val_loss:4.0\n")  # no rule at all
-    r = harness("extract", log, "--out", tmp_path / "out", cwd=tmp_path)
+    r = cli("extract", log, "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2 and "embeds no source" in r.stderr
-    r = harness("extract", tmp_path / "missing.txt", "--out", tmp_path / "out", cwd=tmp_path)
+    r = cli("extract", tmp_path / "missing.txt", "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2 and "missing.txt" in r.stderr and "Traceback" not in r.stderr
 
 

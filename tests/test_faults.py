@@ -6,7 +6,6 @@ run outlives it, the error is one line naming the path, and the next run resumes
 import errno
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, harness, results_of, write_experiment
+from conftest import ROOT, harness, results_of, scripted, write_experiment
+from harness.run.backends.memory import FakeRun, RunnerKilled
 from test_runner import _alive, _spawn, _wait_for
 
 FAST_KILL = {"HARNESS_KILL_GRACE_S": "0.5"}
@@ -101,22 +101,27 @@ def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_r
     assert "step:9/" in log.read_text()  # its log is kept
 
 
-def test_the_log_decides_a_run_complete_when_its_runner_died_is_not_redone(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "linger"})
+def test_the_log_decides_a_run_complete_when_its_runner_died_is_not_redone(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
     res = tmp_path / "results" / "exp"
-    proc = _spawn(["run", exp], tmp_path)
     log = res / "H0" / "000-1" / "log.txt"
-    assert _wait_for(lambda: log.exists() and "peak memory" in log.read_text())
-    os.kill(proc.pid, signal.SIGKILL)  # after the final line, before the trainer exits
-    proc.wait()
-    out = harness("run", exp, cwd=tmp_path, timeout=60)
+
+    def kill(backend, handle):
+        if "peak memory" in log.read_text():   # after the final line, before the trainer exits
+            raise RunnerKilled
+    cli.backend = cli.memory(scripted(H0=FakeRun(log_polls=1, polls=5)), on_poll=kill)
+    with pytest.raises(RunnerKilled):
+        cli("run", exp, cwd=tmp_path)
+    cli.backend.on_poll = None
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     h0 = [r for r in results_of(res) if r["hypothesis"] == "H0"]
     assert [(r["run_id"], r["status"]) for r in h0] == [("000-1", "ok")]
     assert "complete log" in h0[0]["message"]
+    assert [k for k in cli.backend.launched if k[0] == "H0"] == [("H0", 0, 1)]
 
 
-def test_ctrl_c_and_sigterm_name_the_stopped_runs_and_the_resume_command(tmp_path):
+def test_ctrl_c_and_sigterm_name_the_stopped_runs_and_the_resume_command(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
     res = tmp_path / "results" / "exp"
     for sig, code, name in ((signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")):
@@ -125,46 +130,93 @@ def test_ctrl_c_and_sigterm_name_the_stopped_runs_and_the_resume_command(tmp_pat
         n = len(logs)
         assert _wait_for(lambda: len(list(res.glob("H0/*/log.txt"))) > n and
                          "step:1/" in sorted(res.glob("H0/*/log.txt"))[-1].read_text())
+        run_dir = sorted(res.glob("H0/*/log.txt"))[-1].parent
+        child = int(json.loads((run_dir / "launch.json").read_text())["job_id"])
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == code, err
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"stopped by {name}; stopped H0 #0"), last
         assert f"resume with: harness run {exp}" in last
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+        assert not _alive(child) and not _marked(run_dir)      # its trainer was ended
+        rec = json.loads((run_dir / "result.json").read_text())
+        assert rec["status"] == "interrupted" and name in rec["message"]
+    cli.backend = cli.memory()     # the resume (tests/test_runner.py has it in full)
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    assert sorted((r["run_id"], r["status"]) for r in results_of(res) if r["hypothesis"] == "H0") == [
+        ("000-1", "interrupted"), ("000-2", "interrupted"), ("000-3", "ok")]
 
 
-# -- kills at random moments ---------------------------------------------------------------------
+# -- kills at every moment ----------------------------------------------------------------------
 
-def test_sigkill_at_random_moments_never_loses_or_duplicates_a_run(tmp_path):
-    rng = random.Random(13)
-    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.01}, h1_args={"step_sleep": 0.01})
-    res = tmp_path / "results" / "exp"
-    kept: dict = {}
-    for trial in range(6):
-        proc = _spawn(["run", exp], tmp_path)
-        time.sleep(rng.uniform(0.2, 2.0))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for p, data in kept.items():
-            assert p.read_bytes() == data, p  # a stored record never changes
+def test_the_runner_killed_at_any_poll_or_write_never_loses_or_duplicates_a_run(tmp_path, cli, monkeypatch):
+    """Every moment a kill can land, in turn: each poll of a run, each durable write before its
+    rename (the old file stands) and after it (the new one does); then at a moment of the resume."""
+    from harness import records
+    real_fsync, real_replace = records.os.fsync, records.os.replace
+    moments = [0]
+    kill_at = [0]
+
+    def tick():
+        moments[0] += 1
+        if moments[0] == kill_at[0]:
+            raise RunnerKilled
+
+    def fsync(fd):
+        tick()
+        real_fsync(fd)
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        tick()
+    monkeypatch.setattr(records.os, "fsync", fsync)
+    monkeypatch.setattr(records.os, "replace", replace)
+
+    def invoke(exp, folder, at):
+        moments[0], kill_at[0] = 0, at
+        try:
+            return cli("run", exp, cwd=folder).returncode
+        except RunnerKilled:
+            return None
+        finally:
+            kill_at[0] = 0
+
+    gen = scripted(H0=FakeRun(polls=2), H1=FakeRun(polls=2))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli.backend = cli.memory(gen, on_poll=lambda b, h: tick())
+    assert invoke(write_experiment(clean, runs=2), clean, 0) == 0
+    total = moments[0]
+    assert total > 20     # 8 polls, and each run's records, the spec...
+    for at in range(1, total + 1):
+        folder = tmp_path / f"k{at}"
+        folder.mkdir()
+        exp = write_experiment(folder, runs=2)
+        res = folder / "results" / "exp"
+        cli.backend = cli.memory(gen, on_poll=lambda b, h: tick())
+        assert invoke(exp, folder, at) is None, at
         kept = {p: p.read_bytes() for p in res.glob("*/*/result.json")}
-    out = harness("run", exp, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    recs = results_of(res)
-    done = sorted((r["hypothesis"], r["index"]) for r in recs if r["status"] in ("ok", "diverged"))
-    assert done == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]  # each once
-    assert not list(res.rglob("*.tmp"))
-    assert all(not _marked(d) for d in res.glob("*/*"))
-    assert all((d / "launch.json").exists() for d in res.glob("H*/*"))  # no unstarted folders left
+        invoke(exp, folder, (at * 7) % total + 1)            # the resume is killed too (or ends)
+        for p, data in kept.items():
+            assert p.read_bytes() == data, (at, p)              # a stored record never changes
+        assert invoke(exp, folder, 0) == 0, at
+        recs = results_of(res)
+        done = sorted((r["hypothesis"], r["index"]) for r in recs if r["status"] in ("ok", "diverged"))
+        assert done == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)], at   # each once
+        assert all(r["status"] in ("ok", "interrupted") for r in recs), at
+        assert not list(res.rglob("*.tmp")), at
+        assert all((d / "launch.json").exists() for d in res.glob("H*/*")), at  # no unstarted folders left
 
 
 # -- full and read-only disks ------------------------------------------------------------------
 
-def test_disk_full_at_any_record_write_is_one_line_and_the_next_run_resumes(tmp_path, monkeypatch):
+def test_disk_full_at_any_record_write_is_one_line_and_the_next_run_resumes(tmp_path, monkeypatch, memory):
     from harness import cli, records
+    from harness.cli import run as runmod
     exp = write_experiment(tmp_path, runs=1)
     monkeypatch.chdir(tmp_path)
+    backend = memory()
+    monkeypatch.setattr(runmod, "make_backend", lambda *a: backend)
     real = records.os.fsync
     for fail_at in (1, 2, 3, 5, 8):
         calls = []

@@ -95,9 +95,10 @@ def test_stored_decisions_stand_and_a_disagreeing_replay_is_reported(capsys, tmp
     assert "stored decision FAIL at look 3, replaying the logs gives PASS at look 7" in out
 
 
-def test_runner_appends_decisions_to_sequential_json_as_they_are_made(exp_dir):
+def test_runner_appends_decisions_to_sequential_json_as_they_are_made(exp_dir, cli):
+    cli.backend = cli.memory()
     exp = write_experiment(exp_dir, name="jr", runs=6)
-    r = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
+    r = cli("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
     assert r.returncode == 0, r.stderr
     saved = json.loads((exp_dir / "results" / "jr" / "sequential.json").read_text())
     crits = sorted(e["criterion"] for e in saved["decisions"])
@@ -107,19 +108,20 @@ def test_runner_appends_decisions_to_sequential_json_as_they_are_made(exp_dir):
 
 
 # ------------------------------------------------------------------ finding 2
-def test_a_sequential_folder_cannot_be_extended(exp_dir):
+def test_a_sequential_folder_cannot_be_extended(exp_dir, cli):
+    cli.backend = cli.memory()
     exp = write_experiment(exp_dir, name="ext", runs=4)
-    r = harness("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
+    r = cli("run", exp, "--until-decisive", "--plain", cwd=exp_dir)
     assert r.returncode == 0, r.stderr
     res = exp_dir / "results" / "ext"
     before = results_of(res)
     for argv in (["--runs", "20"], [], ["--until-decisive", "--runs", "20"],
                  ["--until-decisive", "--max-runs", "8"]):
-        out = harness("run", exp, *argv, "--plain", cwd=exp_dir)
+        out = cli("run", exp, *argv, "--plain", cwd=exp_dir)
         assert out.returncode == 2, (argv, out.stdout, out.stderr)
         assert out.stderr.count("\n") == 1 and "new experiment" in out.stderr, out.stderr
     (res / "sequential.json").unlink()
-    out = harness("run", exp, "--until-decisive", "--max-runs", "6", "--plain", cwd=exp_dir)
+    out = cli("run", exp, "--until-decisive", "--max-runs", "6", "--plain", cwd=exp_dir)
     assert out.returncode == 2 and "no sequential.json" in out.stderr and "new experiment" in out.stderr
     assert results_of(res) == before                  # nothing stored was touched
 
@@ -230,22 +232,23 @@ def test_anytime_e_process_holds_alpha_under_continuation():
     assert (strong > 0).mean() > 0.9 and np.median(strong[strong > 0]) <= 16   # 1 sigma: it finds it
 
 
-def test_anytime_run_may_be_continued_and_only_with_anytime(exp_dir):
+def test_anytime_run_may_be_continued_and_only_with_anytime(exp_dir, cli):
+    cli.backend = cli.memory()
     # losses cycle 3.0556 / 3.0566 / 3.0576 around this target: not shown in 3 runs
     exp = write_experiment(exp_dir, name="any", runs=3, extra_exp="target_loss = 3.0566")
-    r = harness("run", exp, "--anytime", "--plain", cwd=exp_dir)
+    r = cli("run", exp, "--anytime", "--plain", cwd=exp_dir)
     assert r.returncode == 0, r.stderr
     res = exp_dir / "results" / "any"
     saved = json.loads((res / "sequential.json").read_text())
     assert saved["design"] == "anytime" and saved["max_runs"] == 3
     n1 = len(results_of(res))
-    more = harness("run", exp, "--anytime", "--max-runs", "5", "--plain", cwd=exp_dir)
+    more = cli("run", exp, "--anytime", "--max-runs", "5", "--plain", cwd=exp_dir)
     assert more.returncode == 0, more.stderr
     assert len(results_of(res)) > n1                       # continued: allowed for an e-process
     assert json.loads((res / "sequential.json").read_text())["max_runs"] == 5
-    plain = harness("run", exp, "--runs", "8", "--plain", cwd=exp_dir)
+    plain = cli("run", exp, "--runs", "8", "--plain", cwd=exp_dir)
     assert plain.returncode == 2 and "--anytime" in plain.stderr
-    gate = harness("analyze", res, "--gate", cwd=exp_dir)
+    gate = cli("analyze", res, "--gate", cwd=exp_dir)
     assert "sequential" in gate.stdout and gate.returncode in (0, 1)
 
 
@@ -266,12 +269,13 @@ def test_trimmed_time_test_holds_alpha_at_a_worst_ratio():
     assert r["reject_rate"] <= 0.05, r["reject_rate"]
 
 
-def test_time_test_is_read_from_the_experiment_file(exp_dir):
+def test_time_test_is_read_from_the_experiment_file(exp_dir, cli):
+    cli.backend = cli.memory()
     bad = write_experiment(exp_dir, name="tt", runs=10, extra_exp='time_test = "median"')
-    r = harness("run", bad, "--until-decisive", "--plain", cwd=exp_dir)
+    r = cli("run", bad, "--until-decisive", "--plain", cwd=exp_dir)
     assert r.returncode == 2 and "time_test" in r.stderr and r.stderr.count("\n") == 1
     good = write_experiment(exp_dir, name="tt2", runs=10, extra_exp='time_test = "trimmed"')
-    r = harness("run", good, "--until-decisive", "--plain", cwd=exp_dir)
+    r = cli("run", good, "--until-decisive", "--plain", cwd=exp_dir)
     assert r.returncode == 0, r.stderr
     assert "Yuen" in r.stdout + r.stderr or "PASS" in r.stdout + r.stderr
     saved = json.loads((exp_dir / "results" / "tt2" / "sequential.json").read_text())

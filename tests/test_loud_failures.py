@@ -2,11 +2,17 @@
 import json
 import os
 import stat
-import subprocess
 
 import pytest
 
-from conftest import ROOT, harness, results_of, write_experiment
+from conftest import harness, results_of, scripted, write_experiment
+from harness.run.backends.memory import FakeRun
+
+ARGPARSE_FAILURE = ("usage: fake_train.py [-h] [--num-iterations NUM_ITERATIONS]\n"
+                    "fake_train.py: error: unrecognized arguments: --num-iteratons 20\n")
+MISSING_FILE = ("Traceback (most recent call last):\n  File \"fake_train.py\", line 31, in <module>\n"
+                "    open(\"data/no_such_shard.bin\")\n"
+                "FileNotFoundError: [Errno 2] No such file or directory: 'data/no_such_shard.bin'\n")
 
 
 def _one_line_error(out, *needles):
@@ -26,14 +32,17 @@ def test_run_where_nothing_worked_exits_3_naming_how_many_and_the_first_reason(t
     assert last.startswith("2 of 2 runs ended without a result; first: H0 #0: failed:"), last
     assert "CUDA error: boom" in last
     assert out.stdout == ""  # no table without a single result
-    assert "exit codes:" in harness("run", "--help", cwd=tmp_path).stdout
 
 
-def test_run_prints_the_table_on_stdout_and_the_gate_when_asked(tmp_path):
+def test_run_help_lists_the_exit_codes(tmp_path, cli):
+    assert "exit codes:" in cli("run", "--help", cwd=tmp_path).stdout
+
+
+def test_run_prints_the_table_on_stdout_and_the_gate_when_asked(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=2)
     out = harness("run", exp, "--gate", cwd=tmp_path)
     assert out.returncode in (0, 1), out.stderr
-    analyze = harness("analyze", tmp_path / "results" / "exp", "--gate", cwd=tmp_path)
+    analyze = cli("analyze", tmp_path / "results" / "exp", "--gate", cwd=tmp_path)
     assert out.stdout == analyze.stdout and out.returncode == analyze.returncode
     assert "H1" in out.stdout and "[1/4]" not in out.stdout  # progress stays on stderr
     assert "[1/4]" in out.stderr
@@ -41,9 +50,10 @@ def test_run_prints_the_table_on_stdout_and_the_gate_when_asked(tmp_path):
 
 # -- fail fast, say why ---------------------------------------------------------------------
 
-def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_path):
+def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=3, h1_args={"num_iteratons": 20})
-    out = harness("run", exp, "--retries", "2", cwd=tmp_path)
+    cli.backend = cli.memory(scripted(H1=FakeRun(log_text=ARGPARSE_FAILURE, failed=True, exit_code=2)))
+    out = cli("run", exp, "--retries", "2", "--plain", cwd=tmp_path)
     assert out.returncode == 3, out.stderr
     res = tmp_path / "results" / "exp"
     h1 = [r for r in results_of(res) if r["hypothesis"] == "H1"]
@@ -56,9 +66,11 @@ def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_pat
     assert "unrecognized arguments" in out.stderr.strip().splitlines()[-1]
 
 
-def test_a_missing_file_is_not_retried_but_a_cuda_error_is(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "missing"}, h1_args={"mode": "crash"})
-    assert harness("run", exp, "--retries", "2", cwd=tmp_path).returncode == 3
+def test_a_missing_file_is_not_retried_but_a_cuda_error_is(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H0=FakeRun(log_text=MISSING_FILE, failed=True),
+                                      H1=FakeRun(failed=True, error="RuntimeError: CUDA error: boom")))
+    assert cli("run", exp, "--retries", "2", cwd=tmp_path).returncode == 3
     recs = results_of(tmp_path / "results" / "exp")
     h0 = [r for r in recs if r["hypothesis"] == "H0"]
     h1 = [r for r in recs if r["hypothesis"] == "H1"]
@@ -82,15 +94,18 @@ def test_retry_policy_table():
 
 # -- the spec: corrected when nothing completed; --dry-run refuses what run refuses ----------
 
-def test_a_corrected_spec_is_taken_when_no_run_completed_and_old_attempts_are_kept(tmp_path):
+def test_a_corrected_spec_is_taken_when_no_run_completed_and_old_attempts_are_kept(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1, extra_defaults='args = { num_iteratons = 18 }')
-    assert harness("run", exp, cwd=tmp_path).returncode == 3
+    typo = FakeRun(log_text=ARGPARSE_FAILURE, failed=True, exit_code=2)
+    cli.backend = cli.memory(scripted(H0=typo, H1=typo))
+    assert cli("run", exp, cwd=tmp_path).returncode == 3
     res = tmp_path / "results" / "exp"
     old = {p.relative_to(res): p.read_bytes() for p in res.rglob("*") if p.is_file() and p.name != ".lock"}
     write_experiment(tmp_path, runs=1)
-    dry = harness("run", exp, "--dry-run", cwd=tmp_path)
+    dry = cli("run", exp, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
-    out = harness("run", exp, cwd=tmp_path)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert sorted(r["status"] for r in results_of(res)) == ["ok", "ok"]
     aside = res / "superseded" / "1"
@@ -99,15 +114,16 @@ def test_a_corrected_spec_is_taken_when_no_run_completed_and_old_attempts_are_ke
     assert "num_iteratons" in (aside / "experiment.toml").read_text()
 
 
-def test_dry_run_refuses_a_changed_spec_and_another_experiments_folder(tmp_path):
+def test_dry_run_refuses_a_changed_spec_and_another_experiments_folder(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
     for extra in ([], ["--dry-run"]):
-        assert _one_line_error(harness("run", exp, *extra, cwd=tmp_path), "num_iterations: 18 -> 16")
+        assert _one_line_error(cli("run", exp, *extra, cwd=tmp_path), "num_iterations: 18 -> 16")
     other = write_experiment(tmp_path, name="other", runs=1)
     for extra in ([], ["--dry-run"]):
-        out = harness("run", other, "--results", tmp_path / "results" / "exp", *extra, cwd=tmp_path)
+        out = cli("run", other, "--results", tmp_path / "results" / "exp", *extra, cwd=tmp_path)
         assert _one_line_error(out, "another experiment"), out.stderr
 
 
@@ -125,19 +141,21 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("label,kw,needle", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
-def test_bad_values_are_one_line_errors_before_anything_launches(tmp_path, label, kw, needle):
+def test_bad_values_are_one_line_errors_before_anything_launches(tmp_path, cli, label, kw, needle):
     kw = dict(kw)
     if label == "huge runs":
         exp = write_experiment(tmp_path, runs=1, **kw)
         exp.write_text(exp.read_text().replace("runs = 1\n", "", 1))
     else:
         exp = write_experiment(tmp_path, runs=1, **kw)
-    out = harness("run", exp, cwd=tmp_path, timeout=60)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
     assert _one_line_error(out, needle, str(exp)), out.stderr
+    assert cli.backend.launched == []
     assert not (tmp_path / "results").exists()
 
 
-def test_more_bad_values_names_slurm_time_and_flags(tmp_path):
+def test_more_bad_values_names_slurm_time_and_flags(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
     text = exp.read_text()
     cases = [
@@ -148,11 +166,11 @@ def test_more_bad_values_names_slurm_time_and_flags(tmp_path):
     ]
     for body, needle in cases:
         exp.write_text(body)
-        out = harness("run", exp, cwd=tmp_path)
+        out = cli("run", exp, cwd=tmp_path)
         assert _one_line_error(out, needle), (needle, out.stderr)
     exp.write_text(text)
     for flags in (["--timeout", "nan"], ["--timeout", "inf"], ["--runs", str(10**12)], ["--slurm-time", "-5"]):
-        out = harness("run", exp, *flags, cwd=tmp_path)
+        out = cli("run", exp, *flags, cwd=tmp_path)
         assert _one_line_error(out, flags[0]), (flags, out.stderr)
     assert not (tmp_path / "results").exists()
 
@@ -174,30 +192,33 @@ def test_records_and_the_frozen_spec_never_hold_nan_or_infinity(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["[]", '"x"', "null"])
-def test_analyze_of_a_record_of_the_wrong_shape_is_one_line(tmp_path, bad):
+def test_analyze_of_a_record_of_the_wrong_shape_is_one_line(tmp_path, cli, bad):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     rj = tmp_path / "results" / "exp" / "H1" / "000-1" / "result.json"
     rj.write_text(bad)
     for cmd in ("analyze", "status"):
-        out = harness(cmd, tmp_path / "results" / "exp", cwd=tmp_path)
+        out = cli(cmd, tmp_path / "results" / "exp", cwd=tmp_path)
         assert _one_line_error(out, str(rj)), (cmd, out.stderr)
     assert rj.read_text() == bad
 
 
-def test_analyze_of_a_spec_json_of_the_wrong_shape_is_one_line(tmp_path):
+def test_analyze_of_a_spec_json_of_the_wrong_shape_is_one_line(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     sp = tmp_path / "results" / "exp" / "spec.json"
     for bad in ("[]", '"x"'):
         sp.write_text(bad)
-        out = harness("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
+        out = cli("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
         assert _one_line_error(out, str(sp)), out.stderr
 
 
-def test_analyze_of_a_record_with_a_wrongly_typed_field_is_one_line(tmp_path):
+def test_analyze_of_a_record_with_a_wrongly_typed_field_is_one_line(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     rj = tmp_path / "results" / "exp" / "H1" / "000-1" / "result.json"
     good = json.loads(rj.read_text())
     for key, value in (("index", "0"), ("val_loss", "3.2"), ("status", "great"), ("attempt", None)):
@@ -206,28 +227,25 @@ def test_analyze_of_a_record_with_a_wrongly_typed_field_is_one_line(tmp_path):
         if value is None:
             data[key] = [1]
         rj.write_text(json.dumps(data))
-        out = harness("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
+        out = cli("analyze", tmp_path / "results" / "exp", cwd=tmp_path)
         assert _one_line_error(out, key), (key, out.stderr)
 
 
-def test_records_are_written_for_the_team_respecting_the_umask(tmp_path):
+def test_records_are_written_for_the_team_respecting_the_umask(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
     res = tmp_path / "results" / "exp"
-    out = subprocess.run(["sh", "-c", f"umask 022 && exec \"$0\" -m harness run {exp}",
-                          _python()], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr
-    for name in ("spec.json", "experiment.toml", "H0/000-1/result.json", "H0/000-1/launch.json"):
-        assert stat.S_IMODE((res / name).stat().st_mode) == 0o644, name
-    out = subprocess.run(["sh", "-c", f"umask 077 && exec \"$0\" -m harness run {exp} --results r2",
-                          _python()], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cli.backend = cli.memory()
+    old = os.umask(0o022)
+    try:
+        out = cli("run", exp, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        for name in ("spec.json", "experiment.toml", "H0/000-1/result.json", "H0/000-1/launch.json"):
+            assert stat.S_IMODE((res / name).stat().st_mode) == 0o644, name
+        os.umask(0o077)
+        assert cli("run", exp, "--results", "r2", cwd=tmp_path).returncode == 0
+    finally:
+        os.umask(old)
     assert stat.S_IMODE((tmp_path / "r2" / "spec.json").stat().st_mode) == 0o600
-
-
-def _python():
-    import sys
-    return sys.executable
 
 
 def test_freezing_the_spec_writes_both_files_or_neither(tmp_path, monkeypatch):
@@ -258,9 +276,19 @@ def test_freezing_the_spec_writes_both_files_or_neither(tmp_path, monkeypatch):
 
 # -- nothing lost, nothing stuck ----------------------------------------------------------------
 
-def test_script_logs_with_clashing_and_long_names_and_its_files_are_all_kept(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "files"})
-    out = harness("run", exp, cwd=tmp_path)
+def _writes_files(workdir):
+    """What fake_train.py's "files" mode does: logs of clashing and very long names, a checkpoint."""
+    for sub, text in (("a", "from a\n"), ("b", "from b\n")):
+        (workdir / "logs" / sub).mkdir(parents=True)
+        (workdir / "logs" / sub / "same.txt").write_text(text)
+    (workdir / "logs" / ("x" * 250 + ".txt")).write_text("long name\n")
+    (workdir / "checkpoint.bin").write_bytes(b"weights")
+
+
+def test_script_logs_with_clashing_and_long_names_and_its_files_are_all_kept(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H0=FakeRun(script=_writes_files)))
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "results" / "exp" / "H0" / "000-1"
     kept = run_dir / "script-files"
@@ -272,21 +300,23 @@ def test_script_logs_with_clashing_and_long_names_and_its_files_are_all_kept(tmp
     assert (tmp_path / "exp.toml").exists()  # ... and not what it pointed to
 
 
-def test_a_logs_link_made_by_the_script_is_not_followed(tmp_path):
+def test_a_logs_link_made_by_the_script_is_not_followed(tmp_path, cli):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "precious.txt").write_text("keep me\n")
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "linklogs"},
-                           extra_defaults=f'env = {{ LINK_TARGET = "{outside}" }}')
-    out = harness("run", exp, cwd=tmp_path)
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H0=FakeRun(script=lambda wd: os.symlink(outside, wd / "logs"))))
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+    assert (tmp_path / "results" / "exp" / "H0" / "000-1" / "script-files" / "logs").is_symlink()
     assert (outside / "precious.txt").read_text() == "keep me\n"
     assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
 
 
-def test_leftover_temp_files_and_unstarted_attempt_folders_are_cleaned_next_run(tmp_path):
+def test_leftover_temp_files_and_unstarted_attempt_folders_are_cleaned_next_run(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     res = tmp_path / "results" / "exp"
     (res / ".spec.json.abc123.tmp").write_text("{")
     (res / "H0" / "000-1" / ".result.json.x.tmp").write_text("{")
@@ -294,24 +324,32 @@ def test_leftover_temp_files_and_unstarted_attempt_folders_are_cleaned_next_run(
     stuck.mkdir(parents=True)
     os.symlink(tmp_path / "exp.toml", stuck / "exp.toml")
     write_experiment(tmp_path, runs=2)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     assert not list(res.rglob("*.tmp"))
     assert not (res / "H1" / "000-2").exists() and (tmp_path / "exp.toml").exists()
     assert (res / "H0" / "000-1" / "result.json").exists()
 
 
-def test_status_shows_a_running_attempt_as_running(tmp_path):
-    from test_runner import _spawn, _wait_for
-    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
+def test_status_shows_a_running_attempt_as_running(tmp_path, cli):
+    import contextlib
+    import io
+
+    from harness import cli as climod
+    exp = write_experiment(tmp_path, runs=1)
     res = tmp_path / "results" / "exp"
-    proc = _spawn(["run", exp], tmp_path)
-    log = res / "H0" / "000-1" / "log.txt"
-    try:
-        assert _wait_for(lambda: log.exists() and "step:1/" in log.read_text())
-        out = harness("status", res, cwd=tmp_path)
-        header = out.stdout.splitlines()[1].split()
-        row = next(line for line in out.stdout.splitlines() if line.startswith("H0")).split()
-        assert row[header.index("running")] == "1", out.stdout
-    finally:
-        proc.kill()
-        proc.wait()
+    seen = []
+
+    def status(backend, handle):
+        if backend.launched == [("H0", 0, 1)] and not seen:   # H0 #0 is running
+            with contextlib.redirect_stdout(io.StringIO()) as f:
+                assert climod.main(["status", str(res)]) == 0
+            seen.append(f.getvalue())
+    cli.backend = cli.memory(scripted(H0=FakeRun(polls=3)), on_poll=status)
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    out = seen[0]
+    header = out.splitlines()[1].split()
+    row = next(line for line in out.splitlines() if line.startswith("H0")).split()
+    assert row[header.index("running")] == "1", out
+    after = cli("status", res, cwd=tmp_path).stdout
+    row = next(line for line in after.splitlines() if line.startswith("H0")).split()
+    assert row[header.index("running")] == "0", after

@@ -39,36 +39,36 @@ def _results(folder, hosts):
             order += 1
 
 
-def test_analyze_prints_the_node_table_only_for_several_hosts(tmp_path):
+def test_analyze_prints_the_node_table_only_for_several_hosts(tmp_path, cli):
     one = tmp_path / "one"
     _results(one, {"H0": ["a"] * 3, "H1": ["a"] * 3})
-    out = harness("analyze", one, cwd=tmp_path)
+    out = cli("analyze", one, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "runs per node" not in out.stdout
     two = tmp_path / "two"
     _results(two, {"H0": ["a", "a", "a"], "H1": ["b", "b", "a"]})
-    out = harness("analyze", two, cwd=tmp_path)
+    out = cli("analyze", two, cwd=tmp_path)
     assert "runs per node" in out.stdout and "unevenly spread" in out.stdout
     line = next(x for x in out.stdout.splitlines() if x.startswith("b "))
     assert line.split() == ["b", "0", "2", "-", "9.0050"]
-    js = json.loads(harness("analyze", two, "--format", "json", cwd=tmp_path).stdout)
+    js = json.loads(cli("analyze", two, "--format", "json", cwd=tmp_path).stdout)
     assert {n["host"]: n["runs"] for n in js["nodes"]} == {"a": {"H0": 3, "H1": 1}, "b": {"H0": 0, "H1": 2}}
 
 
-def test_mixed_torch_versions_are_a_warning(tmp_path):
+def test_mixed_torch_versions_are_a_warning(tmp_path, cli):
     res = tmp_path / "res"
     _results(res, {"H0": ["a"] * 3, "H1": ["a"] * 3})
     for i, p in enumerate(sorted(res.glob("H1/*/result.json"))):
         rec = RunRecord.load(p)
         rec.torch_version = "2.9.0" if i == 0 else "2.10.0"
         rec.save(p)
-    out = harness("analyze", res, cwd=tmp_path)
+    out = cli("analyze", res, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "runs used 2 torch versions: 2.10.0 (2 H1); 2.9.0 (1 H1)" in out.stdout
 
 
-def test_markdown_carries_the_node_table(tmp_path):
+def test_markdown_carries_the_node_table(tmp_path, cli):
     two = tmp_path / "two"
     _results(two, {"H0": ["a", "a", "b"], "H1": ["b", "a", "b"]})
-    md = harness("analyze", two, "--format", "markdown", cwd=tmp_path).stdout
+    md = cli("analyze", two, "--format", "markdown", cwd=tmp_path).stdout
     assert "**runs per node (mean train time in s per arm)**" in md and "\nb " in md

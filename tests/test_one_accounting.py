@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from conftest import write_experiment
-from harness.run import runner as runner_mod
 from harness.design import sequential as seq
 from harness.design import simulate as sim
 from harness.data import spec as specmod
@@ -65,9 +64,9 @@ NAMES = {1: "pass", -1: "fail", 0: "open"}
     (1, 0.1, 0.03, 50),        # retries and diverged runs, one job at a time
     (4, 0.0, 0.03, 50),        # four jobs at once: the runner launches past the decision
 ])
-def test_runner_and_emulation_count_the_same_runs(tmp_path, monkeypatch, max_parallel, fail_prob,
+def test_runner_and_emulation_count_the_same_runs(tmp_path, memory, max_parallel, fail_prob,
                                                   diverge_prob, n_exp):
-    monkeypatch.setattr(runner_mod, "POLL_S", 0.0)
+    # the memory fixture: the runner does not pause between its polls
     plan = seq.SequentialPlan("H0", ["H1"], max_runs=M)
     rng = np.random.default_rng(1200 + max_parallel)
     # a mix of scenarios: the record's speedup and loss, no speedup, failing loss

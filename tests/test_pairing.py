@@ -77,7 +77,7 @@ class FakeCluster(LocalBackend):
         return replace(o, host=handle.extra["node"])
 
 
-def test_runner_keeps_pairs_on_one_node_and_retries_a_failed_half_there(tmp_path):
+def test_runner_keeps_pairs_on_one_node_and_retries_a_failed_half_there(tmp_path, cli):
     flaky = tmp_path / "flaky"
     flaky.mkdir()
     exp_path = write_experiment(tmp_path, runs=4, h1_args={"mode": "flaky"}, extra_exp='pairing = "node"',
@@ -109,7 +109,7 @@ def test_runner_keeps_pairs_on_one_node_and_retries_a_failed_half_there(tmp_path
         a, b = sorted((done[("H0", i)], done[("H1", i)]), key=lambda r: r.started_at)
         assert a.finished_at <= b.started_at
     # the stored runs span nodes: the analysis blocks by node and the gate says so
-    out = harness("analyze", store.root, "--gate", cwd=tmp_path)
+    out = cli("analyze", store.root, "--gate", cwd=tmp_path)
     assert "time blocked by node: stratified Welch" in out.stdout, out.stdout + out.stderr
     nodes = len({done[("H0", i)].host for i in range(4)})
     assert f"blocked by node, stratified Welch by node ({nodes} nodes)" in out.stdout

@@ -1,4 +1,5 @@
 """The opt-in speed probe (harness/run/probe.py) and the CUPED-adjusted difference (harness/analysis/cuped.py)."""
+import dataclasses
 import json
 import random
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from harness.analysis import cuped
 
-from conftest import ROOT, harness, results_of, write_experiment
+from conftest import ROOT, harness, results_of, scripted, write_experiment
 
 PROBE = ROOT / "harness" / "run" / "probe.py"
 
@@ -54,9 +55,34 @@ def test_probe_runs_the_command_after_it_with_its_exit_code(tmp_path):
     assert missing.returncode == 127 and "could not start 'no-such-command-x'" in missing.stdout
 
 
-def test_speed_probe_key_runs_the_probe_before_each_run_and_analyze_reports_cuped(tmp_path):
-    exp = write_experiment(tmp_path, runs=3, extra_exp="speed_probe = true")
+def test_speed_probe_key_runs_the_probe_before_each_run(tmp_path):
+    """End to end, once: the real probe runs first in each run's tree, then the run."""
+    exp = write_experiment(tmp_path, runs=1, extra_exp="speed_probe = true")
     out = harness("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = tmp_path / "results" / "exp"
+    recs = results_of(res)
+    assert len(recs) == 2 and all(r["status"] == "ok" and r["probe_s"] > 0 for r in recs)
+    for r in recs:
+        folder = res / r["hypothesis"] / r["run_id"]
+        assert json.loads((folder / "probe.json").read_text())["probe_s"] == r["probe_s"]
+        log = (folder / "log.txt").read_text()
+        assert log.index("harness-probe: ") < log.index("step:0/")
+
+
+def _probe_writes(seconds):
+    """What the probe leaves in a run folder (the memory backend runs no command)."""
+    def script(workdir):
+        (workdir.parent / "probe.json").write_text(json.dumps({"probe_s": seconds, "matmul_s": seconds}))
+    return script
+
+
+def test_speed_probe_times_reach_the_records_and_analyze_reports_cuped(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=3, extra_exp="speed_probe = true")
+    base = scripted()
+    cli.backend = cli.memory(lambda h, i, a: dataclasses.replace(
+        base(h, i, a), script=_probe_writes(2.0 + 0.01 * i + (0.005 if h == "H1" else 0.0))))
+    out = cli("run", exp, "--plain", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     res = tmp_path / "results" / "exp"
     recs = results_of(res)
@@ -64,18 +90,23 @@ def test_speed_probe_key_runs_the_probe_before_each_run_and_analyze_reports_cupe
     for r in recs:
         folder = res / r["hypothesis"] / r["run_id"]
         assert json.loads((folder / "probe.json").read_text())["probe_s"] == r["probe_s"]
-        assert "harness-probe: " in (folder / "log.txt").read_text()
-    text = harness("analyze", res, cwd=tmp_path).stdout
+        argv = json.loads((folder / "launch.json").read_text())["argv"]
+        assert argv[1:6] == [str(PROBE), "--out", str(folder / "probe.json"), "--nproc", "1"]
+        assert argv[6] == "--" and "fake_train.py" in " ".join(argv[7:])
+    text = cli("analyze", res, cwd=tmp_path).stdout
     assert "speed probe: time difference adjusted" in text
-    js = json.loads(harness("analyze", res, "--format", "json", cwd=tmp_path).stdout)
+    js = json.loads(cli("analyze", res, "--format", "json", cwd=tmp_path).stdout)
     sp = js["speed_probe"]["H1"]
     assert sp["runs"] == {"H0": 3, "H1": 3} and sp["plain_time_delta"] == pytest.approx(
         js["hypotheses"][1]["time_delta"])   # the community's column is the plain difference
     # without the key there is no probe and no block
     plain = write_experiment(tmp_path, name="plain", runs=2)
-    assert harness("run", plain, "--plain", cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", plain, "--plain", cwd=tmp_path).returncode == 0
     assert all(r["probe_s"] is None for r in results_of(tmp_path / "results" / "plain"))
-    assert "speed probe" not in harness("analyze", tmp_path / "results" / "plain", cwd=tmp_path).stdout
+    assert "probe.py" not in json.dumps([json.loads(p.read_text())["argv"]
+                                         for p in (tmp_path / "results" / "plain").glob("*/*/launch.json")])
+    assert "speed probe" not in cli("analyze", tmp_path / "results" / "plain", cwd=tmp_path).stdout
 
 
 def test_probe_with_several_processes_times_an_all_reduce(tmp_path):

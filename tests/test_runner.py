@@ -1,12 +1,18 @@
-"""The runner end to end through the CLI, with stand-in training scripts."""
+"""The runner: its retry, resume and stopping logic in process on the in-memory backend;
+end to end through the CLI with stand-in training scripts for a real local run, torchrun
+and a script that writes its own logs (tests/test_faults.py has the signals and kills)."""
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import ROOT, STAND_INS, harness, results_of, write_experiment
+import pytest
+
+from conftest import ROOT, STAND_INS, harness, memory_runner, results_of, scripted, write_experiment
+from harness.run.backends.memory import FakeRun, RunnerKilled
 
 
 def test_run_writes_one_folder_per_run_with_records(tmp_path):
@@ -35,9 +41,9 @@ def test_run_writes_one_folder_per_run_with_records(tmp_path):
     assert spec["control"] == "H0" and (res / "experiment.toml").read_text() == exp.read_text()
 
 
-def test_dry_run_prints_commands_in_order_and_runs_nothing(tmp_path):
+def test_dry_run_prints_commands_in_order_and_runs_nothing(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=2, launcher="torchrun")
-    out = harness("run", exp, "--dry-run", cwd=tmp_path)
+    out = cli("run", exp, "--dry-run", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     cmds = [line for line in out.stdout.splitlines() if not line.startswith("#")]
     assert len(cmds) == 4
@@ -49,14 +55,20 @@ def test_dry_run_prints_commands_in_order_and_runs_nothing(tmp_path):
 
 def test_torchrun_launch_on_cpu(tmp_path):
     exp = write_experiment(tmp_path, runs=1, launcher="torchrun")
+    # one torchrun launch is the point (it imports torch): H1 keeps the plain launcher
+    exp.write_text(exp.read_text().replace('name = "H1"', 'name = "H1"\nlauncher = "python"'))
     out = harness("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert [r["status"] for r in results_of(tmp_path / "results" / "exp")] == ["ok", "ok"]
+    recs = {r["hypothesis"]: r for r in results_of(tmp_path / "results" / "exp")}
+    assert [r["status"] for r in recs.values()] == ["ok", "ok"]
+    assert "torchrun" in recs["H0"]["command"][0] and "torchrun" not in " ".join(recs["H1"]["command"])
 
 
-def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "crash"}, h1_args={"mode": "nan"})
-    out = harness("run", exp, "--retries", "1", cwd=tmp_path)
+def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H0=FakeRun(failed=True, error="RuntimeError: CUDA error: boom"),
+                                      H1=FakeRun(val_loss=math.nan)))
+    out = cli("run", exp, "--retries", "1", cwd=tmp_path)
     assert out.returncode == 3, out.stderr  # a run without a result
     res = tmp_path / "results" / "exp"
     h0 = sorted((r for r in results_of(res) if r["hypothesis"] == "H0"), key=lambda r: r["attempt"])
@@ -65,30 +77,33 @@ def test_failures_are_kept_and_retried_and_divergence_is_data(tmp_path):
     assert "CUDA error: boom" in (res / "H0" / "000-1" / "log.txt").read_text()
     h1 = [r for r in results_of(res) if r["hypothesis"] == "H1"]
     assert [r["status"] for r in h1] == ["diverged"] and h1[0]["val_loss"] is None  # not retried
+    assert cli.backend.launched == [("H0", 0, 1), ("H0", 0, 2), ("H1", 0, 1)]  # the retry comes first
 
-    status = harness("status", res, cwd=tmp_path)
+    status = cli("status", res, cwd=tmp_path)
     assert status.returncode == 0
     row = next(line for line in status.stdout.splitlines() if line.startswith("H0"))
     assert row.split()[1:] == ["0", "0", "1", "0", "0", "0", "0", "0", "2"]
 
 
-def test_flaky_run_succeeds_on_retry(tmp_path):
-    flaky = tmp_path / "flaky"
-    flaky.mkdir()
-    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "flaky"},
-                           extra_defaults=f'env = {{ FLAKY_DIR = "{flaky}" }}')
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+def test_flaky_run_succeeds_on_retry(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H1=[FakeRun(failed=True, exit_code=3), FakeRun()]))
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     h1 = sorted((r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"),
                 key=lambda r: r["attempt"])
     assert [(r["run_id"], r["status"]) for r in h1] == [("000-1", "failed"), ("000-2", "ok")]
+    assert "exit code 3" in h1[0]["message"]
 
 
-def test_timeout_and_truncated_log(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "hang"}, h1_args={"mode": "truncate"})
-    out = harness("run", exp, "--timeout", "2", "--retries", "0", cwd=tmp_path)
+def test_timeout_and_truncated_log(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    # a hang meets the 2 s limit at its third poll (one fake second each): no wall clock
+    cli.backend = cli.memory(scripted(H0=FakeRun(polls=math.inf), H1=FakeRun(truncated=True)))
+    out = cli("run", exp, "--timeout", "2", "--retries", "0", cwd=tmp_path)
     assert out.returncode == 3, out.stderr
     recs = {r["hypothesis"]: r for r in results_of(tmp_path / "results" / "exp")}
-    assert recs["H0"]["status"] == "timeout"
+    assert recs["H0"]["status"] == "timeout" and "2 s timeout" in recs["H0"]["message"]
+    assert recs["H0"]["wall_s"] == 3.0
     assert recs["H1"]["status"] == "failed" and "stopped early" in recs["H1"]["message"]
 
 
@@ -143,22 +158,24 @@ def _spawn(args, cwd):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def test_sigkill_mid_run_then_resume_loses_nothing_and_redoes_the_interrupted_run(tmp_path):
-    exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.05})
+def test_runner_killed_mid_run_then_resume_loses_nothing_and_redoes_the_interrupted_run(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=2)
     res = tmp_path / "results" / "exp"
-    proc = _spawn(["run", exp], tmp_path)
-    # wait until two runs are finished and the third is printing steps
     third_log = res / "H0" / "001-1" / "log.txt"
-    assert _wait_for(lambda: third_log.exists() and "step:5/" in third_log.read_text()), proc.communicate()
+
+    def kill(backend, handle):
+        # two runs are finished and the third is half way through its log
+        if backend.launched[-1] == ("H0", 1, 1) and "step:5/" in third_log.read_text():
+            raise RunnerKilled
+    cli.backend = cli.memory(scripted(H0=FakeRun(polls=10), H1=FakeRun(polls=10)), on_poll=kill)
+    with pytest.raises(RunnerKilled):
+        cli("run", exp, cwd=tmp_path)
     before = {p: p.read_bytes() for p in res.glob("*/*/result.json")}
     assert len(before) == 2
-    child_pid = int(json.loads((res / "H0" / "001-1" / "launch.json").read_text())["job_id"])
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # the training process does not outlive its runner
-    assert _wait_for(lambda: not _alive(child_pid), timeout=15)
+    assert cli.backend.running() == []  # the run does not outlive its runner
 
-    out = harness("run", exp, cwd=tmp_path)
+    cli.backend.on_poll = None
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     for p, data in before.items():
         assert p.read_bytes() == data  # finished runs untouched
@@ -167,13 +184,36 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_redoes_the_interrupted_ru
     assert sorted(done) == [("H0", 0), ("H0", 1), ("H1", 0), ("H1", 1)]  # each exactly once
     interrupted = [r for r in recs if r["status"] == "interrupted"]
     assert [(r["hypothesis"], r["index"], r["run_id"]) for r in interrupted] == [("H0", 1, "001-1")]
-    assert "step:5/" in third_log.read_text()  # its partial log is kept
+    assert "step:5/" in third_log.read_text() and "val_loss:3.28" not in third_log.read_text()  # partial, kept
     redo = json.loads((res / "H0" / "001-2" / "result.json").read_text())
     assert redo["status"] == "ok" and redo["attempt"] == 2
 
     # a third invocation has nothing left to do
-    again = harness("run", exp, cwd=tmp_path)
-    assert again.returncode == 0 and len(results_of(res)) == len(recs)
+    n = len(cli.backend.launched)
+    again = cli("run", exp, cwd=tmp_path)
+    assert again.returncode == 0 and len(results_of(res)) == len(recs) and len(cli.backend.launched) == n
+
+
+def test_a_job_that_outlives_its_runner_is_reattached_and_recorded_once(tmp_path, memory):
+    """A cluster's job survives a killed runner: the next runner follows it, launches nothing new."""
+    from harness.run import events as ev
+    exp = write_experiment(tmp_path, runs=1)
+    res = tmp_path / "results" / "exp"
+
+    def kill(backend, handle):
+        if backend.launched[-1] == ("H1", 0, 1):
+            raise RunnerKilled
+    backend = memory(scripted(H1=FakeRun(polls=4)), on_poll=kill, survives_runner=True)
+    with pytest.raises(RunnerKilled):
+        memory_runner(tmp_path, exp, backend).run()
+    assert backend.running() == ["mem-1"] and not (res / "H1" / "000-1" / "result.json").exists()
+    backend.on_poll = None
+    events = []
+    slots = memory_runner(tmp_path, exp, backend, events).run()
+    assert [e for e in events if isinstance(e, ev.Reattach)] == [ev.Reattach("H1", 0, "mem-1")]
+    assert backend.launched == [("H0", 0, 1), ("H1", 0, 1)]   # nothing launched again
+    assert [(r["run_id"], r["status"]) for r in results_of(res) if r["hypothesis"] == "H1"] == [("000-1", "ok")]
+    assert slots[("H1", 0)].done.run_id == "000-1"
 
 
 def _alive(pid):
@@ -189,58 +229,69 @@ def _alive(pid):
         return False
 
 
-def test_second_runner_on_the_same_results_is_refused(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.1})
-    first = _spawn(["run", exp], tmp_path)
-    lock_log = tmp_path / "results" / "exp" / "H0" / "000-1" / "log.txt"
-    assert _wait_for(lambda: lock_log.exists())
-    second = harness("run", exp, cwd=tmp_path)
+def test_second_runner_on_the_same_results_is_refused(tmp_path, cli):
+    from harness.data.store import Store
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    first = Store(tmp_path / "results" / "exp")
+    first.lock()  # flock: another open file holds it, as another runner's process would
+    try:
+        second = cli("run", exp, cwd=tmp_path)
+    finally:
+        first.unlock()
     assert second.returncode == 2
     assert "in use by another runner" in second.stderr and len(second.stderr.strip().splitlines()) == 1
-    assert first.wait(timeout=120) == 0
+    assert cli.backend.launched == []
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     recs = results_of(tmp_path / "results" / "exp")
     assert sorted((r["hypothesis"], r["status"]) for r in recs) == [("H0", "ok"), ("H1", "ok")]
 
 
-def test_changed_spec_is_refused_with_what_changed(tmp_path):
+def test_changed_spec_is_refused_with_what_changed(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     stored = {p: p.read_bytes() for p in (tmp_path / "results" / "exp").rglob("*") if p.is_file() and p.name != ".lock"}
     write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
-    out = harness("run", exp, cwd=tmp_path)
+    out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 2
     assert "num_iterations: 18 -> 16" in out.stderr and "new name" in out.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "results" / "exp").rglob("*") if p.is_file() and p.name != ".lock"} == stored
     # more runs of the same spec is not a change: it extends the experiment
     write_experiment(tmp_path, runs=2)
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     assert len(results_of(tmp_path / "results" / "exp")) == 4
 
 
-def test_ctrl_c_stops_the_run_marks_it_interrupted_and_resume_redoes_it(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
+def test_ctrl_c_stops_the_run_marks_it_interrupted_and_resume_redoes_it(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
     res = tmp_path / "results" / "exp"
-    proc = _spawn(["run", exp], tmp_path)
+
     log = res / "H0" / "000-1" / "log.txt"
-    assert _wait_for(lambda: log.exists() and "step:2/" in log.read_text())
-    child_pid = int(json.loads((res / "H0" / "000-1" / "launch.json").read_text())["job_id"])
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    assert not _alive(child_pid)
+
+    def ctrl_c(backend, handle):
+        if "step:2/" in log.read_text():    # H0 #0 has printed its first steps
+            raise KeyboardInterrupt
+    cli.backend = cli.memory(scripted(H0=FakeRun(polls=5)), on_poll=ctrl_c)
+    out = cli("run", exp, cwd=tmp_path)
+    assert out.returncode == 130, out.stderr
+    assert cli.backend.cancelled == ["mem-0"] and cli.backend.running() == []
     rec = json.loads((res / "H0" / "000-1" / "result.json").read_text())
     assert rec["status"] == "interrupted" and "Ctrl-C" in rec["message"]
-    assert harness("run", exp, cwd=tmp_path).returncode == 0
+    assert "step:2/" in log.read_text()   # its partial log is kept
+    cli.backend.on_poll = None
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
     assert sorted((r["run_id"], r["status"]) for r in results_of(res) if r["hypothesis"] == "H0") == [
         ("000-1", "interrupted"), ("000-2", "ok")]
 
 
-def test_runs_share_one_compile_cache_unless_turned_off(tmp_path):
+def test_runs_share_one_compile_cache_unless_turned_off(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    out = harness("run", exp, "--dry-run", cwd=tmp_path)
+    out = cli("run", exp, "--dry-run", cwd=tmp_path)
     cache = tmp_path / "results" / "exp" / ".cache"
     assert out.stdout.count(f"TORCHINDUCTOR_CACHE_DIR={cache}/inductor") == 2
     assert f"TRITON_CACHE_DIR={cache}/triton" in out.stdout
-    off = harness("run", exp, "--dry-run", "--no-compile-cache", cwd=tmp_path)
+    off = cli("run", exp, "--dry-run", "--no-compile-cache", cwd=tmp_path)
     assert "TORCHINDUCTOR_CACHE_DIR" not in off.stdout
     write_experiment(tmp_path, runs=1, extra_exp="compile_cache = false")
-    assert "TORCHINDUCTOR_CACHE_DIR" not in harness("run", exp, "--dry-run", cwd=tmp_path).stdout
+    assert "TORCHINDUCTOR_CACHE_DIR" not in cli("run", exp, "--dry-run", cwd=tmp_path).stdout

@@ -65,10 +65,10 @@ BAD = [
 
 
 @pytest.mark.parametrize("label,text,needle", BAD, ids=[b[0] for b in BAD])
-def test_bad_file_is_one_line_exit_2_and_nothing_launched(tmp_path, label, text, needle):
+def test_bad_file_is_one_line_exit_2_and_nothing_launched(tmp_path, label, text, needle, cli):
     p = tmp_path / "bad.toml"
     p.write_text(text)
-    out = harness("run", p, cwd=tmp_path)
+    out = cli("run", p, cwd=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
