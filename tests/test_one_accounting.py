@@ -104,11 +104,10 @@ def _borrowed_plan(alpha=0.05, m=6):
     (1, 0.1, 0.05, 24),        # retries and diverged runs, one job at a time
     (3, 0.0, 0.05, 24),        # three jobs at once
 ])
-def test_runner_and_emulation_count_the_same_runs_with_a_borrowed_sigma(tmp_path, monkeypatch, max_parallel,
+def test_runner_and_emulation_count_the_same_runs_with_a_borrowed_sigma(tmp_path, memory, max_parallel,
                                                                         fail_prob, diverge_prob, n_exp):
     # each experiment borrows its own draw of the earlier runs' sigma, as simulate draws it
     from harness.design import borrow_seq
-    monkeypatch.setattr(runner_mod, "POLL_S", 0.0)
     m = 6
     plan = _borrowed_plan(m=m)
     rng = np.random.default_rng(1600 + max_parallel)
