@@ -65,3 +65,17 @@ def test_a_committed_calibration_equals_a_fresh_one(tmp_path, monkeypatch):
     monkeypatch.setattr(seq, "PACKAGED", None)
     fresh = seq.calibration(*_args(record))
     assert fresh["boundaries"] == record["boundaries"] and fresh["key"] == record["key"]
+
+
+def test_every_calibration_folder_ships_with_the_package():
+    # a folder left out of package-data installs without its files: a plain `pip install`
+    # would then calibrate at first use (minutes) instead of reading the committed boundaries
+    import tomllib
+    root = Path(__file__).resolve().parents[1]
+    shipped = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["harness"]
+    calib = root / "harness" / "design" / "calibrations"
+    files = set(calib.rglob("*.json"))
+    assert files
+    covered = {p for pat in shipped for p in (root / "harness").glob(pat)}  # '*' stays in one folder
+    missing = sorted({p.parent.relative_to(root).as_posix() for p in files - covered})
+    assert not missing, f"add to [tool.setuptools.package-data] in pyproject.toml: {missing}"

@@ -380,30 +380,43 @@ def test_warmup_then_reset_changes_nothing(synth):
     (["--vocab-size", "128"], "vocab size 128"),
     (["--val-tokens", "65536", "--val-batch-tokens", "1024"], "--val-tokens"),
 ])
-def test_bad_flags_and_patterns_are_one_line_errors(synth, args, needle):
+def test_bad_flags_and_patterns_are_usage_errors(synth, args, needle, monkeypatch):
+    # in process: every bad value ends in UsageError before anything is built (the script's
+    # entry point turns it into one line and exit 2; checked once below, as a process)
     out, _ = synth
-    r = run(args, out)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SEED"):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(tg.UsageError) as e:
+        tg.main(["--preset", "tiny", "--data-path", out] + list(args))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_bad_flag_is_one_line_and_exit_2_from_the_script(synth):
+    out, _ = synth
+    r = run(["--ve-layout", ".01"], out)
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert "no '...'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bad_or_missing_data_is_a_one_line_error(synth, tmp_path):
+def test_bad_or_missing_data_is_a_one_line_error(synth, tmp_path, monkeypatch):
     out, _ = synth
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
     r = run([], str(tmp_path / "nothing"))
     assert r.returncode == 2 and "no shards matching" in r.stderr and "python -m train.data synthetic" in r.stderr
     bad = tmp_path / "bad"
     shutil.copytree(out, bad)
     with open(bad / "synthetic_train_000001.bin", "r+b") as f:
         f.truncate(3000)
-    r = run([], str(bad))
-    assert r.returncode == 2 and "synthetic_train_000001.bin" in r.stderr and "truncated" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(tg.UsageError) as e:  # in process from here: the script's exit 2 is checked above
+        tg.main(["--preset", "tiny", "--data-path", str(bad)])
+    assert "synthetic_train_000001.bin" in str(e.value) and "truncated" in str(e.value)
     (bad / "synthetic_val_000000.bin").write_bytes(b"not a shard")
     shutil.copy(os.path.join(out, "synthetic_train_000001.bin"), bad / "synthetic_train_000001.bin")
-    r = run([], str(bad))
-    assert r.returncode == 2 and "synthetic_val_000000.bin" in r.stderr and "magic" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(tg.UsageError) as e:
+        tg.main(["--preset", "tiny", "--data-path", str(bad)])
+    assert "synthetic_val_000000.bin" in str(e.value) and "magic" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_train_loader_is_bos_aligned_and_rank_independent(synth):
