@@ -44,9 +44,8 @@ READ_CALLS = {"open", "read_text", "read_bytes", "iterdir", "glob", "rglob", "li
 KNOWN_LEAKS: dict = {}
 # modules of a no-read layer that read files today
 KNOWN_READERS = {
-    "design.sequential": "the calibration cache ($HARNESS_CACHE or ~/.cache/harness): to be passed in",
-    "design.borrow_seq": "the same calibration cache, for the borrowed-sigma boundaries",
-    "design.sweep_seq": "the same calibration cache, for the step sweep's boundaries",
+    "design.sequential": "the calibration cache ($HARNESS_CACHE or ~/.cache/harness), for every kind of "
+                         "boundary (read_calibration, cache_calibration): to be passed in",
 }
 
 

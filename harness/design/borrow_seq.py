@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 
 import numpy as np
 
@@ -222,25 +221,10 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float, df_b: float,
            "robust": [ROBUST_RATIO, ROBUST_INFLATION, seq.target(float(alpha))] if robust else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{calibration_name(kind, alpha, max_runs, rho, df_b, level, robust)}-{digest}.json"
-    folder = seq._cache_dir()
-    for where in (PACKAGED, folder):
-        if where is None:
-            continue
-        try:
-            data = json.loads((where / name).read_text())
-            if data.get("key") == key and len(data.get("boundaries", [])) == max_runs - 1:
-                return data
-        except (OSError, ValueError):
-            pass
-    data = {"key": key, **_calibrate(kind, alpha, rho, max_runs, paths, df_b, level, robust)}
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, folder / name)
-        except OSError:
-            pass                              # a cache we cannot write is only slower
+    data = seq.read_calibration(PACKAGED, name, key, boundaries=max_runs - 1)
+    if data is None:
+        data = {"key": key, **_calibrate(kind, alpha, rho, max_runs, paths, df_b, level, robust)}
+        seq.cache_calibration(name, data)
     return data
 
 

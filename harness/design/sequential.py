@@ -361,16 +361,9 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
         key["trim"] = TRIM
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
-    folder = _cache_dir()
-    for where in (PACKAGED, folder):
-        if where is None:
-            continue
-        try:
-            data = json.loads((where / name).read_text())
-            if data.get("key") == key and len(data.get("boundaries", [])) == max_runs - 1:
-                return data
-        except (OSError, ValueError):
-            pass
+    data = read_calibration(PACKAGED, name, key, boundaries=max_runs - 1)
+    if data is not None:
+        return data
     aim = float(alpha) * target(float(alpha), kind)
     if max_runs == 2 and kind == "one-sample":   # one look, an exact p: the fixed design
         res = {"boundaries": [float(alpha)], "error": float(alpha)}
@@ -379,15 +372,41 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     else:                                     # Welch's p is not exact even at n = 2
         res = _calibrate_welch(aim, rho, max_runs, paths, kind)
     data = {"key": key, **res}
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, folder / name)
-        except OSError:
-            pass                              # a cache we cannot write is only slower
+    cache_calibration(name, data)
     return data
+
+
+def read_calibration(packaged: Path | None, name: str, key: dict, boundaries: int | None = None) -> dict | None:
+    """The calibration record NAME made for KEY, from the committed folder or the cache.
+
+    None when neither holds it; a file that does not parse or was made for another key
+    (or another number of looks) is passed over, and the record is computed again.
+    """
+    for where in (packaged, _cache_dir()):
+        if where is None:
+            continue
+        try:
+            data = json.loads((where / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("key") == key and (
+                boundaries is None or len(data.get("boundaries", [])) == boundaries):
+            return data
+    return None
+
+
+def cache_calibration(name: str, data: dict) -> None:
+    """Keep a computed calibration record in the cache (atomically)."""
+    folder = _cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, folder / name)
+    except OSError:
+        pass                                  # a cache we cannot write is only slower
 
 
 def _check_alpha(name: str, a: float) -> None:

@@ -50,7 +50,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 
 import numpy as np
 
@@ -386,17 +385,7 @@ def file_name(key: dict) -> str:
 
 def _stored(key: dict) -> dict | None:
     """The committed or cached calibration of this key, if there is one."""
-    name = file_name(key)
-    for where in (PACKAGED, seq._cache_dir()):
-        if where is None:
-            continue
-        try:
-            data = json.loads((where / name).read_text())
-            if data.get("key") == key:
-                return data
-        except (OSError, ValueError):
-            pass
-    return None
+    return seq.read_calibration(PACKAGED, file_name(key), key)
 
 
 def _args(steps, alpha, max_runs, sigma, level) -> tuple:
@@ -419,21 +408,10 @@ def stored(steps, alpha: float, max_runs: int, sigma=None, level: float | None =
 @functools.lru_cache(maxsize=64)
 def _calibration(xs: tuple, alpha: float, max_runs: int, mode: str, df_b, level) -> dict:
     key = _key(np.array(xs), alpha, max_runs, mode, df_b, level)
-    name = file_name(key)
-    folder = seq._cache_dir()
     data = _stored(key)
-    if data is not None:
-        return data
-    res = calibrate(np.array(xs), alpha, max_runs, mode, df_b, level)
-    data = {"key": key, **res}
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, folder / name)
-        except OSError:
-            pass                              # a cache we cannot write is only slower
+    if data is None:
+        data = {"key": key, **calibrate(np.array(xs), alpha, max_runs, mode, df_b, level)}
+        seq.cache_calibration(file_name(key), data)
     return data
 
 
