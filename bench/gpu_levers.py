@@ -13,7 +13,6 @@ before its expensive part). Timings: median of 20 after 3 warm-ups, CUDA events.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import warnings
@@ -22,30 +21,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench_throughput import load_trainer, time_steps  # the trainer loader and CUDA-event timer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load(path):
-    spec = importlib.util.spec_from_file_location("train_gpt_levers", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dynamo imports a traced function's module by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def timed(fn, reps=20, warm=3):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b))
-    return statistics.median(out)
+    """Median of REPS CUDA-event timings in ms, after WARM untimed calls."""
+    return statistics.median(time_steps(fn, warm, reps))
 
 
 def cos(a, b):
@@ -59,7 +42,7 @@ def main() -> int:
     ap.add_argument("--trainer", type=Path, default=ROOT / "train" / "train_gpt.py")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
-    tg = load(a.trainer)
+    tg = load_trainer(Path(a.trainer))
     dev = torch.device("cuda")
     T, V, D = a.tokens, 50304, 768
     fails = []

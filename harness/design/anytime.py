@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from harness import thresholds as th
-from harness.design.sequential import Look, _finite, _sort
+from harness.design.sequential import Look, _finite, _sort, settle
 from harness.errors import UserError
 
 METHOD = ("anytime-valid sequential t-tests: scale-invariant likelihood-ratio e-processes (Cox 1952; "
@@ -145,14 +145,9 @@ class AnytimePlan:
             fresh["loss"] = loss
             decisions[h] = {}
             for crit, d in fresh.items():
-                old = stored.get((h, crit))
-                if old is not None:
-                    d = {**old["result"], "line": d["line"]}
-                elif d["decision"] != "open":
-                    entry = {"hypothesis": h, "criterion": crit, "decision": d["decision"], "look": d["look"],
-                             "runs": {self.control: len(recs[self.control]), h: len(recs[h])},
-                             "statistic": d.get("e_value"), "boundary": d.get("threshold"), "why": d["why"],
-                             "result": {k: v for k, v in d.items() if k != "line"}}
+                d, entry = settle(stored, h, crit, d, {self.control: len(recs[self.control]), h: len(recs[h])},
+                                  statistic=d.get("e_value"), boundary=d.get("threshold"))
+                if entry is not None:
                     self.journal.append(entry)
                     new.append(entry)
                 decisions[h][crit] = {k: v for k, v in d.items() if k != "line"}

@@ -473,6 +473,18 @@ def _sort(records: list) -> list:
 _fmt_p = fmt_p   # the one p-value format of every output (formats.py)
 
 
+def settle(stored: dict, h: str, crit: str, d: dict, runs: dict, **fields) -> tuple[dict, dict | None]:
+    """A criterion's decision as journaled: a stored one is final and stands; a new pass or
+    fail comes back with its journal entry (``fields``: the statistic and boundary it names)."""
+    old = stored.get((h, crit))
+    if old is not None:
+        return {**old["result"], "line": d["line"]}, None
+    if d["decision"] == "open":
+        return d, None
+    return d, {"hypothesis": h, "criterion": crit, "decision": d["decision"], "look": d.get("look", 0),
+               "runs": runs, **fields, "why": d["why"], "result": {k: v for k, v in d.items() if k != "line"}}
+
+
 def diverged_fail(recs: list, bad: int) -> dict:
     """The loss decision when run ``bad`` (0-based) diverged before any boundary was crossed."""
     rid = getattr(recs[bad], "run_id", "?")
@@ -685,16 +697,9 @@ class SequentialPlan:
             fresh = {"time": self._time(ctimes, ttimes, chosts, thosts), "loss": self._loss(recs[h])}
             decisions[h] = {}
             for crit, d in fresh.items():
-                old = stored.get((h, crit))
-                if old is not None:
-                    d = {**old["result"], "line": d["line"]}
-                elif d["decision"] != "open":
-                    entry = {"hypothesis": h, "criterion": crit, "decision": d["decision"],
-                             "look": d.get("look", 0),
-                             "runs": {self.control: len(recs[self.control]), h: len(recs[h])},
-                             "statistic": d.get("t"), "p": d.get("p"), "boundary": d.get("boundary"),
-                             "why": d["why"],
-                             "result": {k: v for k, v in d.items() if k != "line"}}
+                d, entry = settle(stored, h, crit, d, {self.control: len(recs[self.control]), h: len(recs[h])},
+                                  statistic=d.get("t"), p=d.get("p"), boundary=d.get("boundary"))
+                if entry is not None:
                     self.journal.append(entry)
                     new.append(entry)
                 fresh[crit] = d
