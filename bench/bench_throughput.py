@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 
 
-def load_trainer(path: Path):
-    spec = importlib.util.spec_from_file_location("train_gpt", path)
+def load_trainer(path: Path, name: str = "train_gpt"):
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dynamo imports a traced function's module by name
     spec.loader.exec_module(mod)

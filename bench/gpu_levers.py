@@ -1,12 +1,16 @@
 """GPU checks and before/after timings of the trainer's speed levers, each on its own.
 
-    python bench/gpu_levers.py [--tokens 49152] [--trainer train/train_gpt.py]
+    python bench/gpu_levers.py [--tokens 49152] [--trainer train/train_gpt.py] [--before OLD.py]
 
 At one record micro-batch (24 x 2048 tokens, vocabulary 50304, width 768), against the
 plain form each replaces (the CPU references of tests/test_train_kernels.py):
 1. the fused soft-capped cross-entropy kernels vs the compiled plain loss (fp32 T x V);
-2. the FP8 head vs the bf16 head matmul (forward and both gradients);
-3. block masks from block-level document ids vs create_block_mask.
+2. the FP8 head vs the bf16 head matmul (forward and both gradients), and the FP8 head and
+   the loss in one (the gradient written in e5m2 by the loss kernel) vs the two apart;
+3. block masks from block-level document ids vs create_block_mask;
+4. varlen attention over the documents (training) vs FlexAttention with those block masks.
+With --before (an older copy of the trainer), the loss kernels of both, side by side, and
+a sweep of the kernels' block size and warps.
 Each check prints PASS or FAIL; the exit code is 1 when any fails (a GPU run then stops
 before its expensive part). Timings: median of 20 after 3 warm-ups, CUDA events.
 """
@@ -40,9 +44,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=24 * 2048)
     ap.add_argument("--trainer", type=Path, default=ROOT / "train" / "train_gpt.py")
+    ap.add_argument("--before", type=Path, help="an older trainer: its loss kernels timed beside these")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     tg = load_trainer(Path(a.trainer))
+    before = load_trainer(a.before, "train_gpt_before") if a.before else None
     dev = torch.device("cuda")
     T, V, D = a.tokens, 50304, 768
     fails = []
@@ -87,6 +93,25 @@ def main() -> int:
     t_plain, t_fused = timed(run_plain), timed(run_fused)
     print(f"loss fwd+bwd: plain compiled {t_plain:.2f} ms, fused {t_fused:.2f} ms "
           f"({t_fused / t_plain - 1:+.1%}); peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+
+    def kernels(mod):  # the two kernels alone: no autograd, no clone of the logits
+        gl = torch.full((T,), 0.125, device=dev)
+
+        def run():
+            _, lse = mod.softcap_ce_forward(logits, shifted, coef)
+            mod.softcap_ce_backward(gl, logits, shifted, coef, lse)
+        return run
+    t_now = timed(kernels(tg))
+    if before is not None:
+        t_before = timed(kernels(before))
+        print(f"loss kernels fwd+bwd: before {t_before:.2f} ms, now {t_now:.2f} ms "
+              f"({t_now / t_before - 1:+.1%}); reading the logits twice and writing once at 4.8 TB/s: "
+              f"{3 * logits.numel() * 2 / 4.8e12 * 1e3:.2f} ms", flush=True)
+        meta = tg._ce_meta
+        for block, warps in ((1024, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16)):
+            tg._ce_meta = lambda l, t, b=block, w=warps: {**meta(l, t), "BLOCK": b, "num_warps": w}
+            print(f"  BLOCK {block} num_warps {warps}: {timed(kernels(tg)):.2f} ms", flush=True)
+        tg._ce_meta = meta
     del logits
     torch.cuda.empty_cache()
 
@@ -113,13 +138,41 @@ def main() -> int:
         return step
     t_bf16, t_fp8 = timed(run(bf16)), timed(run(fp8))
     print(f"head fwd+bwd: bf16 {t_bf16:.2f} ms, fp8 {t_fp8:.2f} ms ({t_fp8 / t_bf16 - 1:+.1%})", flush=True)
-    del x, w, g, xr, wr, x8, w8, out_r, out8
+
+    # 2b. the FP8 head and the loss in one: the loss kernel writes the logits' gradient in e5m2
+    grads = {}
+    for name in ("apart", "one"):
+        xx, ww = x.clone().requires_grad_(), w.clone().requires_grad_()
+        if name == "apart":
+            loss = tg.fused_softcap_ce(tg.FP8Head.apply(xx, ww), shifted, coef)
+        else:
+            loss = tg.FP8HeadLoss.apply(xx, ww, shifted, coef)
+        (0.125 * loss).backward()
+        grads[name] = (loss.item(), xx.grad, ww.grad)
+    (la, *ga), (lo, *go) = grads["apart"], grads["one"]
+    c = [cos(p, q) for p, q in zip(go, ga)]
+    check("fp8 head + loss in one = apart (loss rel 1e-5; gradient cosines > 0.995)",
+          abs(lo - la) <= 1e-5 * abs(la) and min(c) > 0.995,
+          f"loss {lo:.6f} vs {la:.6f}, cosines " + ", ".join(f"{v:.5f}" for v in c))
+
+    def run_head_loss(one):
+        def step():
+            xx, ww = x.clone().requires_grad_(), w.clone().requires_grad_()
+            loss = (tg.FP8HeadLoss.apply(xx, ww, shifted, coef) if one
+                    else tg.fused_softcap_ce(tg.FP8Head.apply(xx, ww), shifted, coef))
+            loss.backward()
+        return step
+    t_apart, t_one = timed(run_head_loss(False)), timed(run_head_loss(True))
+    print(f"head + loss fwd+bwd: apart {t_apart:.2f} ms, in one {t_one:.2f} ms "
+          f"({t_one / t_apart - 1:+.1%})", flush=True)
+    del x, w, g, xr, wr, x8, w8, out_r, out8, grads, go, ga
     torch.cuda.empty_cache()
 
     # 3. block masks
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     idx = torch.randint(0, 50256, (T,), device=dev)
-    starts = torch.cumsum(torch.randint(200, 2200, (T // 200,), device=dev), 0)
+    # documents of 200 to 2048 tokens (training pieces are cut at 2048)
+    starts = torch.cumsum(torch.randint(200, 2049, (T // 200,), device=dev), 0)
     idx[starts[starts < T]] = 50256
     idx[0] = 50256
     docs = tg.doc_ids(idx, 50256)
@@ -143,6 +196,45 @@ def main() -> int:
               f"from document ids {t_ours:.2f} ms (eager)", flush=True)
     check("block masks = create_block_mask's (layout; attention output)", ok and worst == 0.0,
           f"max attention difference {worst:.2e}")
+    del q, k, v
+    torch.cuda.empty_cache()
+
+    # 4. varlen attention (training) vs FlexAttention on those masks, fwd + bwd, (T, H, D)
+    # as the trainer's blocks call them: rms-normed q and k, q scaled by the attention scale
+    from torch.nn.attention.varlen import varlen_attn
+    spans = tg.doc_spans(idx.cpu(), 50256, 2048)
+    spans = tg.DocSpans(spans.cu.to(dev), spans.max_len)
+    q = (F.rms_norm(torch.randn(T, 6, 128, device=dev), (128,)) * 0.12).bfloat16().requires_grad_()
+    k = F.rms_norm(torch.randn(T, 6, 128, device=dev), (128,)).bfloat16().requires_grad_()
+    v = torch.randn(T, 6, 128, device=dev, dtype=torch.bfloat16).requires_grad_()
+    dy = torch.randn(T, 6, 128, device=dev, dtype=torch.bfloat16)
+    worst_y, worst_cos = 0.0, 1.0
+    for w in (192, 384, 704, 1408):
+        outs = []
+        for use_varlen in (True, False):
+            q.grad = k.grad = v.grad = None
+            if use_varlen:
+                y = tg.attend_varlen(varlen_attn, q, k, v, (spans, w))
+            else:
+                y = tg.attend_flex(flex, q, k, v, tg.doc_window_block_mask(docs, torch.tensor(w, device=dev), 128))
+            y.backward(dy)
+            outs.append((y.detach(), q.grad, k.grad, v.grad))
+        (yv, *gv), (yf, *gf) = outs
+        worst_y = max(worst_y, (yv.float() - yf.float()).abs().max().item())
+        worst_cos = min([worst_cos] + [cos(x, y) for x, y in zip(gv, gf)])
+
+        def run_varlen():
+            tg.attend_varlen(varlen_attn, q, k, v, (spans, w)).backward(dy)
+
+        def run_flex():  # the mask is built every forward, as the trainer did
+            m = tg.doc_window_block_mask(docs, torch.tensor(w, device=dev), 128)
+            tg.attend_flex(flex, q, k, v, m).backward(dy)
+        t_flex, t_var = timed(run_flex), timed(run_varlen)
+        print(f"attention fwd+bwd, window {w}: flex + mask {t_flex:.2f} ms, varlen {t_var:.2f} ms "
+              f"({t_var / t_flex - 1:+.1%})", flush=True)
+    check("varlen attention = FlexAttention (output max abs diff < 0.03; gradient cosines > 0.999)",
+          worst_y < 0.03 and worst_cos > 0.999, f"output max abs diff {worst_y:.2e}, "
+          f"lowest gradient cosine {worst_cos:.6f}")
     print("all checks passed" if not fails else f"FAILED: {', '.join(fails)}", flush=True)
     return 1 if fails else 0
 

@@ -231,6 +231,79 @@ def test_flex_and_explicit_masks_agree():
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def reference_varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale, window_size):
+    """torch.nn.attention.varlen.varlen_attn as its documentation defines it, one sequence at
+    a time: sequence i is rows cu[i]:cu[i+1]; window (left, 0) lets query t see keys t-left..t."""
+    assert torch.equal(cu_q, cu_k) and max_q == max_k and cu_q.dtype == torch.int32
+    left, right = window_size
+    out = torch.zeros_like(q)
+    cu = cu_q.tolist()
+    for a, b in zip(cu[:-1], cu[1:]):
+        assert 0 <= b - a <= max_q
+        if b == a:
+            continue
+        i = torch.arange(b - a)[:, None]
+        j = torch.arange(b - a)[None, :]
+        seen = (j <= i + right) & (j >= i - left)
+        scores = torch.einsum("thd,shd->hts", q[a:b], k[a:b]).float() * scale
+        p = torch.softmax(scores.masked_fill(~seen, float("-inf")), dim=-1)
+        out[a:b] = torch.einsum("hts,shd->thd", p.type_as(v), v[a:b])
+    return out
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_varlen_spans_and_window_are_the_mask_rule(grad):
+    """The varlen path (document spans from BOS tokens, our window as flash attention's
+    (left, 0)) gives the boolean-mask model's loss and gradients, with torch's varlen_attn
+    replaced by its documented semantics (the GPU check is bench/gpu_levers.py)."""
+    cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny"]), 1)
+    torch.manual_seed(0)
+    model = tg.GPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.add_(torch.randn_like(p) * 0.05)
+    bos = cfg.bos_id
+    idx = torch.randint(0, bos, (257,))
+    idx[[0, 37, 90, 91, 200, 255]] = bos
+    scales, weights = torch.tensor([0.12, 0.12]), torch.tensor([1.0, 0.5, 0.25])
+    results = []
+    for varlen in (False, True):
+        model.zero_grad(set_to_none=True)
+        model.backend = "sdpa"
+        model.attend = (lambda q, k, v, m: tg.attend_varlen(reference_varlen_attn, q, k, v, m)) \
+            if varlen else tg.attend_sdpa
+        spans = tg.doc_spans(idx[:-1], bos, 256) if varlen else None
+        windows = (24, 48) if varlen else torch.tensor([24, 48])
+        with torch.set_grad_enabled(grad):
+            loss = model(idx[:-1], idx[1:], windows, scales, weights if grad else None, 64, spans=spans)
+        if grad:
+            loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a, ga), (b, gb) = results
+    assert a == pytest.approx(b, rel=1e-5)
+    assert len(ga) == len(gb)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_doc_spans_pad_to_a_size_fixed_by_the_length():
+    bos = 9
+    idx = torch.tensor([9, 1, 2, 9, 3, 4, 5, 9, 6, 7])
+    spans = tg.doc_spans(idx, bos, 2048)
+    assert spans.cu.dtype == torch.int32 and spans.cu[:4].tolist() == [0, 3, 7, 10]
+    assert (spans.cu[4:] == 10).all() and spans.max_len == 2048
+    # the same size for any number of documents up to T / 256; no BOS at 0: one starts there
+    other = tg.doc_spans(torch.tensor([1] * 9 + [9]), bos, 2048)
+    assert other.cu.numel() == spans.cu.numel() and other.cu[:3].tolist() == [0, 9, 10]
+    # more documents than that: the size doubles, nothing is dropped
+    many = torch.tensor([bos, 1] * 2048)
+    s = tg.doc_spans(many, bos, 2)
+    assert s.cu.numel() >= 2049 and s.cu[:2048].tolist() == list(range(0, 4096, 2))
+    with pytest.raises(AssertionError):
+        tg.doc_spans(torch.tensor([bos] + [1] * 9), bos, 4)  # a document longer than max_len
+
+
 def test_document_mask_never_crosses_documents():
     idx = torch.tensor([9, 1, 2, 9, 3, 4, 5, 9, 6])
     (mask,) = tg.make_masks(idx, 9, (3,), "sdpa", 16)
@@ -379,6 +452,7 @@ def test_warmup_then_reset_changes_nothing(synth):
     (["--preset", "huge"], "--preset"),
     (["--vocab-size", "128"], "vocab size 128"),
     (["--val-tokens", "65536", "--val-batch-tokens", "1024"], "--val-tokens"),
+    (["--attn", "varlen", "--device", "cpu"], "--attn varlen needs a CUDA GPU"),
 ])
 def test_bad_flags_and_patterns_are_usage_errors(synth, args, needle, monkeypatch):
     # in process: every bad value ends in UsageError before anything is built (the script's

@@ -24,32 +24,49 @@ SCRIPT = os.path.join(ROOT, "train", "train_gpt.py")
 
 CHILD = r"""
 import importlib.util, json, sys, warnings
+import numpy as np
 import torch
+import triton.language as tl
+import triton.runtime.interpreter as interpreter
 warnings.filterwarnings("ignore")
+# Triton 3.6's interpreter rounds float32 to float8 without carrying into the exponent
+# (30.0 becomes 16.0 in e5m2); the GPU's conversion instruction rounds right. Here torch's
+# conversion stands in for the interpreter's, so the kernels' own arithmetic is what is tested.
+_convert_float = interpreter._convert_float
+def _fixed_convert_float(input, input_dtype, output_dtype, rounding_mode):
+    if input_dtype == tl.float32 and output_dtype in (tl.float8e5, tl.float8e4nv):
+        to = torch.float8_e5m2 if output_dtype == tl.float8e5 else torch.float8_e4m3fn
+        x = torch.from_numpy(np.ascontiguousarray(input).view(np.float32).copy())
+        return x.to(to).view(torch.uint8).numpy()
+    return _convert_float(input, input_dtype, output_dtype, rounding_mode)
+interpreter._convert_float = _fixed_convert_float
 spec = importlib.util.spec_from_file_location("train_gpt_kernels", sys.argv[1])
 tg = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tg)
 out = {}
 
-# 1. the loss and its gradient alone, bf16 logits, against float64 on the same logits
+# 1. the loss and its gradient alone, bf16 logits, against float64 on the same logits;
+# targets drawn from all V columns, and from 3 (so a row's K targets often repeat)
 torch.manual_seed(0)
 T, V = 45, 2100          # V > CE_BLOCK: the row loops take more than one block, the last partial
 logits = (torch.randn(T, V) * 12).bfloat16()
-targets = torch.randint(0, V, (T,))
-shifted, coef = tg.mtp_targets(targets, torch.tensor([1.0, 0.5, 0.25]))
-ref_in = logits.double().requires_grad_()
-ref = tg.mtp_loss(tg.softcap(ref_in), shifted, coef.double())
-ref.backward(torch.tensor(1.7, dtype=torch.float64))
-fused_in = logits.clone().requires_grad_()
-loss = tg.fused_softcap_ce(fused_in, shifted, coef)
-(1.7 * loss).backward()
-err = (fused_in.grad.double() - ref_in.grad).abs()
-out["loss"] = [loss.item(), ref.item()]
-out["grad_dtype"] = str(fused_in.grad.dtype)
-# bf16 keeps 8 significant bits: the gradient may be off by one unit in the last place
-# (the interpreter's cast to bf16 truncates; the GPU's rounds to nearest, half a unit)
-out["grad_excess"] = (err - ref_in.grad.abs() * 2.0 ** -7 - 1e-12).max().item()
-out["grad_scale"] = ref_in.grad.abs().max().item()
+for name, high in (("", V), ("_repeats", 3)):
+    targets = torch.randint(0, high, (T,))
+    shifted, coef = tg.mtp_targets(targets, torch.tensor([1.0, 0.5, 0.25]))
+    ref_in = logits.double().requires_grad_()
+    ref = tg.mtp_loss(tg.softcap(ref_in), shifted, coef.double())
+    ref.backward(torch.tensor(1.7, dtype=torch.float64))
+    fused_in = logits.clone().requires_grad_()
+    loss = tg.fused_softcap_ce(fused_in, shifted, coef)
+    (1.7 * loss).backward()
+    err = (fused_in.grad.double() - ref_in.grad).abs()
+    out["loss" + name] = [loss.item(), ref.item()]
+    out["grad_dtype"] = str(fused_in.grad.dtype)
+    # bf16 keeps 8 significant bits: the gradient may be off by one unit in the last place
+    # (the interpreter's cast to bf16 truncates; the GPU's rounds to nearest, half a unit)
+    out["grad_excess" + name] = (err - ref_in.grad.abs() * 2.0 ** -7 - 1e-12).max().item()
+    out["grad_scale" + name] = ref_in.grad.abs().max().item()
+out["repeated_targets"] = int((shifted[:-2, 0] == shifted[:-2, 1]).sum())
 
 # 2. the whole tiny model: loss and every gradient, fused loss on vs off (fp32 on CPU)
 cfg = tg.resolve_config(tg.parse_args(["--preset", "tiny", "--device", "cpu"]), 1)
@@ -73,6 +90,33 @@ for fused in (False, True):
 out["model_loss"] = losses
 out["model_grad_maxrel"] = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
                                for a, b in zip(*grads) if b.abs().max() > 0)
+
+# 3. the FP8 head and the loss in one (the kernel writes the logits' gradient in e5m2) against
+# the FP8 head, then the fused loss (bf16 gradient, cast to e5m2 at its own maximum); and
+# both against float64 without float8
+torch.manual_seed(2)
+T, D, V = 64, 32, 2100
+x = torch.nn.functional.rms_norm(torch.randn(T, D), (D,)).bfloat16()
+w = (torch.randn(D, V) * 0.3).bfloat16()
+shifted, coef = tg.mtp_targets(torch.randint(0, V, (T,)), torch.tensor([1.0, 0.5, 0.25]))
+runs = {}
+for name in ("fused", "apart", "float64"):
+    xi = (x.double() if name == "float64" else x.clone()).requires_grad_()
+    wi = (w.double() if name == "float64" else w.clone()).requires_grad_()
+    if name == "fused":
+        loss = tg.FP8HeadLoss.apply(xi, wi, shifted, coef)
+    elif name == "apart":
+        loss = tg.fused_softcap_ce(tg.FP8Head.apply(xi, wi), shifted, coef)
+    else:
+        loss = tg.mtp_loss(tg.softcap(xi @ wi), shifted, coef.double())
+    (0.125 * loss).backward()
+    runs[name] = (loss.item(), xi.grad.double(), wi.grad.double())
+def cos(a, b):
+    return (a.flatten() @ b.flatten() / a.norm() / b.norm()).item()
+out["fp8_loss"] = {k: v[0] for k, v in runs.items()}
+out["fp8_cos_apart"] = [cos(a, b) for a, b in zip(runs["fused"][1:], runs["apart"][1:])]
+out["fp8_cos_float64"] = [cos(a, b) for a, b in zip(runs["fused"][1:], runs["float64"][1:])]
+out["fp8_cos_apart_float64"] = [cos(a, b) for a, b in zip(runs["apart"][1:], runs["float64"][1:])]
 print(json.dumps(out))
 """
 
@@ -86,20 +130,35 @@ def interpreted():
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_fused_loss_equals_the_plain_loss(interpreted):
-    fused, ref = interpreted["loss"]
+@pytest.mark.parametrize("case", ["", "_repeats"])
+def test_fused_loss_equals_the_plain_loss(interpreted, case):
+    fused, ref = interpreted["loss" + case]
     assert fused == pytest.approx(ref, rel=1e-6)
 
 
-def test_fused_gradient_is_the_plain_gradient_to_bf16_rounding(interpreted):
+@pytest.mark.parametrize("case", ["", "_repeats"])
+def test_fused_gradient_is_the_plain_gradient_to_bf16_rounding(interpreted, case):
+    """Repeated targets in a row: the backward's target patch adds their coefficients."""
     assert interpreted["grad_dtype"] == "torch.bfloat16"  # written once, in the logits' dtype
-    assert interpreted["grad_excess"] <= 1e-6 * interpreted["grad_scale"]
+    assert interpreted["grad_excess" + case] <= 1e-6 * interpreted["grad_scale" + case]
+    assert interpreted["repeated_targets"] > 5
 
 
 def test_model_with_fused_loss_trains_like_the_plain_one(interpreted):
     a, b = interpreted["model_loss"]
     assert a == pytest.approx(b, rel=1e-5)
     assert interpreted["model_grad_maxrel"] < 1e-4
+
+
+def test_fp8_head_and_loss_in_one_is_the_two_apart(interpreted):
+    """The same float8 logits, so the same loss; the gradients differ only by e5m2's rounding
+    at two scales (the bound's, the maximum's), so they are as close to float64's."""
+    loss = interpreted["fp8_loss"]
+    assert loss["fused"] == pytest.approx(loss["apart"], rel=1e-6)
+    assert loss["fused"] == pytest.approx(loss["float64"], rel=2e-2)  # e4m3 x and w
+    fused, apart = interpreted["fp8_cos_float64"], interpreted["fp8_cos_apart_float64"]
+    assert min(fused) > 0.998 and min(interpreted["fp8_cos_apart"]) > 0.998
+    assert all(f > a - 5e-4 for f, a in zip(fused, apart)), (fused, apart)
 
 
 def load_trainer():

@@ -13,6 +13,7 @@ exact workload. The log format is the one the harness parses (train/README.md).
 import argparse
 import copy
 import glob
+import inspect
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 PROCESS_START = time.time()  # before torch's import: the warm-up line reports start-up cost
 
@@ -84,8 +86,9 @@ class Config:
                            preset=False, boolean=True)
     warmup: bool = option(None, "untimed warm-up of the transition steps, then reset (default: = compile)",
                           preset=False, boolean=True)
-    attn: str = option("auto", "FlexAttention block masks (auto on CUDA) or SDPA with a boolean mask",
-                       preset=False, choices=("auto", "flex", "sdpa"))
+    attn: str = option("auto", "training attention: varlen (flash attention over the documents; auto on "
+                       "CUDA GPUs that have it), flex (FlexAttention block masks) or sdpa (a boolean mask; "
+                       "auto on CPU)", preset=False, choices=("auto", "varlen", "flex", "sdpa"))
     mtp: bool = option(True, "multi-token prediction loss during training", preset=False, boolean=True)
     fp8_head: bool = option(None, "training logits through a float8 head (default: on for CUDA GPUs "
                             "with float8 matrix products, compute capability 8.9 and up)",
@@ -436,62 +439,78 @@ def load_val(cfg):
 # neither overflows nor needs a running maximum. CPU runs keep the plain form
 # (GPT.mtp_loss), which is the reference the kernels are tested against (in Triton's
 # interpreter on CPU, and on the GPU).
+# Speed: each element costs two exponentials and one reciprocal, all approximate hardware
+# instructions (about 2 ulp); no IEEE division (Triton's `/` is one, about ten instructions),
+# and the backward's targets are patched after the row's loop instead of being compared
+# with every column. The loops are then close to reading the logits at memory speed.
 
 SOFTCAP = (23.0, 5.0, 7.5)  # A, B, C of the record's soft-cap A * sigmoid((logits + B) / C)
 CE_BLOCK = 2048  # columns per iteration of the row loops (V = 50304 takes 25)
 
 if triton is not None:
     @triton.jit
+    def _softcap_sigmoid(l, RC: tl.constexpr, BRC: tl.constexpr):
+        """s = sigmoid((l + B) / C) with RC = 1 / C and BRC = B / C."""
+        return tl.fdiv(tl.full(l.shape, 1.0, tl.float32), 1.0 + tl.exp(-(l * RC + BRC)),
+                       ieee_rounding=False)
+
+    @triton.jit
     def _softcap_ce_fwd(logits_ptr, row_stride, tgt_ptr, coef_ptr, loss_ptr, lse_ptr, V: tl.constexpr,
-                        K: tl.constexpr, KP: tl.constexpr, A: tl.constexpr, B: tl.constexpr,
-                        C: tl.constexpr, BLOCK: tl.constexpr):
+                        K: tl.constexpr, KP: tl.constexpr, A: tl.constexpr, RC: tl.constexpr,
+                        BRC: tl.constexpr, BLOCK: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         base = logits_ptr + row * row_stride
         acc = tl.zeros([BLOCK], dtype=tl.float32)
         for start in range(0, V, BLOCK):
             cols = start + tl.arange(0, BLOCK)
             inside = cols < V
-            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
-            z = A * tl.sigmoid((l + B) / C)
-            acc += tl.where(inside, tl.exp(z - A), 0.0)
+            s = _softcap_sigmoid(tl.load(base + cols, mask=inside, other=0.0).to(tl.float32), RC, BRC)
+            acc += tl.where(inside, tl.exp(A * s - A), 0.0)
         lse = A + tl.log(tl.sum(acc, axis=0))
         ks = tl.arange(0, KP)
         kin = ks < K
         tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=0)
         coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
-        zt = A * tl.sigmoid((tl.load(base + tgt, mask=kin, other=0.0).to(tl.float32) + B) / C)
+        zt = A * _softcap_sigmoid(tl.load(base + tgt, mask=kin, other=0.0).to(tl.float32), RC, BRC)
         tl.store(loss_ptr + row, tl.sum(coef, axis=0) * lse - tl.sum(coef * zt, axis=0))
         tl.store(lse_ptr + row, lse)
 
     @triton.jit
     def _softcap_ce_bwd(logits_ptr, row_stride, grad_ptr, grad_stride, tgt_ptr, coef_ptr,
-                        lse_ptr, gloss_ptr, V: tl.constexpr, K: tl.constexpr, KP: tl.constexpr,
-                        A: tl.constexpr, B: tl.constexpr, C: tl.constexpr, BLOCK: tl.constexpr):
+                        lse_ptr, gloss_ptr, scale_ptr, V: tl.constexpr, K: tl.constexpr, KP: tl.constexpr,
+                        A: tl.constexpr, RC: tl.constexpr, BRC: tl.constexpr, BLOCK: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         base = logits_ptr + row * row_stride
         out = grad_ptr + row * grad_stride
         lse = tl.load(lse_ptr + row)
-        g = tl.load(gloss_ptr + row)
+        g = tl.load(gloss_ptr + row) * tl.load(scale_ptr)  # the output's scale (float8) or 1
         ks = tl.arange(0, KP)
         kin = ks < K
-        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=-1)
+        tgt = tl.load(tgt_ptr + row * K + ks, mask=kin, other=0)
         coef = tl.load(coef_ptr + row * K + ks, mask=kin, other=0.0)
         csum = tl.sum(coef, axis=0)
+        gk = g * csum * A * RC  # d row_loss / d l = gk * softmax(z) * s (1 - s), off the targets
         for start in range(0, V, BLOCK):
             cols = start + tl.arange(0, BLOCK)
             inside = cols < V
-            l = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
-            s = tl.sigmoid((l + B) / C)
-            p = tl.exp(A * s - lse)
-            hit = tl.sum(tl.where(cols[:, None] == tgt[None, :], coef[None, :], 0.0), axis=1)
-            dl = g * (csum * p - hit) * (A / C) * s * (1.0 - s)
+            s = _softcap_sigmoid(tl.load(base + cols, mask=inside, other=0.0).to(tl.float32), RC, BRC)
+            dl = gk * tl.exp(A * s - lse) * s * (1.0 - s)
             tl.store(out + cols, dl.to(out.dtype.element_ty), mask=inside)
+        # The target columns again, minus their coefficients (a target may repeat: its
+        # coefficients add up). The barrier orders these stores after the loop's, which
+        # other threads of this program made.
+        tl.debug_barrier()
+        hit = tl.sum(tl.where(tgt[:, None] == tgt[None, :], coef[None, :], 0.0), axis=1)
+        s = _softcap_sigmoid(tl.load(base + tgt, mask=kin, other=0.0).to(tl.float32), RC, BRC)
+        dl = g * (csum * tl.exp(A * s - lse) - hit) * A * RC * s * (1.0 - s)
+        tl.store(out + tgt, dl.to(out.dtype.element_ty), mask=kin)
 
 
 def _ce_meta(logits, targets):
     K = targets.size(1)
-    return dict(K=K, KP=max(2, 1 << (K - 1).bit_length()), A=SOFTCAP[0], B=SOFTCAP[1],
-                C=SOFTCAP[2], BLOCK=CE_BLOCK, num_warps=8)
+    A, B, C = SOFTCAP
+    return dict(K=K, KP=max(2, 1 << (K - 1).bit_length()), A=A, RC=1 / C, BRC=B / C,
+                BLOCK=CE_BLOCK, num_warps=8)
 
 
 def softcap_ce_forward(logits, targets, coef):
@@ -504,13 +523,24 @@ def softcap_ce_forward(logits, targets, coef):
     return loss, lse
 
 
-def softcap_ce_backward(grad_loss, logits, targets, coef, lse):
-    """d(sum_t grad_loss[t] * row_loss[t]) / d logits, in the logits' dtype."""
+def softcap_ce_backward(grad_loss, logits, targets, coef, lse, scale=None, dtype=None):
+    """d(sum_t grad_loss[t] * row_loss[t]) / d logits, in the logits' dtype; or times `scale`
+    (a 1-element tensor) in `dtype`, e.g. float8 for the FP8 head's matrix products."""
     T, V = logits.shape
-    grad = torch.empty_like(logits)
+    grad = torch.empty_like(logits, dtype=dtype or logits.dtype)
+    if scale is None:
+        scale = torch.ones(1, device=logits.device, dtype=torch.float32)
     _softcap_ce_bwd[(T,)](logits, logits.stride(0), grad, grad.stride(0), targets, coef, lse,
-                          grad_loss, V, **_ce_meta(logits, targets))
+                          grad_loss, scale, V, **_ce_meta(logits, targets))
     return grad
+
+
+def softcap_ce_grad_bound(grad_loss, coef):
+    """The largest |d loss / d logit| can be: |g| sum_k coef_k (A / C) max s (1 - s), since
+    softmax and the target indicator lie in [0, 1] and s (1 - s) <= 1/4. A scale known before
+    the gradient exists, so the kernel can write it in float8 at once."""
+    A, _, C = SOFTCAP
+    return (grad_loss.abs() * coef.sum(1)).amax() * (A / C / 4)
 
 
 def _op_defined(qualname):
@@ -552,6 +582,15 @@ if triton is not None and not _op_defined("speedrun::softcap_ce"):
 
     _softcap_ce_op.register_autograd(_softcap_ce_grad, setup_context=_softcap_ce_setup)
 
+    @torch.library.custom_op("speedrun::softcap_ce_backward_e5m2", mutates_args=())
+    def _softcap_ce_backward_e5m2_op(grad_loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                                     coef: torch.Tensor, lse: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return softcap_ce_backward(grad_loss, logits, targets, coef, lse, scale, torch.float8_e5m2)
+
+    @_softcap_ce_backward_e5m2_op.register_fake
+    def _(grad_loss, logits, targets, coef, lse, scale):
+        return torch.empty_like(logits, dtype=torch.float8_e5m2)
+
 
 def fused_softcap_ce(logits, targets, coef):
     """sum_t row_loss[t] (see above) through the kernels; differentiable in logits."""
@@ -570,6 +609,26 @@ def fused_softcap_ce(logits, targets, coef):
 
 FP8_HEAD_SCALES = (100 / 448, 1.6 / 448)  # x, w: their largest magnitude lands on e4m3's 448
 FP8_GRAD_TOP = 2.0 ** 14  # the gradient's maximum lands here: e5m2 reaches 57344
+E5M2_MAX = 57344.0  # FP8HeadLoss: the gradient's bound lands here (its maximum is below)
+
+
+def fp8_head_logits(x, w):
+    """bf16 logits x @ w from e4m3 copies at the fixed scales; returns them and what the
+    backward needs."""
+    xs, ws = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in FP8_HEAD_SCALES)
+    x8 = (x / xs).to(torch.float8_e4m3fn)
+    w8 = (w / ws).to(torch.float8_e4m3fn)
+    logits = torch._scaled_mm(x8, w8.t().contiguous().t(), scale_a=xs, scale_b=ws,
+                              out_dtype=torch.bfloat16, use_fast_accum=True)
+    return logits, (x8, w8, xs, ws)
+
+
+def fp8_head_grads(g8, gs, x8, w8, xs, ws):
+    """Gradients of x and w from the logits' gradient g8 * gs (e5m2, g8 row-major)."""
+    grad_x = torch._scaled_mm(g8, w8.t(), scale_a=gs, scale_b=ws, out_dtype=torch.bfloat16)
+    grad_w = torch._scaled_mm(x8.t().contiguous(), g8.t().contiguous().t(), scale_a=xs, scale_b=gs,
+                              out_dtype=torch.bfloat16)
+    return grad_x, grad_w
 
 
 class FP8Head(torch.autograd.Function):
@@ -577,22 +636,38 @@ class FP8Head(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w):
-        xs, ws = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in FP8_HEAD_SCALES)
-        x8 = (x / xs).to(torch.float8_e4m3fn)
-        w8 = (w / ws).to(torch.float8_e4m3fn)
-        ctx.save_for_backward(x8, w8, xs, ws)
-        return torch._scaled_mm(x8, w8.t().contiguous().t(), scale_a=xs, scale_b=ws,
-                                out_dtype=torch.bfloat16, use_fast_accum=True)
+        logits, saved = fp8_head_logits(x, w)
+        ctx.save_for_backward(*saved)
+        return logits
 
     @staticmethod
     def backward(ctx, grad):
-        x8, w8, xs, ws = ctx.saved_tensors
         gs = grad.abs().amax().float().clamp_min(1e-30) / FP8_GRAD_TOP
-        g8 = (grad / gs).to(torch.float8_e5m2)
-        grad_x = torch._scaled_mm(g8, w8.t(), scale_a=gs, scale_b=ws, out_dtype=torch.bfloat16)
-        grad_w = torch._scaled_mm(x8.t().contiguous(), g8.t().contiguous().t(), scale_a=xs, scale_b=gs,
-                                  out_dtype=torch.bfloat16)
-        return grad_x, grad_w
+        return fp8_head_grads((grad / gs).to(torch.float8_e5m2), gs, *ctx.saved_tensors)
+
+
+class FP8HeadLoss(torch.autograd.Function):
+    """The training loss from x: the FP8 head's logits into the fused soft-capped
+    cross-entropy, whose backward writes the logits' gradient in e5m2 at once, at a scale
+    from softcap_ce_grad_bound. FP8Head then fused_softcap_ce is the same maths, but the
+    bf16 gradient costs three more passes over T x V (its maximum, the cast to e5m2, and
+    the bf16 write itself is twice the bytes)."""
+
+    @staticmethod
+    def forward(ctx, x, w, targets, coef):
+        logits, saved = fp8_head_logits(x, w)
+        row_loss, lse = torch.ops.speedrun.softcap_ce(logits, targets, coef)
+        ctx.save_for_backward(logits, targets, coef, lse, *saved)
+        return row_loss.sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, coef, lse, *saved = ctx.saved_tensors
+        g = grad.float().expand(logits.size(0)).contiguous()
+        gs = softcap_ce_grad_bound(g, coef).clamp_min(1e-30) / E5M2_MAX
+        g8 = torch.ops.speedrun.softcap_ce_backward_e5m2(g, logits, targets, coef, lse, 1 / gs)
+        grad_x, grad_w = fp8_head_grads(g8, gs, *saved)
+        return grad_x, grad_w, None, None
 
 
 # -----------------------------------------------------------------------------
@@ -697,10 +772,14 @@ class GPT(nn.Module):
         h = torch.bitwise_xor(36313 * idx[1:], 27191 * idx[:-1]) % (rows - 1)
         return torch.cat([idx.new_full((1,), rows - 1), h])
 
-    def forward(self, idx, targets, windows, attn_scales, mtp_weights=None, loss_chunk=None):
-        """idx, targets: (T,) one packed sequence; windows: (short, long) in tokens (tensor)."""
+    def forward(self, idx, targets, windows, attn_scales, mtp_weights=None, loss_chunk=None, spans=None):
+        """idx, targets: (T,) one packed sequence; windows: (short, long) in tokens, a tensor,
+        or ints with spans (the documents for varlen attention, from doc_spans)."""
         cfg, dtype = self.cfg, self.head.dtype
-        masks = make_masks(idx, cfg.bos_id, windows.unbind(), self.backend, cfg.block_size)
+        if spans is not None:
+            masks = [(spans, w) for w in windows]
+        else:
+            masks = make_masks(idx, cfg.bos_id, windows.unbind(), self.backend, cfg.block_size)
         x = F.embedding(idx, self.embed).to(dtype)
         # smear: each position takes a gated copy of the previous token's embedding
         gate = self.misc[0] * torch.sigmoid(F.linear(x[1:, :12], self.smear_gate.type_as(x)))
@@ -733,6 +812,8 @@ class GPT(nn.Module):
             return total / x.size(0)
         # multi-token prediction: target t+1+k with weight w_k (the same head for all k)
         shifted, coef = mtp_targets(targets, mtp_weights)
+        if self.fp8_head and self.fused_loss:
+            return FP8HeadLoss.apply(x, self.head, shifted.contiguous(), coef.float().contiguous())
         logits = FP8Head.apply(x, self.head) if self.fp8_head else F.linear(x, self.head.t().type_as(x))
         if self.fused_loss:  # bf16 logits straight into the kernels
             return fused_softcap_ce(logits, shifted, coef)
@@ -766,8 +847,61 @@ def mtp_loss(z, shifted, coef):
 
 
 # -----------------------------------------------------------------------------
-# Attention backends: FlexAttention block masks (GPU) or SDPA with an explicit boolean
-# mask built from the same rules (CPU): causal, same document, within the window.
+# Attention backends, one rule (causal, same document, the last w positions): varlen
+# flash attention over the documents (GPU training), FlexAttention block masks (GPU
+# validation, or --attn flex) or SDPA with an explicit boolean mask (CPU).
+#
+# Varlen attention sizes its grid by the longest document it is told of (max_len) and the
+# number of documents (the padded cu_seqlens). Training pieces are cut at seq_len, so
+# max_len = seq_len; validation reads contiguous tokens, whose documents can be as long as
+# the whole sequence (262,144 tokens), so it keeps FlexAttention, which skips empty blocks.
+
+class DocSpans(NamedTuple):
+    cu: torch.Tensor  # (N,) int32: each document's start, then T; padded with T (empty documents)
+    max_len: int      # no document is longer
+
+
+def doc_spans(inputs, bos, max_len, unit=128):
+    """The documents of a packed sequence (on the host, from its BOS tokens) for varlen
+    attention. N is a multiple of `unit` fixed by T alone (room for documents of 256
+    tokens on average, as the record's one slot per 300), so every step of one batch size
+    runs one compiled graph; more documents than that double it (a rare recompile)."""
+    T = inputs.numel()
+    starts = torch.nonzero(inputs == bos).flatten()
+    if starts.numel() == 0 or starts[0] != 0:  # a sequence that does not begin at a BOS
+        starts = torch.cat([starts.new_zeros(1), starts])
+    ends = torch.cat([starts[1:], starts.new_full((1,), T)])
+    longest = int((ends - starts).max())
+    assert longest <= max_len, f"a document of {longest} tokens, above max_len {max_len}"
+    n = -(-(T // 256 + 1) // unit) * unit
+    while n < starts.numel() + 1:
+        n *= 2
+    cu = torch.full((n,), T, dtype=torch.int32)
+    cu[:starts.numel()] = starts
+    return DocSpans(cu, max_len)
+
+
+def varlen_window(w):
+    """Our window w (the last w positions, itself included) as flash attention's (left, right)."""
+    return (w - 1, 0)
+
+
+def attend_varlen(varlen_attn, q, k, v, mask):
+    spans, w = mask
+    return varlen_attn(q, k, v, spans.cu, spans.cu, spans.max_len, spans.max_len, scale=1.0,
+                       window_size=varlen_window(w))
+
+
+def varlen_available():
+    """Flash attention over documents, with a sliding window (torch 2.10+, Ampere and later)."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0):
+        return False
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    return "window_size" in inspect.signature(varlen_attn).parameters
+
 
 def doc_ids(idx, bos):
     return torch.cumsum((idx == bos).int(), 0)
@@ -1102,14 +1236,23 @@ class Trainer:
                     p.data = p.data.bfloat16()
         self.model = model.to(device)
         self.initial_state = copy.deepcopy(self.model.state_dict())
-        self.backend = cfg.attn if cfg.attn != "auto" else ("flex" if device.type == "cuda" else "sdpa")
-        self.model.attend, self.model.backend = attend_sdpa, self.backend
-        if self.backend == "flex":
+        self.backend = cfg.attn
+        if cfg.attn == "auto":
+            self.backend = "sdpa" if device.type != "cuda" else ("varlen" if varlen_available() else "flex")
+        # masks from token ids (validation, and training unless varlen): flex on GPUs
+        self.model.attend, self.model.backend = attend_sdpa, "sdpa" if self.backend == "sdpa" else "flex"
+        if self.model.backend == "flex":
             from torch.nn.attention.flex_attention import flex_attention
             # uncompiled flex_attention materialises the scores; compile it on its own then
             fa = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" and not cfg.compile \
                 else flex_attention
-            self.model.attend = lambda q, k, v, mask: attend_flex(fa, q, k, v, mask)
+            if self.backend == "varlen":
+                from torch.nn.attention.varlen import varlen_attn
+                self.model.attend = lambda q, k, v, mask: (
+                    attend_varlen(varlen_attn, q, k, v, mask) if isinstance(mask, tuple)
+                    else attend_flex(fa, q, k, v, mask))
+            else:
+                self.model.attend = lambda q, k, v, mask: attend_flex(fa, q, k, v, mask)
         if cfg.compile:
             # one graph per batch size / validation shape; leave room so nothing falls back to eager
             for knob in ("recompile_limit", "cache_size_limit"):
@@ -1153,12 +1296,16 @@ class Trainer:
         slot_len = cfg.batch_schedule[stage] * cfg.seq_len
         windows = windows_for(cfg.window_schedule[stage], cfg)
         scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
-        windows = torch.tensor(windows, device=self.device)
+        varlen = self.backend == "varlen"  # its windows are ints: one graph per batch size anyway
+        windows = windows if varlen else torch.tensor(windows, device=self.device)
         weights = torch.tensor(mtp_weights(step, cfg), device=self.device)
         for seq in self.loader.next_batch(slot_len):
-            seq = seq.to(self.device, non_blocking=True)
+            spans = doc_spans(seq[:-1], cfg.bos_id, cfg.seq_len) if varlen else None
+            if spans is not None:
+                spans = DocSpans(to_device(spans.cu, self.device), spans.max_len)
+            seq = to_device(seq, self.device)
             inputs, targets = seq[:-1], seq[1:]
-            loss = self.forward(inputs, targets, windows, scales, weights)
+            loss = self.forward(inputs, targets, windows, scales, weights, spans=spans)
             (loss / cfg.slots).backward()
         self.all_reduce(self.muon.params())
         self.muon.step(lr_multiplier(step, cfg), muon_momentum(step, cfg))
@@ -1176,7 +1323,9 @@ class Trainer:
                 model.embed.data.copy_(model.head.data.t())
 
     @torch.no_grad()
-    def validate(self, val_tokens, long_blocks):
+    def validate(self, val_tokens, long_blocks, forwards=None):
+        """Mean loss over the validation tokens; `forwards` stops after that many of this
+        rank's forwards (the warm-up's: they only compile the graph) and returns nan."""
         cfg = self.cfg
         windows = windows_for(long_blocks, cfg, short_blocks=cfg.val_window)
         scales = torch.tensor(attn_scales_for(windows, cfg), device=self.device)
@@ -1184,13 +1333,26 @@ class Trainer:
         slot = cfg.val_batch_tokens // cfg.slots
         total = torch.zeros((), device=self.device)
         mine = range(self.rank * cfg.grad_accum_steps, (self.rank + 1) * cfg.grad_accum_steps)
+        done = 0
         for start in range(0, cfg.val_tokens, cfg.val_batch_tokens):
             for s in mine:
-                seq = val_tokens[start + s * slot: start + (s + 1) * slot + 1].to(self.device)
+                if forwards is not None and done == forwards:
+                    return float("nan")
+                seq = to_device(val_tokens[start + s * slot: start + (s + 1) * slot + 1], self.device)
                 total += self.forward(seq[:-1], seq[1:], windows, scales, None, 16384).float()
+                done += 1
         if self.world > 1:
             dist.all_reduce(total)
         return total.item() / (cfg.val_tokens // slot)
+
+
+def to_device(t, device):
+    """A host tensor on the device without a host sync: from pinned memory the copy is
+    queued; from pageable memory CUDA may first wait for the stream to drain, which would
+    stop the host from queueing the next micro-batch while the GPU works."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def log0(rank, s):
@@ -1215,6 +1377,10 @@ def main(argv):
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
+    if cfg.attn == "varlen" and not (cfg.device == "cuda" and varlen_available()):
+        raise UsageError("--attn varlen needs a CUDA GPU of compute capability 8.0+ and a torch whose "
+                         "torch.nn.attention.varlen.varlen_attn takes window_size (2.10+); "
+                         "use --attn flex or sdpa")
     if cfg.device == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -1252,8 +1418,8 @@ def main(argv):
                             split_step(cfg), sched, N - 1}):
             if step < N:
                 trainer.train_step(step)
-        trainer.validate(val_tokens, cfg.val_window)
-        trainer.validate(val_tokens, cfg.final_long_window)
+        trainer.validate(val_tokens, cfg.val_window, forwards=1)  # one forward compiles its graph
+        trainer.validate(val_tokens, cfg.final_long_window, forwards=1)
         trainer.reset()
         sync()
         # Not a step line (parsers skip it): how much of a run's wall time is compilation.
