@@ -7,13 +7,17 @@
 #      validates 12 times; documents of ~1200 tokens on average: its loader reserves one
 #      sequence slot per 300 tokens), vocabulary 50257 (BOS 50256);
 #   0. (LEVERS=1, the default) bench/gpu_levers.py: the trainer's GPU kernels against their
-#      references, each lever timed on its own; a failed check ends the call there;
+#      references, each lever timed on its own (LEVERS_BEFORE=OLD.py: an older trainer's
+#      loss kernels beside them); a failed check ends the call there;
 #   3. on an empty compile cache, PRIME=trainer runs the trainer arm's exact command once,
-#      untimed, to fill the shared cache (PRIME=both: both arms at once; the default, none:
-#      no priming); its log is not a result. ONLY_PRIME=1 stops there (a call that only
-#      warms the machine's cache for the next one). Then `harness run` (interleaved, every
-#      run on the shared cache) until done or the call's time is nearly spent (Ctrl-C; the
-#      next call resumes);
+#      untimed, to fill the shared cache (PRIME=both: the record's too, started first, since
+#      its compile is the longest; the default, none: no priming); their logs are not
+#      results. SMOKE=1 first runs a 4-layer trainer for 12 steps on its own cache (every
+#      code path of the full one, a fraction of its compile): if it fails, the call stops
+#      there, before the full trainer's compile. ONLY_PRIME=1 stops after priming (a call
+#      that only warms the machine's cache for the next one). Then `harness run`
+#      (interleaved, every run on the shared cache) until done or the call's time is
+#      nearly spent (Ctrl-C; the next call resumes);
 #   4. once done and time is left: bench/bench_throughput.py (H0 and H1; before/after with
 #      TRAINER_OLD);
 #   5. the per-phase tokens/s (bench/phase_throughput.py), the table and the plot into $OUT.
@@ -48,7 +52,7 @@ say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/machine.txt"; }
 
 # 0. the trainer's kernels on this GPU, before anything expensive
 if [ "${LEVERS:-1}" = 1 ]; then
-    timeout -k 10 240 $PY bench/gpu_levers.py 2>&1 | tee "$OUT/levers.txt"
+    timeout -k 10 240 $PY bench/gpu_levers.py ${LEVERS_BEFORE:+--before "$LEVERS_BEFORE"} 2>&1 | tee "$OUT/levers.txt"
     rc=${PIPESTATUS[0]}
     say "gpu_levers rc=$rc"
     [ $rc = 0 ] || exit 1
@@ -89,12 +93,31 @@ if [ ! -d "$W/.cache/inductor" ] && [ "$PRIME" != none ]; then
     $PY -m harness run "$EXP" --results "$W" --dry-run > "$BASE/prime/dry-run.txt" 2>&1
     arms="record trainer"; [ "$PRIME" = trainer ] && arms=trainer
     pids=()
-    for arm in $arms; do
-        cmd=$(grep -A1 "^# $arm #0" "$BASE/prime/dry-run.txt" | tail -1)
-        ( eval "timeout -k 10 $(( $(left) - 120 )) env $cmd" > "$BASE/prime/$arm.txt" 2>&1
-          echo "rc=$?" >> "$BASE/prime/$arm.txt" ) &
+    prime() {  # the arm's run-0 command, untimed, in the background
+        local cmd
+        cmd=$(grep -A1 "^# $1 #0" "$BASE/prime/dry-run.txt" | tail -1)
+        ( eval "timeout -k 10 $(( $(left) - 60 )) env $cmd" > "$BASE/prime/$1.txt" 2>&1
+          echo "rc=$?" >> "$BASE/prime/$1.txt" ) &
         pids+=($!)
-    done
+        say "priming $1"
+    }
+    [ "$PRIME" = both ] && prime record
+    if [ "${SMOKE:-0}" = 1 ]; then
+        TORCHINDUCTOR_CACHE_DIR=$BASE/smoke-cache/inductor TRITON_CACHE_DIR=$BASE/smoke-cache/triton \
+        timeout -k 10 300 $PY train/train_gpt.py --preset speedrun --num-layers 4 --ve-layout .1...1 \
+            --num-iterations 12 --extension-iterations 2 --val-tokens 2097152 --val-every 0 \
+            --data-path data/parity/data/fineweb10B > "$BASE/prime/smoke.txt" 2>&1
+        rc=$?
+        say "smoke (4-layer trainer, 12 steps) rc=$rc"
+        grep -E "warmup:|val_loss|peak memory" "$BASE/prime/smoke.txt" | tee -a "$OUT/machine.txt"
+        if [ $rc != 0 ]; then
+            grep -v "^W1\|^  " "$BASE/prime/smoke.txt" | tail -40 | tee -a "$OUT/machine.txt"
+            pkill -f data/record/train_gpt.py
+            wait
+            exit 3
+        fi
+    fi
+    prime trainer
     wait "${pids[@]}"
     rm -rf logs  # the priming runs' own logs are not results
     for arm in $arms; do
