@@ -204,6 +204,8 @@ def test_only_a_refused_submission_is_a_user_error(tmp_path, monkeypatch):
         raise FailedJobError("sbatch: error: Batch job submission failed: Invalid account")
 
     monkeypatch.setattr(submitit.SlurmExecutor, "submit", refused)
+    # submitit's executor looks for srun first; this test needs no cluster, so none is asked
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
     with pytest.raises(UserError, match="sbatch refused the job for .*Invalid account"):
         b.start(spec(run_dir))
 
