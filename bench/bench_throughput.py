@@ -4,12 +4,15 @@ One process, one GPU. For each model: torch.compile, warm-up steps, then CUDA-ev
 timing of many steps; prints the median ms/step, tokens/s, MFU and peak memory.
 
     python bench/bench_throughput.py --data-path DIR [--steps 30] [--tokens-per-step 49152]
-        [--only h0,h1,baseline] [--profile] [--trainer OLD_COPY.py]
+        [--only h0,h1,baseline] [--slots 1] [--profile] [--trainer OLD_COPY.py]
 
 The trainer is measured at one record rank's share of a step in the record's last
 third (24 x 2048 tokens, `--preset speedrun-1gpu`), the shape that dominates a run.
 MFU counts 6 x (matmul parameters) FLOPs per token plus causal attention over the
 attended context, against the bf16 dense peak of the card (989 TFLOP/s for H100/H200 SXM).
+With --slots 8 a step accumulates 8 such micro-batches before one optimizer step: the
+optimizer's share of the step is then a record rank's (each of its 8 ranks runs one
+micro-batch and an eighth of the optimizer), where --slots 1 gives it 8 times that share.
 """
 from __future__ import annotations
 
@@ -50,9 +53,9 @@ def time_steps(step_fn, warmup: int, steps: int) -> list[float]:
     return times
 
 
-def trainer_case(tg, layout: str, data_path: str, tokens: int):
+def trainer_case(tg, layout: str, data_path: str, tokens: int, slots: int = 1):
     seq = 2048
-    argv = ["--preset", "speedrun-1gpu", "--ve-layout", layout, "--data-path", data_path,
+    argv = ["--preset", "speedrun-1gpu", "--ve-layout", layout, "--data-path", data_path, "--slots", str(slots),
             "--batch-schedule", f"{tokens // seq},{tokens // seq},{tokens // seq}", "--num-iterations", "1600",
             "--compile", "--warmup", "--device", "cuda", "--seed", "0"]
     cfg = tg.resolve_config(tg.parse_args(argv), 1)
@@ -131,6 +134,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=6)
     ap.add_argument("--tokens-per-step", type=int, default=24 * 2048)
     ap.add_argument("--only", default="h0,h1,baseline")
+    ap.add_argument("--slots", type=int, default=1, help="micro-batches of --tokens-per-step per optimizer step")
+    ap.add_argument("--profile-rows", type=int, default=15)
     ap.add_argument("--profile", action="store_true", help="top CUDA kernels of the H0 step")
     ap.add_argument("--trainer", type=Path, default=ROOT / "train" / "train_gpt.py",
                     help="trainer file to measure (an older copy, for a before/after)")
@@ -138,7 +143,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), 989e12)
     print(f"device {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{a.tokens_per_step} tokens/step, median of {a.steps} steps after {a.warmup} warm-up")
+          f"{a.tokens_per_step} tokens x {a.slots} slots per step, median of {a.steps} steps after {a.warmup} warm-up")
     print(f"trainer {a.trainer}")
     tg = load_trainer(a.trainer)
     rows = {}
@@ -149,10 +154,10 @@ def main() -> None:
             step, flops_per_token, params = baseline_case(a.tokens_per_step)
         else:
             layout = ".12...012" if case == "h0" else ".01...345"
-            step, flops_per_token, params = trainer_case(tg, layout, a.data_path, a.tokens_per_step)
+            step, flops_per_token, params = trainer_case(tg, layout, a.data_path, a.tokens_per_step, a.slots)
         times = time_steps(step, a.warmup, a.steps)
         ms = statistics.median(times)
-        tps = a.tokens_per_step / (ms / 1000)
+        tps = a.tokens_per_step * (a.slots if case != "baseline" else 1) / (ms / 1000)
         mfu = flops_per_token * tps / peak
         mem = torch.cuda.max_memory_allocated() / 2**20
         rows[case] = ms
@@ -164,10 +169,10 @@ def main() -> None:
                 for _ in range(4):
                     step()
                 torch.cuda.synchronize()
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60))
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.profile_rows, max_name_column_width=60))
     if "h0" in rows:
         print(f"record average: 541k tok/s per GPU; H0 here: "
-              f"{a.tokens_per_step / (rows['h0'] / 1000) / 541e3:.2f}x of it")
+              f"{a.tokens_per_step * a.slots / (rows['h0'] / 1000) / 541e3:.2f}x of it")
     if "h0" in rows and "h1" in rows:
         print(f"H1 - H0: {rows['h1'] - rows['h0']:+.2f} ms/step ({(rows['h1'] / rows['h0'] - 1) * 100:+.2f}%)")
     if "h0" in rows and "baseline" in rows:

@@ -8,7 +8,9 @@ plain form each replaces (the CPU references of tests/test_train_kernels.py):
 2. the FP8 head vs the bf16 head matmul (forward and both gradients), and the FP8 head and
    the loss in one (the gradient written in e5m2 by the loss kernel) vs the two apart;
 3. block masks from block-level document ids vs create_block_mask;
-4. varlen attention over the documents (training) vs FlexAttention with those block masks.
+4. varlen attention over the documents (training) vs FlexAttention with those block masks;
+5. the fused MLP (relu^2 in the matrix products' epilogues) vs the compiled plain MLP, and a
+   sweep of its tile shapes (--only mlp runs this one alone).
 With --before (an older copy of the trainer), the loss kernels of both, side by side, and
 a sweep of the kernels' block size and warps.
 Each check prints PASS or FAIL; the exit code is 1 when any fails (a GPU run then stops
@@ -45,6 +47,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=24 * 2048)
     ap.add_argument("--trainer", type=Path, default=ROOT / "train" / "train_gpt.py")
     ap.add_argument("--before", type=Path, help="an older trainer: its loss kernels timed beside these")
+    ap.add_argument("--only", choices=("mlp",), help="run this lever's check and timing alone")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     tg = load_trainer(Path(a.trainer))
@@ -61,6 +64,9 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
           f"triton {tg.triton.__version__ if tg.triton else None}, T={T} V={V} D={D}", flush=True)
     torch.manual_seed(0)
+    if a.only == "mlp":
+        mlp_lever(tg, T, D, check)
+        return finish(fails)
 
     # 1. fused soft-capped cross-entropy
     logits = (torch.randn(T, V, device=dev) * 4).bfloat16()
@@ -235,8 +241,65 @@ def main() -> int:
     check("varlen attention = FlexAttention (output max abs diff < 0.03; gradient cosines > 0.999)",
           worst_y < 0.03 and worst_cos > 0.999, f"output max abs diff {worst_y:.2e}, "
           f"lowest gradient cosine {worst_cos:.6f}")
+    torch.cuda.empty_cache()
+    mlp_lever(tg, T, D, check)
+    return finish(fails)
+
+
+def finish(fails):
     print("all checks passed" if not fails else f"FAILED: {', '.join(fails)}", flush=True)
     return 1 if fails else 0
+
+
+MLP_TILES = [dict(BM=bm, BN=bn, BK=64, GROUP=8, num_warps=w, num_stages=st)
+             for bm, bn, w, st in ((128, 256, 8, 3), (128, 256, 8, 4), (128, 128, 4, 4),
+                                   (128, 128, 8, 4), (256, 128, 8, 3), (64, 256, 4, 4))]
+
+
+def mlp_lever(tg, T, D, check):
+    """5. FusedMLP against the compiled plain MLP, both in bf16, each against float32."""
+    dev, H = torch.device("cuda"), 4 * D
+    x = F.rms_norm(torch.randn(T, D, device=dev), (D,)).bfloat16()
+    w1 = (torch.randn(H, D, device=dev) * D ** -0.5).bfloat16()
+    w2 = (torch.randn(D, H, device=dev) * H ** -0.5).bfloat16()
+    g = torch.randn(T, D, device=dev).bfloat16()
+    plain = torch.compile(lambda x, w1, w2: F.linear(F.relu(F.linear(x, w1)).square(), w2))
+
+    def fwd_bwd(f, dtype=torch.bfloat16):
+        ins = [t.to(dtype).requires_grad_() for t in (x, w1, w2)]
+        y = f(*ins)
+        y.backward(g.to(dtype))
+        return [y.detach()] + [t.grad for t in ins]
+    ref = fwd_bwd(plain, torch.float32)
+    errs = {}
+    for name, f in (("plain", plain), ("fused", tg.FusedMLP.apply)):
+        errs[name] = [((a.float() - r).abs().max() / r.abs().max()).item() for a, r in zip(fwd_bwd(f), ref)]
+    # bf16 keeps pre and h in bf16 either way: the fused form may differ in rounding, not in size
+    ok = all(fe <= 2 * pe + 1e-3 for fe, pe in zip(errs["fused"], errs["plain"]))
+    check("fused MLP = plain MLP (output and 3 gradients; error vs fp32 within 2x the plain bf16's)",
+          ok, "max rel err vs fp32 (y, dx, dw1, dw2): fused " + ", ".join(f"{e:.1e}" for e in errs["fused"])
+          + "; plain " + ", ".join(f"{e:.1e}" for e in errs["plain"]))
+    del ref
+
+    def run(f):
+        def step():
+            fwd_bwd(f)
+        return step
+    t_plain, t_fused = timed(run(plain)), timed(run(tg.FusedMLP.apply))
+    print(f"MLP fwd+bwd ({T} x {D} -> {H}): plain compiled {t_plain:.2f} ms, fused {t_fused:.2f} ms "
+          f"({t_fused / t_plain - 1:+.1%})", flush=True)
+    pre = torch.empty(T, H, device=dev, dtype=torch.bfloat16)
+    t_mm = timed(lambda: torch.mm(x, w1.t(), out=pre))
+    print(f"  cuBLAS x @ w1^T alone: {t_mm:.3f} ms ({2 * T * D * H / t_mm / 1e9:.0f} TFLOP/s)", flush=True)
+    tile = dict(tg.MLP_TILE)
+    for t in MLP_TILES:
+        tg.MLP_TILE.clear()
+        tg.MLP_TILE.update(t)
+        t_f = timed(lambda: tg.relu2_linear(x, w1))
+        t_b = timed(lambda: tg.relu2_linear_backward(g, w2, pre))
+        print(f"  tile {t}: forward kernel {t_f:.3f} ms, backward kernel {t_b:.3f} ms", flush=True)
+    tg.MLP_TILE.clear()
+    tg.MLP_TILE.update(tile)
 
 
 if __name__ == "__main__":

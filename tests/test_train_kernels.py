@@ -1,6 +1,6 @@
 """The trainer's GPU-only code paths against their CPU references, on a CPU.
 
-- The fused soft-capped cross-entropy kernels (Triton) run in Triton's interpreter
+- The fused soft-capped cross-entropy kernels and the fused MLP (Triton) run in Triton's interpreter
   (TRITON_INTERPRET=1, CPU tensors), in a child process: the interpreter must be on before
   the kernels are defined, and the custom operators are defined once per process.
 - The FlexAttention block masks built from block-level document ids are compared with
@@ -40,6 +40,17 @@ def _fixed_convert_float(input, input_dtype, output_dtype, rounding_mode):
         return x.to(to).view(torch.uint8).numpy()
     return _convert_float(input, input_dtype, output_dtype, rounding_mode)
 interpreter._convert_float = _fixed_convert_float
+# Its tl.dot multiplies bfloat16 operands as the raw uint16 they are stored as; the GPU's
+# tensor cores take them as numbers, so here they are converted to float32 first.
+_create_dot = interpreter.InterpreterBuilder.create_dot
+def _fixed_create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+    def f32(h):
+        if h.dtype.scalar != tl.bfloat16:
+            return h
+        data = _convert_float(h.data, tl.bfloat16, tl.float32, None).view(np.float32)
+        return interpreter.TensorHandle(data, tl.float32)
+    return _create_dot(self, f32(a), f32(b), d, input_precision, max_num_imprecise_acc)
+interpreter.InterpreterBuilder.create_dot = _fixed_create_dot
 spec = importlib.util.spec_from_file_location("train_gpt_kernels", sys.argv[1])
 tg = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tg)
@@ -117,6 +128,52 @@ out["fp8_loss"] = {k: v[0] for k, v in runs.items()}
 out["fp8_cos_apart"] = [cos(a, b) for a, b in zip(runs["fused"][1:], runs["apart"][1:])]
 out["fp8_cos_float64"] = [cos(a, b) for a, b in zip(runs["fused"][1:], runs["float64"][1:])]
 out["fp8_cos_apart_float64"] = [cos(a, b) for a, b in zip(runs["apart"][1:], runs["float64"][1:])]
+
+# 4. the fused MLP (relu^2 in the matrix products' epilogues) against float64 autograd of the
+# plain form, on the same inputs: tile-aligned shapes (the unmasked path) and ragged ones
+torch.manual_seed(4)
+for shape in ((256, 128, 512), (200, 96, 320)):  # M, d, 4d: MLP_TILE is 128 x 256 x 64
+    M, d, N = shape
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.nn.functional.rms_norm(torch.randn(M, d), (d,)).to(dtype)
+        w1 = (torch.randn(N, d) * d ** -0.5).to(dtype)
+        w2 = (torch.randn(d, N) * N ** -0.5).to(dtype)
+        g = torch.randn(M, d).to(dtype)
+        res = {}
+        for name in ("fused", "float64"):
+            ins = [(t.double() if name == "float64" else t.clone()).requires_grad_() for t in (x, w1, w2)]
+            if name == "fused":
+                y = tg.FusedMLP.apply(*ins)
+                fused_dtype = str(y.dtype)
+            else:
+                y = torch.nn.functional.relu(ins[0] @ ins[1].t()).square() @ ins[2].t()
+            y.backward(g.double() if name == "float64" else g)
+            res[name] = [y.double()] + [t.grad.double() for t in ins]
+        key = f"mlp_{M}x{d}x{N}_{str(dtype)[6:]}"
+        out[key + "_dtypes"] = fused_dtype
+        out[key + "_relerr"] = [((a - b).abs().max() / b.abs().max()).item()
+                                for a, b in zip(res["fused"], res["float64"])]
+
+# 5. the tiny model, fused MLP on vs off: loss and every gradient (fp32)
+grads, losses = [], []
+for fused in (False, True):
+    torch.manual_seed(1)
+    model = tg.GPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.backend, model.attend = "sdpa", tg.attend_sdpa
+    for blk in model.blocks:
+        blk.fused_mlp = fused
+    l = model(idx[:-1], idx[1:], torch.tensor([32, 64]), torch.tensor([0.12, 0.12]),
+              torch.tensor([1.0, 0.5, 0.25]))
+    l.backward()
+    losses.append(l.item())
+    grads.append([p.grad.clone() for p in model.parameters()])
+out["mlp_model_loss"] = losses
+out["mlp_model_grad_maxrel"] = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+                                   for a, b in zip(*grads) if b.abs().max() > 0)
 print(json.dumps(out))
 """
 
@@ -159,6 +216,24 @@ def test_fp8_head_and_loss_in_one_is_the_two_apart(interpreted):
     fused, apart = interpreted["fp8_cos_float64"], interpreted["fp8_cos_apart_float64"]
     assert min(fused) > 0.998 and min(interpreted["fp8_cos_apart"]) > 0.998
     assert all(f > a - 5e-4 for f, a in zip(fused, apart)), (fused, apart)
+
+
+@pytest.mark.parametrize("shape", ["256x128x512", "200x96x320"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_mlp_is_the_plain_mlp(interpreted, shape, dtype):
+    """Output and the three gradients against float64 autograd of relu(x w1^T)^2 w2^T:
+    fp32 to fp32's rounding; bf16 to a few of bf16's units (pre and h are kept in bf16, as
+    the plain form keeps them)."""
+    key = f"mlp_{shape}_{dtype}"
+    assert interpreted[key + "_dtypes"] == f"torch.{dtype}"
+    tol = 1e-5 if dtype == "float32" else 3e-2
+    assert max(interpreted[key + "_relerr"]) < tol, interpreted[key + "_relerr"]
+
+
+def test_model_with_fused_mlp_trains_like_the_plain_one(interpreted):
+    a, b = interpreted["mlp_model_loss"]
+    assert a == pytest.approx(b, rel=1e-5)
+    assert interpreted["mlp_model_grad_maxrel"] < 1e-4
 
 
 def load_trainer():

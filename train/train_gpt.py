@@ -96,6 +96,9 @@ class Config:
     fused_loss: bool = option(None, "training loss through the fused Triton soft-capped cross-entropy "
                               "kernels (default: on for CUDA when Triton is installed)",
                               preset=False, boolean=True)
+    fused_mlp: bool = option(None, "MLP through the fused Triton matrix product with relu^2 in its "
+                             "epilogue (default: on for CUDA when Triton is installed)",
+                             preset=False, boolean=True)
     # the preset fields: the January 2026 record's values
     ve_layout: str = option(".12...012", "value-embedding pattern, e.g. .12...012 (tied) or .01...345 (untied)",
                             type=str)
@@ -155,6 +158,7 @@ class Derived:
     compile: bool
     warmup: bool
     fused_loss: bool
+    fused_mlp: bool
     fp8_head: bool
 
 
@@ -298,7 +302,11 @@ def resolve_config(cfg, world_size):
     if cfg.fused_loss and triton is None:
         raise UsageError("--fused-loss needs Triton (pip install triton), which this Python lacks; "
                          "use --no-fused-loss")
+    if cfg.fused_mlp and triton is None:
+        raise UsageError("--fused-mlp needs Triton (pip install triton), which this Python lacks; "
+                         "use --no-fused-mlp")
     fused = cfg.fused_loss if cfg.fused_loss is not None else (device == "cuda" and triton is not None)
+    fused_mlp = cfg.fused_mlp if cfg.fused_mlp is not None else (device == "cuda" and triton is not None)
     return Run(cfg, Derived(
         long_layers=long_layers, attn_skip_layers=attn_skip_layers, unet_layers=unet_layers,
         backout_layer=backout_layer, ve_per_layer=ve_per_layer, ve_tables=ve_tables,
@@ -306,7 +314,7 @@ def resolve_config(cfg, world_size):
         bos_id=50256 if cfg.vocab_size > 50256 else cfg.vocab_size - 1,
         world_size=world_size, grad_accum_steps=cfg.slots // world_size,
         device=device, compile=compiled, warmup=cfg.warmup if cfg.warmup is not None else compiled,
-        fused_loss=fused, fp8_head=cfg.fp8_head if cfg.fp8_head is not None else (
+        fused_loss=fused, fused_mlp=fused_mlp, fp8_head=cfg.fp8_head if cfg.fp8_head is not None else (
             device == "cuda" and torch.cuda.get_device_capability() >= (8, 9))))
 
 
@@ -671,6 +679,129 @@ class FP8HeadLoss(torch.autograd.Function):
 
 
 # -----------------------------------------------------------------------------
+# Fused MLP (GPU; Triton): relu(x W1^T)^2 W2^T with relu^2 done in the first matrix
+# product's epilogue, and in the backward the gradient through relu^2 done in the epilogue
+# of g W2. The plain form spends one more pass over the T x 4d hidden activations each way
+# (inductor cannot fuse an elementwise op into cuBLAS's output). The forward keeps the
+# pre-activation for the backward and the post-activation for W2's gradient, as autograd
+# does; W2's product and the backward's other products stay with cuBLAS.
+#   forward:  pre = x W1^T (rounded to the dtype), h = relu(pre)^2
+#   backward: dpre = (g W2) * 2 relu(pre), dW2 = g^T h, dW1 = dpre^T x, dx = dpre W1
+
+MLP_TILE = dict(BM=128, BN=256, BK=64, GROUP=8, num_warps=8, num_stages=3)
+
+if triton is not None:
+    @triton.jit
+    def _mm_relu2(a_ptr, b_ptr, out_ptr, pre_ptr, M, N, K: tl.constexpr, s_am, s_ak, s_bk, s_bn,
+                  BACKWARD: tl.constexpr, EVEN: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                  BK: tl.constexpr, GROUP: tl.constexpr):
+        """out tile = epilogue(a @ b); pre (M, N) contiguous is written (forward) or read."""
+        pid = tl.program_id(0)
+        tiles_m, tiles_n = tl.cdiv(M, BM), tl.cdiv(N, BN)
+        # GROUP row tiles walk the column tiles together, so b's tiles are reused from L2
+        per_group = GROUP * tiles_n
+        first_m = (pid // per_group) * GROUP
+        rows = tl.minimum(tiles_m - first_m, GROUP)
+        pm = first_m + (pid % per_group) % rows
+        pn = (pid % per_group) // rows
+        rm = pm * BM + tl.arange(0, BM)
+        rn = pn * BN + tl.arange(0, BN)
+        rk = tl.arange(0, BK)
+        a = a_ptr + rm.to(tl.int64)[:, None] * s_am + rk[None, :] * s_ak
+        b = b_ptr + rk[:, None] * s_bk + rn[None, :] * s_bn
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for k in range(0, K, BK):
+            if EVEN:
+                acc = tl.dot(tl.load(a), tl.load(b), acc)
+            else:
+                kin = k + rk < K
+                acc = tl.dot(tl.load(a, mask=(rm[:, None] < M) & kin[None, :], other=0.0),
+                             tl.load(b, mask=kin[:, None] & (rn[None, :] < N), other=0.0), acc)
+            a += BK * s_ak
+            b += BK * s_bk
+        offs = rm.to(tl.int64)[:, None] * N + rn[None, :]
+        mask = (rm[:, None] < M) & (rn[None, :] < N)
+        if BACKWARD:
+            if EVEN:
+                pre = tl.load(pre_ptr + offs).to(tl.float32)
+            else:
+                pre = tl.load(pre_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            out = (acc * 2.0 * tl.maximum(pre, 0.0)).to(out_ptr.dtype.element_ty)
+        else:
+            pre = acc.to(pre_ptr.dtype.element_ty)
+            r = tl.maximum(pre.to(tl.float32), 0.0)
+            out = (r * r).to(out_ptr.dtype.element_ty)
+            if EVEN:
+                tl.store(pre_ptr + offs, pre)
+            else:
+                tl.store(pre_ptr + offs, pre, mask=mask)
+        if EVEN:
+            tl.store(out_ptr + offs, out)
+        else:
+            tl.store(out_ptr + offs, out, mask=mask)
+
+
+def _mm_relu2_launch(a, b, out, pre, backward):
+    """a (M, K) @ b (K, N), any strides, into out and pre (M, N) contiguous."""
+    (M, K), N = a.shape, b.size(1)
+    t = MLP_TILE
+    even = M % t["BM"] == 0 and N % t["BN"] == 0 and K % t["BK"] == 0
+    grid = (triton.cdiv(M, t["BM"]) * triton.cdiv(N, t["BN"]),)
+    _mm_relu2[grid](a, b, out, pre, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
+                    BACKWARD=backward, EVEN=even, **t)
+    return out
+
+
+def relu2_linear(x, w1):
+    """(h, pre) = (relu(x w1^T)^2, x w1^T) for x (M, K), w1 (N, K)."""
+    pre = x.new_empty(x.size(0), w1.size(0))
+    h = torch.empty_like(pre)
+    _mm_relu2_launch(x, w1.t(), h, pre, backward=False)
+    return h, pre
+
+
+def relu2_linear_backward(g, w2, pre):
+    """(g w2) * 2 relu(pre): the gradient at pre, for g (M, d), w2 (d, N), pre (M, N)."""
+    return _mm_relu2_launch(g, w2, torch.empty_like(pre), pre.contiguous(), backward=True)
+
+
+if triton is not None and not _op_defined("speedrun::relu2_linear"):
+    @torch.library.custom_op("speedrun::relu2_linear", mutates_args=())
+    def _relu2_linear_op(x: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return relu2_linear(x, w1)
+
+    @_relu2_linear_op.register_fake
+    def _(x, w1):
+        h = x.new_empty(x.size(0), w1.size(0))
+        return h, torch.empty_like(h)
+
+    @torch.library.custom_op("speedrun::relu2_linear_backward", mutates_args=())
+    def _relu2_linear_backward_op(g: torch.Tensor, w2: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        return relu2_linear_backward(g, w2, pre)
+
+    @_relu2_linear_backward_op.register_fake
+    def _(g, w2, pre):
+        return torch.empty_like(pre)
+
+
+class FusedMLP(torch.autograd.Function):
+    """relu(x w1^T)^2 w2^T for x (M, d), w1 (4d, d), w2 (d, 4d), all one dtype."""
+
+    @staticmethod
+    def forward(ctx, x, w1, w2):
+        h, pre = torch.ops.speedrun.relu2_linear(x, w1)
+        ctx.save_for_backward(x, w1, w2, h, pre)
+        return h @ w2.t()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w1, w2, h, pre = ctx.saved_tensors
+        g = g.contiguous()
+        dpre = torch.ops.speedrun.relu2_linear_backward(g, w2, pre)
+        return dpre @ w1, dpre.t() @ x, g.t() @ h
+
+
+# -----------------------------------------------------------------------------
 # Model
 
 def norm(x):
@@ -709,6 +840,7 @@ class Block(nn.Module):
         self.has_attn = layer not in cfg.attn_skip_layers
         self.long = layer in cfg.long_layers
         self.has_ve = cfg.ve_per_layer[layer] is not None
+        self.fused_mlp = cfg.fused_mlp
         bound = math.sqrt(3) * dim ** -0.5
         if self.has_attn:
             self.qkv_w = nn.Parameter(torch.empty(3, H * D, dim).uniform_(-bound, bound))
@@ -725,7 +857,9 @@ class Block(nn.Module):
     def attn(self, x, ve, scales, mask, attn_scale, attend):
         T = x.size(0)
         x_in = norm(x)
-        qkv = F.linear(x_in, self.qkv_w.flatten(0, 1).type_as(x)) * scales[0].type_as(x)
+        # the scalars multiply the weights, not the T-row outputs: their gradients are then
+        # sums over a weight matrix instead of over T x 3d activations
+        qkv = F.linear(x_in, (scales[0] * self.qkv_w.flatten(0, 1)).type_as(x))
         q, k, v = qkv.view(T, 3, self.H, self.D).unbind(1)
         q, k = self.rotary(norm(q)), self.rotary(norm(k))
         if self.long:  # partial key offset: stationary half of each key comes from t-1
@@ -736,12 +870,14 @@ class Block(nn.Module):
             v = v + g[:, :, None] * ve.view(T, self.H, self.D)
         y = attend(q * attn_scale.type_as(q), k, v, mask)  # (T, H, D)
         y = y * torch.sigmoid(F.linear(x_in[:, :12], self.attn_gate.type_as(x)))[:, :, None]
-        return F.linear(y.reshape(T, -1), self.o_w.type_as(x)) * scales[1].type_as(x)
+        return F.linear(y.reshape(T, -1), (scales[1] * self.o_w).type_as(x))
 
     def forward(self, x, ve, scales, masks, attn_scales, attend):
         if self.has_attn:
             kind = 1 if self.long else 0
             x = x + self.attn(x, ve, scales, masks[kind], attn_scales[kind], attend)
+        if self.fused_mlp:
+            return x + FusedMLP.apply(norm(x), self.fc_w.type_as(x), self.proj_w.type_as(x))
         h = F.relu(F.linear(norm(x), self.fc_w.type_as(x))).square()
         return x + F.linear(h, self.proj_w.type_as(x))
 
