@@ -286,8 +286,10 @@ def mlp_lever(tg, T, D, check):
             fwd_bwd(f)
         return step
     t_plain, t_fused = timed(run(plain)), timed(run(tg.FusedMLP.apply))
-    print(f"MLP fwd+bwd ({T} x {D} -> {H}): plain compiled {t_plain:.2f} ms, fused {t_fused:.2f} ms "
-          f"({t_fused / t_plain - 1:+.1%})", flush=True)
+    # a gate, not a figure: a lever slower than what it replaces must not reach a long run
+    check("fused MLP no slower than the plain one (fwd+bwd)", t_fused <= t_plain,
+          f"plain compiled {t_plain:.2f} ms, fused {t_fused:.2f} ms ({t_fused / t_plain - 1:+.1%}) "
+          f"at {T} x {D} -> {H}")
     pre = torch.empty(T, H, device=dev, dtype=torch.bfloat16)
     t_mm = timed(lambda: torch.mm(x, w1.t(), out=pre))
     print(f"  cuBLAS x @ w1^T alone: {t_mm:.3f} ms ({2 * T * D * H / t_mm / 1e9:.0f} TFLOP/s)", flush=True)

@@ -8,7 +8,8 @@
 #      sequence slot per 300 tokens), vocabulary 50257 (BOS 50256);
 #   0. (LEVERS=1, the default) bench/gpu_levers.py: the trainer's GPU kernels against their
 #      references, each lever timed on its own (LEVERS_BEFORE=OLD.py: an older trainer's
-#      loss kernels beside them); a failed check ends the call there;
+#      loss kernels beside them; LEVERS_ONLY=mlp: that lever alone); a failed check ends the
+#      call there;
 #   3. on an empty compile cache, PRIME=trainer runs the trainer arm's exact command once,
 #      untimed, to fill the shared cache (PRIME=both: the record's too, started first, since
 #      its compile is the longest; the default, none: no priming); their logs are not
@@ -52,7 +53,8 @@ say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/machine.txt"; }
 
 # 0. the trainer's kernels on this GPU, before anything expensive
 if [ "${LEVERS:-1}" = 1 ]; then
-    timeout -k 10 240 $PY bench/gpu_levers.py ${LEVERS_BEFORE:+--before "$LEVERS_BEFORE"} 2>&1 | tee "$OUT/levers.txt"
+    timeout -k 10 240 $PY bench/gpu_levers.py ${LEVERS_BEFORE:+--before "$LEVERS_BEFORE"} \
+        ${LEVERS_ONLY:+--only "$LEVERS_ONLY"} 2>&1 | tee "$OUT/levers.txt"
     rc=${PIPESTATUS[0]}
     say "gpu_levers rc=$rc"
     [ $rc = 0 ] || exit 1
