@@ -266,7 +266,7 @@ def mlp_lever(tg, T, D, check):
     plain = torch.compile(lambda x, w1, w2: F.linear(F.relu(F.linear(x, w1)).square(), w2))
 
     def fwd_bwd(f, dtype=torch.bfloat16):
-        ins = [t.to(dtype).requires_grad_() for t in (x, w1, w2)]
+        ins = [t.to(dtype, copy=True).requires_grad_() for t in (x, w1, w2)]  # fresh leaves
         y = f(*ins)
         y.backward(g.to(dtype))
         return [y.detach()] + [t.grad for t in ins]
