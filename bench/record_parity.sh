@@ -22,12 +22,17 @@
 #   4. once done and time is left: bench/bench_throughput.py (H0 and H1; before/after with
 #      TRAINER_OLD);
 #   5. the per-phase tokens/s (bench/phase_throughput.py), the table and the plot into $OUT.
-# Measured on one H200 (results/record-parity*/README.md): on an empty cache the two
-# primings at once did not reach their first steps in 415 s (2026-12-01); a cold record run
-# takes more than 526 s of wall (cut there, 2026-12-02), a warm one about 175 s; a trainer
-# priming run was not at its first step after 275 s. So a call that starts on an empty
-# cache finishes no run: plan two calls of ~570 s on a machine kept warm (call again
-# within 30 s) before the first results.
+# RUNS=N: N runs per arm instead of the experiment file's 2 (as many as the time allows).
+# Measured on one H200 (2026-12-01/02) and one H100 (2026-12-08; results/record-parity*/):
+# primed together on an empty cache, the record needed about 640 s (H100) and the trainer
+# 203 s to its first step; warm runs took 192-195 s of wall (record) and 116-124 s (trainer).
+# A lent machine's call is at most 10 minutes, so a call that starts on an empty cache
+# finishes no run. Run the whole experiment as one job across calls (bench/detach.sh),
+# each call sent within the machine's 30 s idle window. 2 runs per arm, from a bare machine,
+# took 1408 s of job time on the H100:
+#   bash bench/detach.sh start parity -- env OUT=/var/tmp/parity/out PRIME=both LEVERS=0 \
+#       BENCH=0 RUNS=3 bash bench/record_parity.sh LOG 1450
+#   bash bench/detach.sh wait parity 560 /var/tmp/parity/record-parity /var/tmp/parity/out/...
 # The experiment's working copy and data live outside the repo (/var/tmp/parity), so on a
 # machine that stays warm between calls they survive the tree being re-sent; on a fresh one
 # the runs resume from the committed results/record-parity (cold cache: priming again).
@@ -145,7 +150,7 @@ elif [ "$(left)" -lt 150 ]; then
     : > "$OUT/harness_run.txt"
 else
 start=$(date +%s)
-timeout -s INT -k 20 $(( $(left) - 45 )) $PY -m harness run "$EXP" --results "$W" --plain 2>&1 | tee "$OUT/harness_run.txt"
+timeout -s INT -k 20 $(( $(left) - 45 )) $PY -m harness run "$EXP" --results "$W" ${RUNS:+--runs "$RUNS"} --plain 2>&1 | tee "$OUT/harness_run.txt"
 say "harness run rc=${PIPESTATUS[0]} wall=$(( $(date +%s) - start ))s"
 fi
 $PY -m harness status "$W" > "$OUT/analyze.txt" 2>&1

@@ -206,6 +206,68 @@ def test_fused_adam_is_the_eager_adam():
     assert not torch.equal(runs[0][0], init.float())  # it did step
 
 
+def test_compiler_report_ranks_torch_compiles_timers_and_counts_its_caches():
+    """The warm-up's `warmup compiler:` line: torch.compile's largest timers, largest first,
+    then the AOTAutograd and FX graph cache counts."""
+    f = torch.compile(lambda x: x * 2 + 1, dynamic=False)
+    f(torch.randn(3))
+    items = tg.compiler_report(top=3).split()
+    timers, caches = items[:3], items[3:]
+    assert all(re.fullmatch(r"[\w.]+:\d+\.\ds", i) for i in timers)
+    secs = [float(i.rsplit(":", 1)[1][:-1]) for i in timers]
+    assert secs == sorted(secs, reverse=True) and secs[0] > 0
+    assert [c.split(":")[0] for c in caches] == ["aot_cache", "fx_cache"]
+    assert re.fullmatch(r"fx_cache:(\w+=\d+,?)+", caches[1])  # the compile above was counted
+
+
+# A model with an autograd.Function, as the trainer's GPU graphs have (FP8 head + loss, fused
+# MLP), compiled in a fresh process; prints AOTAutograd's cache counts.
+AOT_CACHE_CHILD = """
+import importlib.util, json, sys, torch
+spec = importlib.util.spec_from_file_location("train_gpt_under_test", {script!r})
+tg = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tg)
+if sys.argv[1] == "configured":
+    tg.configure_compile()
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * g * x
+
+w = torch.nn.Parameter(torch.ones(8))
+f = torch.compile(lambda x: Square.apply(x * w).sum(), dynamic=False)
+f(torch.randn(8)).backward()
+c = torch._dynamo.utils.counters["aot_autograd"]
+print(json.dumps({{k: c[k] for k in ("autograd_cache_hit", "autograd_cache_miss", "autograd_cache_bypass")}}))
+"""
+
+
+def test_warm_cache_skips_autograd_tracing_with_autograd_functions(tmp_path):
+    """Finding (2026-12-08, H100): a warm-cache trainer start still spent 22-27 s tracing and
+    partitioning joint graphs: AOTAutograd's cache passed over every graph holding one of
+    the trainer's autograd.Functions. configure_compile() lets it keep them."""
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+               TRITON_CACHE_DIR=str(tmp_path / "triton"))
+
+    def counts(mode):
+        r = subprocess.run([sys.executable, "-c", AOT_CACHE_CHILD.format(script=SCRIPT), mode], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    assert counts("plain")["autograd_cache_bypass"] >= 1           # the finding, torch's default
+    assert counts("configured")["autograd_cache_miss"] >= 1        # cold: compiled and stored
+    warm = counts("configured")
+    assert warm["autograd_cache_hit"] >= 1 and warm["autograd_cache_bypass"] == 0
+
+
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_and_explicit_masks_agree():
     """FlexAttention block masks (GPU path) and the boolean mask (CPU path) are the same rule."""
@@ -441,6 +503,13 @@ def test_warmup_then_reset_changes_nothing(synth):
     # The warm-up reports its cost on a line the log parsers skip.
     assert re.search(r"^warmup: \d+ms compile and untimed warm-up, \d+ms since process start$", warm_out, re.M)
     assert "warmup:" not in plain_out
+    # ... and where it went: each warm-up step from step 0 on, both validation graphs, the reset
+    parts = re.search(r"^warmup parts: (.*)$", warm_out, re.M).group(1).split()
+    assert all(re.fullmatch(r"\w+:\d+ms", p) for p in parts)
+    names = [p.split(":")[0] for p in parts]
+    steps = [n for n in names if re.fullmatch(r"step\d+", n)]
+    assert steps[0] == "step0" and len(steps) >= 3 and names[:len(steps)] == steps
+    assert [n[:3] for n in names[len(steps):]] == ["val", "val", "res"]
     assert parse_stream(io.BytesIO(warm_out.encode())).val_loss == warm[-1][1]
 
 

@@ -1390,10 +1390,7 @@ class Trainer:
             else:
                 self.model.attend = lambda q, k, v, mask: attend_flex(fa, q, k, v, mask)
         if cfg.compile:
-            # one graph per batch size / validation shape; leave room so nothing falls back to eager
-            for knob in ("recompile_limit", "cache_size_limit"):
-                if hasattr(torch._dynamo.config, knob):
-                    setattr(torch._dynamo.config, knob, 64)
+            configure_compile()
         self.forward = torch.compile(self.model, dynamic=False) if cfg.compile else self.model
         self.train_files = train_files
         self.reset()
@@ -1491,6 +1488,42 @@ def to_device(t, device):
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def configure_compile():
+    """torch.compile's settings for the trainer's graphs, before the first compile."""
+    # one graph per batch size / validation shape; leave room so nothing falls back to eager
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, knob):
+            setattr(torch._dynamo.config, knob, 64)
+    # AOTAutograd's cache passes over any graph holding an autograd.Function (the FP8 head with
+    # the loss, the fused MLP: every training graph on a GPU) unless told they are safe. Ours
+    # are: dynamo traces their forward and backward into the graph, which is the cache's key.
+    # Without it a warm-cache start traces and partitions each joint graph again (22-27 s of
+    # a 46-53 s warm-up on an H100, 2026-12-08).
+    import torch._functorch.config as functorch_config
+    if hasattr(functorch_config, "autograd_cache_allow_custom_autograd_functions"):
+        functorch_config.autograd_cache_allow_custom_autograd_functions = True
+
+
+def compiler_report(top=8):
+    """One line: torch.compile's largest cumulative timers (nested: a timer includes the ones
+    it calls), then AOTAutograd's and inductor's cache counts (hit, miss, bypass, ...). Private
+    torch APIs: where they fail, the line says why instead."""
+    try:  # a diagnostic: it must never end a run that has just compiled
+        names, secs = torch._dynamo.utils.compile_times(repr="csv", aggregate=True)
+        counts = torch._dynamo.utils.counters
+        aot, fx = (dict(counts[group]) for group in ("aot_autograd", "inductor"))
+    except Exception as e:
+        return f"unavailable ({type(e).__name__}: {e})"
+    ranked = sorted(zip(names, (float(x) for x in secs)), key=lambda kv: -kv[1])[:top]
+
+    def cache(c, prefix):
+        return ",".join(f"{k.removeprefix(prefix)}={v}" for k, v in sorted(c.items())
+                        if k.startswith(prefix)) or "-"
+
+    return (" ".join(f"{n}:{s:.1f}s" for n, s in ranked)
+            + f" aot_cache:{cache(aot, 'autograd_cache_')} fx_cache:{cache(fx, 'fxgraph_cache_')}")
+
+
 def log0(rank, s):
     if rank == 0:
         print(s, flush=True)
@@ -1547,18 +1580,30 @@ def main(argv):
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if cfg.warmup:
         warmup_start = time.time()
+        parts = []  # (what, ms): where a warm-cache start-up still spends its time
+
+        def part(what, fn, *args, **kw):
+            t = time.time()
+            fn(*args, **kw)
+            sync()
+            parts.append((what, 1000 * (time.time() - t)))
+
         # Compile and warm up every shape the run will see (each third's batch and window,
         # the extension, validation), then reset weights, optimisers and data order.
         sched = N - cfg.extension_iterations
         for step in sorted({0, 1, sched // 3, sched // 3 + 1, 2 * sched // 3, 2 * sched // 3 + 1,
                             split_step(cfg), sched, N - 1}):
             if step < N:
-                trainer.train_step(step)
-        trainer.validate(val_tokens, cfg.val_window, forwards=1)  # one forward compiles its graph
-        trainer.validate(val_tokens, cfg.final_long_window, forwards=1)
-        trainer.reset()
-        sync()
-        # Not a step line (parsers skip it): how much of a run's wall time is compilation.
+                part(f"step{step}", trainer.train_step, step)
+        # one forward compiles a validation graph
+        part(f"val{cfg.val_window}", trainer.validate, val_tokens, cfg.val_window, forwards=1)
+        part(f"val{cfg.final_long_window}", trainer.validate, val_tokens, cfg.final_long_window, forwards=1)
+        part("reset", trainer.reset)
+        # Not step lines (parsers skip them): how much of a run's wall time is compilation,
+        # the warm-up's parts and the compiler's own largest timers (cumulative seconds).
+        log0(rank, "warmup parts: " + " ".join(f"{w}:{ms:.0f}ms" for w, ms in parts))
+        if cfg.compile:
+            log0(rank, "warmup compiler: " + compiler_report())
         log0(rank, f"warmup: {1000 * (time.time() - warmup_start):.0f}ms compile and untimed warm-up, "
                    f"{1000 * (time.time() - PROCESS_START):.0f}ms since process start")
     if device.type == "cuda":
