@@ -35,7 +35,8 @@
 #   bash bench/detach.sh wait parity 560 /var/tmp/parity/record-parity /var/tmp/parity/out/...
 # The experiment's working copy and data live outside the repo (/var/tmp/parity), so on a
 # machine that stays warm between calls they survive the tree being re-sent; on a fresh one
-# the runs resume from the committed results/record-parity (cold cache: priming again).
+# the runs resume from the committed folder RESUME (default results/record-parity), on a cold
+# cache, as long as the scripts are the ones it ran: its frozen spec refuses a changed trainer.
 # Usage: OUT=/tmp/out bash bench/record_parity.sh LOG [seconds-for-this-call]
 set -u
 t0=$(date +%s)
@@ -47,7 +48,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 EXP=hypotheses/record-parity.toml
 SCHED=60; EXT=4
-R=results/record-parity
+R=${RESUME:-results/record-parity}  # a committed experiment to resume on a fresh machine, if it exists
 BASE=${WORK:-/var/tmp/parity}
 W=$BASE/record-parity
 D=$BASE/data
