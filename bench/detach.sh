@@ -7,8 +7,10 @@
 #
 #   bash bench/detach.sh start NAME -- CMD [ARG...]   # CMD runs in /var/tmp/detach/NAME/repo
 #   bash bench/detach.sh wait NAME SECONDS [PATH...]  # until CMD ends or SECONDS pass
-#   bash bench/detach.sh stop NAME PATTERN            # SIGINT to the job's processes matching
-#                                                     # PATTERN (pkill -f), e.g. "harness run"
+#   bash bench/detach.sh stop NAME PATTERN            # SIGINT to the job's processes whose
+#                                                     # command line matches PATTERN (pkill -f)
+# e.g. `stop parity '^[^ ]*python[0-9.]* -m harness run'`: anchored, so that a `timeout` around
+# the harness is not matched too and does not forward it a second SIGINT.
 #
 # `wait` prints the job's state (`job NAME: running` or `job NAME: ended rc=N`) and the end of
 # its output, and puts into $OUT the output (NAME.log) and each PATH (a file as it is, a folder
