@@ -223,10 +223,8 @@ def test_compiler_report_ranks_torch_compiles_timers_and_counts_its_caches():
 # A model with an autograd.Function, as the trainer's GPU graphs have (FP8 head + loss, fused
 # MLP), compiled in a fresh process; prints AOTAutograd's cache counts.
 AOT_CACHE_CHILD = """
-import importlib.util, json, sys, torch
-spec = importlib.util.spec_from_file_location("train_gpt_under_test", {script!r})
-tg = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tg)
+import json, sys, torch
+from train import train_gpt as tg
 if sys.argv[1] == "configured":
     tg.configure_compile()
 
@@ -245,7 +243,7 @@ w = torch.nn.Parameter(torch.ones(8))
 f = torch.compile(lambda x: Square.apply(x * w).sum(), dynamic=False)
 f(torch.randn(8)).backward()
 c = torch._dynamo.utils.counters["aot_autograd"]
-print(json.dumps({{k: c[k] for k in ("autograd_cache_hit", "autograd_cache_miss", "autograd_cache_bypass")}}))
+print(json.dumps({k: c[k] for k in ("autograd_cache_hit", "autograd_cache_miss", "autograd_cache_bypass")}))
 """
 
 
@@ -254,10 +252,10 @@ def test_warm_cache_skips_autograd_tracing_with_autograd_functions(tmp_path):
     partitioning joint graphs: AOTAutograd's cache passed over every graph holding one of
     the trainer's autograd.Functions. configure_compile() lets it keep them."""
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
-               TRITON_CACHE_DIR=str(tmp_path / "triton"))
+               TRITON_CACHE_DIR=str(tmp_path / "triton"), PYTHONPATH=ROOT)
 
     def counts(mode):
-        r = subprocess.run([sys.executable, "-c", AOT_CACHE_CHILD.format(script=SCRIPT), mode], env=env,
+        r = subprocess.run([sys.executable, "-c", AOT_CACHE_CHILD, mode], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         return json.loads(r.stdout.strip().splitlines()[-1])
