@@ -20,6 +20,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "or a folder of logs")
     p.add_argument("--control", metavar="NAME",
                    help="control group (default: the experiment's control, else the first group)")
+    p.add_argument("--name", action="append", metavar="OLD=NEW",
+                   help="rename a group of logs, e.g. --name 1600=H0 --name 1575=H1 with --group-by steps "
+                        "(repeat it; --control may then use either name)")
     p.add_argument("--loss-control", metavar="NAME",
                    help="group that Loss +/- is measured against (default: the control)")
     p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
@@ -51,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
         raise UserError(f"--plot {args.plot}: its folder does not exist")
     ds = sources.load(args.sources, args.group_by)
+    sources.rename(ds, args.name)
     names = [g.name for g in ds.groups]
     control = sources.group_named(ds, "--control", args.control) if args.control else \
         (ds.control if ds.control in names else None) or names[0]
