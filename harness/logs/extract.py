@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.records import umask
 
 RULE = "=" * 100          # the line that ends the embedded code
 DASHES = "-" * 40         # the lines around an appended file's name
@@ -122,18 +123,12 @@ def _conflicts(files: list[Embedded], out: Path) -> list[str]:
     return bad
 
 
-def _umask() -> int:
-    mask = os.umask(0)    # the only way to read it is to set it: put it back at once
-    os.umask(mask)
-    return mask
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         # mkstemp makes the file 0600; a rebuilt script is an ordinary file (0644 less the umask)
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
