@@ -47,6 +47,28 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.analysis import report
+    analysis = build(args)
+    sys.stdout.write(report.render(args.format, analysis))
+    if args.plot:
+        from harness.analysis import plot  # matplotlib only when asked for
+        plot.plot(analysis, args.plot)
+    if args.format == "csv":
+        # CSV holds runs only: the warnings go where a person reads them
+        for w in analysis.warnings:
+            sys.stderr.write(f"warning: {w.message}\n")
+    return (0 if analysis.verdict.passed else 1) if args.gate else 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``analyze``'s flags for another command that analyses (``export``), defaults included."""
+    p = argparse.ArgumentParser(prog="harness analyze")
+    configure(p)
+    return p.parse_args(argv)
+
+
+def build(args: argparse.Namespace):
+    """The ``report.Analysis`` of the sources and flags (what ``main`` renders)."""
     from harness.analysis import blocked, cuped, gate, nodes, report, stats
     from harness.data import sources
     from harness.groups import as_float
@@ -97,15 +119,7 @@ def main(args: argparse.Namespace) -> int:
                                if multi else [],
                                sequential=look, blocked=tests, cuped=probed,
                                sweeps=sweep_analyses(ds, control, settings, variance))
-    sys.stdout.write(report.render(args.format, analysis))
-    if args.plot:
-        from harness.analysis import plot  # matplotlib only when asked for
-        plot.plot(analysis, args.plot)
-    if args.format == "csv":
-        # CSV holds runs only: the warnings go where a person reads them
-        for w in analysis.warnings:
-            sys.stderr.write(f"warning: {w.message}\n")
-    return (0 if verdict.passed else 1) if args.gate else 0
+    return analysis
 
 
 def sweep_analyses(ds, control: str, settings: dict, variance) -> list:
