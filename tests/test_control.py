@@ -115,3 +115,15 @@ def test_record_folder_dates():
     assert upstream.folder_date("2025-01-16_Sub3Min") == dt.date(2025, 1, 16)
     assert upstream.folder_date("101024_Muon") == dt.date(2024, 10, 10)
     assert upstream.folder_date("2026-13-40-Nope") is None and upstream.folder_date("notes") is None
+
+
+def test_the_generated_copy_of_the_record_is_refused_its_code_is_no_python(tmp_path, cli):
+    # tests/fixtures/record_logs: the real record's shape (20 logs, both arms flat, a duplicate,
+    # a name with a space, a README quoting a log line), but the code at each log's top is
+    # filler that does not parse: the PR's logs are found, and refused as no usable log
+    track = tmp_path / "clone/records/track_1_short"
+    track.mkdir(parents=True)
+    (track / "2026-01-26-UntieValueEmbeddings").symlink_to(FIXTURES / "record_logs")
+    _one_line(cli("control", tmp_path / "clone", "--out", "ctl", cwd=tmp_path),
+              "2026-01-26-UntieValueEmbeddings: no usable log (none of the 10 finished logs embeds the script")
+    assert not (tmp_path / "ctl").exists()

@@ -106,8 +106,8 @@ def find_record(repo: Path, track: str, name: str | None = None) -> tuple[Record
     if len(same_day) > 1:   # one day, several records: the folder names cannot order them
         raise UserError(f"{folder}: {len(same_day)} records of {date} ({', '.join(same_day)}); "
                         f"name one with --record")
-    why = (f"record: {latest} (the latest of {len(dated)} dated folders in {folder.relative_to(repo)}; "
-           f"--record NAME picks another)")
+    among = f"the latest of {len(dated)} dated folders" if len(dated) > 1 else "the only dated folder"
+    why = f"record: {latest} ({among} in {folder.relative_to(repo)}; --record NAME picks another)"
     return Record(folder / latest, date, folder.name), why
 
 
