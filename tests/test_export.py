@@ -137,3 +137,12 @@ def test_refusals_are_one_line(tmp_path, cli, case):
     assert {"not-results": "not a results folder", "exists": "never overwrites",
             "two-treatments": "name the record's with --treatment"}[case] in r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_reproduce_names_the_control_when_a_plain_folder_would_pick_another():
+    from harness.cli.export import _reproduce
+    gate = {"target_loss": 3.28, "alpha_time": 0.001, "alpha_loss": 0.01}
+    assert _reproduce(Path("x/rec"), "H0", ["H0", "H1"], gate) == ("harness analyze rec", [])
+    # 'base' sorts after 'alt': the folder's first group would be the treatment
+    cmd, flags = _reproduce(Path("rec"), "base", ["base", "alt"], {**gate, "alpha_time": 0.005})
+    assert cmd == "harness analyze rec --control base --alpha-time 0.005"
