@@ -146,3 +146,33 @@ def test_reproduce_names_the_control_when_a_plain_folder_would_pick_another():
     # 'base' sorts after 'alt': the folder's first group would be the treatment
     cmd, flags = _reproduce(Path("rec"), "base", ["base", "alt"], {**gate, "alpha_time": 0.005})
     assert cmd == "harness analyze rec --control base --alpha-time 0.005"
+
+
+def test_the_method_paragraph_names_the_design_and_its_alphas(tmp_path, cli):
+    import analyze_builders as B
+    from harness.analysis.record_readme import RecordInfo, method_text
+    from harness.cli import analyze
+
+    def recs(base, hosts):
+        return [{"val_loss": 3.27 + i / 1e4, "train_time_s": base + i / 10, "host": h}
+                for i, h in enumerate(hosts)]
+    one = ["n1"] * 4
+    two = ["n1", "n2", "n1", "n2"]
+    info = RecordInfo(name="e", control="H0", treatment="H1", descriptions={}, script="s.py",
+                      logs={"H0": (4, 4), "H1": (4, 4)}, hardware=[], software=[], ran="", source="",
+                      exported="", reproduce="")
+    spec = {"runs": 4, "order": "interleaved"}
+    fixed = B.write_results(tmp_path / "fixed", {"H0": (1600, recs(98, one)), "H1": (1575, recs(97, one))})
+    a = analyze.build(analyze.parse([str(fixed)]))
+    text = method_text(spec, None, a, info)
+    assert text.startswith("A fixed-sample design: 4 runs per arm planned")
+    assert "Welch t-test that H1 is faster, at alpha 0.001" in text and "below 3.28, at alpha 0.01" in text
+    assert "borrowed" not in text and "nodes" not in text
+    seq = method_text(spec, {"method": "group-sequential t-tests"}, a, info)
+    assert seq.startswith("A sequential design (group-sequential, --until-decisive)") and "descriptive" in seq
+    assert "(anytime)" in method_text(spec, {"design": "anytime", "method": "e-processes"}, a, info)
+    spread = B.write_results(tmp_path / "nodes", {"H0": (1600, recs(98, two)), "H1": (1575, recs(97, two))})
+    b = analyze.build(analyze.parse([str(spread), "--known-loss-sigma", "0.0013"]))
+    text = method_text(spec, None, b, info)
+    assert "stratified Welch t-test of the difference within nodes" in text
+    assert "Sigma not from these runs alone: loss sigma 0.0013 known" in text

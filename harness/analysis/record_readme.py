@@ -35,7 +35,8 @@ def method_text(spec: dict, plan: dict | None, results: report.Analysis, info: R
     n = {a: info.logs[a][0] for a in (info.control, info.treatment)}
     design = spec.get("design") if isinstance(spec.get("design"), dict) else {}
     if plan is not None:
-        kind = plan.get("design") or design.get("kind") or "group-sequential (--until-decisive)"
+        kind = (plan.get("design") or ("step sweep, --until-decisive" if plan.get("kind") == "sweep" else None)
+                or design.get("kind") or "group-sequential, --until-decisive")
         head = (f"A sequential design ({kind}): a look after every run, stopping each arm once its "
                 f"question was decided ({plan.get('method', '')}); after an early stop the table's "
                 f"p-values are descriptive and the decisions under the gate are the test.")

@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from harness import thresholds as th
 from harness.data import upstream
 from harness.errors import UserError
 from harness.groups import hardware_text
@@ -65,8 +66,8 @@ def experiment_text(rec: upstream.Record, choice: upstream.Choice, script: str, 
         "",
         "[experiment]",
         f"name = {q(experiment_name(rec.path.name))}",
-        "target_loss = 3.28",
-        "runs = 10",
+        f"target_loss = {th.TARGET_LOSS}",
+        f"runs = {th.RUNS}",
         f"variance_from = {q(shown(choice.variance_from))}   # the record's logs"
         + (f" ({hw})" if hw else ""),
         "",
