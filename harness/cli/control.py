@@ -97,7 +97,7 @@ def experiment_text(rec: upstream.Record, choice: upstream.Choice, script: str, 
 
 def main(args) -> int:
     if not args.repo.is_dir():
-        raise UserError(f"{args.repo}: no such folder; pass a clone of the speedrun repository")
+        raise UserError(f"{args.repo}: not a folder; pass a clone of the speedrun repository")
     out_file = args.out / EXPERIMENT
     if out_file.exists():
         raise UserError(f"--out {args.out}: already holds {EXPERIMENT}; pass a new folder "

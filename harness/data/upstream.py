@@ -166,8 +166,9 @@ def choose_logs(record: Path, log: Path | None = None) -> Choice:
     """The record's own runs, and the first of their logs whose embedded code rebuilds."""
     try:
         ds = sources.load([str(record)], "folder")
-    except UserError:
-        raise UserError(f"{record}: no usable log (no finished speedrun log there); "
+    except UserError as e:     # no log at all, or one that cannot be read: say which
+        why = str(e).split(": ", 1)[-1].removesuffix("; check the path")
+        raise UserError(f"{record}: no usable log ({why}); "
                         f"pick another record with --record") from None
     why: list[str] = []
     if log is not None:
