@@ -65,7 +65,7 @@ def test_the_records_own_script_names_its_logs(tmp_path, cli, record_repo):
     (repo / UNTIE / "train_gpt.py").write_text(mrr.script_text(1600))
     r = cli("control", repo, "--out", "ctl", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "the 3 logs that embed its train_gpt.py are the PR's" in r.stderr
+    assert "the 3 logs that embed the folder's train_gpt.py are the PR's" in r.stderr
     assert "steps = 1600" in (tmp_path / "ctl/experiment.toml").read_text()
 
 
@@ -127,3 +127,24 @@ def test_the_generated_copy_of_the_record_is_refused_its_code_is_no_python(tmp_p
     _one_line(cli("control", tmp_path / "clone", "--out", "ctl", cwd=tmp_path),
               "2026-01-26-UntieValueEmbeddings: no usable log (none of the 10 finished logs embeds the script")
     assert not (tmp_path / "ctl").exists()
+
+
+def test_two_scripts_at_one_step_count_need_the_folders_script_or_log(tmp_path, cli, record_repo):
+    # both arms at one step count in one flat folder: nothing says which is the PR's ...
+    folder = tmp_path / "clone/records/track_1_short/2026-03-01-SameSteps"
+    folder.mkdir(parents=True)
+    for i, log in enumerate(sorted((record_repo / "records/track_1_short/2026-01-20-SplitArms")
+                                   .glob("baseline/*.txt"))):
+        text = log.read_text()
+        if i == 0:   # another script, as the PR's would be: one line of its code differs
+            text = text.replace("# A CPU stand-in", "# The PR's CPU stand-in", 1)
+        (folder / log.name).write_text(text)
+    _one_line(cli("control", tmp_path / "clone", "--out", "a", cwd=tmp_path),
+              "its 2 logs at 1600 steps embed 2 different scripts", "--log FILE")
+    # ... unless the folder keeps its script
+    pr = sorted(folder.glob("*.txt"))[0].read_text()
+    (folder / "train_gpt.py").write_text(pr[:pr.index("\n\n" + "-" * 40)])
+    r = cli("control", tmp_path / "clone", "--out", "b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "logs: 1 finished run; the 1 log that embeds the folder's train_gpt.py is the PR's" in r.stderr
+    assert "# The PR's CPU stand-in" in (tmp_path / "b/train_gpt.py").read_text()

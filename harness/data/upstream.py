@@ -134,6 +134,10 @@ def _pr_group(groups: list[Group], record: Path) -> tuple[Group, str]:
     return pr[0], f"{arm + '/' if arm else 'the folder'} holds the PR's runs ({base}: the baseline it beat)"
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _read_code(path: str) -> list[Embedded] | None:
     """The files a log embeds, or None when it embeds none (or is no text)."""
     try:
@@ -143,23 +147,34 @@ def _read_code(path: str) -> list[Embedded] | None:
         return None
 
 
-def _by_steps(runs: list[Run], record: Path) -> tuple[list[Run], str]:
-    """The runs of the record's step count, where one folder mixes the arms' logs."""
-    steps = Counter(r.record.expected_steps for r in runs)
-    if len(steps) == 1:
-        return runs, ""
-    counts = ", ".join(f"{n} at {s} steps" for s, n in sorted(steps.items(), reverse=True))
-    scripts = [p for p in sorted(record.glob("*.py")) if p.is_file()]
-    for script in scripts:     # the record's own script: the logs that embed it are its runs
+def _main_text(code: dict, r: Run) -> str | None:
+    files = code[r.source]
+    return files[0].text if files else None
+
+
+def _prs_runs(runs: list[Run], record: Path, code: dict) -> tuple[list[Run], str]:
+    """The PR's runs among those of one folder, which may mix both arms; and why."""
+    for script in sorted(p for p in record.glob("*.py") if p.is_file()):
+        # the record keeps its script: the logs that embed it are its runs, whatever their steps
         text = script.read_bytes().decode("utf-8", "replace")
-        mine = [r for r in runs if (_read_code(r.source) or [Embedded("", "")])[0].text == text]
+        mine = [r for r in runs if _main_text(code, r) == text]
         if mine:
-            return mine, (f"the folder mixes its arms ({counts}): the {len(mine)} logs that embed its "
-                          f"{script.name} are the PR's")
-    fewest = min(s for s in steps if s is not None)
-    return ([r for r in runs if r.record.expected_steps == fewest],
-            f"the folder mixes its arms ({counts}) and keeps no script: the {fewest}-step logs are "
-            f"taken as the PR's (a record that saves steps runs fewer; --log FILE picks another)")
+            return mine, (f"the {_n(len(mine), 'log')} that embed{'s' if len(mine) == 1 else ''} the "
+                          f"folder's {script.name} {'is' if len(mine) == 1 else 'are'} the PR's")
+    steps = Counter(r.record.expected_steps for r in runs)
+    why = ""
+    if len(steps) > 1:
+        counts = ", ".join(f"{n} at {s} steps" for s, n in sorted(steps.items(), reverse=True))
+        fewest = min(s for s in steps if s is not None)
+        runs = [r for r in runs if r.record.expected_steps == fewest]
+        why = (f"the folder mixes its arms ({counts}) and keeps no script: the {fewest}-step logs are "
+               f"taken as the PR's (a record that saves steps runs fewer; --log FILE picks another)")
+    scripts = {_main_text(code, r) for r in runs} - {None}
+    if len(scripts) > 1:     # both arms at one step count, and nothing says which is the PR
+        raise UserError(f"{record}: its {len(runs)} logs at {runs[0].record.expected_steps} steps embed "
+                        f"{len(scripts)} different scripts and the folder keeps none of them; "
+                        f"pass --log FILE to choose the PR's")
+    return runs, why
 
 
 def choose_logs(record: Path, log: Path | None = None) -> Choice:
@@ -170,6 +185,7 @@ def choose_logs(record: Path, log: Path | None = None) -> Choice:
         why = str(e).split(": ", 1)[-1].removesuffix("; check the path")
         raise UserError(f"{record}: no usable log ({why}); "
                         f"pick another record with --record") from None
+    code = {r.source: _read_code(r.source) for g in ds.groups for r in g.runs}
     why: list[str] = []
     if log is not None:
         runs = [r for g in ds.groups for r in g.runs if Path(r.source).resolve() == log.resolve()]
@@ -183,11 +199,11 @@ def choose_logs(record: Path, log: Path | None = None) -> Choice:
             raise UserError(f"{record}: no usable log (none of its logs has a final result); "
                             f"pick another record with --record")
         group, line = _pr_group(usable, record)
-        runs, mixed = _by_steps(group.runs, record)
-        why.append(f"logs: {len(runs)} finished runs; {mixed or line}")
+        runs, mixed = _prs_runs(group.runs, record, code)
+        why.append(f"logs: {_n(len(runs), 'finished run')}; {mixed or line}")
     chosen = None
     for r in sorted(runs, key=lambda r: r.source):
-        files = _read_code(r.source)
+        files = code[r.source]
         if files is not None:
             chosen = (r, files)
             break
@@ -195,7 +211,7 @@ def choose_logs(record: Path, log: Path | None = None) -> Choice:
         raise UserError(f"{record}: no usable log (none of the {len(runs)} finished logs embeds the script "
                         f"that wrote it); pick another record with --record")
     run, files = chosen
-    same = sum(1 for r in runs if (_read_code(r.source) or [None])[0] == files[0])
+    same = sum(1 for r in runs if _main_text(code, r) == files[0].text)
     why.append(f"script: rebuilt from {Path(run.source).name} ({' + '.join(f.name for f in files)}; "
                f"{same} of the {len(runs)} logs embed this {files[0].name})")
     hardware = Counter(r.hardware for r in runs if r.hardware is not None).most_common(1)
