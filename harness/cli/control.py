@@ -19,7 +19,6 @@ from harness.data import upstream
 from harness.errors import UserError
 from harness.groups import hardware_text
 from harness.logs.extract import extract
-from harness.records import atomic_write_text
 
 EXPERIMENT = "experiment.toml"
 DEFAULT_GPUS = 8     # the speedrun's node, when the logs do not say
@@ -109,7 +108,11 @@ def main(args) -> int:
     extract(choice.log, args.out)     # refuses, before writing, files that differ
     script = shown(args.out / choice.files[0].name)
     text = experiment_text(rec, choice, script, dt.date.today())
-    atomic_write_text(out_file, text)
+    try:
+        with open(out_file, "x") as f:     # "x": never over a file that appeared meanwhile
+            f.write(text)
+    except FileExistsError:
+        raise UserError(f"--out {args.out}: {EXPERIMENT} appeared while writing; pass a new folder") from None
     for f in choice.files:
         print(args.out / f.name)
     print(out_file)
