@@ -103,7 +103,7 @@ def test_harness_log_when_the_script_writes_none_and_a_failed_gate_warns(tmp_pat
     assert (tmp_path / "rec/H0/000-1.txt").read_bytes() == (tmp_path / "results/exp/H0/000-1/log.txt").read_bytes()
     assert (tmp_path / "rec/fake_train.py").is_file()
     readme = (tmp_path / "rec/README.md").read_text()
-    assert "gate: FAIL" in readme and "The gate did not pass: this is not a record." in readme
+    assert "gate: FAIL" in readme and "The gate did not pass H1: this is not a record." in readme
     a = cli("analyze", "rec", cwd=tmp_path)
     assert "\n".join(table_of(a.stdout)) in readme
     assert "(3 runs, 0 as the script wrote them, 3 the script's stdout as the harness kept it)" in readme
@@ -176,3 +176,45 @@ def test_the_method_paragraph_names_the_design_and_its_alphas(tmp_path, cli):
     text = method_text(spec, None, b, info)
     assert "stratified Welch t-test of the difference within nodes" in text
     assert "Sigma not from these runs alone: loss sigma 0.0013 known" in text
+
+
+def test_several_treatments_the_record_is_the_one_named(tmp_path, cli):
+    from conftest import STAND_INS, scripted
+    from harness.run.backends.memory import FakeRun
+    exp = tmp_path / "three.toml"
+    exp.write_text(f"""[experiment]
+name = "three"
+runs = 4
+
+[defaults]
+script = "{STAND_INS / 'fake_train.py'}"
+launcher = "python"
+
+[[hypothesis]]
+name = "H0"
+control = true
+steps = 20
+
+[[hypothesis]]
+name = "H1"
+steps = 18
+
+[[hypothesis]]
+name = "H2"
+description = "slower"
+steps = 20
+""")
+    cli.backend = cli.memory(scripted(steps={"H1": 18, "H2": 20},
+                                      H2=lambda i, a: FakeRun(val_loss=3.05, train_time_ms=10_500 + 10 * i)))
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    refused = cli("export", "results/three", "--out", "rec", cwd=tmp_path)
+    assert refused.returncode == 2 and "2 treatments (H1, H2)" in refused.stderr
+    r = cli("export", "results/three", "--out", "rec", "--treatment", "H1", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr      # H2's failed gate is not H1's
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir() if p.is_dir()) == ["H0", "H1"]
+    readme = (tmp_path / "rec/README.md").read_text()
+    assert "not a record" not in readme and "FAIL  H2  time" in readme     # the experiment's whole gate
+    a = cli("analyze", "rec", cwd=tmp_path)
+    assert "\n".join(table_of(a.stdout)) in readme
+    bad = cli("export", "results/three", "--out", "rec2", "--treatment", "H9", cwd=tmp_path)
+    assert bad.returncode == 2 and "its treatments are H1, H2" in bad.stderr

@@ -27,6 +27,14 @@ class RecordInfo:
     exported: str                # the date of the export
     reproduce: str               # the command that prints the table again
     extra_files: list[str] = field(default_factory=list)   # kernel files beside the script
+    passed: bool = False         # every gate criterion of the treatment passed
+
+
+def treatment_passed(results: report.Analysis, treatment: str) -> tuple[bool, list[str]]:
+    """Whether the gate passed the record's arm (others of the experiment aside), and what failed."""
+    mine = [c for c in results.verdict.criteria if c.hypothesis == treatment]
+    failed = [f"{c.hypothesis} {c.name}" for c in mine if not c.passed]
+    return bool(mine) and not failed, failed
 
 
 def method_text(spec: dict, plan: dict | None, results: report.Analysis, info: RecordInfo) -> str:
@@ -83,8 +91,8 @@ def readme(info: RecordInfo, table: report.Analysis, results: report.Analysis,
     if results.sequential is not None:
         out += report.sequential_lines(results.sequential)
     out += ["```", ""]
-    if not results.verdict.passed:
-        out += ["**The gate did not pass: this is not a record.**", ""]
+    if not info.passed:
+        out += [f"**The gate did not pass {t}: this is not a record.**", ""]
     warnings = results.warnings
     if warnings:
         out += ["Warnings of the analysis:", ""] + [f"- {w.message}" for w in warnings] + [""]

@@ -109,6 +109,7 @@ def main(args) -> int:
             raise UserError(f"{args.results}: the exported logs do not give the runs' recorded times "
                             f"({mine} against {theirs}); nothing was written")
         hardware, software, ran = _setup_lines(groups)
+        passed, failed = record_readme.treatment_passed(results, treatment)
         hyps = {h.get("name"): h for h in spec.get("hypotheses", [])}
         info = record_readme.RecordInfo(
             name=spec.get("name") or args.results.name, control=control, treatment=treatment,
@@ -116,7 +117,7 @@ def main(args) -> int:
             script=script_name, extra_files=[f.name for f in beside],
             logs={a: (len(v), sum(1 for x in v if x.own)) for a, v in logs.items()},
             hardware=hardware, software=software, ran=ran, source=str(args.results),
-            exported=dt.date.today().isoformat(), reproduce=reproduce)
+            exported=dt.date.today().isoformat(), reproduce=reproduce, passed=passed)
         text = record_readme.readme(info, table, results, spec, read_plan(args.results))
         ex.write_file(stage, "README.md", text.encode("utf-8"))
     except BaseException:
@@ -124,8 +125,7 @@ def main(args) -> int:
         raise
     ex.publish(stage, args.out)
     print(args.out)
-    if not results.verdict.passed:
-        failed = [f"{c.hypothesis} {c.name}" for c in results.verdict.criteria if not c.passed]
+    if not passed:
         reasons = (", ".join(failed) + " failed") if failed else "see its README"
         sys.stderr.write(f"warning: the gate did not pass ({reasons}); {args.out} is written, "
                          f"but it is not a record\n")
