@@ -97,7 +97,7 @@ def test_harness_log_when_the_script_writes_none_and_a_failed_gate_warns(tmp_pat
     assert cli("run", exp, cwd=tmp_path).returncode == 0
     r = cli("export", "results/exp", "--out", "rec", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stderr.startswith("warning: the gate did not pass (") and "it is not a record" in r.stderr
+    assert r.stderr.startswith("warning: the gate did not pass H1 (") and "it is not a record" in r.stderr
     names = sorted(p.name for p in (tmp_path / "rec" / "H0").iterdir())
     assert names == ["000-1.txt", "001-1.txt", "002-1.txt"]
     assert (tmp_path / "rec/H0/000-1.txt").read_bytes() == (tmp_path / "results/exp/H0/000-1/log.txt").read_bytes()
@@ -118,6 +118,12 @@ def test_the_table_flags_are_in_the_command_that_reproduces_it(tmp_path, cli):
     assert "`harness analyze rec --target-loss 3.5`" in readme
     a = cli("analyze", "rec", "--target-loss", "3.5", cwd=tmp_path)
     assert "\n".join(table_of(a.stdout)) in readme
+    # a log that no longer gives its record's figures: refused, nothing written, nothing left
+    log = tmp_path / "results/exp/H0/000-1/log.txt"
+    log.write_text(log.read_text().replace("train_time:10005ms", "train_time:10105ms"))
+    r = cli("export", "results/exp", "--out", "rec2", cwd=tmp_path)
+    assert r.returncode == 2 and "do not give the runs' recorded losses and times" in r.stderr
+    assert not (tmp_path / "rec2").exists() and not list(tmp_path.glob(".rec2*"))
 
 
 @pytest.mark.parametrize("case", ["not-results", "exists", "two-treatments"])

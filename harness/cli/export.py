@@ -16,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 from harness import thresholds as th
+from harness.analysis import record_readme
 from harness.data import export as ex
-from harness.data.store import is_results_folder, read_plan, read_spec
+from harness.data.store import is_results_folder, read_spec
 from harness.errors import UserError
 from harness.groups import hardware_text
 
@@ -62,8 +63,41 @@ def _reproduce(out: Path, control: str, names: list[str], settings: dict) -> tup
     return shlex.join(["harness", "analyze", out.name, *flags]), flags
 
 
+def _treatment(args, treatments: list[str]) -> str:
+    """The arm that is the record: the one named, else the only treatment."""
+    if args.treatment is not None:
+        if args.treatment not in treatments:
+            raise UserError(f"--treatment {args.treatment}: not a treatment of {args.results}; "
+                            f"its treatments are {', '.join(treatments)}")
+        return args.treatment
+    if len(treatments) != 1:
+        raise UserError(f"{args.results}: {len(treatments)} treatments ({', '.join(treatments)}); "
+                        f"name the record's with --treatment")
+    return treatments[0]
+
+
+def _figures(groups) -> dict:
+    """Each arm's (loss, time) pairs, as a multiset (run order aside; NaN compares as text)."""
+    return {g.name: Counter(zip(map(repr, g.losses), map(repr, g.times))) for g in groups}
+
+
+def _info(args, spec: dict, results, treatment: str, logs: dict, script_name: str, beside: list,
+          reproduce: str) -> record_readme.RecordInfo:
+    control = results.summary.control
+    groups = [results.dataset.group(control), results.dataset.group(treatment)]
+    hardware, software, ran = _setup_lines(groups)
+    hyps = {h.get("name"): h for h in spec.get("hypotheses", [])}
+    return record_readme.RecordInfo(
+        name=spec.get("name") or args.results.name, control=control, treatment=treatment,
+        descriptions={a: (hyps.get(a) or {}).get("description", "") for a in (control, treatment)},
+        script=script_name, extra_files=[f.name for f in beside],
+        logs={a: (len(v), sum(1 for x in v if x.own)) for a, v in logs.items()},
+        hardware=hardware, software=software, ran=ran, source=str(args.results),
+        exported=dt.date.today().isoformat(), reproduce=reproduce,
+        passed=record_readme.treatment_passed(results, treatment)[0])
+
+
 def main(args) -> int:
-    from harness.analysis import record_readme
     from harness.cli import analyze
 
     if not is_results_folder(args.results):
@@ -72,19 +106,8 @@ def main(args) -> int:
     spec = read_spec(args.results) or {}
     results = analyze.build(analyze.parse([str(args.results)]))
     s = results.summary
-    control = s.control
-    treatments = [r.name for r in s.treatments]
-    if args.treatment is not None:
-        if args.treatment not in treatments:
-            raise UserError(f"--treatment {args.treatment}: not a treatment of {args.results}; "
-                            f"its treatments are {', '.join(treatments)}")
-        treatment = args.treatment
-    elif len(treatments) == 1:
-        treatment = treatments[0]
-    else:
-        raise UserError(f"{args.results}: {len(treatments)} treatments ({', '.join(treatments)}); "
-                        f"name the record's with --treatment")
-    groups = [results.dataset.group(control), results.dataset.group(treatment)]
+    treatment = _treatment(args, [r.name for r in s.treatments])
+    groups = [results.dataset.group(s.control), results.dataset.group(treatment)]
     for g in groups:
         if len(g.runs) < 2:
             raise UserError(f"{args.results}: {g.name} has {len(g.runs)} finished runs; a record "
@@ -92,9 +115,9 @@ def main(args) -> int:
     logs = {g.name: ex.arm_logs(g) for g in groups}
     script_name, script = ex.snapshot(groups[1])
     beside = ex.embedded_beside(logs[treatment], script)
-
     settings = {"target_loss": s.target_loss, "alpha_time": s.alpha_time, "alpha_loss": s.alpha_loss}
-    reproduce, flags = _reproduce(args.out, control, [control, treatment], settings)
+    reproduce, flags = _reproduce(args.out, s.control, [s.control, treatment], settings)
+
     stage = ex.stage(args.out)
     try:
         for arm, arm_logs in logs.items():
@@ -103,30 +126,20 @@ def main(args) -> int:
         for f in beside:
             ex.write_file(stage, f.name, f.data)
         table = analyze.build(analyze.parse([str(stage), *flags]))
-        mine = {g.name: sorted(g.times) for g in table.groups}
-        theirs = {g.name: sorted(g.times) for g in groups}
-        if mine != theirs:     # the logs' figures are not the records': the table would lie
-            raise UserError(f"{args.results}: the exported logs do not give the runs' recorded times "
-                            f"({mine} against {theirs}); nothing was written")
-        hardware, software, ran = _setup_lines(groups)
-        passed, failed = record_readme.treatment_passed(results, treatment)
-        hyps = {h.get("name"): h for h in spec.get("hypotheses", [])}
-        info = record_readme.RecordInfo(
-            name=spec.get("name") or args.results.name, control=control, treatment=treatment,
-            descriptions={a: (hyps.get(a) or {}).get("description", "") for a in (control, treatment)},
-            script=script_name, extra_files=[f.name for f in beside],
-            logs={a: (len(v), sum(1 for x in v if x.own)) for a, v in logs.items()},
-            hardware=hardware, software=software, ran=ran, source=str(args.results),
-            exported=dt.date.today().isoformat(), reproduce=reproduce, passed=passed)
-        text = record_readme.readme(info, table, results, spec, read_plan(args.results))
+        if _figures(table.groups) != _figures(groups):   # the table would not be the runs'
+            raise UserError(f"{args.results}: the exported logs do not give the runs' recorded losses and "
+                            f"times (a script's own log that disagrees with its stdout?); nothing was written")
+        info = _info(args, spec, results, treatment, logs, script_name, beside, reproduce)
+        text = record_readme.readme(info, table, results, spec, results.dataset.sequential)
         ex.write_file(stage, "README.md", text.encode("utf-8"))
     except BaseException:
         ex.discard(stage)
         raise
     ex.publish(stage, args.out)
     print(args.out)
+    passed, failed = record_readme.treatment_passed(results, treatment)
     if not passed:
         reasons = (", ".join(failed) + " failed") if failed else "see its README"
-        sys.stderr.write(f"warning: the gate did not pass ({reasons}); {args.out} is written, "
+        sys.stderr.write(f"warning: the gate did not pass {treatment} ({reasons}); {args.out} is written, "
                          f"but it is not a record\n")
     return 0
