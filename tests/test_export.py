@@ -88,6 +88,12 @@ def test_readme_workflow_control_run_export(tmp_path, cli, record_repo):
     assert again.returncode == 2 and len(again.stderr.splitlines()) == 1 and "never overwrites" in again.stderr
     assert {p: p.read_bytes() for p in rec.rglob("*") if p.is_file()} == before
     assert not [p for p in rec.parent.iterdir() if p.name.startswith(".")]   # no staging folder left
+    # round trip: the exported folder is now the latest record, and control reads it back
+    r = cli("control", clone, "--out", "next", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "record: 2026-12-08-MyChange" in r.stderr
+    assert "the 3 logs that embed the folder's train_gpt_h1.py are the PR's" in r.stderr
+    assert (tmp_path / "next/train_gpt.py").read_text() == mrr.script_text(1550)
 
 
 def test_harness_log_when_the_script_writes_none_and_a_failed_gate_warns(tmp_path, cli):

@@ -147,12 +147,20 @@ def _read_code(path: str) -> list[Embedded] | None:
         return None
 
 
-def _main_text(code: dict, r: Run) -> str | None:
+class _Code(dict):
+    """The files each log embeds, parsed when first asked for (a record's logs are ~200 KB each)."""
+
+    def __missing__(self, source: str) -> list[Embedded] | None:
+        self[source] = _read_code(source)
+        return self[source]
+
+
+def _main_text(code: _Code, r: Run) -> str | None:
     files = code[r.source]
     return files[0].text if files else None
 
 
-def _prs_runs(runs: list[Run], record: Path, code: dict) -> tuple[list[Run], str]:
+def _prs_runs(runs: list[Run], record: Path, code: _Code) -> tuple[list[Run], str]:
     """The PR's runs among those of one folder, which may mix both arms; and why."""
     for script in sorted(p for p in record.glob("*.py") if p.is_file()):
         # the record keeps its script: the logs that embed it are its runs, whatever their steps
@@ -185,7 +193,7 @@ def choose_logs(record: Path, log: Path | None = None) -> Choice:
         why = str(e).split(": ", 1)[-1].removesuffix("; check the path")
         raise UserError(f"{record}: no usable log ({why}); "
                         f"pick another record with --record") from None
-    code = {r.source: _read_code(r.source) for g in ds.groups for r in g.runs}
+    code = _Code()
     why: list[str] = []
     if log is not None:
         runs = [r for g in ds.groups for r in g.runs if Path(r.source).resolve() == log.resolve()]
