@@ -148,3 +148,9 @@ def test_two_scripts_at_one_step_count_need_the_folders_script_or_log(tmp_path, 
     assert r.returncode == 0, r.stderr
     assert "logs: 1 finished run; the 1 log that embeds the folder's train_gpt.py is the PR's" in r.stderr
     assert "# The PR's CPU stand-in" in (tmp_path / "b/train_gpt.py").read_text()
+
+
+def test_the_records_folder_itself_may_be_given(tmp_path, cli, record_repo):
+    r = cli("control", record_repo / "records", "--track", "track_1_short", "--out", "ctl", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("record: 2026-01-26-UntieValueEmbeddings")

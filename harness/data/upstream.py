@@ -73,6 +73,8 @@ def folder_date(name: str) -> dt.date | None:
 def track_folder(repo: Path, track: str) -> Path:
     """``records/track_<n>_<track>`` of a clone (``track`` may also be the folder's whole name)."""
     root = repo / RECORDS
+    if not root.is_dir() and any(_TRACK.fullmatch(d.name) for d in repo.iterdir() if d.is_dir()):
+        root = repo          # the records/ folder itself was given
     if not root.is_dir():
         raise UserError(f"{repo}: has no {RECORDS}/ folder; pass a clone of the speedrun repository "
                         f"(git clone https://github.com/KellerJordan/modded-nanogpt)")
@@ -107,7 +109,7 @@ def find_record(repo: Path, track: str, name: str | None = None) -> tuple[Record
         raise UserError(f"{folder}: {len(same_day)} records of {date} ({', '.join(same_day)}); "
                         f"name one with --record")
     among = f"the latest of {len(dated)} dated folders" if len(dated) > 1 else "the only dated folder"
-    why = f"record: {latest} ({among} in {folder.relative_to(repo)}; --record NAME picks another)"
+    why = f"record: {latest} ({among} in {folder}; --record NAME picks another)"
     return Record(folder / latest, date, folder.name), why
 
 
