@@ -88,6 +88,10 @@ class Dataset:
     runs: int | None = None
     known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
     variance_from: str | None = None
+    # names a group would have under the other --group-by of plain log folders: name -> that
+    # grouping ("folder" or "steps"), so a flag that names none of today's groups can say so
+    other_grouping: dict = field(default_factory=dict)
+    renamed: dict = field(default_factory=dict)     # --name OLD=NEW: old name -> new
 
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""

@@ -130,7 +130,7 @@ def nan_to_none(obj):
     return obj
 
 
-def _umask() -> int:
+def umask() -> int:
     try:  # thread-safe read (Linux); os.umask can only read by setting
         with open("/proc/self/status") as f:
             for line in f:
@@ -152,7 +152,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes 0600; records are for the team: 0666 less the umask, as open() would
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

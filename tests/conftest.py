@@ -209,3 +209,12 @@ def cli(monkeypatch, capsys, memory):
     c = Cli()
     c.memory = memory
     return c
+
+
+@pytest.fixture(scope="session")
+def record_repo(tmp_path_factory):
+    """A fake clone of the speedrun repository (tests/fixtures/make_record_repo.py), made once;
+    tests copy what they change."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+    import make_record_repo
+    return make_record_repo.build(tmp_path_factory.mktemp("speedrun-clone"))

@@ -430,3 +430,55 @@ def test_closed_pipe_is_not_a_traceback():
     p.stdout.close()  # before the child has printed anything: its writes fail with EPIPE
     err = p.stderr.read().decode()
     assert p.wait() == 141 and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------- naming groups (issue 29)
+
+def test_control_by_a_step_count_without_group_by_says_which_grouping_has_it(capsys, in_root):
+    err = _one_line_error(capsys, RECORD, "--control", "1600")
+    assert err.startswith("error: --control 1600: no such group; the groups are record_logs; ")
+    assert "use --group-by steps (the groups would be 1600, 1575)" in err
+    err = _one_line_error(capsys, RECORD, "--group-by", "steps", "--control", "record_logs")
+    assert "record_logs is a folder of these logs: use --group-by folder" in err
+    # a name no grouping has gets the list alone
+    err = _one_line_error(capsys, RECORD, "--control", "1234")
+    assert err.rstrip().endswith("the groups are record_logs")
+
+
+def test_name_groups_of_logs_and_control_by_either_name(capsys, in_root):
+    for control in ("H0", "1600"):
+        code, out, err = run(capsys, RECORD, "--group-by", "steps", "--name", "1600=H0",
+                             "--name", "1575=H1", "--control", control)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[1].startswith("H0 ") and lines[2].startswith("H1 ")
+        assert [l[17:].strip() for l in lines[1:3]] == REFERENCE_ROWS
+        assert "H0:\n  losses = " in out and "1600:" not in out
+
+
+def test_bad_names_are_one_line(capsys, in_root):
+    base = [RECORD, "--group-by", "steps"]
+    assert "write OLD=NEW" in _one_line_error(capsys, *base, "--name", "1600")
+    assert "1234 is no group" in _one_line_error(capsys, *base, "--name", "1234=H0")
+    assert "already names another group" in _one_line_error(capsys, *base, "--name", "1600=H0",
+                                                            "--name", "1575=H0")
+    assert "the new name" in _one_line_error(capsys, *base, "--name", "1600= H0")
+
+
+def test_name_refuses_a_results_folders_hypotheses(capsys, tmp_path):
+    recs = [{"val_loss": 3.27, "train_time_s": 98.0 + i / 10} for i in range(3)]
+    root = B.write_results(tmp_path / "exp", {"H0": (1600, recs), "H1": (1575, recs)})
+    err = _one_line_error(capsys, root, "--name", "H0=base")
+    assert "named by its experiment" in err
+
+
+def test_record_folder_with_baseline_and_this_pr_is_two_arms_and_names_them(capsys, tmp_path):
+    B.write_group(tmp_path / "rec" / "baseline", H0_LOSSES[:4], H0_TIMES[:4], steps=1600)
+    B.write_group(tmp_path / "rec" / "this_pr", H1_LOSSES[:4], H1_TIMES[:4], steps=1575, seed=10)
+    code, out, err = run(capsys, tmp_path / "rec")
+    assert code == 0, err
+    assert [l.split()[0] for l in out.splitlines()[1:3]] == ["baseline", "this_pr"]
+    code, out, err = run(capsys, tmp_path / "rec", "--name", "baseline=H0", "--name", "this_pr=H1",
+                         "--control", "H0")
+    assert code == 0, err
+    assert [l.split()[:3] for l in out.splitlines()[1:3]] == [["H0", "4", "1600"], ["H1", "4", "1575"]]

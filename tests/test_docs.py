@@ -87,3 +87,13 @@ def test_log_format_and_statistics_docs_exist_and_are_linked_from_the_readme():
         # a row of the definitions table: its first cell names the column
         assert any(line.startswith("| ") and column in [c.strip() for c in line.split("|")[1].split(",")]
                    for line in stats.splitlines()), f"docs/statistics.md does not define {column}"
+
+
+def test_the_readme_is_a_start_page_that_links_every_doc():
+    # the long explanations live in docs/, each reachable from one line of the README
+    readme = (ROOT / "README.md").read_text()
+    unlinked = [p.name for p in sorted(DOCS.glob("*.md")) if f"(docs/{p.name})" not in readme]
+    assert not unlinked, "README.md links no line to: " + ", ".join(unlinked)
+    assert len(readme.splitlines()) <= 120, "README.md is a start page: move long explanations to docs/"
+    for section in ("## Quick start", "## Workflow", "## Commands"):
+        assert section in readme

@@ -3,6 +3,8 @@
 The logs here are written the way the records write them: a small script that reads
 itself and the kernel file beside it, logs that text, a rule, then its run output."""
 import hashlib
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +136,16 @@ def test_several_appended_files_in_order():
     files = parse_embedded(code + "\n" + "=" * 100 + "\nRunning Python 3\n")
     assert [(f.name, f.text) for f in files] == [
         ("train_gpt.py", "print0(code)\n"), ("a.py", "A = 1\n"), ("b.py", "B = 2")]
+
+
+def test_extracted_files_have_ordinary_permissions(tmp_path, cli):
+    # mkstemp's 0600 made a rebuilt script unreadable to the group (issue 25)
+    _, log = make_log(tmp_path, PRINT_SCRIPT, KERNELS)
+    old = os.umask(0o022)
+    try:
+        r = cli("extract", log, "--out", tmp_path / "out", cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    assert modes == {"train_gpt.py": 0o644, "triton_kernels.py": 0o644}

@@ -200,6 +200,11 @@ def _gate_tail(v: Verdict) -> str:
     return f"gate: FAIL ({n} criteri{'a' if n > 1 else 'on'} failed)"
 
 
+def gate_lines(a: Analysis) -> list[str]:
+    """The gate's verdict as ``--gate`` prints it: head, one line per criterion, tail."""
+    return _gate_lines(a)
+
+
 def _gate_lines(a: Analysis) -> list[str]:
     v = a.verdict
     borrowed = [a.summary.variance_line] if a.summary.variance_line else []   # what the p-values used

@@ -28,6 +28,8 @@ COMMANDS = {
     "plan": ("harness.cli.plan", "runs per arm needed, fixed and sequential designs"),
     "simulate": ("harness.cli.simulate", "Monte Carlo of the sequential procedure"),
     "extract": ("harness.cli.extract", "rebuild the training script and kernel files a speedrun log embeds"),
+    "control": ("harness.cli.control", "the control of a new experiment from the latest record of a speedrun clone"),
+    "export": ("harness.cli.export", "a results folder as a record folder of the speedrun repository"),
 }
 
 

@@ -20,6 +20,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "or a folder of logs")
     p.add_argument("--control", metavar="NAME",
                    help="control group (default: the experiment's control, else the first group)")
+    p.add_argument("--name", action="append", metavar="OLD=NEW",
+                   help="rename a group of logs, e.g. --name 1600=H0 --name 1575=H1 with --group-by steps "
+                        "(repeat it; --control may then use either name)")
     p.add_argument("--loss-control", metavar="NAME",
                    help="group that Loss +/- is measured against (default: the control)")
     p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
@@ -44,6 +47,28 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.analysis import report
+    analysis = build(args)
+    sys.stdout.write(report.render(args.format, analysis))
+    if args.plot:
+        from harness.analysis import plot  # matplotlib only when asked for
+        plot.plot(analysis, args.plot)
+    if args.format == "csv":
+        # CSV holds runs only: the warnings go where a person reads them
+        for w in analysis.warnings:
+            sys.stderr.write(f"warning: {w.message}\n")
+    return (0 if analysis.verdict.passed else 1) if args.gate else 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``analyze``'s flags for another command that analyses (``export``), defaults included."""
+    p = argparse.ArgumentParser(prog="harness analyze")
+    configure(p)
+    return p.parse_args(argv)
+
+
+def build(args: argparse.Namespace):
+    """The ``report.Analysis`` of the sources and flags (what ``main`` renders)."""
     from harness.analysis import blocked, cuped, gate, nodes, report, stats
     from harness.data import sources
     from harness.groups import as_float
@@ -51,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
         raise UserError(f"--plot {args.plot}: its folder does not exist")
     ds = sources.load(args.sources, args.group_by)
+    sources.rename(ds, args.name)
     names = [g.name for g in ds.groups]
     control = sources.group_named(ds, "--control", args.control) if args.control else \
         (ds.control if ds.control in names else None) or names[0]
@@ -93,15 +119,7 @@ def main(args: argparse.Namespace) -> int:
                                if multi else [],
                                sequential=look, blocked=tests, cuped=probed,
                                sweeps=sweep_analyses(ds, control, settings, variance))
-    sys.stdout.write(report.render(args.format, analysis))
-    if args.plot:
-        from harness.analysis import plot  # matplotlib only when asked for
-        plot.plot(analysis, args.plot)
-    if args.format == "csv":
-        # CSV holds runs only: the warnings go where a person reads them
-        for w in analysis.warnings:
-            sys.stderr.write(f"warning: {w.message}\n")
-    return (0 if verdict.passed else 1) if args.gate else 0
+    return analysis
 
 
 def sweep_analyses(ds, control: str, settings: dict, variance) -> list:

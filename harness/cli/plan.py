@@ -15,16 +15,14 @@ def _std(xs: list[float]) -> float:
     m = sum(xs) / len(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
-def scenarios_from_results(path: str, group_by: str = "folder",
-                           control: str | None = None) -> tuple[list[dict], dict]:
+def scenarios_from_results(path: str, group_by: str = "folder", control: str | None = None,
+                           names: list[str] | None = None) -> tuple[list[dict], dict]:
     """One scenario per treatment, estimated from a results folder (or log folders)."""
     from harness.data import sources
     ds = sources.load([path], group_by)
+    sources.rename(ds, names)
     if control is not None:
-        if ds.group(control) is None:
-            raise UserError(f"--control {control}: no such group; the groups are "
-                            f"{', '.join(g.name for g in ds.groups)}")
-        ds.control = control
+        ds.control = sources.group_named(ds, "--control", control)
     control = ds.control or ds.groups[0].name
     cgroup = ds.group(control)
     if cgroup is None:
@@ -69,6 +67,8 @@ def configure(p) -> None:
     p.add_argument("--group-by", choices=("folder", "steps"), default="folder",
                    help="a plain folder of logs: groups by subfolder or by final step count")
     p.add_argument("--control", help="the control group (default: the experiment's, else the first)")
+    p.add_argument("--name", action="append", metavar="OLD=NEW",
+                   help="rename a group of logs, e.g. --name 1600=H0 --name 1575=H1 (repeat it)")
     p.add_argument("--power", type=float, default=0.9, help="wanted power of each criterion (default 0.9)")
     p.add_argument("--min-effect", type=float, help="seconds the treatment must gain (sequential futility)")
     p.add_argument("--max-runs", type=int, help="most runs per arm of the sequential design (default: the fixed n)")
@@ -147,7 +147,7 @@ def main(args) -> int:
     if args.results:
         if not Path(args.results).exists():
             raise UserError(f"{args.results}: no such results folder; give a folder with spec.json or use the flags")
-        scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control)
+        scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control, args.name)
         for sc in scenarios:  # flags override the estimates; estimated sigmas become their UCB
             nc, nt = sc["runs"]
             for key, n in (("time_sigma", nc), ("treatment_time_sigma", nt), ("loss_sigma", sc["loss_runs"])):

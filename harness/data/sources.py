@@ -55,12 +55,52 @@ def _label_problem(name: str) -> str:
 
 
 def group_named(ds: Dataset, flag: str, name: str) -> str:
-    """The group a flag names (as shown, or as written unquoted); UserError if none."""
-    g = ds.group(name)
+    """The group a flag names (as shown, as written unquoted, or by its name before
+    ``--name``); UserError if none, saying which ``--group-by`` would make it one."""
+    g = ds.group(name) or ds.group(ds.renamed.get(name, ds.renamed.get(label(name), "")))
     if g is None:
         raise UserError(f"{flag} {label(name)}: no such group; the groups are "
-                        f"{', '.join(g.name for g in ds.groups)}")
+                        f"{', '.join(g.name for g in ds.groups)}{regroup_hint(ds, name)}")
     return g.name
+
+
+def regroup_hint(ds: Dataset, name: str) -> str:
+    """'; add --group-by steps ...' when the other grouping of the log folders has ``name``."""
+    mode = ds.other_grouping.get(name)
+    if mode is None:
+        return ""
+    would = [k for k, m in ds.other_grouping.items() if m == mode]
+    what = "a final step count" if mode == "steps" else "a folder"
+    return (f"; {label(name)} is {what} of these logs: use --group-by {mode} (the groups would be "
+            f"{', '.join(label(k) for k in would)}), and --name {label(name)}=H0 to name it")
+
+
+def rename(ds: Dataset, pairs: list[str] | None) -> None:
+    """Apply ``--name OLD=NEW`` to groups of logs (a results folder's names are its experiment's)."""
+    for pair in pairs or []:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise UserError(f"--name {pair}: write OLD=NEW, e.g. --name 1600=H0")
+        g = ds.group(old)
+        if g is None:
+            raise UserError(f"--name {pair}: {label(old)} is no group; the groups are "
+                            f"{', '.join(x.name for x in ds.groups)}{regroup_hint(ds, old)}")
+        if g.kind == "results":
+            raise UserError(f"--name {pair}: {g.name} is a hypothesis of the results folder {g.origin}, "
+                            f"named by its experiment; --name renames groups of logs")
+        why = _label_problem(new)
+        if why:
+            raise UserError(f"--name {pair}: the new name {why}; give a name such as H0")
+        new = label(new)
+        other = ds.group(new)
+        if other is not None and other is not g:
+            raise UserError(f"--name {pair}: {new} already names another group; pick another name")
+        ds.renamed[g.name] = new
+        if ds.control == g.name:
+            ds.control = new
+        g.name = new
+        for r in g.runs + g.failed:
+            r.record.hypothesis = new
 
 
 def split_hint(g: Group, group_by: str, srcs: list[str], prog: str) -> str:
@@ -96,7 +136,8 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
             root = path if os.path.isdir(path) else None
             pending += [(p, _folder_key(p, root), i, group_by == "steps") for p in _files(path, src)]
         kinds[i] = kind
-    from_logs = _load_logs(pending, sources, ds, log_sources) if log_sources else {}
+    plain = {i for i, k in kinds.items() if k == "plain"}
+    from_logs = _load_logs(pending, sources, ds, log_sources, plain) if log_sources else {}
     # groups in the order of the sources that brought them
     for i in range(len(sources)):
         for g in from_results.get(i, []) + from_logs.get(i, []):
@@ -105,6 +146,8 @@ def load(sources: list[str], group_by: str = "folder") -> Dataset:
                                 f"name them apart with NAME=PATH")
             g.kind = kinds[i]
             ds.groups.append(g)
+    for g in ds.groups:    # a name that is a group today needs no hint
+        ds.other_grouping.pop(g.name, None)
     ds.warnings += hardware_warnings(ds.groups) + software_warnings(ds.groups)
     if not ds.groups:
         raise UserError(f"no speedrun logs in {' '.join(sources)} (looked for {'/'.join(LOG_SUFFIXES)} "
@@ -282,10 +325,12 @@ def _died_early(s: LogSummary) -> bool:
 
 
 def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
-               ds: Dataset, log_sources: set[int]) -> dict[int, list[Group]]:
+               ds: Dataset, log_sources: set[int], plain: set[int] = frozenset()) -> dict[int, list[Group]]:
     """Parse the logs and group them; returns the groups by the source that first named them.
 
     ``log_sources``: the sources that name logs; one that gives none is an error naming it.
+    ``plain``: the sources that are plain folders, whose groups the other --group-by would
+    name otherwise (``ds.other_grouping``).
     """
     parsed = _parse_all([p for p, _, _, _ in pending])
     seen: dict[tuple[str, int], str] = {}     # (sha256, run in file) -> first path
@@ -326,6 +371,9 @@ def _load_logs(pending: list[tuple[str, str, int, bool]], sources: list[str],
                                                                  f"{seen[s.sha256, 0]}; counted once"))
                 continue
             seen[s.sha256, s.part] = path
+            if src in plain and (by_steps or s.total_steps is not None):
+                alt = key if by_steps else str(s.total_steps)
+                ds.other_grouping.setdefault(alt, "folder" if by_steps else "steps")
             k = key
             if by_steps:
                 k = str(s.total_steps)

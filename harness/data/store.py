@@ -43,6 +43,7 @@ SEQUENTIAL_FILE = "sequential.json"
 SPEC_FILE = "spec.json"     # the frozen experiment; its presence makes a folder a results folder
 LAUNCH_FILE = "launch.json"
 RESULT_FILE = "result.json"
+SCRIPT_FILES = "script-files"   # the run's scratch cwd: what the script wrote there stays (run/attempt.py)
 PROBE_FILE = "probe.json"   # written by the speed probe inside the run (harness/run/probe.py)
 
 # The schema_version of each JSON file the store writes. Raise one when the meaning of a

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.spec import Experiment, Hypothesis
-from harness.data.store import PROBE_FILE, Store
+from harness.data.store import PROBE_FILE, SCRIPT_FILES, Store
 from harness.run.backends.base import Handle, LaunchSpec
 from harness.run.tail import Tail
 
-SCRIPT_FILES = "script-files"   # what the script wrote in its working directory, kept per attempt
 RUN_MARKER = "HARNESS_RUN_DIR"  # in every run's environment: finds its processes, even detached ones
 
 
