@@ -179,6 +179,19 @@ def gpu_totals(records) -> GpuTotals:
     return GpuTotals(n, unknown, spent, train)
 
 
+def median_phases(records) -> dict | None:
+    """Each phase's median over the ``records`` that have it (None: no record has phases)."""
+    with_phases = [r.phases for r in records if r.phases]
+    if not with_phases:
+        return None
+    out = {}
+    for key in PHASE_KEYS:
+        xs = sorted(p[key] for p in with_phases if p.get(key) is not None)
+        n = len(xs)
+        out[key] = None if not n else round(xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2, 3)
+    return out
+
+
 def dumps(obj) -> str:
     """JSON for a record file: NaN and infinity become null (JSON has neither)."""
     return json.dumps(nan_to_none(obj), indent=2, allow_nan=False)

@@ -121,3 +121,35 @@ def test_a_real_local_run_splits_its_wall_time_plausibly(tmp_path):
         assert 0 <= p["to_first_output_s"] <= p["to_first_step_s"] and 0 <= p["teardown_s"] < 1.0
         assert rec.gpu_s == rec.wall_s and rec.gpus_used == 1
     assert "GPU-seconds" in out.stderr and "of which timed training" in out.stderr
+
+
+def test_status_shows_each_hypothesis_gpu_seconds_and_overhead(tmp_path, memory, cli):
+    _one_run(tmp_path, memory, FakeRun(log_text=LOG, polls=11, log_polls=8), nproc=2)
+    res = tmp_path / "results" / "exp"
+    out = cli("status", res, cwd=tmp_path)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("cost (every attempt"))
+    assert lines[start + 1].split() == ["hypothesis", "GPU-seconds", "training", "overhead", "attempts"]
+    # 11 s of wall on 2 GPUs; 2.5 s of timed training: 1 - 5/22 overhead
+    assert lines[start + 2].split() == ["H0", "22.0", "5.0", "77%", "1"]
+    # a record of schema 1 has no cost: n/a, never a zero
+    for p in res.glob("H1/*/result.json"):
+        data = json.loads(p.read_text())
+        data = {k: v for k, v in data.items() if k not in ("gpu_s", "gpus_used", "phases", "schema_version")}
+        p.write_text(json.dumps(data))
+    lines = cli("status", res, cwd=tmp_path).stdout.splitlines()
+    assert lines[start + 3].split() == ["H1", "n/a", "n/a", "n/a", "1"]
+
+
+def test_harness_run_ends_with_the_gpu_seconds_spent(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1, h0_args={"num_iterations": 3}, h1_args={"num_iterations": 3})
+    cli.backend = cli.memory(scripted(steps={"H0": 3, "H1": 3}, H0=FakeRun(log_text=LOG, polls=11, log_polls=8),
+                                      H1=[FakeRun(failed=True, polls=4), FakeRun(log_text=LOG, polls=11, log_polls=8)]),
+                             tick_s=1.0)
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # three attempts: 11 + 4 + 11 s; timed training 2.5 + 2.5 s (the failed one's 10 steps of
+    # 98 s / 20 before its crash: 49 s of train_time in 4 s of wall is the fake's own figure)
+    line = next(x for x in out.stderr.splitlines() if x.startswith("GPU-seconds spent"))
+    assert line.startswith("GPU-seconds spent 26.0 over 3 attempts (every status), of which timed training")
