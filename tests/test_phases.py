@@ -153,3 +153,12 @@ def test_harness_run_ends_with_the_gpu_seconds_spent(tmp_path, cli):
     # 98 s / 20 before its crash: 49 s of train_time in 4 s of wall is the fake's own figure)
     line = next(x for x in out.stderr.splitlines() if x.startswith("GPU-seconds spent"))
     assert line.startswith("GPU-seconds spent 26.0 over 3 attempts (every status), of which timed training")
+
+
+def test_a_timed_out_attempt_is_charged_to_its_kill(tmp_path, memory):
+    # a hang prints half its log at once, then nothing: killed at the first poll past 5 s
+    rec, _ = _one_run(tmp_path, memory, FakeRun(log_text=LOG, polls=math.inf), retries=0, timeout_s=5)
+    assert rec.status == "timeout" and rec.wall_s == 6.0 and rec.gpu_s == 6.0
+    p = rec.phases
+    assert p["to_first_step_s"] == 0.0 and p["train_s"] == 0.0     # its step 0, read before the first poll
+    assert p["after_last_step_s"] == 6.0
