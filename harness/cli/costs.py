@@ -11,6 +11,7 @@ from harness.errors import UserError
 from harness.records import COMPLETED, median_phases
 
 EXAMPLE = "--run-cost startup=60,train=98,after=5,teardown=2 --gpus 8"
+NONE_GIVEN = f"give --costs-from RESULTS (a folder whose runs recorded their phases) or {EXAMPLE}"
 
 
 def configure(p) -> None:

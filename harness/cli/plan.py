@@ -175,6 +175,8 @@ def main(args) -> int:
                                    args.max_runs, args.sims, args.seed) for sc in scenarios]}
     roles = {a: role for sc in scenarios for a, role in ((sc["control"], "control"), (sc["name"], "treatment"))}
     run_costs = costs.run_costs(args, roles, args.results)
+    if run_costs is None:
+        res["treatments"][-1]["gpu_hours_lines"] = [f"  GPU-hours: n/a (no run cost: {costs.NONE_GIVEN})"]
     for r in res["treatments"] if run_costs is not None else []:
         gh = costs.hours(cost.plan_designs(r, r["control"], r["name"]), run_costs, args)
         r["gpu_hours"] = costs.to_json(gh, {a: run_costs[a] for a in (r["control"], r["name"])})
