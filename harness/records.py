@@ -59,6 +59,12 @@ class RunRecord:
     probe_s: float | None = None     # the speed probe's time before this run (speed_probe = true)
     error: str = ""                  # the script's own error line, when it failed
     retryable: bool = True           # False: the failure would repeat (usage error, missing file)
+    # schema 2: what the attempt cost. gpu_s = wall_s x the GPUs it held (nproc_per_node x
+    # nodes); phases: its time split by the log lines' arrival (PHASE_KEYS; docs/results-folder.md).
+    # None: not known (a record of schema 1, a plain log read by analyze)
+    gpu_s: float | None = None
+    gpus_used: int | None = None
+    phases: dict | None = None
 
     def to_json(self) -> str:
         return dumps(dataclasses.asdict(self))
@@ -110,9 +116,80 @@ _SHAPES = {
     "command": lambda v: isinstance(v, list), "backend": _REQUIRED_STR, "job_id": _REQUIRED_STR,
     "message": _REQUIRED_STR, "log": _REQUIRED_STR, "error": _REQUIRED_STR,
     "retryable": lambda v: isinstance(v, bool),
+    "gpu_s": _is_num, "gpus_used": lambda v: _is_int(v) and v >= 1,
+    "phases": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and (x is None or _is_num(x)) for k, x in v.items()),
     "val_curve": lambda v: isinstance(v, list) and all(
         isinstance(p, list) and len(p) == 2 and all(x is None or _is_num(x) for x in p) for p in v),
 }
+
+
+# The phases of an attempt, in time order from its launch (seconds; docs/results-folder.md).
+# to_first_step_s + between_steps_s + train_s + after_last_step_s = wall_s; teardown_s
+# follows the process's exit. to_first_output_s and warmup_s are parts of to_first_step_s.
+PHASE_KEYS = ("to_first_output_s", "warmup_s", "to_first_step_s", "between_steps_s", "train_s",
+              "after_last_step_s", "teardown_s")
+
+
+@dataclass(frozen=True)
+class GpuTotals:
+    """GPU-seconds of a set of attempts (every status): spent, of which timed training."""
+
+    attempts: int           # attempts counted (their gpu_s known)
+    unknown: int            # attempts without gpu_s (records of schema 1, plain logs)
+    gpu_s: float
+    train_gpu_s: float      # train_s x the attempt's GPUs
+
+    @property
+    def overhead_share(self) -> float | None:
+        """The share of the GPU-seconds that were not timed training; None when nothing was spent."""
+        return None if self.gpu_s <= 0 else max(0.0, 1.0 - self.train_gpu_s / self.gpu_s)
+
+    def to_dict(self) -> dict:
+        return {"attempts": self.attempts, "unknown": self.unknown, "gpu_s": round(self.gpu_s, 3),
+                "train_gpu_s": round(self.train_gpu_s, 3),
+                "overhead_share": None if self.overhead_share is None else round(self.overhead_share, 4)}
+
+    def line(self) -> str:
+        """One line for people: 'GPU-seconds spent 1234.5 over 20 attempts (every status), of which
+        timed training 400.0 (overhead 68%)'."""
+        if not self.attempts:
+            return "GPU-seconds n/a (no attempt has its cost recorded)"
+        share = self.overhead_share
+        text = (f"GPU-seconds spent {self.gpu_s:.1f} over {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+                " (every status), "
+                f"of which timed training {self.train_gpu_s:.1f}"
+                + (f" (overhead {100 * share:.0f}%)" if share is not None else ""))
+        return text + (f"; {self.unknown} without a recorded cost" if self.unknown else "")
+
+
+def gpu_totals(records) -> GpuTotals:
+    """The GPU-seconds of ``records`` (failed, timed-out and interrupted attempts included)."""
+    n = unknown = 0
+    spent = train = 0.0
+    for r in records:
+        if r.gpu_s is None:
+            unknown += 1
+            continue
+        n += 1
+        spent += r.gpu_s
+        t = (r.phases or {}).get("train_s")
+        if t is not None and r.gpus_used:
+            train += t * r.gpus_used
+    return GpuTotals(n, unknown, spent, train)
+
+
+def median_phases(records) -> dict | None:
+    """Each phase's median over the ``records`` that have it (None: no record has phases)."""
+    with_phases = [r.phases for r in records if r.phases]
+    if not with_phases:
+        return None
+    out = {}
+    for key in PHASE_KEYS:
+        xs = sorted(p[key] for p in with_phases if p.get(key) is not None)
+        n = len(xs)
+        out[key] = None if not n else round(xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2, 3)
+    return out
 
 
 def dumps(obj) -> str:

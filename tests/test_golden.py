@@ -28,11 +28,20 @@ def check_golden(name: str, text: str):
     assert text == path.read_text(), f"output differs from {path} (UPDATE_GOLDEN=1 regenerates)"
 
 
+def _cost(train_s: float, i: int) -> dict:
+    """What a run on 8 GPUs cost (result.json schema 2): start-up 60 s or so, final validation 5 s."""
+    phases = {"to_first_output_s": 4.0, "warmup_s": 50.0 + i, "to_first_step_s": 60.0 + i,
+              "between_steps_s": 3.0, "train_s": train_s, "after_last_step_s": 5.0, "teardown_s": 0.5}
+    wall = 60.0 + i + 3.0 + train_s + 5.0
+    return dict(gpu_s=round(8 * wall, 3), gpus_used=8, phases=phases, wall_s=wall)
+
+
 def _results_folder(where: Path) -> str:
-    """An experiment's results: a retried slot, a failed and an interrupted attempt, drift-free."""
+    """An experiment's results: a retried slot, a failed and an interrupted attempt, drift-free;
+    the H1 runs carry their cost (schema 2), the H0 runs none (records of schema 1)."""
     h0 = [dict(status="ok", val_loss=l, train_time_s=t, order=2 * i, host="node-a")
           for i, (l, t) in enumerate(zip(H0_LOSSES, H0_TIMES))]
-    h1 = [dict(status="ok", val_loss=l, train_time_s=t, order=2 * i + 1, host="node-a")
+    h1 = [dict(status="ok", val_loss=l, train_time_s=t, order=2 * i + 1, host="node-a", **_cost(t, i))
           for i, (l, t) in enumerate(zip(H1_LOSSES, H1_TIMES))]
     h1[3] = dict(h1[3], attempt=2)
     h1.append(dict(status="failed", index=3, attempt=1, exit_code=1,

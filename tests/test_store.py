@@ -229,3 +229,19 @@ def test_continuing_an_anytime_folder_refuses_a_newer_record_before_its_plan_is_
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and str(record) in err and "newer harness" in err, err
     assert _snapshot(root) == before
+
+
+def test_a_result_of_schema_1_still_reads_without_its_cost(tmp_path, monkeypatch):
+    # issue 27: schema 2 adds gpu_s, gpus_used and phases; a record written before has none
+    _run(tmp_path, monkeypatch, runs=2)
+    path = next((tmp_path / "results").rglob("result.json"))
+    data = json.loads(path.read_text())
+    assert data[st.SCHEMA_KEY] == 2 and data["gpu_s"] is not None and data["phases"]["train_s"] is not None
+    for key in ("gpu_s", "gpus_used", "phases"):
+        del data[key]
+    for version in (1, None):
+        old = dict(data, **{st.SCHEMA_KEY: version}) if version else {k: v for k, v in data.items()
+                                                                      if k != st.SCHEMA_KEY}
+        path.write_text(json.dumps(old))
+        rec = st.read_record(path)
+        assert rec.gpu_s is None and rec.phases is None and rec.val_loss == data["val_loss"]

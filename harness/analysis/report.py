@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from harness.analysis.gate import Verdict
 from harness.caveat import Caveat
+from harness.records import PHASE_KEYS, gpu_totals, median_phases
 from harness.records import nan_to_none   # JSON has no NaN: null, as result.json
 from harness.groups import Dataset, Group
 from harness.analysis.stats import Row, Summary
@@ -291,6 +292,7 @@ def to_dict(a: Analysis) -> dict:
             "drift": {"spearman_rho": r.drift_rho, "p": r.drift_p, "slope_s_per_run": r.drift_slope},
             "failed_runs": [{"source": run.source, "status": run.record.status,
                              "message": run.record.message} for run in g.failed],
+            "cost": _cost_dict([run.record for run in g.runs + g.failed]),
         })
     extra = {"variance": s.variance_line} if s.variance_line else {}   # only when borrowed or known
     if a.sweeps:
@@ -320,6 +322,15 @@ def to_dict(a: Analysis) -> dict:
     })
 
 
+def _cost_dict(records) -> dict | None:
+    """GPU-seconds of a group's attempts and its finished runs' median phases; None (n/a) when
+    no record has a cost (plain logs, records of schema 1): docs/gpu-cost.md."""
+    t = gpu_totals(records)
+    if not t.attempts:
+        return None
+    return {**t.to_dict(), "phases_median": median_phases(r for r in records if r.status in ("ok", "diverged"))}
+
+
 def _blocked_dict(bt) -> dict:
     from harness.analysis import blocked
     return blocked.to_dict(bt)
@@ -338,7 +349,9 @@ class JsonExporter(Exporter):
 
 
 CSV_FIELDS = ("group", "control", "run", "status", "final_step", "expected_steps",
-              "val_loss", "train_time_s", "order", "gpu_model", "gpu_count", "source")
+              "val_loss", "train_time_s", "order", "gpu_model", "gpu_count", "source",
+              "gpu_s", *PHASE_KEYS)
+NOT_RECORDED = "n/a"   # the cost columns of a record that has none (a plain log, schema 1)
 
 
 class CsvExporter(Exporter):
@@ -357,8 +370,15 @@ class CsvExporter(Exporter):
                 w.writerow([g.name, int(is_ctrl), rec.run_id, rec.status,
                             _cell(rec.final_step), _cell(rec.expected_steps),
                             _cell(rec.val_loss), _cell(rec.train_time_s), _cell(rec.order),
-                            hw[0] if hw else "", hw[1] if hw else "", run.source])
+                            hw[0] if hw else "", hw[1] if hw else "", run.source, *_cost_cells(rec)])
         return buf.getvalue()
+
+
+def _cost_cells(rec) -> list[str]:
+    if rec.gpu_s is None and not rec.phases:
+        return [NOT_RECORDED] * (1 + len(PHASE_KEYS))
+    phases = rec.phases or {}
+    return [_cell(rec.gpu_s)] + [_cell(phases.get(k)) for k in PHASE_KEYS]
 
 
 def _cell(x) -> str:

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 
 from harness import thresholds as th
+from harness.cli import costs
+from harness.design import cost
 from harness.design import sequential as seq
 from harness.design.plan import UCB_LEVEL, plan_one, sigma_ucb
 from harness.errors import UserError
@@ -75,6 +77,7 @@ def configure(p) -> None:
     p.add_argument("--sims", type=int, default=10_000, help="simulated experiments (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
+    costs.configure(p)
 
 
 def _flag_scenario(args) -> dict:
@@ -133,6 +136,7 @@ def format_text(res: dict) -> str:
             out.append(f"  if the sigmas are {x['sigma_factor']:g}x these: {fixed}sequential both "
                        f"{x['power_both']:.3f} (time {x['power_time']:.3f}, loss {x['power_loss']:.3f}), "
                        f"{x['mean_total_runs']:.1f} runs")
+        out += r.get("gpu_hours_lines", [])
     out.append("")
     out.append(f"method: {seq.METHOD}")
     return "\n".join(out)
@@ -169,8 +173,17 @@ def main(args) -> int:
            "target_loss": target, "min_effect": min_effect, "method": seq.METHOD,
            "treatments": [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
                                    args.max_runs, args.sims, args.seed) for sc in scenarios]}
+    roles = {a: role for sc in scenarios for a, role in ((sc["control"], "control"), (sc["name"], "treatment"))}
+    run_costs = costs.run_costs(args, roles, args.results)
+    if run_costs is None:
+        res["treatments"][-1]["gpu_hours_lines"] = [f"  GPU-hours: n/a (no run cost: {costs.NONE_GIVEN})"]
+    for r in res["treatments"] if run_costs is not None else []:
+        gh = costs.hours(cost.plan_designs(r, r["control"], r["name"]), run_costs, args)
+        r["gpu_hours"] = costs.to_json(gh, {a: run_costs[a] for a in (r["control"], r["name"])})
+        r["gpu_hours_lines"] = costs.text_lines(gh, {a: run_costs[a] for a in (r["control"], r["name"])})
     if args.format == "json":
-        print(json.dumps(res, indent=2))
+        print(json.dumps({**res, "treatments": [{k: v for k, v in r.items() if k != "gpu_hours_lines"}
+                                                for r in res["treatments"]]}, indent=2))
     else:
         print(format_text(res))
     return 0

@@ -297,10 +297,12 @@ def main(args) -> int:
     except Stopped as e:
         names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
         stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
+        _cost_line(store, exp)
         sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {resume}\n")
         return 143 if e.why == "SIGTERM" else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    _cost_line(store, exp)
     code = 0
     if any(s.done is not None for s in slots.values()):
         try:
@@ -315,6 +317,13 @@ def main(args) -> int:
                          if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
         return EXIT_NO_RESULT
     return code
+
+
+def _cost_line(store, exp) -> None:
+    """What the experiment's attempts cost so far (every status), on stderr (docs/gpu-cost.md)."""
+    from harness.records import gpu_totals
+    slots = store.slots([h.name for h in exp.hypotheses])
+    sys.stderr.write(gpu_totals(r for s in slots.values() for r in s.records).line() + "\n")
 
 
 def _raise_interrupt(signum, frame):

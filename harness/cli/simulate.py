@@ -6,6 +6,8 @@ import math
 import sys
 
 from harness import thresholds as th
+from harness.cli import costs
+from harness.design import cost
 from harness.design import sequential as seq
 from harness.design.simulate import simulate, simulate_sweep
 from harness.errors import UserError
@@ -87,6 +89,7 @@ def configure(p) -> None:
     p.add_argument("--sweep-losses", help="the true mean loss at each swept step count, e.g. 3.279,3.2788,3.2784")
     p.add_argument("--sweep-slope", type=float,
                    help="instead of --sweep-losses: loss change per 1000 steps, from --loss-mean at the fewest steps")
+    costs.configure(p)
 
 
 def _floats(flag: str, text: str, kind=float) -> list:
@@ -116,8 +119,21 @@ def sweep_main(args) -> int:
               file=sys.stderr)
     r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss, alpha_loss=args.alpha_loss,
                        max_runs=args.max_runs, sims=args.sims, seed=args.seed, max_parallel=args.max_parallel)
-    print(json.dumps(r, indent=2) if args.format == "json" else format_sweep(r))
+    _print(r, args, format_sweep, control="H0", treatment="H1")
     return 0
+
+
+def _print(r: dict, args, text, control: str = "control", treatment: str = "treatment") -> None:
+    """The result, with the designs' GPU-hours when a run cost is given (docs/gpu-cost.md)."""
+    designs = cost.simulation_designs(r, control, treatment)
+    roles = {a: "control" if a == control else "treatment" for d in designs.values() for a in d}
+    run_costs = costs.run_costs(args, roles)
+    lines = []
+    if run_costs is not None:
+        gh = costs.hours(designs, run_costs, args)
+        r = {**r, "gpu_hours": costs.to_json(gh, run_costs)}
+        lines = costs.text_lines(gh, run_costs, indent="")
+    print(json.dumps(r, indent=2) if args.format == "json" else "\n".join([text(r), *lines]))
 
 
 def format_sweep(r: dict) -> str:
@@ -203,8 +219,5 @@ def main(args) -> int:
                  fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
                  time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
                  borrowed_draw=args.borrowed_draw)
-    if args.format == "json":
-        print(json.dumps(r, indent=2))
-    else:
-        print(format_text(r))
+    _print(r, args, format_text)
     return 0

@@ -40,6 +40,24 @@ def count(spec: dict, slots: dict, active: bool = False) -> list[dict]:
     return rows
 
 
+def cost_lines(rows: list[dict], slots: dict) -> list[str]:
+    """Per hypothesis: GPU-seconds of every attempt, of which timed training, the overhead share."""
+    from harness.records import gpu_totals
+    head = ("GPU-seconds", "training", "overhead", "attempts")
+    out = ["cost (every attempt, failed and interrupted included; docs/gpu-cost.md):",
+           f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in head)]
+    for row in rows:
+        t = gpu_totals(r for (h, _), s in slots.items() if h == row["hypothesis"] for r in s.records)
+        if not t.attempts:
+            cells = ["n/a", "n/a", "n/a", str(t.unknown)]
+        else:
+            share = t.overhead_share
+            cells = [f"{t.gpu_s:.1f}", f"{t.train_gpu_s:.1f}", "n/a" if share is None else f"{100 * share:.0f}%",
+                     str(t.attempts) + (f" (+{t.unknown} n/a)" if t.unknown else "")]
+        out.append(f"{row['hypothesis']:<12}" + "".join(f"{c:>12}" for c in cells))
+    return out
+
+
 def main(args) -> int:
     from harness.data.store import Store
 
@@ -57,6 +75,8 @@ def main(args) -> int:
     print(f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:
         print(f"{row['hypothesis']:<12}" + "".join(f"{row[c]:>12}" for c in cols))
+    for line in cost_lines(rows, slots):
+        print(line)
     problems = [r for s in slots.values() for r in s.records if r.status in ("failed", "timeout")]
     for r in problems:
         print(f"  {r.hypothesis} {r.run_id}: {r.status}: {r.message}")

@@ -50,7 +50,7 @@ PROBE_FILE = "probe.json"   # written by the speed probe inside the run (harness
 # field of that file changes (renamed, another unit, another rule); a new field that older
 # readers can ignore needs none. A file without schema_version was written before versions
 # existed and reads as version 1; a file newer than its entry here is refused, untouched.
-SCHEMA_VERSIONS = {SPEC_FILE: 1, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 1}
+SCHEMA_VERSIONS = {SPEC_FILE: 1, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 2}
 SCHEMA_KEY = "schema_version"
 UPGRADE = "upgrade the harness (git pull, then pip install -e .) to read it"
 

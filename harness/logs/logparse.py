@@ -43,6 +43,9 @@ _PYTHON = re.compile(rb"^Running Python (\S+)")
 _TORCH = re.compile(rb"^Running PyTorch (\S+)(?: compiled for CUDA (\S+))?")
 _PEAK = re.compile(rb"^peak memory (?:allocated|consumption): (\d+) MiB(?: reserved: (\d+) MiB)?")
 # nvidia-smi GPU row: "|   0  NVIDIA H100 80GB HBM3          On  |   00000000:..."
+# the project trainer's own account of its compile and untimed warm-up (train/README.md):
+# "warmup: 41234ms compile and untimed warm-up, 52345ms since process start"
+_WARMUP = re.compile(rb"^warmup: (\d+(?:\.\d+)?)ms\b")
 _GPU_ROW = re.compile(rb"^\|\s+(\d+)\s+(.+?)\s{2,}(?:On|Off)\s+\|")
 # The script's own error: a Python exception line ("ModuleNotFoundError: ...",
 # "torch.OutOfMemoryError: ...", "KeyboardInterrupt") or argparse's "prog: error: ...",
@@ -88,6 +91,7 @@ class LogSummary:
     part: int = 0                    # which run of the file (0-based), when it holds several
     parts: int = 1                   # how many runs the file holds
     peak_mem_mib: float | None = None
+    warmup_ms: float | None = None   # the script's own "warmup: Wms" line, when it prints one
     reserved_mib: float | None = None
     python_version: str | None = None
     torch_version: str | None = None
@@ -221,6 +225,11 @@ class LogParser:
                 if m.group(2):
                     s.reserved_mib = float(m.group(2))
                 return
+        if first == b"w":
+            m = _WARMUP.match(line)
+            if m:
+                s.warmup_ms = float(m.group(1))
+                return
         if first == b"|":
             m = _GPU_ROW.match(line)
             if m:
@@ -341,7 +350,7 @@ def _set_env(s: LogSummary, env: dict) -> None:
 # Block mode: regexes run over many lines at once (in C), and Python only sees the
 # few lines that matter. Plain step lines are counted, and only the block's last
 # one is read (it carries the newest step and total).
-_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|\|\s+\d+\s)[^\n]*", re.M)
+_WANTED = re.compile(rb"^(?:step:\d+/\d+ [^\n]*val_loss|Running |peak memory|warmup: \d|\|\s+\d+\s)[^\n]*", re.M)
 _ANY_STEP = re.compile(rb"^step:\d+/\d+", re.M)
 _STEP_AT = re.compile(rb"step:(\d+)/(\d+)\b")  # for match(block, pos): '^' would not match at pos
 _ERROR_AT = re.compile(_ERROR_BODY)               # likewise

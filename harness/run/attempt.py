@@ -33,6 +33,7 @@ class Job:
     run_dir: Path
     handle: Handle
     tail: Tail
+    t0: float | None = None      # time.monotonic() at its launch here; None: launched by an earlier runner
 
 
 def run_id(index: int, attempt: int) -> str:

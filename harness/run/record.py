@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from harness.data.spec import Experiment, Hypothesis
 from harness.data.store import read_probe
@@ -17,8 +18,10 @@ from harness.logs.classify import classify
 from harness.logs.logparse import LogSummary, parse_file
 from harness.records import RunRecord
 from harness.run import attempt as attempts
+from harness.run import phases as phasing
 from harness.run import retry
 from harness.run.backends.base import LaunchSpec, Outcome
+from harness.run.tail import Arrivals
 
 
 class Recorder:
@@ -33,10 +36,14 @@ class Recorder:
 
     def finished(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,
                  outcome: Outcome, spec: LaunchSpec, job_id: str | None,
-                 earlier: list[RunRecord]) -> RunRecord:
-        """The record of an attempt whose process ended; ``earlier``: the slot's records before it."""
+                 earlier: list[RunRecord], arrivals: Arrivals | None = None,
+                 seen_s: float | None = None, clock: Callable[[], float] | None = None) -> RunRecord:
+        """The record of an attempt whose process ended; ``earlier``: the slot's records before it;
+        ``arrivals``, ``seen_s`` (its exit seen), ``clock`` (now): seconds since its launch by
+        the runner's clock, for its phases (``harness.run.phases``)."""
         summary, log_name = self.logs(run_dir)
-        rec = self.build(hyp, index, attempt, order, run_dir, summary, log_name, outcome, spec, job_id)
+        rec = self.build(hyp, index, attempt, order, run_dir, summary, log_name, outcome, spec, job_id,
+                         arrivals, seen_s, clock)
         if rec.status == "failed":
             previous = next((r for r in reversed(earlier) if r.status == "failed"), None)
             rec.retryable = retry.retryable(rec.error, summary.step_lines > 0, outcome,
@@ -60,7 +67,8 @@ class Recorder:
 
     def build(self, hyp: Hypothesis, index: int, attempt: int, order: int, run_dir: Path,
               s: LogSummary, log_name: str, outcome: Outcome, spec: LaunchSpec | None,
-              job_id: str | None = None) -> RunRecord:
+              job_id: str | None = None, arrivals: Arrivals | None = None,
+              seen_s: float | None = None, clock: Callable[[], float] | None = None) -> RunRecord:
         log_path = run_dir / log_name
         verdict = classify(s, hyp.steps)   # the one classifier: analysis reads logs the same way
         error = ""
@@ -82,6 +90,10 @@ class Recorder:
             if outcome.message:
                 why = f"{outcome.message}; {why}"
         snapshot = next(run_dir.glob("snapshot-*"), None)
+        gpus = phasing.gpus_of(hyp)
+        # wall 0: the backend never saw it run (an attempt found after its runner died)
+        wall = outcome.wall_s if outcome.wall_s > 0 else None
+        phases = phasing.split(s, arrivals, wall, seen_s, clock() if clock is not None else None)
         return RunRecord(
             run_id=run_dir.name, hypothesis=hyp.name, index=index, seed=self.exp.seed_for(index),
             status=status, attempt=attempt, order=order, exit_code=outcome.exit_code,
@@ -93,7 +105,8 @@ class Recorder:
             script_sha256=_sha256(snapshot) if snapshot else hyp.script_sha256, git_commit=self._git,
             command=list(spec.argv) if spec else [], backend=self.backend_name,
             job_id=job_id, message=f"{why} (log: {log_path})" if why else "",
-            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=read_probe(run_dir), error=error)
+            log=log_name, val_curve=[[int(a), b] for a, b in s.val_curve], probe_s=read_probe(run_dir), error=error,
+            gpu_s=None if wall is None else round(wall * gpus, 3), gpus_used=gpus, phases=phases)
 
     def _gpus(self, s: LogSummary) -> dict:
         if s.gpu_names:

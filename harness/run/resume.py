@@ -17,7 +17,7 @@ from harness.run.attempt import Job
 from harness.run.backends.base import Backend, LaunchSpec, Outcome
 from harness.run.backends.local import end_leftovers, now_iso
 from harness.run.record import Recorder
-from harness.run.tail import Tail
+from harness.run.tail import Arrivals, Tail
 
 
 class Resume:
@@ -63,8 +63,12 @@ class Resume:
             self.store.write_launch(run_dir, launch)
         return Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle, Tail(spec.log_path))
 
-    def interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
-        """The record of an attempt that ended with its runner; its log decides the status."""
+    def interrupted(self, run_dir: Path, why: str, arrivals: Arrivals | None = None,
+                    wall_s: float | None = None) -> RunRecord | None:
+        """The record of an attempt that ended with its runner; its log decides the status.
+
+        ``arrivals``, ``wall_s``: its log's arrival times and its seconds since launch, when
+        this runner launched it (its cost); else its wall time is not known (0)."""
         if (run_dir / RESULT_FILE).exists():
             return None  # it finished after all: its record stands
         launch = read_launch(run_dir)
@@ -74,10 +78,11 @@ class Resume:
         self.end_leftovers(run_dir, launch)
         summary, log_name = self.recorder.logs(run_dir)
         outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
-                          finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
+                          finished_at=now_iso(), wall_s=wall_s or 0.0, host=launch.get("host") or socket.gethostname(),
                           message=why)
         rec = self.recorder.build(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
-                                  summary, log_name, outcome, None, launch.get("job_id") or None)
+                                  summary, log_name, outcome, None, launch.get("job_id") or None,
+                                  arrivals, None)
         rec.command = launch.get("argv", [])
         if rec.status in COMPLETED:
             # its log reached the final validation before the runner stopped: the run is done

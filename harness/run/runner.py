@@ -173,8 +173,7 @@ class Runner:
                     break
                 time.sleep(POLL_S)
                 for job in list(running):
-                    if self.want_steps:
-                        job.tail.read()
+                    job.tail.read(self._clock(job))   # every attempt: its phases come from the arrivals
                     outcome = self.backend.poll(job.handle)
                     if outcome is not None:
                         self._settle(job, outcome, q, slots, running)
@@ -255,7 +254,9 @@ class Runner:
             self.backend.cancel(job.handle)
         stopped = []
         for job in running:
-            rec = self.resume.interrupted(job.run_dir, why)
+            now = self._clock(job)
+            job.tail.read(now)
+            rec = self.resume.interrupted(job.run_dir, why, job.tail.arrivals if now is not None else None, now)
             if rec is None or rec.status not in COMPLETED:
                 stopped.append((job.hyp.name, job.index, job.attempt))
         return stopped
@@ -320,16 +321,25 @@ class Runner:
                                       self.pairing_mode, node)
         # written before the start: a runner killed in between leaves an attempt resume can see
         self.store.write_launch(run_dir, launch)
+        t0 = time.monotonic()
         handle = self.backend.start(spec)
         launch["job_id"] = handle.job_id
         launch["started_at"] = handle.extra.get("started_at") or now_iso()
         self.store.write_launch(run_dir, launch)
         self.emit(ev.Start(hypothesis=hyp_name, index=index, attempt=attempt, order=order,
                            total=len(self.order), run_dir=str(run_dir)))
-        return Job(hyp, index, attempt, order, run_dir, handle, Tail(spec.log_path))
+        return Job(hyp, index, attempt, order, run_dir, handle, Tail(spec.log_path), t0)
+
+    def _clock(self, job: Job) -> float | None:
+        """Seconds since ``job`` was launched; None when an earlier runner launched it."""
+        return None if job.t0 is None else self.backend.elapsed(job.handle, job.t0)
 
     def _finish(self, job: Job, outcome, slot: Slot) -> RunRecord:
+        seen = self._clock(job)
+        job.tail.read(seen)   # the lines written before the exit and not read yet
+        clock = None if job.t0 is None else (lambda: self._clock(job))
         rec = self.recorder.finished(job.hyp, job.index, job.attempt, job.order, job.run_dir, outcome,
-                                     job.handle.spec, job.handle.job_id or None, slot.records)
+                                     job.handle.spec, job.handle.job_id or None, slot.records,
+                                     job.tail.arrivals if seen is not None else None, seen, clock)
         self.store.write_record(job.run_dir, rec)
         return rec

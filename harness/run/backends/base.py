@@ -7,6 +7,7 @@ into a ``RunRecord``.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, handle: Handle) -> None:
         """Stop the attempt (idempotent)."""
+
+    def elapsed(self, handle: Handle, t0: float) -> float:
+        """Seconds since the attempt was launched (at ``time.monotonic()`` ``t0``), by this
+        backend's clock: when its log's lines arrived (its phases, ``harness.run.phases``)."""
+        return time.monotonic() - t0
 
     def reattach(self, run_dir: Path, job_id: str, spec: LaunchSpec) -> Handle | None:
         """Find an attempt that a previous, killed runner started.

@@ -158,6 +158,10 @@ class MemoryBackend(Backend):
         return Outcome(exit_code=code, timed_out=timed_out, started_at=now, finished_at=now,
                        wall_s=a.polled * self.tick_s, host=socket.gethostname(), message=message)
 
+    def elapsed(self, handle: Handle, t0: float) -> float:
+        """The attempt's clock: its polls so far, ``tick_s`` each (its ``wall_s`` at the end)."""
+        return self._jobs[handle.job_id].polled * self.tick_s
+
     def cancel(self, handle: Handle) -> None:
         a = self._jobs.get(handle.job_id)
         if self._dying and self.survives_runner:
