@@ -49,6 +49,10 @@ def configure(p) -> None:
                         "with a larger --max-runs (docs/sequential.md)")
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not share one torch.compile cache between the runs")
+    p.add_argument("--preflight", action=argparse.BooleanOptionalAction, default=None,
+                   help="before the runs, launch each arm's command once and stop it at its first step "
+                        "line, so a flag or layout error costs one start-up (default: on for a new "
+                        "results folder; --no-preflight: off)")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
     p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
     p.epilog = EXIT_CODES
@@ -309,7 +313,8 @@ def main(args) -> int:
             sys.stderr.write(f"no table: {e}\n")
     without = runner.without(slots)
     if without:
-        first = next((r for r in without if r is not None), None)
+        # the failure that stopped the arms first: its own error line is the one to fix
+        first = runner.broken() or next((r for r in without if r is not None), None)
         reason = f"first: {first.hypothesis} #{first.index}: {first.status}: {first.message}" if first else ""
         sys.stderr.write(f"{len(without)} of {len(runner.order)} runs ended without a result; {reason}\n"
                          if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")

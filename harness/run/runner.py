@@ -69,10 +69,9 @@ class _Queue:
     order_of: dict                  # (hypothesis, index) -> its position in the launch order
     stop_reason: str = ""           # "decided": the sequential plan needs no more runs
     deferred: list = field(default_factory=list)   # arms not needed now, for a decider that may revisit
-    # a hypothesis whose runs failed deterministically with the same error (usage error,
-    # missing file...): its other runs would fail the same way, so none is launched
+    # a hypothesis with a run that failed in a way a retry cannot fix (usage error, missing
+    # file, CUDA OOM before the first step...): its other runs would fail the same way
     blocked: dict = field(default_factory=dict)
-    certain: dict = field(default_factory=dict)    # the first deterministic failure of each arm
 
 
 class Runner:
@@ -110,6 +109,7 @@ class Runner:
         self.look_done = False
         self.ran_here: set[str] = set()      # run folders of attempts launched by this invocation
         self.skipped: dict[tuple[str, int], RunRecord] = {}
+        self._blocked: dict[str, RunRecord] = {}   # arm -> its failure a retry cannot fix
 
     # -- commands ------------------------------------------------------------------------
     def commands(self) -> list[tuple[str, int, dict, list[str]]]:
@@ -161,7 +161,7 @@ class Runner:
             self.emit(ev.Reattach(hypothesis=job.hyp.name, index=job.index, job_id=job.handle.job_id))
         q = _Queue(deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
                          not any((j.hyp.name, j.index) == s for j in running)),
-                   {s: i for i, s in enumerate(self.order)})
+                   {s: i for i, s in enumerate(self.order)}, blocked=self._blocked)
         self.emit(ev.Plan(experiment=self.exp.name, results=str(self.store.root), total=len(self.order),
                           done=sum(1 for s in self.order if slots.get(s) and slots[s].done),
                           pending=len(q.keys) + len(running), pairing=self.pairing_mode))
@@ -218,11 +218,10 @@ class Runner:
                     continue
                 self.emit(ev.Skip(hypothesis=key[0], index=key[1], why="arm decided"))
                 continue
-            if key[0] in q.blocked:
-                self.skipped[key] = q.blocked[key[0]]
-                self.emit(ev.Skip(hypothesis=key[0], index=key[1],
-                                  why=f"not launched: run #{q.blocked[key[0]].index} of "
-                                      f"{key[0]} failed in a way a retry cannot fix"))
+            broken = self._broken_for(key[0], q.blocked)
+            if broken is not None:
+                self.skipped[key] = broken
+                self.emit(ev.Skip(hypothesis=key[0], index=key[1], why=self._why_not(key[0], broken)))
                 continue
             slot = slots.setdefault(key, Slot(*key))
             running.append(self._start(key[0], key[1], self._free_attempt(slot), q.order_of[key], node))
@@ -236,10 +235,9 @@ class Runner:
         slot.records.append(rec)
         again = rec.status not in COMPLETED and self._needs_attempt(slot)
         if rec.status == "failed" and not rec.retryable:
-            # two runs of one arm failing alike (a typo in its args): the others would too
-            first = q.certain.setdefault(job.hyp.name, rec)
-            if first is not rec and first.error == rec.error:
-                q.blocked.setdefault(job.hyp.name, rec)
+            # a failure a retry cannot fix (a typo in its args): the arm's other runs would fail
+            # alike, and the arms compared only with it are launched for nothing
+            q.blocked.setdefault(job.hyp.name, rec)
         self.emit(ev.Finish(record=rec, total=len(self.order), settled=not again))
         if again:
             self.emit(ev.Retry(record=rec, failures=slot.failures, retries=self.retries))
@@ -249,6 +247,39 @@ class Runner:
             back = [k for k in q.deferred if self.look.need.get(k[0], True)]
             q.deferred = [k for k in q.deferred if k not in back]
             q.keys.extendleft(reversed(back))
+
+    def _broken_for(self, arm: str, blocked: dict) -> RunRecord | None:
+        """The failure that leaves ``arm`` nothing to be compared in, else None.
+
+        Every comparison is the control against one treatment: a broken control voids them
+        all; a treatment is void when it is broken; the control is void once no treatment
+        is left. With several treatments, a broken one stops only itself.
+        """
+        if not blocked:
+            return None
+        control = self.exp.control.name
+        if arm in blocked:
+            return blocked[arm]
+        if control in blocked:
+            return blocked[control]
+        treatments = [h.name for h in self.exp.hypotheses if not h.control]
+        if arm == control and all(t in blocked for t in treatments):
+            return blocked[treatments[0]]
+        return None
+
+    def _why_not(self, arm: str, broken: RunRecord) -> str:
+        cause = f"{broken.hypothesis} #{broken.index} failed in a way a retry cannot fix"
+        if broken.error:
+            cause += f" ({broken.error})"
+        if broken.hypothesis == arm:
+            return f"not launched: {cause}"
+        if arm == self.exp.control.name:
+            return f"not launched: no treatment is left to compare it with; {cause}"
+        return f"not launched: its control cannot run; {cause}"
+
+    def broken(self) -> RunRecord | None:
+        """The failure that ended this invocation's launches of every arm, if one did."""
+        return self._broken_for(self.exp.control.name, self._blocked) if self._blocked else None
 
     def _stop_all(self, running: list[Job], why: str) -> list[tuple[str, int, int]]:
         for job in running:

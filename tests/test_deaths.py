@@ -1,0 +1,172 @@
+"""Issue #25 (runner): every death named right, a broken arm stops what depends on it,
+preflight, a fix keeps what is still valid, and the runner's smaller defects."""
+import json
+import signal
+import sys
+import time
+
+from conftest import STAND_INS, harness, results_of, scripted, write_experiment
+from harness.run.backends.base import LaunchSpec, Outcome
+from harness.run.backends.memory import FakeRun
+
+OOM_LINE = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+            "total capacity of 79.19 GiB of which 1.05 GiB is free.")
+OOM_LOG = "Traceback (most recent call last):\n" + OOM_LINE + "\n"
+LAYOUT_LOG = ("usage: train_gpt.py [-h] [--ve-layout VE_LAYOUT]\n"
+              "train_gpt.py: error: --ve-layout '.12...012' needs at least 6 layers but the model has 4\n")
+
+
+def _outcome(code=1, message="", timed_out=False):
+    return Outcome(exit_code=code, timed_out=timed_out, started_at="", finished_at="", wall_s=1.0,
+                   host="h", message=message)
+
+
+# -- 1. every death named right -------------------------------------------------------------
+
+def test_a_sigkilled_trainer_is_recorded_as_signal_9_and_retried_and_its_supervisor_lives(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "sigkill"})
+    out = harness("run", exp, "--retries", "1", "--no-preflight", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
+    assert len(h1) == 2, h1                       # a signal is retried (README)
+    for r in h1:
+        assert r["exit_code"] == -9 and r["retryable"] is True
+        assert "killed by signal 9 (SIGKILL)" in r["message"]
+        assert "OSError" not in r["message"]
+    log = (tmp_path / "results" / "exp" / "H1" / "000-1" / "log.txt").read_text()
+    assert "Traceback" not in log and "supervise.py" not in log
+
+
+def test_the_supervisor_dies_as_its_child_did_for_every_kind_of_signal(tmp_path):
+    sup = str(STAND_INS.parent.parent / "harness" / "run" / "supervise.py")
+    import subprocess
+    for sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGTERM):
+        code = f"import os, signal; os.kill(os.getpid(), {int(sig)})"
+        p = subprocess.run([sys.executable, sup, sys.executable, "-c", code], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == -int(sig), (sig, p.returncode, p.stderr)
+        assert "Traceback" not in p.stderr
+
+
+def test_the_kernels_oom_kill_is_named_from_the_cgroup_count(tmp_path):
+    from harness.run.backends.local import LocalBackend
+    counts = iter([3, 4])                         # oom_kill before and after the attempt
+    backend = LocalBackend(oom_probe=lambda: next(counts))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    spec = LaunchSpec(run_dir=run_dir, workdir=tmp_path, log_path=run_dir / "log.txt", timeout_s=30,
+                      argv=[sys.executable, str(STAND_INS / "fake_train.py"), "--mode", "sigkill"],
+                      env={"HARNESS_RUN_DIR": str(run_dir)})
+    handle = backend.start(spec)
+    t0 = time.monotonic()
+    while (outcome := backend.poll(handle)) is None:
+        assert time.monotonic() - t0 < 30
+        time.sleep(0.05)
+    assert outcome.exit_code == -9
+    assert "out of memory" in outcome.message and "oom_kill 3 -> 4" in outcome.message
+
+
+def test_the_cgroup_probe_reads_v2_and_v1_files(tmp_path):
+    from harness.run.deaths import cgroup_oom_kills
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "memory.events").write_text("low 0\nhigh 0\nmax 2\noom 2\noom_kill 5\n")
+    (tmp_path / "cg2").write_text("0::/a/b\n")
+    assert cgroup_oom_kills(str(tmp_path / "cg2"), str(tmp_path)) == 5
+    (tmp_path / "memory" / "x").mkdir(parents=True)
+    (tmp_path / "memory" / "x" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n")
+    (tmp_path / "cg1").write_text("4:memory:/x\n0::/\n")
+    assert cgroup_oom_kills(str(tmp_path / "cg1"), str(tmp_path)) == 7
+    assert cgroup_oom_kills(str(tmp_path / "none"), str(tmp_path)) is None
+
+
+def test_a_cuda_oom_is_its_own_reason_with_its_figure_and_is_not_retried_before_the_first_step(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H1=FakeRun(log_text=OOM_LOG, failed=True)))
+    assert cli("run", exp, "--retries", "2", cwd=tmp_path).returncode == 3
+    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
+    assert len(h1) == 1 and h1[0]["retryable"] is False
+    assert "CUDA out of memory (tried to allocate 2.00 GiB)" in h1[0]["message"]
+
+
+def test_retry_policy_of_deaths():
+    from harness.run.retry import retryable
+    o = _outcome()
+    assert not retryable(OOM_LINE, False, o, None)                 # the same batch on the same card
+    assert retryable(OOM_LINE, True, o, None)                      # mid-run: once
+    assert not retryable(OOM_LINE, True, o, OOM_LINE)              # ... not twice
+    assert retryable("", False, _outcome(-9), None)                # SIGKILL
+    assert retryable("", False, _outcome(1, "out of memory: the kernel's OOM killer ended a process"), None)
+    assert retryable("BlockingIOError: [Errno 11] Resource temporarily unavailable", False, o, None)
+    assert retryable("OSError: [Errno 12] Cannot allocate memory", False, o, None)
+    assert retryable("", False, _outcome(None, "could not start: [Errno 11] Resource temporarily unavailable"), None)
+    assert not retryable("train_gpt.py: error: --ve-layout '.12...012' needs at least 6 layers but the "
+                         "model has 4", False, o, None)
+    assert not retryable("ValueError: bad shape", False, o, None)  # before the first step: it repeats
+    assert retryable("ValueError: bad shape", True, o, None)       # it had trained
+
+
+def test_a_mid_run_cuda_oom_is_retried_once(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(scripted(H1=FakeRun(failed=True, error=OOM_LINE)))
+    assert cli("run", exp, "--retries", "3", cwd=tmp_path).returncode == 3
+    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
+    assert [r["retryable"] for r in h1] == [True, False]
+
+
+def test_a_transient_fork_failure_is_retried_and_then_runs(tmp_path):
+    once = tmp_path / "once"
+    once.mkdir()
+    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "eagain"},
+                           extra_defaults=f'env = {{ ONCE_DIR = "{once}" }}')
+    out = harness("run", exp, "--retries", "1", "--no-preflight", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
+    assert [r["status"] for r in h1] == ["failed", "ok"] and h1[0]["retryable"] is True
+
+
+# -- 2. a broken arm stops what depends on it -----------------------------------------------
+
+def _broken_treatment(tmp_path, cli, *flags, runs=6):
+    exp = write_experiment(tmp_path, name="seq", runs=runs)
+    cli.backend = cli.memory(scripted(H1=FakeRun(log_text=LAYOUT_LOG, failed=True, exit_code=2)))
+    out = cli("run", exp, "--plain", *flags, cwd=tmp_path)
+    return out, cli.backend.launched
+
+
+def test_a_broken_treatment_stops_the_control_at_once_with_its_error_line(tmp_path, cli):
+    out, launched = _broken_treatment(tmp_path, cli)
+    assert out.returncode == 3, out.stderr
+    assert launched == [("H0", 0, 1), ("H1", 0, 1)]        # not 5 more control runs
+    last = out.stderr.strip().splitlines()[-1]
+    assert "needs at least 6 layers but the model has 4" in last and "H1 #0" in last, last
+    assert "no treatment is left to compare it with" in out.stderr
+
+
+def test_a_broken_treatment_stops_the_control_under_until_decisive_and_anytime(tmp_path, cli):
+    for flag in ("--until-decisive", "--anytime"):
+        folder = tmp_path / flag.strip("-")
+        folder.mkdir()
+        out, launched = _broken_treatment(folder, cli, flag)
+        assert out.returncode == 3, (flag, out.stderr)
+        assert launched == [("H0", 0, 1), ("H1", 0, 1)], (flag, launched)
+        assert "needs at least 6 layers" in out.stderr.strip().splitlines()[-1]
+
+
+def test_a_broken_control_stops_every_treatment(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=3)
+    cli.backend = cli.memory(scripted(H0=FakeRun(log_text=LAYOUT_LOG, failed=True, exit_code=2)))
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 3 and cli.backend.launched == [("H0", 0, 1)], out.stderr
+    assert "its control cannot run" in out.stderr
+
+
+def test_with_several_treatments_a_broken_one_stops_only_itself(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=3)
+    text = exp.read_text() + '\n[[hypothesis]]\nname = "H2"\nsteps = 18\nargs = { num_iterations = 18 }\n'
+    exp.write_text(text)
+    cli.backend = cli.memory(scripted(steps={"H2": 18},
+                                      H1=FakeRun(log_text=LAYOUT_LOG, failed=True, exit_code=2)))
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    arms = [k[0] for k in cli.backend.launched]
+    assert arms.count("H1") == 1 and arms.count("H0") == 3 and arms.count("H2") == 3
