@@ -170,3 +170,170 @@ def test_with_several_treatments_a_broken_one_stops_only_itself(tmp_path, cli):
     assert out.returncode == 3, out.stderr
     arms = [k[0] for k in cli.backend.launched]
     assert arms.count("H1") == 1 and arms.count("H0") == 3 and arms.count("H2") == 3
+
+
+# -- 5. the runner's smaller defects ------------------------------------------------------------
+
+class _Os:
+    """``os`` for one module, with some calls replaced."""
+
+    def __init__(self, **calls):
+        import os
+        self._os, self._calls = os, calls
+
+    def __getattr__(self, name):
+        return self._calls.get(name) or getattr(self._os, name)
+
+
+def _one_line(out, *needles, progress=False):
+    lines = out.stderr.strip().splitlines()
+    return (out.returncode == 2 and (progress or len(lines) == 1) and lines[-1].startswith("error: ")
+            and "Traceback" not in out.stderr and all(n in lines[-1] for n in needles)), out.stderr
+
+
+def test_a_full_disk_at_the_lock_names_the_lock_file(tmp_path, cli, monkeypatch):
+    import errno
+    from harness.data import store
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(store, "os", _Os(write=full))
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
+    ok, err = _one_line(out, str(tmp_path / "results" / "exp" / ".lock"), "No space left")
+    assert ok, err
+
+
+def test_a_full_disk_at_a_mirror_link_names_the_link_not_the_experiment_file(tmp_path, cli, monkeypatch):
+    import errno
+    from harness.run import attempt
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
+    monkeypatch.setattr(attempt, "os", _Os(symlink=full))
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
+    ok, err = _one_line(out, "script-files", "No space left", progress=True)
+    assert ok, err
+    assert f"error: {exp}:" not in out.stderr
+
+
+def test_a_busy_entry_while_tidying_keeps_the_run(tmp_path, cli, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    def busy(self):
+        raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+    monkeypatch.setattr(Path, "rmdir", busy)
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert [r["status"] for r in results_of(tmp_path / "results" / "exp")] == ["ok", "ok"]
+
+
+def test_an_empty_results_flag_is_refused(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    ok, err = _one_line(cli("run", exp, "--results", "", cwd=tmp_path), "--results")
+    assert ok, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_stop_before_the_runner_starts_still_says_how_to_resume(tmp_path, cli, monkeypatch):
+    import os
+    from harness.cli import run as runmod
+    load = runmod.load_experiment
+
+    def stop_then_load(args):
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            raise AssertionError("SIGTERM would kill the runner here")
+        os.kill(os.getpid(), signal.SIGTERM)
+        return load(args)
+    monkeypatch.setattr(runmod, "load_experiment", stop_then_load)
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    out = cli("run", exp, cwd=tmp_path)
+    assert out.returncode == 143, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"stopped by SIGTERM; resume with: harness run {exp}"
+
+
+def test_a_second_sigterm_during_the_clean_up_keeps_the_stopped_line(tmp_path, cli):
+    import os
+    exp = write_experiment(tmp_path, runs=1)
+
+    def first(backend, handle):
+        if backend.polls == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+    backend = cli.memory(scripted(H0=FakeRun(polls=10)), on_poll=first)
+    cancel = backend.cancel
+
+    def cancel_twice(handle):
+        os.kill(os.getpid(), signal.SIGTERM)     # the second one, while the runs end
+        cancel(handle)
+    backend.cancel = cancel_twice
+    cli.backend = backend
+    out = cli("run", exp, cwd=tmp_path)
+    assert out.returncode == 143, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM; stopped H0 #0") and "resume with" in last, last
+
+
+def test_sighup_stops_keeps_and_names_the_resume_command(tmp_path):
+    import subprocess
+    import os
+    from conftest import ROOT
+    exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.2})
+    res = tmp_path / "results" / "exp"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(exp), "--no-preflight"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not any("step:1/" in p.read_text() for p in res.glob("H0/*/log.txt")):
+        assert time.monotonic() - t0 < 30
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 129, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGHUP; stopped H0 #0") and f"resume with: harness run {exp}" in last
+    rec = json.loads((res / "H0" / "000-1" / "result.json").read_text())
+    assert rec["status"] == "interrupted" and rec["wall_s"] > 0.1    # its real wall time
+
+
+def test_the_live_line_ends_before_the_stop_message():
+    import io
+    from harness.run import events as ev
+    from harness.run.progress import Progress
+    out = io.StringIO()
+    p = Progress(stream=out, live=True)
+    p.on_tick(ev.Tick(jobs=(("H0", 0, 3, 20),)))
+    p.end_line()
+    assert out.getvalue().endswith("\n") and "step 3/20" in out.getvalue()
+
+
+def test_an_attempt_its_runner_left_records_its_real_wall_time(tmp_path, cli):
+    import os
+    from datetime import datetime, timedelta, timezone
+    from harness.run.backends.memory import RunnerKilled
+    exp = write_experiment(tmp_path, runs=1)
+
+    def die(backend, handle):
+        raise RunnerKilled
+    cli.backend = cli.memory(scripted(H0=FakeRun(polls=5)), on_poll=die)
+    try:
+        cli("run", exp, cwd=tmp_path)
+    except RunnerKilled:
+        pass
+    run_dir = tmp_path / "results" / "exp" / "H0" / "000-1"
+    launch = json.loads((run_dir / "launch.json").read_text())
+    start = datetime.now(timezone.utc) - timedelta(seconds=100)
+    launch["started_at"] = start.isoformat()
+    (run_dir / "launch.json").write_text(json.dumps(launch))
+    os.utime(run_dir / "log.txt", (start.timestamp() + 60, start.timestamp() + 60))
+    cli.backend.on_poll = None
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["status"] == "interrupted" and abs(rec["wall_s"] - 60) < 1, rec["wall_s"]

@@ -22,7 +22,7 @@ EXIT_CODES = """exit codes:
        run the same command again to resume
   3    runs ended without a result (failed, timed out); the last line says how many
        and the first reason, `harness status RESULTS` lists them all
-  130  stopped by Ctrl-C (143: by SIGTERM); the same command resumes"""
+  130  stopped by Ctrl-C (143: by SIGTERM, 129: by SIGHUP); the same command resumes"""
 EXIT_NO_RESULT = 3
 
 
@@ -246,11 +246,56 @@ def make_anytime(exp, max_runs: int, results: Path):
 
 
 
+# the signals that stop a run (kept, resumable) and the exit code of each: 128 + N
+STOP_SIGNALS = {signal.SIGINT: ("Ctrl-C", 130), signal.SIGTERM: ("SIGTERM", 143),
+                signal.SIGHUP: ("SIGHUP", 129)}
+
+
+class _Stops:
+    """The first stop signal becomes a KeyboardInterrupt naming it; later ones, while the
+    runner ends its runs, change nothing (a second SIGTERM must not cut the clean-up short)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def __call__(self, signum, frame):
+        if self.first is not None:
+            return
+        self.first = signum
+        raise KeyboardInterrupt(STOP_SIGNALS[signum][0])
+
+
+def _resume_command(args) -> str:
+    return "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
+
+
+def _exit_code_of(why: str) -> int:
+    return next((code for name, code in STOP_SIGNALS.values() if name == why), 130)
+
+
 def main(args) -> int:
+    # from the first moment: a stop before the runner starts still says how to resume
+    stops = _Stops()
+    previous = {sig: signal.signal(sig, stops) for sig in STOP_SIGNALS}
+    try:
+        return _main(args)
+    except KeyboardInterrupt as e:     # outside the runner's loop: no run was running
+        why = str(e) or "Ctrl-C"
+        sys.stderr.write(f"stopped by {why}; resume with: {_resume_command(args)}\n")
+        return _exit_code_of(why)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args) -> int:
     from harness.run.progress import Progress
     from harness.run.runner import Options, Runner, Stopped
     from harness.data.store import Store
 
+    if args.results is not None and not args.results.strip():
+        raise UserError("--results '': give a folder (e.g. --results results/NAME), or leave the flag "
+                        "out for results/<experiment name>")
     exp, text = load_experiment(args)
     if args.max_runs is not None and not (args.until_decisive or args.anytime):
         raise UserError("--max-runs only applies with --until-decisive or --anytime; use --runs for a fixed design")
@@ -294,17 +339,14 @@ def main(args) -> int:
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
                     decider=decider, want_steps=progress.live)
-    resume = "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         slots = runner.run()
     except Stopped as e:
+        progress.end_line()     # the live status line is not the start of this one
         names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
         stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
-        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {resume}\n")
-        return 143 if e.why == "SIGTERM" else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {_resume_command(args)}\n")
+        return _exit_code_of(e.why)
     code = 0
     if any(s.done is not None for s in slots.values()):
         try:
@@ -320,10 +362,6 @@ def main(args) -> int:
                          if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
         return EXIT_NO_RESULT
     return code
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt("SIGTERM")
 
 
 def _print_table(results: Path, gate: bool) -> int:

@@ -241,8 +241,13 @@ class Store:
             raise UserError(f"{self.root}: in use by another runner ({holder}); "
                             "wait for it to finish or give another --results folder")
         # flock dies with the process, so a SIGKILLed runner never leaves a stale lock
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            # a failed write() names no file: name the one that could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         self._lock_fd = fd
 
     def unlock(self) -> None:

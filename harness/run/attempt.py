@@ -8,6 +8,7 @@ the attempt has ended; the folder's JSON files are the store's (``launch.json``,
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -101,10 +102,20 @@ def tidy(run_dir: Path, base: Path) -> list[str]:
         for entry in os.listdir(work):
             p = work / entry
             if p.is_symlink() and os.readlink(p) == str(base / entry):
-                p.unlink()  # ours: a mirror of the project root
+                _remove(p, p.unlink)  # ours: a mirror of the project root
         if not os.listdir(work):
-            work.rmdir()
+            _remove(work, work.rmdir)
     return ["log.txt"] + [str(p.relative_to(run_dir)) for p in _script_logs(work / "logs")]
+
+
+def _remove(path: Path, remove) -> None:
+    """Tidying is cosmetic: an entry held busy (EBUSY: a mount point, a file in use) stays
+    where it is, and the attempt's record is still written; any other error is raised."""
+    try:
+        remove()
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
 
 
 def _script_logs(folder: Path) -> list[Path]:

@@ -34,6 +34,7 @@ class Progress:
         self.walls: list[float] = []
         self.current = ""
         self._last_draw = 0.0
+        self._drawn = False     # a live status line is on the terminal, without its newline
         # every event type has its handler; one without is a TypeError (events.handler_for)
         self.handlers = {ev.Plan: self.on_plan, ev.Start: self.on_start, ev.Reattach: self.on_reattach,
                          ev.Tick: self.on_tick, ev.Finish: self.on_finish, ev.Retry: self.on_retry,
@@ -48,6 +49,14 @@ class Progress:
             self.out.write("\r\033[K")
         self.out.write(text + "\n")
         self.out.flush()
+        self._drawn = False
+
+    def end_line(self) -> None:
+        """End a live status line, so what is written next starts a line of its own."""
+        if self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+            self._drawn = False
 
     def on_plan(self, d: ev.Plan) -> None:
         self.total = d.pending
@@ -85,6 +94,7 @@ class Progress:
         self.out.write(f"\r\033[K[{self.finished + 1}/{self.total}] " + ", ".join(parts)
                        + f"  elapsed {_clock(elapsed)}{eta}")
         self.out.flush()
+        self._drawn = True
 
     def on_finish(self, d: ev.Finish) -> None:
         # the counter counts runs; a retried attempt shows its number beside the run

@@ -8,6 +8,8 @@ decides whether it finished before the runner stopped; otherwise it is
 from __future__ import annotations
 
 import socket
+import time
+from datetime import datetime
 from pathlib import Path
 
 from harness.data.spec import Experiment
@@ -63,8 +65,12 @@ class Resume:
             self.store.write_launch(run_dir, launch)
         return Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle, Tail(spec.log_path))
 
-    def interrupted(self, run_dir: Path, why: str) -> RunRecord | None:
-        """The record of an attempt that ended with its runner; its log decides the status."""
+    def interrupted(self, run_dir: Path, why: str, ended_now: bool = False) -> RunRecord | None:
+        """The record of an attempt that ended with its runner; its log decides the status.
+
+        ``ended_now``: this runner stops it now (its wall time runs to now); else it ended
+        with an earlier runner, at the last write of its log.
+        """
         if (run_dir / RESULT_FILE).exists():
             return None  # it finished after all: its record stands
         launch = read_launch(run_dir)
@@ -73,9 +79,10 @@ class Resume:
         hyp = self.exp.hypothesis(launch["hypothesis"])
         self.end_leftovers(run_dir, launch)
         summary, log_name = self.recorder.logs(run_dir)
-        outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
-                          finished_at=now_iso(), wall_s=0.0, host=launch.get("host") or socket.gethostname(),
-                          message=why)
+        started = launch.get("started_at", "")
+        outcome = Outcome(exit_code=None, timed_out=False, started_at=started,
+                          finished_at=now_iso(), wall_s=_wall_s(started, run_dir / "log.txt", ended_now),
+                          host=launch.get("host") or socket.gethostname(), message=why)
         rec = self.recorder.build(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
                                   summary, log_name, outcome, None, launch.get("job_id") or None)
         rec.command = launch.get("argv", [])
@@ -97,3 +104,19 @@ class Resume:
             return
         if launch.get("host") in (None, socket.gethostname()):
             end_leftovers(str(run_dir), launch.get("job_id"))
+
+
+def _wall_s(started_at: str, log: Path, ended_now: bool) -> float:
+    """Seconds from the attempt's start to its end: now, or its log's last write."""
+    try:
+        t0 = datetime.fromisoformat(started_at).timestamp()
+    except (TypeError, ValueError):
+        return 0.0          # launch.json without a start time: the runner died before it
+    if ended_now:
+        end = time.time()
+    else:
+        try:
+            end = log.stat().st_mtime
+        except OSError:
+            return 0.0      # no log: nothing ran
+    return max(0.0, end - t0)

@@ -286,7 +286,7 @@ class Runner:
             self.backend.cancel(job.handle)
         stopped = []
         for job in running:
-            rec = self.resume.interrupted(job.run_dir, why)
+            rec = self.resume.interrupted(job.run_dir, why, ended_now=True)
             if rec is None or rec.status not in COMPLETED:
                 stopped.append((job.hyp.name, job.index, job.attempt))
         return stopped
