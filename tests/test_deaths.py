@@ -337,3 +337,74 @@ def test_an_attempt_its_runner_left_records_its_real_wall_time(tmp_path, cli):
     assert cli("run", exp, cwd=tmp_path).returncode == 0
     rec = json.loads((run_dir / "result.json").read_text())
     assert rec["status"] == "interrupted" and abs(rec["wall_s"] - 60) < 1, rec["wall_s"]
+
+
+# -- 3. preflight -------------------------------------------------------------------------------
+
+def test_preflight_stops_a_broken_treatment_before_any_run(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=4)
+    cli.backend = cli.memory(scripted(H1=FakeRun(log_text=LAYOUT_LOG, failed=True, exit_code=2)),
+                             preflight=True)
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert cli.backend.preflights == ["H0", "H1"] and cli.backend.launched == []
+    last = out.stderr.strip().splitlines()[-1]
+    assert "H1's preflight" in last and "needs at least 6 layers but the model has 4" in last, last
+    res = tmp_path / "results" / "exp"
+    assert "needs at least 6 layers" in (res / "preflight" / "H1" / "log.txt").read_text()
+    assert results_of(res) == [] and not list((res / "preflight").rglob("result.json"))
+
+
+def test_preflight_passes_once_per_distinct_command_and_only_for_a_new_folder(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=2, h0_args={"base_time": 10.0},
+                           h1_args={"num_iterations": 20, "base_time": 10.0})
+    text = exp.read_text().replace("steps = 18", "steps = 20")
+    exp.write_text(text + '\n[[hypothesis]]\nname = "H2"\nsteps = 18\nargs = { num_iterations = 18 }\n')
+    cli.backend = cli.memory(scripted(steps={"H1": 20, "H2": 18}), preflight=True)
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert cli.backend.preflights == ["H0", "H2"]          # H1 runs H0's very command
+    assert "preflight H0, H1: ok" in out.stderr and len(cli.backend.launched) == 6
+    res = tmp_path / "results" / "exp"
+    assert sorted(p.name for p in (res / "preflight").iterdir()) == ["H0", "H2"]
+    assert len(results_of(res)) == 6                        # the preflights are no runs
+    out = cli("run", exp, "--runs", "3", "--plain", cwd=tmp_path)   # not a new folder: none
+    assert out.returncode == 0 and cli.backend.preflights == ["H0", "H2"], out.stderr
+    out = cli("run", exp, "--runs", "3", "--preflight", "--plain", cwd=tmp_path)   # asked: again
+    assert cli.backend.preflights == ["H0", "H2", "H0", "H2"]
+    assert (res / "preflight" / "H0.2" / "log.txt").exists()
+
+
+def test_no_preflight_and_a_backend_that_cannot_stop_early(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory(preflight=True)
+    assert cli("run", exp, "--no-preflight", cwd=tmp_path).returncode == 0
+    assert cli.backend.preflights == []
+    folder = tmp_path / "other"
+    folder.mkdir()
+    exp = write_experiment(folder, runs=1)
+    cli.backend = cli.memory()                               # it cannot preflight
+    out = cli("run", exp, "--preflight", "--plain", cwd=folder)
+    assert out.returncode == 0 and "preflight H0: skipped: the memory backend cannot stop" in out.stderr
+
+
+def test_a_script_without_step_lines_cannot_be_stopped_early_and_is_said_so(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    silent = FakeRun(log_text="training...\n", exit_code=0)
+    cli.backend = cli.memory(scripted(H0=silent), preflight=True)
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert "preflight H0: skipped" in out.stderr and "cannot be stopped early" in out.stderr, out.stderr
+    assert ("H0", 0, 1) in cli.backend.launched               # the runs go ahead
+
+
+def test_preflight_end_to_end_costs_one_start_up_and_stops_at_the_first_step(tmp_path):
+    exp = write_experiment(tmp_path, runs=3, h0_args={"step_sleep": 0.3}, h1_args={"mode": "layout"})
+    t0 = time.monotonic()
+    out = harness("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert time.monotonic() - t0 < 5.0                       # H0's 6 s of steps were not run
+    res = tmp_path / "results" / "exp"
+    h0 = (res / "preflight" / "H0" / "log.txt").read_text()
+    assert "step:0/20" in h0 and "step:20/20" not in h0
+    assert results_of(res) == [] and not list(res.glob("H*/*"))
+    assert "needs at least 6 layers" in out.stderr.strip().splitlines()[-1]

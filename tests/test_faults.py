@@ -56,7 +56,7 @@ def test_a_forking_trainer_leaves_nothing_behind_when_its_run_ends(tmp_path):
     out = harness("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     children = _pids_in(pids)
-    assert len(children) == 1
+    assert len(children) == 2       # the preflight's and the run's (#25): both end
     assert _wait_for(lambda: not any(_alive(p) for p in children), timeout=10)
 
 
@@ -78,7 +78,7 @@ def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_r
     exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn", "step_sleep": 0.02},
                            extra_defaults=f'env = {{ ONCE_DIR = "{once}" }}')
     res = tmp_path / "results" / "exp"
-    proc = _spawn_env(["run", exp, "--timeout", "60"], tmp_path, FAST_KILL)
+    proc = _spawn_env(["run", exp, "--timeout", "60", "--no-preflight"], tmp_path, FAST_KILL)
     log = res / "H0" / "000-1" / "log.txt"
     assert _wait_for(lambda: log.exists() and "step:9/" in log.read_text())
     time.sleep(0.2)  # it is in its endless sleep now

@@ -290,7 +290,7 @@ def main(args) -> int:
 
 def _main(args) -> int:
     from harness.run.progress import Progress
-    from harness.run.runner import Options, Runner, Stopped
+    from harness.run.runner import Options, Runner, Stopped, run_label
     from harness.data.store import Store
 
     if args.results is not None and not args.results.strip():
@@ -308,7 +308,7 @@ def _main(args) -> int:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
-                   compile_cache=False if args.no_compile_cache else None)
+                   compile_cache=False if args.no_compile_cache else None, preflight=args.preflight)
     store = Store(results)
     if args.dry_run:
         # refuse exactly what the real run would, and write nothing
@@ -357,7 +357,7 @@ def _main(args) -> int:
     if without:
         # the failure that stopped the arms first: its own error line is the one to fix
         first = runner.broken() or next((r for r in without if r is not None), None)
-        reason = f"first: {first.hypothesis} #{first.index}: {first.status}: {first.message}" if first else ""
+        reason = f"first: {run_label(first)}: {first.status}: {first.message}" if first else ""
         sys.stderr.write(f"{len(without)} of {len(runner.order)} runs ended without a result; {reason}\n"
                          if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
         return EXIT_NO_RESULT

@@ -23,7 +23,7 @@ from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import RESULT_FILE, is_results_folder, read_plan, read_record, read_spec, spec_path
+from harness.data.store import PREFLIGHT, RESULT_FILE, is_results_folder, read_plan, read_record, read_spec, spec_path
 from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
@@ -389,7 +389,8 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         groups.append(g)
     known = {g.name for g in groups}
     extra = sorted(d.name for d in root.iterdir()
-                   if d.is_dir() and not d.name.startswith(".") and d.name not in known)
+                   if d.is_dir() and not d.name.startswith(".") and d.name not in known
+                   and d.name != PREFLIGHT)     # the preflight's starts are no runs (harness run)
     if extra:
         ds.warnings.append(Caveat("not-in-spec", str(root), f"{root}: folders not in spec.json passed over: "
                                                             f"{', '.join(extra)}"))

@@ -192,9 +192,10 @@ def _spec_problem(data) -> str:
 
 
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
+PREFLIGHT = "preflight"     # one start of each distinct command, stopped at its first step line
 # names a hypothesis folder must not take: they are files of the results folder itself
-FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
-RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
+FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED, PREFLIGHT)
+RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED, PREFLIGHT)
 
 
 @dataclass
@@ -390,6 +391,17 @@ class Store:
     def open_attempt(self, hypothesis: str, index: int, attempt: int, script: Path) -> Path:
         """A new attempt folder holding a snapshot of ``script`` (a folder that exists is refused)."""
         run_dir = self.attempt_dir(hypothesis, index, attempt)
+        run_dir.mkdir(parents=True)
+        shutil.copy2(script, run_dir / ("snapshot-" + script.name))
+        return run_dir
+
+    def open_preflight(self, hypothesis: str, script: Path) -> Path:
+        """``preflight/<hypothesis>/`` (``<hypothesis>.2``, ... after an earlier one), with a snapshot."""
+        base = self.root / PREFLIGHT
+        run_dir, k = base / hypothesis, 1
+        while run_dir.exists() or run_dir.is_symlink():
+            k += 1
+            run_dir = base / f"{hypothesis}.{k}"
         run_dir.mkdir(parents=True)
         shutil.copy2(script, run_dir / ("snapshot-" + script.name))
         return run_dir

@@ -58,6 +58,20 @@ def prepare(store: Store, exp: Experiment, hyp: Hypothesis, index: int, attempt:
                       node=node)
 
 
+def prepare_preflight(store: Store, hyp: Hypothesis, base: Path, env: dict[str, str],
+                      timeout: float | None) -> LaunchSpec:
+    """The folder and spec of a preflight (harness/run/preflight.py): the run's command, no probe."""
+    script = Path(hyp.script)
+    src = script if script.is_absolute() else base / script
+    run_dir = store.open_preflight(hyp.name, src)
+    workdir = _workdir(run_dir, base)
+    argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
+    env = dict(env)
+    env[RUN_MARKER] = str(run_dir)
+    return LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
+                      log_path=run_dir / "log.txt", timeout_s=timeout, nproc=hyp.nproc_per_node)
+
+
 def launch_info(backend: str, hyp_name: str, index: int, attempt: int, order: int, spec: LaunchSpec,
                 pairing: str, node: str | None) -> dict:
     """What ``launch.json`` holds before the backend answered (see docs/results-folder.md)."""

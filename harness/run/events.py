@@ -17,6 +17,15 @@ class Aside:
 
 
 @dataclass(frozen=True)
+class Preflight:
+    """The preflight of one command (``arms`` run it): passed, failed or skipped, and why."""
+    arms: tuple
+    verdict: str
+    why: str
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Plan:
     """What this invocation will run."""
     experiment: str
@@ -97,7 +106,7 @@ class Done:
     without: list
 
 
-EVENTS: tuple[type, ...] = (Aside, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Done)
+EVENTS: tuple[type, ...] = (Aside, Preflight, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Done)
 
 
 def handler_for(handlers: dict[type, Callable], event: object) -> Callable:

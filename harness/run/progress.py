@@ -39,7 +39,7 @@ class Progress:
         self.handlers = {ev.Plan: self.on_plan, ev.Start: self.on_start, ev.Reattach: self.on_reattach,
                          ev.Tick: self.on_tick, ev.Finish: self.on_finish, ev.Retry: self.on_retry,
                          ev.Unpaired: self.on_unpaired, ev.Aside: self.on_aside, ev.Skip: self.on_skip,
-                         ev.Look: self.on_look, ev.Done: self.on_done}
+                         ev.Look: self.on_look, ev.Done: self.on_done, ev.Preflight: self.on_preflight}
 
     def __call__(self, event) -> None:
         ev.handler_for(self.handlers, event)(event)
@@ -118,6 +118,11 @@ class Progress:
 
     def on_aside(self, d: ev.Aside) -> None:
         self._line(f"no run had a result under the old spec: its attempts were moved to {d.folder}")
+
+    def on_preflight(self, d: ev.Preflight) -> None:
+        took = f" in {d.wall_s:.1f} s" if d.wall_s else ""
+        verdict = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}.get(d.verdict, d.verdict)
+        self._line(f"preflight {', '.join(d.arms)}: {verdict}{took}: {d.why}")
 
     def on_skip(self, d: ev.Skip) -> None:
         self._line(f"  skip {d.hypothesis} #{d.index}: {d.why}")

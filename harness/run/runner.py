@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 from harness.run import attempt as attempts
 from harness.run import events as ev
-from harness.run import pairing
+from harness.run import pairing, preflight
 from harness.run.attempt import Job, run_id  # noqa: F401  (run_id: part of this module's face)
 from harness.run.backends.base import Backend
 from harness.run.backends.local import now_iso
@@ -34,6 +34,11 @@ from harness.data.store import Slot, Store
 from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
+
+
+def run_label(rec: RunRecord) -> str:
+    """'H1 #3', or "H1's preflight" for the preflight's record (never stored, never a run)."""
+    return f"{rec.hypothesis}'s preflight" if rec.run_id == "preflight" else f"{rec.hypothesis} #{rec.index}"
 
 
 class Stopped(Exception):
@@ -59,6 +64,7 @@ class Options:
     timeout_s: float | None = None
     retries: int | None = None
     compile_cache: bool | None = None
+    preflight: bool | None = None    # None: for a new folder, where the backend can stop a run early
 
 
 @dataclass
@@ -150,10 +156,31 @@ class Runner:
             self.store.clean()
             if self.decider is not None and hasattr(self.decider, "to_dict") and not self.store.sequential_path.exists():
                 self.store.write_plan(self.decider.to_dict())
+            new = not any(s.records or s.orphans for s in slots.values())
+            if self.opt.preflight or (self.opt.preflight is None and new and self.backend.can_preflight):
+                self._preflight()
             return self._run(slots)
         finally:
             self.store.unlock()
             self.backend.close()
+
+    def _preflight(self) -> None:
+        """Each distinct command once, stopped at its first step line (harness/run/preflight.py)."""
+        groups = preflight.commands(self.exp.hypotheses, lambda h: self._env(h, 0))
+        if not self.backend.can_preflight:
+            for hyps in groups:
+                self.emit(ev.Preflight(arms=tuple(h.name for h in hyps), verdict=preflight.SKIPPED,
+                                       why=f"the {self.backend.name} backend cannot stop a run at its "
+                                           f"first step line"))
+            return
+        for hyps in groups:
+            found = preflight.check(self.store, self.backend, self.recorder, hyps, self.base,
+                                    self._env(hyps[0], 0), self.timeout)
+            if found.broken:
+                for name in found.arms:
+                    self._blocked.setdefault(name, found.record)
+            self.emit(ev.Preflight(arms=tuple(found.arms), verdict=found.verdict, why=found.why,
+                                   wall_s=round(found.wall_s, 3)))
 
     def _run(self, slots: dict[tuple[str, int], Slot]) -> dict[tuple[str, int], Slot]:
         running: list[Job] = self.resume.recover(slots)
@@ -268,7 +295,7 @@ class Runner:
         return None
 
     def _why_not(self, arm: str, broken: RunRecord) -> str:
-        cause = f"{broken.hypothesis} #{broken.index} failed in a way a retry cannot fix"
+        cause = f"{run_label(broken)} failed in a way a retry cannot fix"
         if broken.error:
             cause += f" ({broken.error})"
         if broken.hypothesis == arm:

@@ -125,10 +125,12 @@ class LocalBackend(Backend):
     name = "local"
     max_parallel = 1
     can_preflight = True
+    # the cgroup's OOM-kill count, read at each start and end: the kernel's word on memory
+    oom_probe: Callable[[], int | None] = staticmethod(cgroup_oom_kills)
 
-    def __init__(self, oom_probe: Callable[[], int | None] = cgroup_oom_kills) -> None:
-        # the cgroup's OOM-kill count, read at each start and end: the kernel's word on memory
-        self.oom_probe = oom_probe
+    def __init__(self, oom_probe: Callable[[], int | None] | None = None) -> None:
+        if oom_probe is not None:
+            self.oom_probe = oom_probe
 
     def start(self, spec: LaunchSpec) -> Handle:
         log = open(spec.log_path, "ab", buffering=0)
