@@ -408,3 +408,57 @@ def test_preflight_end_to_end_costs_one_start_up_and_stops_at_the_first_step(tmp
     assert "step:0/20" in h0 and "step:20/20" not in h0
     assert results_of(res) == [] and not list(res.glob("H*/*"))
     assert "needs at least 6 layers" in out.stderr.strip().splitlines()[-1]
+
+
+# -- 4. a fix keeps what is still valid -----------------------------------------------------------
+
+def test_a_change_of_one_arm_keeps_the_others_finished_runs_and_says_they_were_not_interleaved(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=2, h1_args={"mode": "ok"})
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "exp"
+    h0_before = {p: p.read_bytes() for p in res.glob("H0/*/result.json")}
+    assert len(h0_before) == 2
+    write_experiment(tmp_path, runs=2, h1_args={"mode": "ok", "tag": "fixed"})   # H1's args only
+    assert cli("run", exp, "--dry-run", cwd=tmp_path).returncode == 0    # as the run does
+    out = cli("run", exp, "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert {p: p.read_bytes() for p in res.glob("H0/*/result.json")} == h0_before   # kept, untouched
+    assert sorted(k[0] for k in cli.backend.launched) == ["H0", "H0", "H1", "H1", "H1", "H1"]
+    assert sorted(p.parent.name for p in (res / "superseded" / "1" / "H1").glob("*/result.json")) == [
+        "000-1", "001-1"]
+    assert (res / "superseded" / "1" / "spec.json").exists() and not (res / "superseded" / "1" / "H0").exists()
+    assert "the spec changed for H1 only" in out.stderr and "finished runs of H0 are kept" in out.stderr
+    spec = json.loads((res / "spec.json").read_text())
+    assert spec["kept"] == [{"superseded": "superseded/1", "changed": ["H1"], "kept": {"H0": 2}}]
+    assert "were not interleaved" in out.stdout                       # the table's warning
+    table = cli("analyze", res, "--format", "json", cwd=tmp_path)
+    kinds = [w["kind"] for w in json.loads(table.stdout)["warnings"]]
+    assert "not-interleaved" in kinds
+    # more runs later keep the note
+    assert cli("run", exp, "--runs", "3", cwd=tmp_path).returncode == 0
+    assert json.loads((res / "spec.json").read_text())["kept"] == spec["kept"]
+
+
+def test_a_change_of_every_arm_or_of_the_experiment_is_still_refused(tmp_path, cli):
+    exp = write_experiment(tmp_path, runs=1)
+    cli.backend = cli.memory()
+    assert cli("run", exp, cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "exp"
+    stored = {p: p.read_bytes() for p in res.rglob("*") if p.is_file() and p.name != ".lock"}
+    for kw in ({"extra_defaults": 'env = { X = "1" }'}, {"extra_exp": "seed = 7"},
+               {"h0_args": {"tag": "a"}, "h1_args": {"tag": "b"}}):
+        write_experiment(tmp_path, runs=1, **kw)
+        out = cli("run", exp, cwd=tmp_path)
+        assert out.returncode == 2 and "touches every arm" in out.stderr, (kw, out.stderr)
+        assert cli("run", exp, "--dry-run", cwd=tmp_path).returncode == 2
+    assert {p: p.read_bytes() for p in res.rglob("*") if p.is_file() and p.name != ".lock"} == stored
+
+
+def test_a_sequential_folder_keeps_its_refusal_of_a_changed_arm(tmp_path, cli):
+    exp = write_experiment(tmp_path, name="seq", runs=6)
+    cli.backend = cli.memory()
+    assert cli("run", exp, "--until-decisive", cwd=tmp_path).returncode == 0
+    write_experiment(tmp_path, name="seq", runs=6, h1_args={"tag": "fixed"})
+    out = cli("run", exp, "--until-decisive", cwd=tmp_path)
+    assert out.returncode == 2 and "sequential plan" in out.stderr, out.stderr

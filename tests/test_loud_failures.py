@@ -119,7 +119,8 @@ def test_dry_run_refuses_a_changed_spec_and_another_experiments_folder(tmp_path,
     exp = write_experiment(tmp_path, runs=1)
     cli.backend = cli.memory()
     assert cli("run", exp, cwd=tmp_path).returncode == 0
-    write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
+    # a change of every arm (one arm's change keeps the others' runs: tests/test_deaths.py)
+    write_experiment(tmp_path, runs=1, h0_args={"num_iterations": 19}, h1_args={"num_iterations": 16})
     for extra in ([], ["--dry-run"]):
         assert _one_line_error(cli("run", exp, *extra, cwd=tmp_path), "num_iterations: 18 -> 16")
     other = write_experiment(tmp_path, name="other", runs=1)

@@ -12,8 +12,11 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Aside:
-    """The spec changed and no run had a result: the old attempts were moved to ``folder``."""
+    """The spec changed: the old attempts were moved to ``folder`` (all of them when no run
+    had a result; else those of the ``moved`` arms, while the ``kept`` arms keep their runs)."""
     folder: str
+    moved: tuple = ()
+    kept: tuple = ()
 
 
 @dataclass(frozen=True)

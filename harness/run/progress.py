@@ -117,6 +117,11 @@ class Progress:
         self._line(f"  {d.hypothesis} #{d.index} runs on any node: {d.why} (the pair is broken)")
 
     def on_aside(self, d: ev.Aside) -> None:
+        if d.moved:
+            kept = f"; the finished runs of {', '.join(d.kept)} are kept" if d.kept else ""
+            self._line(f"the spec changed for {', '.join(d.moved)} only: their attempts were moved to "
+                       f"{d.folder}{kept} (not interleaved with the new runs: the table says so)")
+            return
         self._line(f"no run had a result under the old spec: its attempts were moved to {d.folder}")
 
     def on_preflight(self, d: ev.Preflight) -> None:

@@ -30,7 +30,7 @@ from harness.run.resume import Resume
 from harness.run.tail import Tail
 from harness.records import COMPLETED, RunRecord
 from harness.data.spec import Experiment, Hypothesis
-from harness.data.store import Slot, Store
+from harness.data.store import Slot, Store, kept_runs
 from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
@@ -151,7 +151,10 @@ class Runner:
                     self.resume.end_leftovers(run_dir)
             aside = self.store.freeze(self.exp, self.source_text)
             if aside:
-                self.emit(ev.Aside(folder=str(aside)))
+                entry = next((e for e in kept_runs(self.store.read_spec() or {})
+                              if self.store.root / e["superseded"] == aside), None)
+                self.emit(ev.Aside(folder=str(aside), moved=tuple(entry["changed"]) if entry else (),
+                                   kept=tuple(entry["kept"]) if entry else ()))
                 slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.clean()
             if self.decider is not None and hasattr(self.decider, "to_dict") and not self.store.sequential_path.exists():
