@@ -5,8 +5,8 @@ import signal
 import sys
 import time
 
-from conftest import STAND_INS, harness, results_of, scripted, write_experiment
-from harness.run.backends.base import LaunchSpec, Outcome
+from conftest import harness, results_of, scripted, write_experiment
+from harness.run.backends.base import Outcome
 from harness.run.backends.memory import FakeRun
 
 OOM_LINE = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
@@ -22,49 +22,6 @@ def _outcome(code=1, message="", timed_out=False):
 
 
 # -- 1. every death named right -------------------------------------------------------------
-
-def test_a_sigkilled_trainer_is_recorded_as_signal_9_and_retried_and_its_supervisor_lives(tmp_path):
-    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "sigkill"})
-    out = harness("run", exp, "--retries", "1", "--no-preflight", cwd=tmp_path)
-    assert out.returncode == 3, out.stderr
-    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
-    assert len(h1) == 2, h1                       # a signal is retried (README)
-    for r in h1:
-        assert r["exit_code"] == -9 and r["retryable"] is True
-        assert "killed by signal 9 (SIGKILL)" in r["message"]
-        assert "OSError" not in r["message"]
-    log = (tmp_path / "results" / "exp" / "H1" / "000-1" / "log.txt").read_text()
-    assert "Traceback" not in log and "supervise.py" not in log
-
-
-def test_the_supervisor_dies_as_its_child_did_for_every_kind_of_signal(tmp_path):
-    sup = str(STAND_INS.parent.parent / "harness" / "run" / "supervise.py")
-    import subprocess
-    for sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGTERM):
-        code = f"import os, signal; os.kill(os.getpid(), {int(sig)})"
-        p = subprocess.run([sys.executable, sup, sys.executable, "-c", code], capture_output=True,
-                           text=True, timeout=30)
-        assert p.returncode == -int(sig), (sig, p.returncode, p.stderr)
-        assert "Traceback" not in p.stderr
-
-
-def test_the_kernels_oom_kill_is_named_from_the_cgroup_count(tmp_path):
-    from harness.run.backends.local import LocalBackend
-    counts = iter([3, 4])                         # oom_kill before and after the attempt
-    backend = LocalBackend(oom_probe=lambda: next(counts))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    spec = LaunchSpec(run_dir=run_dir, workdir=tmp_path, log_path=run_dir / "log.txt", timeout_s=30,
-                      argv=[sys.executable, str(STAND_INS / "fake_train.py"), "--mode", "sigkill"],
-                      env={"HARNESS_RUN_DIR": str(run_dir)})
-    handle = backend.start(spec)
-    t0 = time.monotonic()
-    while (outcome := backend.poll(handle)) is None:
-        assert time.monotonic() - t0 < 30
-        time.sleep(0.05)
-    assert outcome.exit_code == -9
-    assert "out of memory" in outcome.message and "oom_kill 3 -> 4" in outcome.message
-
 
 def test_the_cgroup_probe_reads_v2_and_v1_files(tmp_path):
     from harness.run.deaths import cgroup_oom_kills

@@ -12,6 +12,7 @@ the run's environment, where the harness package need not be importable.
 """
 import ctypes
 import os
+import resource
 import signal
 import sys
 import time
@@ -108,6 +109,11 @@ def _die_as(sig: int) -> None:
     to kill, and a signal that cannot kill (SIGSTOP, one ignored by default) falls
     through to the 128 + N exit code that shells use for a death by signal.
     """
+    try:
+        # the trainer's core dump, if any, is the trainer's: none of this process beside it
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        pass        # a hard limit we may not lower: at worst one more core file
     try:
         signal.signal(sig, signal.SIG_DFL)
     except (OSError, ValueError):
