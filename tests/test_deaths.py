@@ -45,6 +45,17 @@ def test_a_cuda_oom_is_its_own_reason_with_its_figure_and_is_not_retried_before_
     assert "CUDA out of memory (tried to allocate 2.00 GiB)" in h1[0]["message"]
 
 
+def test_a_scheduler_oom_state_is_named_out_of_memory_in_the_record(tmp_path):
+    from harness.data import spec as specmod
+    from harness.logs.logparse import LogSummary
+    from harness.run.record import Recorder
+    exp = specmod.load(write_experiment(tmp_path, runs=1))
+    rec = Recorder(exp, "slurm", tmp_path).build(
+        exp.hypothesis("H0"), 0, 1, 0, tmp_path, LogSummary(path=str(tmp_path / "log.txt")), "log.txt",
+        _outcome(None, "SLURM job 7 ended in state OUT_OF_MEMORY without reporting a result"), None)
+    assert rec.message.startswith("out of memory (the scheduler's OUT_OF_MEMORY state); SLURM job 7")
+
+
 def test_retry_policy_of_deaths():
     from harness.run.retry import retryable
     o = _outcome()

@@ -35,6 +35,11 @@ def cuda_oom(error: str) -> str:
     return f"CUDA out of memory (tried to allocate {m.group(1)})" if m.group(1) else "CUDA out of memory"
 
 
+def scheduler_oom(message: str) -> str:
+    """'out of memory' when the backend's word is the scheduler's OOM state (SLURM's OUT_OF_MEMORY)."""
+    return "out of memory (the scheduler's OUT_OF_MEMORY state)" if "OUT_OF_MEMORY" in (message or "") else ""
+
+
 def oom_phrase(before: int | None, after: int | None) -> str:
     """The kernel's word, when its OOM killer ended a process of the cgroup in between."""
     if before is None or after is None or after <= before:

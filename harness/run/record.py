@@ -85,6 +85,8 @@ class Recorder:
                 why = f"{deaths.signal_phrase(outcome.exit_code) or f'exit code {outcome.exit_code}'}; {why}"
             if outcome.message:
                 why = f"{outcome.message}; {why}"
+            if deaths.scheduler_oom(outcome.message):
+                why = f"{deaths.scheduler_oom(outcome.message)}; {why}"
         snapshot = next(run_dir.glob("snapshot-*"), None)
         return RunRecord(
             run_id=run_dir.name, hypothesis=hyp.name, index=index, seed=self.exp.seed_for(index),

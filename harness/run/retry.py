@@ -37,7 +37,7 @@ def retryable(error: str, stepped: bool, outcome: Outcome, previous_error: str |
         return False      # the launcher itself is missing (127: command not found)
     if outcome.timed_out or (outcome.exit_code is not None and outcome.exit_code < 0):
         return True       # killed by a signal or the time limit: nothing says it would repeat
-    if "out of memory" in outcome.message:
+    if "out of memory" in outcome.message or "OUT_OF_MEMORY" in outcome.message:
         return True       # the kernel ended it for memory: others' memory, maybe
     if cuda_oom(error):
         # before the first step: the same batch on the same card runs out again; in mid-run
