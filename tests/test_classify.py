@@ -114,15 +114,15 @@ env = {{ REPLAY_LIST = "{tmp_path / 'empty.txt'}" }}
 """)
     (tmp_path / "empty.txt").write_text("")
     from harness.run.backends.memory import FakeRun
-    cli.backend = cli.memory(lambda hyp, index, attempt: FakeRun(
-        log_text=logs[index].read_bytes() if hyp == "H0" else b"", exit_code=0))
-    out = cli("run", exp, "--runs", len(logs), cwd=tmp_path)
-    assert "Traceback" not in out.stderr, out.stderr
-    res = tmp_path / "results" / "replay" / "H0"
     seen = 0
-    for rj in sorted(res.glob("*/result.json")):
-        rec = json.loads(rj.read_text())
-        log = logs[rec["seed"]]
+    # one folder per log: a log whose failure a retry cannot fix stops its arm's other runs (#25)
+    for i, log in enumerate(logs):
+        cli.backend = cli.memory(lambda hyp, index, attempt, log=log: FakeRun(
+            log_text=log.read_bytes() if hyp == "H0" else b"", exit_code=0))
+        res = tmp_path / "res" / str(i)
+        out = cli("run", exp, "--runs", 1, "--results", res, cwd=tmp_path)
+        assert "Traceback" not in out.stderr, out.stderr
+        rec = json.loads((res / "H0" / "000-1" / "result.json").read_text())
         analysed = record_from_log(parse_file(log), "H0", 0)
         assert rec["status"] == analysed.status, (log.name, rec["message"], analysed.message)
         seen += 1

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, harness, results_of, scripted, write_experiment
+from harness.run.backends.base import LaunchSpec
 from harness.run.backends.memory import FakeRun, RunnerKilled
 from test_runner import _alive, _spawn, _wait_for
 
@@ -56,7 +57,7 @@ def test_a_forking_trainer_leaves_nothing_behind_when_its_run_ends(tmp_path):
     out = harness("run", exp, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     children = _pids_in(pids)
-    assert len(children) == 1
+    assert len(children) == 2       # the preflight's and the run's (#25): both end
     assert _wait_for(lambda: not any(_alive(p) for p in children), timeout=10)
 
 
@@ -78,7 +79,7 @@ def test_after_the_runner_is_killed_a_leftover_tree_is_ended_before_the_run_is_r
     exp = write_experiment(tmp_path, runs=1, h0_args={"mode": "stubborn", "step_sleep": 0.02},
                            extra_defaults=f'env = {{ ONCE_DIR = "{once}" }}')
     res = tmp_path / "results" / "exp"
-    proc = _spawn_env(["run", exp, "--timeout", "60"], tmp_path, FAST_KILL)
+    proc = _spawn_env(["run", exp, "--timeout", "60", "--no-preflight"], tmp_path, FAST_KILL)
     log = res / "H0" / "000-1" / "log.txt"
     assert _wait_for(lambda: log.exists() and "step:9/" in log.read_text())
     time.sleep(0.2)  # it is in its endless sleep now
@@ -299,3 +300,48 @@ def test_when_the_runner_dies_the_whole_tree_of_its_run_ends_at_once(tmp_path):
     proc.wait()
     # no resume needed: the detached child ends with its run
     assert _wait_for(lambda: not any(_alive(p) for p in _pids_in(pids)), timeout=15)
+
+
+# -- the trainer killed: SIGKILL, the kernel's OOM killer (#25) --------------------------------
+
+def test_a_sigkilled_trainer_is_recorded_as_signal_9_and_retried_and_its_supervisor_lives(tmp_path):
+    exp = write_experiment(tmp_path, runs=1, h1_args={"mode": "sigkill"})
+    out = harness("run", exp, "--retries", "1", "--no-preflight", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    h1 = [r for r in results_of(tmp_path / "results" / "exp") if r["hypothesis"] == "H1"]
+    assert len(h1) == 2, h1                       # a signal is retried (README)
+    for r in h1:
+        assert r["exit_code"] == -9 and r["retryable"] is True
+        assert "killed by signal 9 (SIGKILL)" in r["message"]
+        assert "OSError" not in r["message"]
+    log = (tmp_path / "results" / "exp" / "H1" / "000-1" / "log.txt").read_text()
+    assert "Traceback" not in log and "supervise.py" not in log
+
+
+def test_the_supervisor_dies_as_its_child_did_for_every_kind_of_signal(tmp_path):
+    sup = str(ROOT / "harness" / "run" / "supervise.py")
+    for sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGTERM):
+        code = f"import os, signal; os.kill(os.getpid(), {int(sig)})"
+        p = subprocess.run([sys.executable, sup, sys.executable, "-c", code], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == -int(sig), (sig, p.returncode, p.stderr)
+        assert "Traceback" not in p.stderr
+
+
+def test_the_kernels_oom_kill_is_named_from_the_cgroup_count(tmp_path):
+    from harness.run.backends.local import LocalBackend
+    counts = iter([3, 4])                         # oom_kill before and after the attempt
+    backend = LocalBackend(oom_probe=lambda: next(counts))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    spec = LaunchSpec(run_dir=run_dir, workdir=tmp_path, log_path=run_dir / "log.txt", timeout_s=30,
+                      argv=[sys.executable, str(ROOT / "tests" / "stand_ins" / "fake_train.py"),
+                            "--mode", "sigkill"],
+                      env={"HARNESS_RUN_DIR": str(run_dir)})
+    handle = backend.start(spec)
+    t0 = time.monotonic()
+    while (outcome := backend.poll(handle)) is None:
+        assert time.monotonic() - t0 < 30
+        time.sleep(0.05)
+    assert outcome.exit_code == -9
+    assert "out of memory" in outcome.message and "oom_kill 3 -> 4" in outcome.message

@@ -57,7 +57,7 @@ def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_pat
     assert out.returncode == 3, out.stderr
     res = tmp_path / "results" / "exp"
     h1 = [r for r in results_of(res) if r["hypothesis"] == "H1"]
-    assert [r["run_id"] for r in h1] == ["000-1", "001-1"]  # two launches, not 9
+    assert [r["run_id"] for r in h1] == ["000-1"]  # one launch, not 9 (#25: not two)
     assert "unrecognized arguments: --num-iteratons 20" in h1[0]["message"]
     assert "unrecognized arguments" in h1[0]["error"] and h1[0]["retryable"] is False
     assert "not launched" in out.stderr  # H1 #2 would fail the same way
@@ -68,14 +68,14 @@ def test_typo_in_args_is_quoted_and_not_retried_and_progress_counts_runs(tmp_pat
 
 def test_a_missing_file_is_not_retried_but_a_cuda_error_is(tmp_path, cli):
     exp = write_experiment(tmp_path, runs=1)
-    cli.backend = cli.memory(scripted(H0=FakeRun(log_text=MISSING_FILE, failed=True),
-                                      H1=FakeRun(failed=True, error="RuntimeError: CUDA error: boom")))
+    cli.backend = cli.memory(scripted(H1=FakeRun(log_text=MISSING_FILE, failed=True),
+                                      H0=FakeRun(failed=True, error="RuntimeError: CUDA error: boom")))
     assert cli("run", exp, "--retries", "2", cwd=tmp_path).returncode == 3
     recs = results_of(tmp_path / "results" / "exp")
     h0 = [r for r in recs if r["hypothesis"] == "H0"]
     h1 = [r for r in recs if r["hypothesis"] == "H1"]
-    assert len(h0) == 1 and "FileNotFoundError" in h0[0]["error"]
-    assert len(h1) == 3 and all(r["retryable"] for r in h1)  # CUDA errors may pass
+    assert len(h1) == 1 and "FileNotFoundError" in h1[0]["error"]
+    assert len(h0) == 3 and all(r["retryable"] for r in h0)  # CUDA errors may pass
 
 
 def test_retry_policy_table():
@@ -85,7 +85,8 @@ def test_retry_policy_table():
     assert not retryable("train.py: error: unrecognized arguments: --x 1", False, o, None)
     assert not retryable("ModuleNotFoundError: No module named 'flash'", False, o, None)
     assert not retryable("ValueError: bad shape", False, o, "ValueError: bad shape")  # the same twice
-    assert retryable("ValueError: bad shape", False, o, None)
+    assert not retryable("ValueError: bad shape", False, o, None)  # no transient before a step (#25)
+    assert retryable("", False, o, None)  # it said nothing: nothing says it would repeat
     assert retryable("ModuleNotFoundError: x", True, o, None)  # it had trained: not certain
     assert retryable("RuntimeError: NCCL error: unhandled system error", False, o, None)
     assert retryable("", False, Outcome(None, True, "", "", 1, "h"), None)  # timeout
@@ -118,7 +119,8 @@ def test_dry_run_refuses_a_changed_spec_and_another_experiments_folder(tmp_path,
     exp = write_experiment(tmp_path, runs=1)
     cli.backend = cli.memory()
     assert cli("run", exp, cwd=tmp_path).returncode == 0
-    write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
+    # a change of every arm (one arm's change keeps the others' runs: tests/test_deaths.py)
+    write_experiment(tmp_path, runs=1, h0_args={"num_iterations": 19}, h1_args={"num_iterations": 16})
     for extra in ([], ["--dry-run"]):
         assert _one_line_error(cli("run", exp, *extra, cwd=tmp_path), "num_iterations: 18 -> 16")
     other = write_experiment(tmp_path, name="other", runs=1)

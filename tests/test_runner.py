@@ -252,7 +252,8 @@ def test_changed_spec_is_refused_with_what_changed(tmp_path, cli):
     cli.backend = cli.memory()
     assert cli("run", exp, cwd=tmp_path).returncode == 0
     stored = {p: p.read_bytes() for p in (tmp_path / "results" / "exp").rglob("*") if p.is_file() and p.name != ".lock"}
-    write_experiment(tmp_path, runs=1, h1_args={"num_iterations": 16})
+    # a change of every arm (a change of one arm keeps the others' runs: tests/test_deaths.py)
+    write_experiment(tmp_path, runs=1, h0_args={"num_iterations": 19}, h1_args={"num_iterations": 16})
     out = cli("run", exp, cwd=tmp_path)
     assert out.returncode == 2
     assert "num_iterations: 18 -> 16" in out.stderr and "new name" in out.stderr

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None, prog: str = "harness") -> int:
         if e.errno not in STORAGE_ERRNOS:
             raise
         # disk full, read-only, permission: the folder, not the code, is at fault
-        where = e.filename or "a results file"
+        # a link or a rename names its source first: the file that could not be made is the second
+        where = e.filename2 or e.filename or "a results file"
         sys.stderr.write(f"error: {where}: {e.strerror or e}; {STORAGE_FIX}\n")
         return 2

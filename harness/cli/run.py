@@ -22,7 +22,7 @@ EXIT_CODES = """exit codes:
        run the same command again to resume
   3    runs ended without a result (failed, timed out); the last line says how many
        and the first reason, `harness status RESULTS` lists them all
-  130  stopped by Ctrl-C (143: by SIGTERM); the same command resumes"""
+  130  stopped by Ctrl-C (143: by SIGTERM, 129: by SIGHUP); the same command resumes"""
 EXIT_NO_RESULT = 3
 
 
@@ -49,6 +49,10 @@ def configure(p) -> None:
                         "with a larger --max-runs (docs/sequential.md)")
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not share one torch.compile cache between the runs")
+    p.add_argument("--preflight", action=argparse.BooleanOptionalAction, default=None,
+                   help="before the runs, launch each arm's command once and stop it at its first step "
+                        "line, so a flag or layout error costs one start-up (default: on for a new "
+                        "results folder; --no-preflight: off)")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
     p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
     p.epilog = EXIT_CODES
@@ -242,11 +246,56 @@ def make_anytime(exp, max_runs: int, results: Path):
 
 
 
+# the signals that stop a run (kept, resumable) and the exit code of each: 128 + N
+STOP_SIGNALS = {signal.SIGINT: ("Ctrl-C", 130), signal.SIGTERM: ("SIGTERM", 143),
+                signal.SIGHUP: ("SIGHUP", 129)}
+
+
+class _Stops:
+    """The first stop signal becomes a KeyboardInterrupt naming it; later ones, while the
+    runner ends its runs, change nothing (a second SIGTERM must not cut the clean-up short)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def __call__(self, signum, frame):
+        if self.first is not None:
+            return
+        self.first = signum
+        raise KeyboardInterrupt(STOP_SIGNALS[signum][0])
+
+
+def _resume_command(args) -> str:
+    return "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
+
+
+def _exit_code_of(why: str) -> int:
+    return next((code for name, code in STOP_SIGNALS.values() if name == why), 130)
+
+
 def main(args) -> int:
+    # from the first moment: a stop before the runner starts still says how to resume
+    stops = _Stops()
+    previous = {sig: signal.signal(sig, stops) for sig in STOP_SIGNALS}
+    try:
+        return _main(args)
+    except KeyboardInterrupt as e:     # outside the runner's loop: no run was running
+        why = str(e) or "Ctrl-C"
+        sys.stderr.write(f"stopped by {why}; resume with: {_resume_command(args)}\n")
+        return _exit_code_of(why)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args) -> int:
     from harness.run.progress import Progress
-    from harness.run.runner import Options, Runner, Stopped
+    from harness.run.runner import Options, Runner, Stopped, run_label
     from harness.data.store import Store
 
+    if args.results is not None and not args.results.strip():
+        raise UserError("--results '': give a folder (e.g. --results results/NAME), or leave the flag "
+                        "out for results/<experiment name>")
     exp, text = load_experiment(args)
     if args.max_runs is not None and not (args.until_decisive or args.anytime):
         raise UserError("--max-runs only applies with --until-decisive or --anytime; use --runs for a fixed design")
@@ -259,7 +308,7 @@ def main(args) -> int:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
-                   compile_cache=False if args.no_compile_cache else None)
+                   compile_cache=False if args.no_compile_cache else None, preflight=args.preflight)
     store = Store(results)
     if args.dry_run:
         # refuse exactly what the real run would, and write nothing
@@ -290,18 +339,15 @@ def main(args) -> int:
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
                     decider=decider, want_steps=progress.live)
-    resume = "harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else f"harness run {args.experiment}"
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         slots = runner.run()
     except Stopped as e:
+        progress.end_line()     # the live status line is not the start of this one
         names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
         stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
         _cost_line(store, exp)
-        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {resume}\n")
-        return 143 if e.why == "SIGTERM" else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {_resume_command(args)}\n")
+        return _exit_code_of(e.why)
     _cost_line(store, exp)
     code = 0
     if any(s.done is not None for s in slots.values()):
@@ -311,8 +357,9 @@ def main(args) -> int:
             sys.stderr.write(f"no table: {e}\n")
     without = runner.without(slots)
     if without:
-        first = next((r for r in without if r is not None), None)
-        reason = f"first: {first.hypothesis} #{first.index}: {first.status}: {first.message}" if first else ""
+        # the failure that stopped the arms first: its own error line is the one to fix
+        first = runner.broken() or next((r for r in without if r is not None), None)
+        reason = f"first: {run_label(first)}: {first.status}: {first.message}" if first else ""
         sys.stderr.write(f"{len(without)} of {len(runner.order)} runs ended without a result; {reason}\n"
                          if reason else f"{len(without)} of {len(runner.order)} runs ended without a result\n")
         return EXIT_NO_RESULT
@@ -324,10 +371,6 @@ def _cost_line(store, exp) -> None:
     from harness.records import gpu_totals
     slots = store.slots([h.name for h in exp.hypotheses])
     sys.stderr.write(gpu_totals(r for s in slots.values() for r in s.records).line() + "\n")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt("SIGTERM")
 
 
 def _print_table(results: Path, gate: bool) -> int:

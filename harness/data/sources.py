@@ -23,7 +23,7 @@ from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import RESULT_FILE, is_results_folder, read_plan, read_record, read_spec, spec_path
+from harness.data.store import PREFLIGHT, RESULT_FILE, is_results_folder, kept_runs, read_plan, read_record, read_spec, spec_path
 from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
@@ -435,9 +435,19 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         g = Group(name=str(h.get("name")), expected_steps=h.get("steps"), origin=src)
         _load_hypothesis(root / g.name, g, ds, planned)
         groups.append(g)
+    for entry in kept_runs(spec):
+        for arm, n in sorted(entry["kept"].items()):
+            ds.warnings.append(Caveat(
+                "not-interleaved", str(arm),
+                f"{arm}: {n} finished run{'s' if n != 1 else ''} kept from before the spec change of "
+                f"{', '.join(map(str, entry['changed']))} (old attempts in {root / str(entry.get('superseded'))}) "
+                f"were not interleaved with the runs made after it: a change of the machine in between "
+                f"reads as a difference between the arms; compare the hosts and start times (the drift "
+                f"check covers each arm's runs in order), or rerun {arm} beside them"))
     known = {g.name for g in groups}
     extra = sorted(d.name for d in root.iterdir()
-                   if d.is_dir() and not d.name.startswith(".") and d.name not in known)
+                   if d.is_dir() and not d.name.startswith(".") and d.name not in known
+                   and d.name != PREFLIGHT)     # the preflight's starts are no runs (harness run)
     if extra:
         ds.warnings.append(Caveat("not-in-spec", str(root), f"{root}: folders not in spec.json passed over: "
                                                             f"{', '.join(extra)}"))

@@ -192,10 +192,12 @@ def _spec_problem(data) -> str:
     return ""
 
 
-SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
+SUPERSEDED = "superseded"   # attempts of a spec replaced: all (no run completed) or the changed arms'
+KEPT_KEY = "kept"           # spec.json: the changes that kept the finished runs of the untouched arms
+PREFLIGHT = "preflight"     # one start of each distinct command, stopped at its first step line
 # names a hypothesis folder must not take: they are files of the results folder itself
-FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
-RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
+FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED, PREFLIGHT)
+RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED, PREFLIGHT)
 
 
 @dataclass
@@ -242,8 +244,13 @@ class Store:
             raise UserError(f"{self.root}: in use by another runner ({holder}); "
                             "wait for it to finish or give another --results folder")
         # flock dies with the process, so a SIGKILLed runner never leaves a stale lock
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            # a failed write() names no file: name the one that could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -283,12 +290,17 @@ class Store:
 
         A changed spec is taken when no run of the folder has a result yet (the usual
         case: a typo fixed after every attempt failed): the old spec and its attempts are
-        moved, untouched, to ``superseded/<k>/``, whose path is returned. ``check_only``
+        moved, untouched, to ``superseded/<k>/``, whose path is returned. When runs have
+        results and the change touches only some arms (their script content, args, env,
+        launcher, steps; not a key of the experiment), the untouched arms keep their runs
+        and only the changed arms' attempts move; ``kept`` in spec.json says so for the
+        analysis (those runs were not interleaved with the new ones). ``check_only``
         raises what the real call would raise and writes nothing.
         """
         path = spec_path(self.root)
         aside = None
         stored = read_spec(self.root)
+        kept = list(stored.get(KEPT_KEY) or []) if stored is not None else []
         if stored is not None:
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
@@ -297,19 +309,35 @@ class Store:
                     raise UserError(f"{self.root} holds another experiment, '{stored.get('name')}'; "
                                     f"give --results NEWDIR for '{exp.name}'")
                 done = self._completed(stored, exp)
-                if done:
+                changed = changed_arms(stored.get("frozen", {}), exp.frozen_view())
+                every = _arm_names(stored, exp)
+                partial = bool(done) and bool(changed) and not every <= changed
+                if done and (not partial or read_plan(self.root) is not None):
+                    why = ("it holds a sequential plan fitted to those runs" if partial else
+                           "the change touches every arm")
                     raise UserError(f"{self.root} holds {done} finished runs of experiment "
-                                    f"'{stored.get('name')}' with another spec ({shown}); give the "
+                                    f"'{stored.get('name')}' with another spec ({shown}); {why}: give the "
                                     "experiment a new name or use --results NEWDIR")
                 if check_only:
                     return None
-                aside = self._set_aside(stored, exp)
+                if partial:
+                    # the arms whose own command is unchanged keep their finished runs; only
+                    # the changed arms' attempts (and the old spec) go aside
+                    counts = self._done_per_arm(sorted(every - changed))
+                    aside = self._set_aside(stored, exp, only=changed)
+                    kept.append({"superseded": str(aside.relative_to(self.root)), "changed": sorted(changed),
+                                 "kept": {a: n for a, n in counts.items() if n}})
+                else:
+                    aside = self._set_aside(stored, exp)
+                    kept = []       # every arm starts again: nothing of before stays here
             elif stored.get("runs", 0) >= exp.runs:
                 return None
         if check_only:
             return None
         data = exp.to_dict()
         data["frozen"] = exp.frozen_view()
+        if kept:
+            data[KEPT_KEY] = kept
         toml_path = self.root / "experiment.toml"
         # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
         # between leaves no frozen spec, and the next run writes both
@@ -327,7 +355,13 @@ class Store:
             n += slot.done is not None
         return n
 
-    def _set_aside(self, stored: dict, exp: Experiment) -> Path:
+    def _done_per_arm(self, arms: list[str]) -> dict[str, int]:
+        counts = dict.fromkeys(arms, 0)
+        for slot in self.slots(arms).values():
+            counts[slot.hypothesis] += slot.done is not None
+        return counts
+
+    def _set_aside(self, stored: dict, exp: Experiment, only: set[str] | None = None) -> Path:
         base = self.root / SUPERSEDED
         k = 1
         # a folder without spec.json is an earlier set-aside cut short: finish that one
@@ -335,10 +369,9 @@ class Store:
             k += 1
         dest = base / str(k)
         dest.mkdir(parents=True, exist_ok=True)
-        names = {h.name for h in exp.hypotheses}
-        names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
-                  and isinstance(h.get("name"), str)}
-        for name in sorted(n for n in names if n) + [SEQUENTIAL_FILE, "experiment.toml", SPEC_FILE]:
+        names = _arm_names(stored, exp) if only is None else set(only)
+        files = [SEQUENTIAL_FILE] if only is None else []
+        for name in sorted(n for n in names if n) + files + ["experiment.toml", SPEC_FILE]:
             src = self.root / name
             if name in RESERVED or not (src.exists() or src.is_symlink()):
                 continue
@@ -386,6 +419,17 @@ class Store:
     def open_attempt(self, hypothesis: str, index: int, attempt: int, script: Path) -> Path:
         """A new attempt folder holding a snapshot of ``script`` (a folder that exists is refused)."""
         run_dir = self.attempt_dir(hypothesis, index, attempt)
+        run_dir.mkdir(parents=True)
+        shutil.copy2(script, run_dir / ("snapshot-" + script.name))
+        return run_dir
+
+    def open_preflight(self, hypothesis: str, script: Path) -> Path:
+        """``preflight/<hypothesis>/`` (``<hypothesis>.2``, ... after an earlier one), with a snapshot."""
+        base = self.root / PREFLIGHT
+        run_dir, k = base / hypothesis, 1
+        while run_dir.exists() or run_dir.is_symlink():
+            k += 1
+            run_dir = base / f"{hypothesis}.{k}"
         run_dir.mkdir(parents=True)
         shutil.copy2(script, run_dir / ("snapshot-" + script.name))
         return run_dir
@@ -462,6 +506,35 @@ def _index_of(d: Path) -> int | None:
     if not (d.is_dir() and sep and head.isdigit() and attempt.isdigit()):
         return None
     return int(head)
+
+
+def _arm_names(stored: dict, exp: Experiment) -> set[str]:
+    """The arms of the stored spec and of the new one."""
+    names = {h.name for h in exp.hypotheses}
+    names |= {h.get("name") for h in stored.get("hypotheses", []) if isinstance(h, dict)
+              and isinstance(h.get("name"), str) and h.get("name")}
+    return names
+
+
+def changed_arms(old: dict, new: dict) -> set[str] | None:
+    """The arms whose own frozen entry differs between two frozen specs (changed, added or
+    removed); None when something outside the hypotheses changed, which touches every arm."""
+    if {k: v for k, v in old.items() if k != "hypotheses"} != {k: v for k, v in new.items() if k != "hypotheses"}:
+        return None
+    before = {h.get("name"): h for h in old.get("hypotheses", []) if isinstance(h, dict)}
+    after = {h.get("name"): h for h in new.get("hypotheses", []) if isinstance(h, dict)}
+    return {n for n in set(before) | set(after) if isinstance(n, str) and before.get(n) != after.get(n)}
+
+
+def kept_runs(spec: dict) -> list[dict]:
+    """The spec changes a folder went through that kept some arms' runs (``kept`` in spec.json):
+    each ``{"superseded": "superseded/<k>", "changed": [arm...], "kept": {arm: finished runs}}``."""
+    out = []
+    for entry in spec.get(KEPT_KEY) or []:
+        if (isinstance(entry, dict) and isinstance(entry.get("kept"), dict)
+                and isinstance(entry.get("changed"), list)):
+            out.append(entry)
+    return out
 
 
 def diff_frozen(old: dict, new: dict, prefix: str = "") -> list[str]:

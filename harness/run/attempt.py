@@ -8,6 +8,7 @@ the attempt has ended; the folder's JSON files are the store's (``launch.json``,
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -57,6 +58,20 @@ def prepare(store: Store, exp: Experiment, hyp: Hypothesis, index: int, attempt:
                       node=node)
 
 
+def prepare_preflight(store: Store, hyp: Hypothesis, base: Path, env: dict[str, str],
+                      timeout: float | None) -> LaunchSpec:
+    """The folder and spec of a preflight (harness/run/preflight.py): the run's command, no probe."""
+    script = Path(hyp.script)
+    src = script if script.is_absolute() else base / script
+    run_dir = store.open_preflight(hyp.name, src)
+    workdir = _workdir(run_dir, base)
+    argv = hyp.argv(str(src) if ".." in script.parts else hyp.script)
+    env = dict(env)
+    env[RUN_MARKER] = str(run_dir)
+    return LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
+                      log_path=run_dir / "log.txt", timeout_s=timeout, nproc=hyp.nproc_per_node)
+
+
 def launch_info(backend: str, hyp_name: str, index: int, attempt: int, order: int, spec: LaunchSpec,
                 pairing: str, node: str | None) -> dict:
     """What ``launch.json`` holds before the backend answered (see docs/results-folder.md)."""
@@ -101,10 +116,20 @@ def tidy(run_dir: Path, base: Path) -> list[str]:
         for entry in os.listdir(work):
             p = work / entry
             if p.is_symlink() and os.readlink(p) == str(base / entry):
-                p.unlink()  # ours: a mirror of the project root
+                _remove(p, p.unlink)  # ours: a mirror of the project root
         if not os.listdir(work):
-            work.rmdir()
+            _remove(work, work.rmdir)
     return ["log.txt"] + [str(p.relative_to(run_dir)) for p in _script_logs(work / "logs")]
+
+
+def _remove(path: Path, remove) -> None:
+    """Tidying is cosmetic: an entry held busy (EBUSY: a mount point, a file in use) stays
+    where it is, and the attempt's record is still written; any other error is raised."""
+    try:
+        remove()
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
 
 
 def _script_logs(folder: Path) -> list[Path]:

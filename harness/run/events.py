@@ -12,8 +12,20 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Aside:
-    """The spec changed and no run had a result: the old attempts were moved to ``folder``."""
+    """The spec changed: the old attempts were moved to ``folder`` (all of them when no run
+    had a result; else those of the ``moved`` arms, while the ``kept`` arms keep their runs)."""
     folder: str
+    moved: tuple = ()
+    kept: tuple = ()
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """The preflight of one command (``arms`` run it): passed, failed or skipped, and why."""
+    arms: tuple
+    verdict: str
+    why: str
+    wall_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ class Done:
     without: list
 
 
-EVENTS: tuple[type, ...] = (Aside, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Done)
+EVENTS: tuple[type, ...] = (Aside, Preflight, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Done)
 
 
 def handler_for(handlers: dict[type, Callable], event: object) -> Callable:

@@ -34,11 +34,12 @@ class Progress:
         self.walls: list[float] = []
         self.current = ""
         self._last_draw = 0.0
+        self._drawn = False     # a live status line is on the terminal, without its newline
         # every event type has its handler; one without is a TypeError (events.handler_for)
         self.handlers = {ev.Plan: self.on_plan, ev.Start: self.on_start, ev.Reattach: self.on_reattach,
                          ev.Tick: self.on_tick, ev.Finish: self.on_finish, ev.Retry: self.on_retry,
                          ev.Unpaired: self.on_unpaired, ev.Aside: self.on_aside, ev.Skip: self.on_skip,
-                         ev.Look: self.on_look, ev.Done: self.on_done}
+                         ev.Look: self.on_look, ev.Done: self.on_done, ev.Preflight: self.on_preflight}
 
     def __call__(self, event) -> None:
         ev.handler_for(self.handlers, event)(event)
@@ -48,6 +49,14 @@ class Progress:
             self.out.write("\r\033[K")
         self.out.write(text + "\n")
         self.out.flush()
+        self._drawn = False
+
+    def end_line(self) -> None:
+        """End a live status line, so what is written next starts a line of its own."""
+        if self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+            self._drawn = False
 
     def on_plan(self, d: ev.Plan) -> None:
         self.total = d.pending
@@ -85,6 +94,7 @@ class Progress:
         self.out.write(f"\r\033[K[{self.finished + 1}/{self.total}] " + ", ".join(parts)
                        + f"  elapsed {_clock(elapsed)}{eta}")
         self.out.flush()
+        self._drawn = True
 
     def on_finish(self, d: ev.Finish) -> None:
         # the counter counts runs; a retried attempt shows its number beside the run
@@ -107,7 +117,17 @@ class Progress:
         self._line(f"  {d.hypothesis} #{d.index} runs on any node: {d.why} (the pair is broken)")
 
     def on_aside(self, d: ev.Aside) -> None:
+        if d.moved:
+            kept = f"; the finished runs of {', '.join(d.kept)} are kept" if d.kept else ""
+            self._line(f"the spec changed for {', '.join(d.moved)} only: their attempts were moved to "
+                       f"{d.folder}{kept} (not interleaved with the new runs: the table says so)")
+            return
         self._line(f"no run had a result under the old spec: its attempts were moved to {d.folder}")
+
+    def on_preflight(self, d: ev.Preflight) -> None:
+        took = f" in {d.wall_s:.1f} s" if d.wall_s else ""
+        verdict = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}.get(d.verdict, d.verdict)
+        self._line(f"preflight {', '.join(d.arms)}: {verdict}{took}: {d.why}")
 
     def on_skip(self, d: ev.Skip) -> None:
         self._line(f"  skip {d.hypothesis} #{d.index}: {d.why}")

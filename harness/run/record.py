@@ -18,8 +18,8 @@ from harness.logs.classify import classify
 from harness.logs.logparse import LogSummary, parse_file
 from harness.records import RunRecord
 from harness.run import attempt as attempts
+from harness.run import deaths, retry
 from harness.run import phases as phasing
-from harness.run import retry
 from harness.run.backends.base import LaunchSpec, Outcome
 from harness.run.tail import Arrivals
 
@@ -85,10 +85,16 @@ class Recorder:
             why = verdict.message
             if error and error not in why:
                 why = f"{why}; the script said: {error}"
+            # what ended it first, in words: a CUDA OOM with its figure, a signal by name
+            oom = deaths.cuda_oom(error)
+            if oom:
+                why = f"{oom}; {why}"
             if outcome.exit_code not in (0, None):
-                why = f"exit code {outcome.exit_code}; {why}"
+                why = f"{deaths.signal_phrase(outcome.exit_code) or f'exit code {outcome.exit_code}'}; {why}"
             if outcome.message:
                 why = f"{outcome.message}; {why}"
+            if deaths.scheduler_oom(outcome.message):
+                why = f"{deaths.scheduler_oom(outcome.message)}; {why}"
         snapshot = next(run_dir.glob("snapshot-*"), None)
         gpus = phasing.gpus_of(hyp)
         # wall 0: the backend never saw it run (an attempt found after its runner died)

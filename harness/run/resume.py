@@ -8,6 +8,8 @@ decides whether it finished before the runner stopped; otherwise it is
 from __future__ import annotations
 
 import socket
+import time
+from datetime import datetime
 from pathlib import Path
 
 from harness.data.spec import Experiment
@@ -64,11 +66,14 @@ class Resume:
         return Job(hyp, slot.index, launch["attempt"], launch["order"], run_dir, handle, Tail(spec.log_path))
 
     def interrupted(self, run_dir: Path, why: str, arrivals: Arrivals | None = None,
-                    wall_s: float | None = None) -> RunRecord | None:
+                    wall_s: float | None = None, ended_now: bool = False) -> RunRecord | None:
         """The record of an attempt that ended with its runner; its log decides the status.
 
         ``arrivals``, ``wall_s``: its log's arrival times and its seconds since launch, when
-        this runner launched it (its cost); else its wall time is not known (0)."""
+        this runner launched it (its cost). Else its wall time is read from its files:
+        ``ended_now`` (this runner stops it now) runs it to now; otherwise it ended with an
+        earlier runner, at the last write of its log.
+        """
         if (run_dir / RESULT_FILE).exists():
             return None  # it finished after all: its record stands
         launch = read_launch(run_dir)
@@ -77,9 +82,11 @@ class Resume:
         hyp = self.exp.hypothesis(launch["hypothesis"])
         self.end_leftovers(run_dir, launch)
         summary, log_name = self.recorder.logs(run_dir)
-        outcome = Outcome(exit_code=None, timed_out=False, started_at=launch.get("started_at", ""),
-                          finished_at=now_iso(), wall_s=wall_s or 0.0, host=launch.get("host") or socket.gethostname(),
-                          message=why)
+        started = launch.get("started_at", "")
+        wall = wall_s if wall_s else _wall_s(started, run_dir / "log.txt", ended_now)
+        outcome = Outcome(exit_code=None, timed_out=False, started_at=started,
+                          finished_at=now_iso(), wall_s=wall,
+                          host=launch.get("host") or socket.gethostname(), message=why)
         rec = self.recorder.build(hyp, launch["index"], launch["attempt"], launch.get("order", 0), run_dir,
                                   summary, log_name, outcome, None, launch.get("job_id") or None,
                                   arrivals, None)
@@ -102,3 +109,19 @@ class Resume:
             return
         if launch.get("host") in (None, socket.gethostname()):
             end_leftovers(str(run_dir), launch.get("job_id"))
+
+
+def _wall_s(started_at: str, log: Path, ended_now: bool) -> float:
+    """Seconds from the attempt's start to its end: now, or its log's last write."""
+    try:
+        t0 = datetime.fromisoformat(started_at).timestamp()
+    except (TypeError, ValueError):
+        return 0.0          # launch.json without a start time: the runner died before it
+    if ended_now:
+        end = time.time()
+    else:
+        try:
+            end = log.stat().st_mtime
+        except OSError:
+            return 0.0      # no log: nothing ran
+    return max(0.0, end - t0)

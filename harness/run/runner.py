@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 from harness.run import attempt as attempts
 from harness.run import events as ev
-from harness.run import pairing
+from harness.run import pairing, preflight
 from harness.run.attempt import Job, run_id  # noqa: F401  (run_id: part of this module's face)
 from harness.run.backends.base import Backend
 from harness.run.backends.local import now_iso
@@ -30,10 +30,15 @@ from harness.run.resume import Resume
 from harness.run.tail import Tail
 from harness.records import COMPLETED, RunRecord
 from harness.data.spec import Experiment, Hypothesis
-from harness.data.store import Slot, Store
+from harness.data.store import Slot, Store, kept_runs
 from harness.thresholds import RETRIES, pick
 
 POLL_S = 0.05
+
+
+def run_label(rec: RunRecord) -> str:
+    """'H1 #3', or "H1's preflight" for the preflight's record (never stored, never a run)."""
+    return f"{rec.hypothesis}'s preflight" if rec.run_id == "preflight" else f"{rec.hypothesis} #{rec.index}"
 
 
 class Stopped(Exception):
@@ -59,6 +64,7 @@ class Options:
     timeout_s: float | None = None
     retries: int | None = None
     compile_cache: bool | None = None
+    preflight: bool | None = None    # None: for a new folder, where the backend can stop a run early
 
 
 @dataclass
@@ -69,10 +75,9 @@ class _Queue:
     order_of: dict                  # (hypothesis, index) -> its position in the launch order
     stop_reason: str = ""           # "decided": the sequential plan needs no more runs
     deferred: list = field(default_factory=list)   # arms not needed now, for a decider that may revisit
-    # a hypothesis whose runs failed deterministically with the same error (usage error,
-    # missing file...): its other runs would fail the same way, so none is launched
+    # a hypothesis with a run that failed in a way a retry cannot fix (usage error, missing
+    # file, CUDA OOM before the first step...): its other runs would fail the same way
     blocked: dict = field(default_factory=dict)
-    certain: dict = field(default_factory=dict)    # the first deterministic failure of each arm
 
 
 class Runner:
@@ -110,6 +115,7 @@ class Runner:
         self.look_done = False
         self.ran_here: set[str] = set()      # run folders of attempts launched by this invocation
         self.skipped: dict[tuple[str, int], RunRecord] = {}
+        self._blocked: dict[str, RunRecord] = {}   # arm -> its failure a retry cannot fix
 
     # -- commands ------------------------------------------------------------------------
     def commands(self) -> list[tuple[str, int, dict, list[str]]]:
@@ -145,15 +151,39 @@ class Runner:
                     self.resume.end_leftovers(run_dir)
             aside = self.store.freeze(self.exp, self.source_text)
             if aside:
-                self.emit(ev.Aside(folder=str(aside)))
+                entry = next((e for e in kept_runs(self.store.read_spec() or {})
+                              if self.store.root / e["superseded"] == aside), None)
+                self.emit(ev.Aside(folder=str(aside), moved=tuple(entry["changed"]) if entry else (),
+                                   kept=tuple(entry["kept"]) if entry else ()))
                 slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.clean()
             if self.decider is not None and hasattr(self.decider, "to_dict") and not self.store.sequential_path.exists():
                 self.store.write_plan(self.decider.to_dict())
+            new = not any(s.records or s.orphans for s in slots.values())
+            if self.opt.preflight or (self.opt.preflight is None and new and self.backend.can_preflight):
+                self._preflight()
             return self._run(slots)
         finally:
             self.store.unlock()
             self.backend.close()
+
+    def _preflight(self) -> None:
+        """Each distinct command once, stopped at its first step line (harness/run/preflight.py)."""
+        groups = preflight.commands(self.exp.hypotheses, lambda h: self._env(h, 0))
+        if not self.backend.can_preflight:
+            for hyps in groups:
+                self.emit(ev.Preflight(arms=tuple(h.name for h in hyps), verdict=preflight.SKIPPED,
+                                       why=f"the {self.backend.name} backend cannot stop a run at its "
+                                           f"first step line"))
+            return
+        for hyps in groups:
+            found = preflight.check(self.store, self.backend, self.recorder, hyps, self.base,
+                                    self._env(hyps[0], 0), self.timeout)
+            if found.broken:
+                for name in found.arms:
+                    self._blocked.setdefault(name, found.record)
+            self.emit(ev.Preflight(arms=tuple(found.arms), verdict=found.verdict, why=found.why,
+                                   wall_s=round(found.wall_s, 3)))
 
     def _run(self, slots: dict[tuple[str, int], Slot]) -> dict[tuple[str, int], Slot]:
         running: list[Job] = self.resume.recover(slots)
@@ -161,7 +191,7 @@ class Runner:
             self.emit(ev.Reattach(hypothesis=job.hyp.name, index=job.index, job_id=job.handle.job_id))
         q = _Queue(deque(s for s in self.order if self._needs_attempt(slots.get(s)) and
                          not any((j.hyp.name, j.index) == s for j in running)),
-                   {s: i for i, s in enumerate(self.order)})
+                   {s: i for i, s in enumerate(self.order)}, blocked=self._blocked)
         self.emit(ev.Plan(experiment=self.exp.name, results=str(self.store.root), total=len(self.order),
                           done=sum(1 for s in self.order if slots.get(s) and slots[s].done),
                           pending=len(q.keys) + len(running), pairing=self.pairing_mode))
@@ -217,11 +247,10 @@ class Runner:
                     continue
                 self.emit(ev.Skip(hypothesis=key[0], index=key[1], why="arm decided"))
                 continue
-            if key[0] in q.blocked:
-                self.skipped[key] = q.blocked[key[0]]
-                self.emit(ev.Skip(hypothesis=key[0], index=key[1],
-                                  why=f"not launched: run #{q.blocked[key[0]].index} of "
-                                      f"{key[0]} failed in a way a retry cannot fix"))
+            broken = self._broken_for(key[0], q.blocked)
+            if broken is not None:
+                self.skipped[key] = broken
+                self.emit(ev.Skip(hypothesis=key[0], index=key[1], why=self._why_not(key[0], broken)))
                 continue
             slot = slots.setdefault(key, Slot(*key))
             running.append(self._start(key[0], key[1], self._free_attempt(slot), q.order_of[key], node))
@@ -235,10 +264,9 @@ class Runner:
         slot.records.append(rec)
         again = rec.status not in COMPLETED and self._needs_attempt(slot)
         if rec.status == "failed" and not rec.retryable:
-            # two runs of one arm failing alike (a typo in its args): the others would too
-            first = q.certain.setdefault(job.hyp.name, rec)
-            if first is not rec and first.error == rec.error:
-                q.blocked.setdefault(job.hyp.name, rec)
+            # a failure a retry cannot fix (a typo in its args): the arm's other runs would fail
+            # alike, and the arms compared only with it are launched for nothing
+            q.blocked.setdefault(job.hyp.name, rec)
         self.emit(ev.Finish(record=rec, total=len(self.order), settled=not again))
         if again:
             self.emit(ev.Retry(record=rec, failures=slot.failures, retries=self.retries))
@@ -249,6 +277,39 @@ class Runner:
             q.deferred = [k for k in q.deferred if k not in back]
             q.keys.extendleft(reversed(back))
 
+    def _broken_for(self, arm: str, blocked: dict) -> RunRecord | None:
+        """The failure that leaves ``arm`` nothing to be compared in, else None.
+
+        Every comparison is the control against one treatment: a broken control voids them
+        all; a treatment is void when it is broken; the control is void once no treatment
+        is left. With several treatments, a broken one stops only itself.
+        """
+        if not blocked:
+            return None
+        control = self.exp.control.name
+        if arm in blocked:
+            return blocked[arm]
+        if control in blocked:
+            return blocked[control]
+        treatments = [h.name for h in self.exp.hypotheses if not h.control]
+        if arm == control and all(t in blocked for t in treatments):
+            return blocked[treatments[0]]
+        return None
+
+    def _why_not(self, arm: str, broken: RunRecord) -> str:
+        cause = f"{run_label(broken)} failed in a way a retry cannot fix"
+        if broken.error:
+            cause += f" ({broken.error})"
+        if broken.hypothesis == arm:
+            return f"not launched: {cause}"
+        if arm == self.exp.control.name:
+            return f"not launched: no treatment is left to compare it with; {cause}"
+        return f"not launched: its control cannot run; {cause}"
+
+    def broken(self) -> RunRecord | None:
+        """The failure that ended this invocation's launches of every arm, if one did."""
+        return self._broken_for(self.exp.control.name, self._blocked) if self._blocked else None
+
     def _stop_all(self, running: list[Job], why: str) -> list[tuple[str, int, int]]:
         for job in running:
             self.backend.cancel(job.handle)
@@ -256,7 +317,8 @@ class Runner:
         for job in running:
             now = self._clock(job)
             job.tail.read(now)
-            rec = self.resume.interrupted(job.run_dir, why, job.tail.arrivals if now is not None else None, now)
+            rec = self.resume.interrupted(job.run_dir, why, job.tail.arrivals if now is not None else None,
+                                          now, ended_now=True)
             if rec is None or rec.status not in COMPLETED:
                 stopped.append((job.hyp.name, job.index, job.attempt))
         return stopped

@@ -12,6 +12,7 @@ the run's environment, where the harness package need not be importable.
 """
 import ctypes
 import os
+import resource
 import signal
 import sys
 import time
@@ -97,12 +98,34 @@ def main(argv: list[str]) -> None:
         os._exit(128 + (stop[0] if stop else signal.SIGTERM))
     st = status[0]
     if os.WIFSIGNALED(st):
-        sig = os.WTERMSIG(st)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        time.sleep(1)
-        os._exit(128 + sig)
+        _die_as(os.WTERMSIG(st))
     os._exit(os.WEXITSTATUS(st))
+
+
+def _die_as(sig: int) -> None:
+    """End this process by ``sig``, so the runner sees the trainer's own death (-9, -11...).
+
+    SIGKILL and SIGSTOP take no handler (setting one raises EINVAL): SIGKILL needs none
+    to kill, and a signal that cannot kill (SIGSTOP, one ignored by default) falls
+    through to the 128 + N exit code that shells use for a death by signal.
+    """
+    try:
+        # the trainer's core dump, if any, is the trainer's: none of this process beside it
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        pass        # a hard limit we may not lower: at worst one more core file
+    try:
+        signal.signal(sig, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass        # uncatchable: its default action already holds
+    if sig not in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    os._exit(128 + sig)
 
 
 if __name__ == "__main__":

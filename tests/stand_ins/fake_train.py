@@ -5,7 +5,11 @@ Modes: ok, crash (dies mid-run), nan (diverges), hang (sleeps forever), truncate
 fork (leaves a child behind, which writes its pid to $PID_DIR), stubborn (ignores
 SIGTERM, then hangs mid-run), linger (prints its final line, then hangs), files
 (writes logs of clashing and very long names and a file in its working directory),
-linklogs (makes logs/ a link to $LINK_TARGET), missing (opens a file that is not there).
+linklogs (makes logs/ a link to $LINK_TARGET), missing (opens a file that is not there),
+sigkill (SIGKILLs itself before its first step, as the kernel's OOM killer would), oom
+(torch's CUDA out-of-memory error before its first step), oom-mid (the same at step n/2),
+layout (the trainer's own usage error for a layout the model cannot hold), eagain (a
+fork that failed for want of resources, on the first attempt only: $ONCE_DIR).
 """
 import argparse
 import os
@@ -30,6 +34,28 @@ if a.mode == "flaky":
         sys.exit(3)
 if a.mode == "missing":
     open("data/no_such_shard.bin")
+OOM = ("Traceback (most recent call last):\n  File \"train_gpt.py\", line 400, in <module>\n"
+       "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+       "capacity of 79.19 GiB of which 1.05 GiB is free.")
+if a.mode == "sigkill":
+    import signal
+    print("Running Python 3.11.7", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+if a.mode == "oom":
+    print(OOM, flush=True)
+    sys.exit(1)
+if a.mode == "layout":
+    print("usage: train_gpt.py [-h] [--ve-layout VE_LAYOUT]\n"
+          "train_gpt.py: error: --ve-layout '.12...012' needs at least 6 layers but the model has 4",
+          flush=True)
+    sys.exit(2)
+if a.mode == "eagain":
+    marker = os.path.join(os.environ["ONCE_DIR"], f"eagain{seed}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        print("Traceback (most recent call last):\nBlockingIOError: [Errno 11] Resource temporarily "
+              "unavailable", flush=True)
+        sys.exit(1)
 if a.mode == "stubborn" and os.environ.get("ONCE_DIR"):
     # stubborn on the first attempt only
     marker = os.path.join(os.environ["ONCE_DIR"], f"stubborn{seed}")
@@ -70,6 +96,9 @@ print(f"step:0/{n} val_loss:{loss:.4f} train_time:0ms step_avg:0.03ms", flush=Tr
 for k in range(1, n + 1):
     if a.step_sleep:
         time.sleep(a.step_sleep)
+    if a.mode == "oom-mid" and k == n // 2:
+        print(OOM, flush=True)
+        sys.exit(1)
     if a.mode == "crash" and k == n // 2:
         print("Traceback (most recent call last):\nRuntimeError: CUDA error: boom", flush=True)
         sys.exit(1)

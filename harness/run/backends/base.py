@@ -52,6 +52,7 @@ class Backend(abc.ABC):
     name: str = "?"
     max_parallel: int = 1
     may_span_nodes: bool = False   # runs may land on different machines (pairing matters)
+    can_preflight: bool = False    # a start can be watched and stopped at its first step line
 
     @abc.abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:

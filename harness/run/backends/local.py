@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 from datetime import datetime, timezone
 
 from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
+from harness.run.deaths import cgroup_oom_kills, oom_phrase
 
 KILL_GRACE_S = 10.0  # SIGTERM first so torchrun can stop its workers, then SIGKILL
 SUPERVISOR = str(Path(__file__).resolve().parent.parent / "supervise.py")
@@ -122,9 +124,17 @@ def _die_with_parent() -> None:
 class LocalBackend(Backend):
     name = "local"
     max_parallel = 1
+    can_preflight = True
+    # the cgroup's OOM-kill count, read at each start and end: the kernel's word on memory
+    oom_probe: Callable[[], int | None] = staticmethod(cgroup_oom_kills)
+
+    def __init__(self, oom_probe: Callable[[], int | None] | None = None) -> None:
+        if oom_probe is not None:
+            self.oom_probe = oom_probe
 
     def start(self, spec: LaunchSpec) -> Handle:
         log = open(spec.log_path, "ab", buffering=0)
+        oom_before = self.oom_probe()
         env = {**os.environ, **spec.env}
         # the supervisor parents the run: its whole tree ends with it, even if we die
         argv = [sys.executable, SUPERVISOR, *spec.argv]
@@ -138,7 +148,8 @@ class LocalBackend(Backend):
             return Handle(spec, job_id="", extra={"error": str(e), "t0": time.monotonic(),
                                                   "started_at": now_iso()})
         return Handle(spec, job_id=str(proc.pid),
-                      extra={"proc": proc, "log": log, "t0": time.monotonic(), "started_at": now_iso()})
+                      extra={"proc": proc, "log": log, "t0": time.monotonic(), "started_at": now_iso(),
+                             "oom_before": oom_before})
 
     def poll(self, handle: Handle) -> Outcome | None:
         x = handle.extra
@@ -154,7 +165,8 @@ class LocalBackend(Backend):
             return self._outcome(handle, proc.returncode, True, f"killed after the {limit:g} s timeout")
         # the leader is gone; children it forked (or detached) must not outlive the run
         end_tree(str(handle.spec.run_dir), proc.pid)
-        return self._outcome(handle, rc, False, "")
+        oom = oom_phrase(x.get("oom_before"), self.oom_probe()) if rc != 0 else ""
+        return self._outcome(handle, rc, False, oom)
 
     def cancel(self, handle: Handle) -> None:
         if handle.extra.get("proc") is not None:

@@ -26,6 +26,7 @@ from typing import Callable
 
 from harness import thresholds as th
 from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
+from harness.data.store import PREFLIGHT
 from harness.run.backends.local import now_iso
 
 SIMULATED_ERROR = "RuntimeError: CUDA error: simulated"
@@ -91,8 +92,10 @@ class MemoryBackend(Backend):
 
     def __init__(self, generator: Callable[[str, int, int], FakeRun], max_parallel: int = 1,
                  tick_s: float = 1.0, on_poll: Callable[["MemoryBackend", Handle], None] | None = None,
-                 survives_runner: bool = False) -> None:
+                 survives_runner: bool = False, preflight: bool = False) -> None:
         self.generator = generator
+        self.can_preflight = preflight   # off by default: the runner's tests count launches of runs
+        self.preflights: list[str] = []  # hypotheses whose preflight started, in start order
         self.max_parallel = max_parallel
         self.tick_s = tick_s
         self.on_poll = on_poll
@@ -105,12 +108,18 @@ class MemoryBackend(Backend):
 
     def start(self, spec: LaunchSpec) -> Handle:
         # results/<exp>/<hypothesis>/<index>-<attempt>/
-        hyp = spec.run_dir.parent.name
-        index, attempt = (int(x) for x in spec.run_dir.name.split("-"))
-        run = self.generator(hyp, index, attempt)
+        if spec.run_dir.parent.name == PREFLIGHT:      # results/<exp>/preflight/<hypothesis>[.k]/
+            name, dot, k = spec.run_dir.name.rpartition(".")
+            hyp = name if dot and k.isdigit() and name else spec.run_dir.name
+            run = self.generator(hyp, 0, 1)           # what the first run's first attempt does
+            self.preflights.append(hyp)
+        else:
+            hyp = spec.run_dir.parent.name
+            index, attempt = (int(x) for x in spec.run_dir.name.split("-"))
+            run = self.generator(hyp, index, attempt)
+            self.launched.append((hyp, index, attempt))
         self._dying = False
-        job = f"mem-{len(self.launched)}"
-        self.launched.append((hyp, index, attempt))
+        job = f"mem-{len(self._jobs)}"
         text = run.log_text if isinstance(run.log_text, bytes) else speedrun_log(run).encode()
         lines = text.splitlines(keepends=True)
         self._jobs[job] = a = _Attempt(run, spec, lines)
