@@ -88,6 +88,8 @@ class Dataset:
     runs: int | None = None
     known_loss_sigma: float | None = None   # borrowed / known variance keys of the spec
     variance_from: str | None = None
+    design: dict | None = None          # spec.json's design (how the folder is collected)
+    decisions_missing: str = ""         # a sequential design kind whose sequential.json is gone
 
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""

@@ -52,11 +52,13 @@ class Verdict:
 
 
 def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None, sequential=None,
-             allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None) -> Verdict:
+             allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None,
+             decisions_missing: str = "") -> Verdict:
     """The verdict. ``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes
     (the time criterion then uses it instead of the pooled Welch test, and says so).
     ``sequential``: the ``sequential.Look`` of a --until-decisive folder (its decisions
-    replace the fixed-sample time and loss tests)."""
+    replace the fixed-sample time and loss tests). ``decisions_missing``: the kind of a
+    sequential design whose stored decisions are gone (no verdict can pass then)."""
     blocked = blocked or {}
     by_name = {g.name: g for g in groups}
     control = by_name[summary.control]
@@ -65,6 +67,11 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None,
         v.criteria.append(Criterion(summary.control, "runs", False, "only the control was given",
                                     "a treatment to compare with the control"))
     for row in summary.treatments:
+        if decisions_missing:
+            v.criteria.append(Criterion(row.name, "design", False,
+                                        f"collected under a {decisions_missing} design whose decisions "
+                                        f"(sequential.json) are missing",
+                                        "the design's stored decisions"))
         v.criteria += _judge(row, summary, by_name[row.name], control, blocked.get(row.name), sequential,
                              allow_unknown_hardware)
         if sequential is None and not math.isnan(row.time_p_holm) and row.time_p < summary.alpha_time <= row.time_p_holm:

@@ -87,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
         from harness.design.sequential import replay_stored   # numpy only for sequential experiments
         look, seq_notes = replay_stored(ds.sequential, {g.name: [r.record for r in g.runs] for g in ds.groups})
     verdict = gate.evaluate(summary, ds.groups, tests, sequential=look, sequential_notes=seq_notes,
-                            allow_unknown_hardware=args.allow_unknown_hardware)
+                            allow_unknown_hardware=args.allow_unknown_hardware,
+                            decisions_missing=ds.decisions_missing)
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],

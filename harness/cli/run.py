@@ -180,9 +180,10 @@ def borrowed_plan(exp, max_runs: int):
                         min_effect=exp.min_effect, max_runs=max_runs, variance=variance)
 
 
-# a folder with a sequential plan cannot be extended: what to do instead
-WAYS_OUT = ("start a new experiment (another name or --results folder), or use --anytime there "
-            "(anytime-valid: it may be continued)")
+# a folder with a sequential plan cannot be extended: what to do instead (never a command
+# that this folder refuses too)
+WAYS_OUT = ("start a new experiment (another name or --results folder; run that one with --anytime "
+            "if it may need continuing)")
 
 
 def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
@@ -221,7 +222,7 @@ def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
             raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
                             f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
         return
-    if until_decisive and results.is_dir():
+    if (until_decisive or anytime) and results.is_dir():
         n = sum(1 for _ in results.glob("*/*/result.json"))
         if n:
             raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
@@ -261,12 +262,15 @@ def main(args) -> int:
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
                    compile_cache=False if args.no_compile_cache else None)
     store = Store(results)
+    # what spec.json records; the runner derives the same kind from its decider
+    design = exp.design("anytime" if args.anytime else "group-sequential" if args.until_decisive else "fixed")
     if args.dry_run:
         # refuse exactly what the real run would, and write nothing
         store.check_usable()
+        refuse_extension(results, args.until_decisive, args.runs, args.max_runs, anytime=args.anytime)
         if store.root.is_dir():
             store.slots([h.name for h in exp.hypotheses])
-            store.freeze(exp, text, check_only=True)
+            store.freeze(exp, text, check_only=True, design=design)
         if args.until_decisive:
             make_decider(exp, runs, args.order or exp.order, results, quiet=True)
         if (args.backend or exp.backend) == "local":
@@ -285,7 +289,7 @@ def main(args) -> int:
             # the raised budget is stored before the runner reads the folder: what it would
             # refuse (a corrupt record, a file of a newer harness, another spec) comes first
             store.slots([h.name for h in exp.hypotheses])
-            store.freeze(exp, text, check_only=True)
+            store.freeze(exp, text, check_only=True, design=design)
         decider = make_anytime(exp, runs, results)
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,

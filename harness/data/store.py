@@ -49,9 +49,19 @@ PROBE_FILE = "probe.json"   # written by the speed probe inside the run (harness
 # field of that file changes (renamed, another unit, another rule); a new field that older
 # readers can ignore needs none. A file without schema_version was written before versions
 # existed and reads as version 1; a file newer than its entry here is refused, untouched.
-SCHEMA_VERSIONS = {SPEC_FILE: 1, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 1}
+# spec.json 2: it records the design the folder is collected under (``design``, below)
+SCHEMA_VERSIONS = {SPEC_FILE: 2, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 1}
 SCHEMA_KEY = "schema_version"
 UPGRADE = "upgrade the harness (git pull, then pip install -e .) to read it"
+
+
+# How a folder is collected, kept in spec.json so that it survives the loss of any other
+# file: {"kind": ..., "borrowed": bool, "sweep": bool}. The kinds are an open set (a
+# harness that knows more designs writes more); these two keep their decisions in
+# sequential.json, and a folder of one of them without it has no valid verdict.
+DESIGN_KEY = "design"
+FIXED = "fixed"
+SEQUENTIAL_KINDS = ("group-sequential", "anytime")
 
 
 def sequential_path(root: str | Path) -> Path:
@@ -188,7 +198,34 @@ def _spec_problem(data) -> str:
         return "a hypothesis without a 'name'"
     if not isinstance(data.get("frozen", {}), dict):
         return "'frozen' is not a JSON object"
+    bad = [h["name"] for h in hyps if not _safe_folder_name(h["name"])]
+    if bad:   # a name is a folder of the results folder: '../x' would read outside it
+        return f"hypothesis name {bad[0]!r} is not a folder name inside the results folder"
+    design = data.get(DESIGN_KEY)
+    if design is not None and not (isinstance(design, dict) and isinstance(design.get("kind"), str)
+                                   and design["kind"] and all(isinstance(design.get(k, False), bool)
+                                                              for k in ("borrowed", "sweep"))):
+        return "'design' is not {\"kind\": ..., \"borrowed\": true|false, \"sweep\": true|false}"
     return ""
+
+
+def _safe_folder_name(name: str) -> bool:
+    return (name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+            and name not in RESERVED and name not in FILE_NAMES and not name.startswith("."))
+
+
+def read_design(root: str | Path) -> dict | None:
+    """How the folder is collected: spec.json's ``design``; for a folder written before it
+    was recorded, inferred from sequential.json where there is one; else None (fixed, or
+    not known)."""
+    spec = read_spec(root)
+    if spec is not None and isinstance(spec.get(DESIGN_KEY), dict):
+        return spec[DESIGN_KEY]
+    plan = read_plan(root)
+    if plan is None:
+        return None
+    return {"kind": "anytime" if plan.get("design") == "anytime" else "group-sequential",
+            "borrowed": bool(plan.get("variance")), "sweep": plan.get("kind") == "sweep"}
 
 
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
@@ -277,18 +314,23 @@ class Store:
                             "wait for it to finish or give another --results folder")
 
     # -- frozen spec -----------------------------------------------------------------
-    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False) -> Path | None:
+    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False,
+               design: dict | None = None) -> Path | None:
         """Store the spec on first use; refuse a changed spec afterwards.
 
         A changed spec is taken when no run of the folder has a result yet (the usual
         case: a typo fixed after every attempt failed): the old spec and its attempts are
         moved, untouched, to ``superseded/<k>/``, whose path is returned. ``check_only``
-        raises what the real call would raise and writes nothing.
+        raises what the real call would raise and writes nothing. ``design``: how this
+        run collects the folder (``Experiment.design``; default fixed); a folder collected
+        under another kind of design with finished runs is refused.
         """
         path = spec_path(self.root)
         aside = None
+        design = design or exp.design(FIXED)
         stored = read_spec(self.root)
         if stored is not None:
+            self._check_design(stored, exp, design)
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
                 shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
@@ -303,12 +345,13 @@ class Store:
                 if check_only:
                     return None
                 aside = self._set_aside(stored, exp)
-            elif stored.get("runs", 0) >= exp.runs:
+            elif stored.get("runs", 0) >= exp.runs and stored.get(DESIGN_KEY) == design:
                 return None
         if check_only:
             return None
         data = exp.to_dict()
         data["frozen"] = exp.frozen_view()
+        data[DESIGN_KEY] = design
         toml_path = self.root / "experiment.toml"
         # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
         # between leaves no frozen spec, and the next run writes both
@@ -316,6 +359,22 @@ class Store:
             atomic_write_text(toml_path, source_text)
         _save(path, SPEC_FILE, data)
         return aside
+
+    def _check_design(self, stored: dict, exp: Experiment, design: dict) -> None:
+        """Refuse a run of another kind of design on a folder that holds finished runs: the
+        error rates of a sequential or anytime design hold only under its own stopping rule
+        (whether or not sequential.json is still there)."""
+        was = read_design(self.root)
+        if was is None or was.get("kind") == design["kind"]:
+            return
+        done = self._completed(stored, exp)
+        if not done:
+            return      # nothing collected yet: the design may still be chosen
+        lost = (f"; its {SEQUENTIAL_FILE} is missing (restore it from a copy to go on)"
+                if was["kind"] in SEQUENTIAL_KINDS and not sequential_path(self.root).exists() else "")
+        raise UserError(f"{self.root} holds {done} finished runs collected under a {was['kind']} design "
+                        f"(spec.json){lost}: a {design['kind']} run would void its error rates; start a "
+                        f"new experiment (another name or --results folder)")
 
     def _completed(self, stored: dict, exp: Experiment) -> int:
         names = {h.name for h in exp.hypotheses}
