@@ -86,14 +86,15 @@ def main(args: argparse.Namespace) -> int:
     if ds.sequential is not None:
         from harness.design.sequential import replay_stored   # numpy only for sequential experiments
         look, seq_notes = replay_stored(ds.sequential, {g.name: [r.record for r in g.runs] for g in ds.groups})
+    sweeps = sweep_analyses(ds, control, settings, variance)
     verdict = gate.evaluate(summary, ds.groups, tests, sequential=look, sequential_notes=seq_notes,
                             allow_unknown_hardware=args.allow_unknown_hardware,
-                            decisions_missing=ds.decisions_missing)
+                            decisions_missing=ds.decisions_missing, sweeps=sweeps)
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],
                                sequential=look, blocked=tests, cuped=probed,
-                               sweeps=sweep_analyses(ds, control, settings, variance))
+                               sweeps=sweeps)
     sys.stdout.write(report.render(args.format, analysis))
     if args.plot:
         from harness.analysis import plot  # matplotlib only when asked for

@@ -51,6 +51,8 @@ def configure(p) -> None:
                    help="do not share one torch.compile cache between the runs")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
     p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
+    p.add_argument("--allow-unknown-hardware", action="store_true",
+                   help="with --gate: accept runs whose logs do not say which GPUs they ran on (as analyze)")
     p.epilog = EXIT_CODES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -308,7 +310,7 @@ def main(args) -> int:
     code = 0
     if any(s.done is not None for s in slots.values()):
         try:
-            code = _print_table(results, args.gate)
+            code = _print_table(results, args.gate, args.allow_unknown_hardware)
         except UserError as e:  # the runs are stored; only the table could not be made
             sys.stderr.write(f"no table: {e}\n")
     without = runner.without(slots)
@@ -325,12 +327,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
-def _print_table(results: Path, gate: bool) -> int:
-    """The table on stdout, as ``harness analyze RESULTS [--gate]`` prints it."""
+def _print_table(results: Path, gate: bool, allow_unknown_hardware: bool = False) -> int:
+    """The table on stdout, as ``harness analyze RESULTS [--gate] [--allow-unknown-hardware]`` prints it."""
     import argparse
 
     from harness.cli import analyze
     p = argparse.ArgumentParser()
     analyze.configure(p)
     sys.stdout.flush()
-    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])))
+    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])
+                                     + (["--allow-unknown-hardware"] if allow_unknown_hardware else [])))
