@@ -207,3 +207,92 @@ def test_every_flag_a_message_advises_exists_on_each_command_that_shows_it():
                     bad.append(f"{rel}:{line}: advises {flag}, which `harness {'/'.join(missing) or '?'}` "
                                f"does not take: {text[:70]!r}")
     assert not bad, "\n".join(bad)
+
+
+# ------------------------------------------------------------------ the smaller defects
+def _one_line(code, err, *needles):
+    lines = err.strip().splitlines()
+    return (code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+            and all(n in lines[0] for n in needles))
+
+
+def test_a_target_loss_that_is_no_number_is_refused(capsys, tmp_path):
+    root = _record_folder(tmp_path)
+    for bad in ("inf", "nan", "-inf", "0"):
+        code, out, err = analyze(capsys, root, "--gate", f"--target-loss={bad}")
+        assert _one_line(code, err, "--target-loss"), (bad, code, out[-100:], err)
+        assert "PASS" not in out
+
+
+def test_a_hypothesis_name_that_leaves_the_folder_is_refused(capsys, tmp_path, cli):
+    root = _record_folder(tmp_path, "inside")
+    outside = B.write_results(tmp_path / "outside-x", {"H0": (1600, [_ok(3.27, 98.0, 0)])}, runs=1)
+    assert (outside / "H0").is_dir()
+    spec = json.loads((root / "spec.json").read_text())
+    spec["hypotheses"][1]["name"] = "../outside-x/H0"
+    (root / "spec.json").write_text(json.dumps(spec))
+    for command in ("analyze", "status"):
+        r = cli(command, root, cwd=tmp_path)
+        assert _one_line(r.returncode, r.stderr, "spec.json", "../outside-x/H0"), (command, r.stdout, r.stderr)
+
+
+def _run_folder(tmp_path, cli):
+    """A results folder as `harness run` leaves it (the in-memory backend)."""
+    cli.backend = cli.memory()
+    exp = write_experiment(tmp_path, name="ran", runs=3)
+    assert cli("run", exp, "--plain", cwd=tmp_path).returncode == 0
+    return tmp_path / "results" / "ran"
+
+
+def test_deeply_nested_json_is_one_line(capsys, tmp_path, cli):
+    root = _run_folder(tmp_path, cli)
+    victim = next(root.glob("H1/*/result.json"))
+    victim.write_text("[" * 100_000 + "]" * 100_000)
+    for command in ("analyze", "status"):
+        r = cli(command, root, cwd=tmp_path)
+        assert _one_line(r.returncode, r.stderr, str(victim), "nested"), (command, r.stderr[-300:])
+
+
+def test_a_nan_loss_in_an_ok_record_is_no_ok_run(capsys, tmp_path, cli):
+    root = _run_folder(tmp_path, cli)
+    victim = next(root.glob("H1/*/result.json"))
+    data = json.loads(victim.read_text())
+    data["val_loss"] = float("nan")
+    victim.write_text(json.dumps(data))      # Python writes the literal NaN
+    assert "NaN" in victim.read_text()
+    for command in ("analyze", "status"):
+        r = cli(command, root, cwd=tmp_path)
+        assert _one_line(r.returncode, r.stderr, str(victim), "val_loss", "diverged"), (command, r.stderr)
+
+
+def test_a_result_json_that_is_a_folder_is_named_alike_by_analyze_and_status(capsys, tmp_path, cli):
+    root = _run_folder(tmp_path, cli)
+    victim = next(root.glob("H1/*/result.json"))
+    victim.unlink()
+    victim.mkdir()
+    errs = []
+    for command in ("analyze", "status"):
+        r = cli(command, root, cwd=tmp_path)
+        assert _one_line(r.returncode, r.stderr, str(victim), "is a folder"), (command, r.stdout, r.stderr)
+        errs.append(r.stderr)
+    assert errs[0] == errs[1]
+
+
+def test_a_negative_train_time_is_no_finished_run(capsys, tmp_path):
+    from harness.logs.classify import classify
+    from harness.logs.logparse import parse_file_runs
+    log = B.write_log(tmp_path / "logs" / "neg.txt", steps=1600, time_s=98.0)
+    text = log.read_text()
+    final = next(line for line in text.splitlines() if line.startswith("step:1600/1600 val_loss"))
+    log.write_text(text.replace(final, re.sub(r"train_time:\d+ms", "train_time:-600ms", final)))
+    (s,) = parse_file_runs(str(log))
+    c = classify(s)
+    assert c.record_status == "failed" and "train_time:-600ms" in c.message, c.message
+
+
+def test_harness_version(tmp_path, cli):
+    import tomllib
+    from harness import __version__
+    r = cli("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"harness {__version__}"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__

@@ -6,6 +6,7 @@ Glue only: sources -> stats -> gate -> report (and plot). Exit codes: 0 done (wi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -65,6 +66,10 @@ def main(args: argparse.Namespace) -> int:
     settings = resolve(args, ds)
     if not 0 < settings["alpha_time"] < 1 or not 0 < settings["alpha_loss"] < 1:
         raise UserError("--alpha-time and --alpha-loss must lie between 0 and 1")
+    # 'not > 0' also refuses nan, which every comparison would pass over; inf passes any loss
+    if not (settings["target_loss"] > 0 and math.isfinite(settings["target_loss"])):
+        raise UserError(f"--target-loss {settings['target_loss']}: expected a finite loss > 0, e.g. "
+                        f"{DEFAULTS['target_loss']}")
 
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]

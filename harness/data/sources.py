@@ -412,7 +412,7 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     if hdir.is_dir():
         for run_dir in sorted(d for d in hdir.iterdir() if d.is_dir()):
             rj = run_dir / RESULT_FILE
-            if not rj.is_file():
+            if not (rj.exists() or rj.is_symlink()):
                 no_record += 1
                 continue
             rec = read_record(rj)

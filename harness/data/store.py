@@ -94,12 +94,17 @@ def _unversioned(path: Path, kind: str, data):
 
 def _load(path: Path, kind: str, what: str):
     """The parsed JSON of ``path`` (a file of ``kind``), version checked; UserError when unreadable."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not the {what}; move it aside or restore the file from a copy")
     try:
         data = json.loads(path.read_text())
     except OSError as e:
         raise UserError(f"{path}: cannot read the {what} ({e.strerror or e}); fix its permissions") from None
     except ValueError as e:      # bad JSON or bad UTF-8
         raise UserError(f"{path} is not valid JSON ({e}); restore the {what} from a copy") from None
+    except RecursionError:       # nested deeper than the parser's stack: no record is
+        raise UserError(f"{path} is not a {what} (JSON nested too deeply to read); restore it from a "
+                        f"copy") from None
     return _unversioned(path, kind, data)
 
 
@@ -166,7 +171,7 @@ def read_launch(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / LAUNCH_FILE
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     data = _unversioned(path, LAUNCH_FILE, data)
     return data if isinstance(data, dict) else None
@@ -176,7 +181,7 @@ def read_probe(run_dir: str | Path) -> float | None:
     """The speed probe's time, when it ran and succeeded (harness/run/probe.py wrote probe.json)."""
     try:
         value = json.loads((Path(run_dir) / PROBE_FILE).read_text()).get("probe_s")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
