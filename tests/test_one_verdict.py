@@ -296,3 +296,10 @@ def test_harness_version(tmp_path, cli):
     r = cli("--version", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == f"harness {__version__}"
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
+
+
+def test_the_gate_names_the_design_whose_decisions_it_follows(tmp_path, cli):
+    cli.backend = cli.memory()
+    exp = write_experiment(tmp_path, name="anyg", runs=4, extra_exp="target_loss = 3.0566")
+    r = cli("run", exp, "--anytime", "--gate", "--plain", cwd=tmp_path)
+    assert "follow the decisions of the anytime-valid (--anytime) design" in r.stdout, r.stdout

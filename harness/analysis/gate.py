@@ -59,14 +59,15 @@ class Verdict:
 
 def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None, sequential=None,
              allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None,
-             decisions_missing: str = "", sweeps: list | None = None) -> Verdict:
+             decisions_missing: str = "", sweeps: list | None = None, design: str = "") -> Verdict:
     """The verdict. ``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes
     (the time criterion then uses it instead of the pooled Welch test, and says so).
     ``sequential``: the ``sequential.Look`` of a --until-decisive folder (its decisions
     replace the fixed-sample time and loss tests). ``decisions_missing``: the kind of a
     sequential design whose stored decisions are gone (no verdict can pass then).
     ``sweeps``: the ``sweep.Sweep`` of each step sweep: a swept arm's loss criterion is the
-    sweep's step-down verdict (the one its table shows), not the arm's own test."""
+    sweep's step-down verdict (the one its table shows), not the arm's own test.
+    ``design``: the name of the sequential design, as the notes give it."""
     blocked = blocked or {}
     points = sweep_points(sweeps)
     by_name = {g.name: g for g in groups}
@@ -94,8 +95,8 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None,
             where = why if run.source in why else f"{run.source}: {why}"
             v.notes.append(f"failed run: {g.name} ({rec.status}): {where}")
     if sequential is not None:
-        v.notes.append("note: time and loss follow the sequential decisions (sequential.json); the "
-                       "table's fixed-sample p-values are descriptive")
+        v.notes.append(f"note: time and loss follow the decisions of the {design or 'sequential'} design "
+                       f"(sequential.json); the table's fixed-sample p-values are descriptive")
         v.notes += list(sequential_notes or [])
     v.passed = all(c.passed for c in v.criteria)
     return v

@@ -220,7 +220,7 @@ def sequential_lines(look, plan: dict | None = None) -> list[str]:
 
 
 def sequential_title(plan: dict | None) -> str:
-    return (f"decisions of the {design_label(plan or {})} design (these, not the table's fixed-sample "
+    return (f"sequential decisions of the {design_label(plan or {})} design (these, not the table's fixed-sample "
             f"p-values, control the error rates after an early stop)")
 
 
@@ -245,7 +245,7 @@ def _gate_head(a: Analysis) -> str:
             f"alpha_loss {s.alpha_loss:g}, target loss {s.target_loss:g})")
 
 
-def _gate_tail(v: Verdict) -> str:
+def gate_tail(v: Verdict) -> str:
     if v.passed:
         return "gate: PASS"
     failed, unknown = v.counts
@@ -257,7 +257,7 @@ def _gate_tail(v: Verdict) -> str:
 def _gate_lines(a: Analysis) -> list[str]:
     v = a.verdict
     borrowed = [a.summary.variance_line] if a.summary.variance_line else []   # what the p-values used
-    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
+    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [gate_tail(v)]
 
 
 class MarkdownExporter(Exporter):
@@ -302,7 +302,7 @@ class MarkdownExporter(Exporter):
             out += ["**Warnings**", ""] + [f"- {_md_escape(w.message)}" for w in a.warnings] + [""]
         if a.show_gate:
             v = a.verdict
-            out += [f"**{_gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
+            out += [f"**{gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
             out += [f"- **{'PASS' if c.passed else 'FAIL'}** {c.hypothesis} {c.name}: "
                     f"{_md_escape(c.figure)} (needs {_md_escape(c.threshold)})" for c in v.criteria]
             out += [f"- {_md_escape(n)}" for n in v.notes] + [""]

@@ -94,7 +94,8 @@ def main(args: argparse.Namespace) -> int:
     sweeps = sweep_analyses(ds, control, settings, variance)
     verdict = gate.evaluate(summary, ds.groups, tests, sequential=look, sequential_notes=seq_notes,
                             allow_unknown_hardware=args.allow_unknown_hardware,
-                            decisions_missing=ds.decisions_missing, sweeps=sweeps)
+                            decisions_missing=ds.decisions_missing, sweeps=sweeps,
+                            design=report.design_label(ds.sequential) if look is not None else "")
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],
