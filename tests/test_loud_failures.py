@@ -172,6 +172,7 @@ def test_the_design_survives_the_loss_of_sequential_json(tmp_path, cli, capsys):
     assert spec["schema_version"] == 2
     assert spec["design"] == {"kind": "group-sequential", "borrowed": False, "sweep": False}
     assert cli("analyze", res, "--gate", cwd=tmp_path).returncode == 0
+    assert json.loads(cli("analyze", res, "--format", "json", cwd=tmp_path).stdout)["design"] == spec["design"]
     (res / "sequential.json").unlink()
     before = results_of(res)
     for extra in ([], ["--dry-run"]):

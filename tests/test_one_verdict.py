@@ -117,6 +117,10 @@ def test_an_unknown_criterion_is_counted_as_unknown(capsys, tmp_path):
     code, out, _ = analyze(capsys, root, "--gate")
     assert code == 1 and "UNKNOWN  H1  hardware" in out and "FAIL  H1  loss" in out
     assert out.rstrip().endswith("gate: FAIL (1 criterion failed, 1 unknown)"), out[-200:]
+    md = analyze(capsys, root, "--gate", "--format", "markdown")[1]
+    assert "- **UNKNOWN** H1 hardware" in md and "gate: FAIL (1 criterion failed, 1 unknown)" in md
+    js = json.loads(analyze(capsys, root, "--gate", "--format", "json")[1])
+    assert [c.get("label") for c in js["gate"]["criteria"] if c["criterion"] == "hardware"] == ["UNKNOWN"]
 
 
 def test_run_gate_takes_the_flag_its_advice_names(tmp_path, cli):

@@ -303,7 +303,7 @@ class MarkdownExporter(Exporter):
         if a.show_gate:
             v = a.verdict
             out += [f"**{gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
-            out += [f"- **{'PASS' if c.passed else 'FAIL'}** {c.hypothesis} {c.name}: "
+            out += [f"- **{c.label or ('PASS' if c.passed else 'FAIL')}** {c.hypothesis} {c.name}: "
                     f"{_md_escape(c.figure)} (needs {_md_escape(c.threshold)})" for c in v.criteria]
             out += [f"- {_md_escape(n)}" for n in v.notes] + [""]
         return "\n".join(out)
@@ -346,6 +346,8 @@ def to_dict(a: Analysis) -> dict:
     extra = {"variance": s.variance_line} if s.variance_line else {}   # only when borrowed or known
     if verdict_source(a):     # only when the verdicts are not the table's fixed-sample tests
         extra["verdicts_from"] = verdict_source(a)
+    if a.dataset.design is not None:   # a results folder's spec.json design (or the one inferred)
+        extra["design"] = a.dataset.design
     if a.sweeps:
         from harness.analysis import sweep
         extra["sweeps"] = [sweep.to_dict(sw) for sw in a.sweeps]
@@ -371,6 +373,7 @@ def to_dict(a: Analysis) -> dict:
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
+                               **({"label": c.label} if c.label else {}),
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
     })
 

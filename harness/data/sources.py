@@ -378,13 +378,15 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.runs = spec.get("runs")
         ds.known_loss_sigma = spec.get("known_loss_sigma")
         ds.variance_from = spec.get("variance_from")
-        ds.design = read_design(root)
+    design = read_design(root)
+    if ds.design is None:
+        ds.design = design
     planned = spec.get("runs")
     plan = read_plan(root) if ds.sequential is None else None
     if plan is not None:
         ds.sequential = plan
         planned = None  # stopping before the planned runs is the point: not a warning
-    kind = (read_design(root) or {}).get("kind")
+    kind = (design or {}).get("kind")
     if kind in SEQUENTIAL_KINDS and plan is None and ds.sequential is None:
         ds.decisions_missing = kind
         planned = None
