@@ -261,11 +261,12 @@ def main(args) -> int:
     if runs is not None:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
+    # the design spec.json records (its kind: the flags' design), for the dry run and the runner alike
+    kind = "anytime" if args.anytime else "group-sequential" if args.until_decisive else "fixed"
+    design = exp.design(kind)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
-                   compile_cache=False if args.no_compile_cache else None)
+                   compile_cache=False if args.no_compile_cache else None, design=kind)
     store = Store(results)
-    # what spec.json records; the runner derives the same kind from its decider
-    design = exp.design("anytime" if args.anytime else "group-sequential" if args.until_decisive else "fixed")
     if args.dry_run:
         # refuse exactly what the real run would, and write nothing
         store.check_usable()
