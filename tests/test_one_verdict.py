@@ -31,9 +31,9 @@ def _ok(loss, t, order, **kw):
     return dict(status="ok", val_loss=loss, train_time_s=t, order=order, **kw)
 
 
-def _record_folder(tmp_path, name="seq"):
-    h0 = [_ok(l, t, 2 * i) for i, (l, t) in enumerate(zip(H0_LOSSES, H0_TIMES))]
-    h1 = [_ok(l, t, 2 * i + 1) for i, (l, t) in enumerate(zip(H1_LOSSES, H1_TIMES))]
+def _record_folder(tmp_path, name="seq", **kw):
+    h0 = [_ok(l, t, 2 * i, **{k: v(i) for k, v in kw.items()}) for i, (l, t) in enumerate(zip(H0_LOSSES, H0_TIMES))]
+    h1 = [_ok(l, t, 2 * i + 1, **{k: v(i) for k, v in kw.items()}) for i, (l, t) in enumerate(zip(H1_LOSSES, H1_TIMES))]
     return B.write_results(tmp_path / name, {"H0": (1600, h0), "H1": (1575, h1)}, runs=10)
 
 
@@ -43,9 +43,10 @@ def _beside_row(out: str, name: str) -> str:
 
 
 def test_a_sequential_folder_shows_its_decisions_in_every_table(capsys, tmp_path):
-    root = _record_folder(tmp_path)
+    root = _record_folder(tmp_path, host=lambda i: f"node{i % 2}")     # runs span two nodes
     code, out, _ = analyze(capsys, root)
     assert "faster" in _beside_row(out, "H1").split()       # the fixed-sample verdict, without a plan
+    assert "the gate's time criterion uses it" in out         # the blocked test, without a plan
     # the stored journal says time FAIL (decided at look 3): that is this folder's verdict
     plan = seq.SequentialPlan("H0", ["H1"], max_runs=10)
     recs = {g: [B.RunRecord(run_id=f"{i}", hypothesis=g, index=i, seed=i, status="ok", order=2 * i + (g == "H1"),
@@ -63,6 +64,8 @@ def test_a_sequential_folder_shows_its_decisions_in_every_table(capsys, tmp_path
     assert "not faster" in row, row              # not the fixed-sample test's "faster"
     assert "descriptive" in out[:out.index("robust checks")]   # beside the table's p-values
     assert "decisions of the group-sequential (--until-decisive) design" in out
+    assert "the gate's time criterion uses it" not in out     # the blocked table: descriptive now
+    assert "descriptive here: the gate follows the decisions of the group-sequential" in out
     md = analyze(capsys, root, "--format", "markdown")[1]
     assert "| not faster |" in md and "group-sequential" in md
     js = json.loads(analyze(capsys, root, "--format", "json")[1])

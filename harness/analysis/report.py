@@ -202,7 +202,7 @@ class TextExporter(Exporter):
             parts.append("\n".join(node_lines(a)))
         if a.blocked:
             from harness.analysis import blocked
-            parts.append("\n".join(blocked.lines(a.blocked)))
+            parts.append("\n".join(blocked.lines(a.blocked, _design(a))))
         if a.cuped:
             from harness.analysis import cuped
             parts.append("\n".join(cuped.lines(a.cuped)))
@@ -292,7 +292,7 @@ class MarkdownExporter(Exporter):
             out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
         if a.blocked:
             from harness.analysis import blocked
-            lines = blocked.lines(a.blocked)
+            lines = blocked.lines(a.blocked, _design(a))
             out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.cuped:
             from harness.analysis import cuped
