@@ -81,6 +81,8 @@ def test_an_anytime_folder_is_labelled_anytime(tmp_path, cli):
     out = cli("analyze", tmp_path / "results" / "any", cwd=tmp_path).stdout
     assert "decisions of the anytime-valid (--anytime) design" in out
     assert "--until-decisive" not in out, out
+    status = cli("status", tmp_path / "results" / "any", cwd=tmp_path).stdout
+    assert status.startswith("any: at most 4 runs per hypothesis (anytime design)"), status
 
 
 def _sweep_folder(tmp_path):
