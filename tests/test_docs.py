@@ -222,3 +222,28 @@ def test_the_statistics_doc_states_the_outlier_and_drift_rules_the_code_applies(
     assert "Bonferroni" in outliers and "MAD" not in text       # not the old 5-MAD rule
     assert f"{stats.DRIFT_MIN_RUNS} or more runs" in drift and f"{stats.DRIFT_ALPHA:g}" in drift
     assert "|rho| >=" not in text                                # not the old fixed rho cut
+
+
+# keys the docs show inside `args` (an args entry becomes a trainer flag, not a harness key)
+ARGS_EXAMPLES = {"ve_layout", "compile"}
+
+
+def test_every_inline_experiment_key_in_the_docs_is_real_and_takes_that_value():
+    every = set().union(*map(set, _TABLES.values()))
+    choices = {"order": spec.ORDERS, "pairing": spec.PAIRINGS, "launcher": spec.LAUNCHERS,
+               "backend": ("local", "slurm"), "time_test": ("welch", "trimmed")}
+    bad = []
+    for md in _user_docs():
+        for key, value in re.findall(r"`([a-z_]+) = ([^`]*)`", md.read_text()):
+            if key in ARGS_EXAMPLES:
+                continue
+            if key not in every:
+                bad.append(f"{md.name}: {key}")
+                continue
+            try:
+                parsed = tomllib.loads(f"{key} = {value}")[key]
+            except tomllib.TOMLDecodeError:
+                continue            # a placeholder such as [...]
+            if key in choices and parsed not in choices[key]:
+                bad.append(f"{md.name}: {key} = {value}")
+    assert not bad, "experiment keys or values in the docs that the parser refuses: " + ", ".join(bad)
