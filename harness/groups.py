@@ -92,6 +92,8 @@ class Dataset:
     # grouping ("folder" or "steps"), so a flag that names none of today's groups can say so
     other_grouping: dict = field(default_factory=dict)
     renamed: dict = field(default_factory=dict)     # --name OLD=NEW: old name -> new
+    design: dict | None = None          # spec.json's design (how the folder is collected)
+    decisions_missing: str = ""         # a sequential design kind whose sequential.json is gone
 
     def group(self, name: str) -> Group | None:
         """By the name as shown, or as written on the command line (unquoted)."""

@@ -84,6 +84,15 @@ class RunRecord:
         # JSON has no NaN: a diverged run's loss is stored as null with status diverged.
         if rec.status == "diverged" and rec.val_loss is None:
             rec.val_loss = math.nan
+        # the harness writes NaN and infinity as null: a literal one was put there by hand,
+        # and an ok run with it would count a loss or a time that is none
+        if rec.val_loss is not None and not math.isfinite(rec.val_loss) and rec.status != "diverged":
+            raise TypeError(f"key 'val_loss': {rec.val_loss!r} with status {rec.status!r} (a run with a "
+                            f"NaN or infinite loss is 'diverged'; an ok run has a finite loss)")
+        for key in ("train_time_s", "step_avg_ms", "wall_s"):
+            value = getattr(rec, key)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise TypeError(f"key {key!r}: {value!r} is not a time (negative or not finite)")
         return rec
 
     @classmethod

@@ -129,6 +129,81 @@ def test_dry_run_refuses_a_changed_spec_and_another_experiments_folder(tmp_path,
         assert _one_line_error(out, "another experiment"), out.stderr
 
 
+# every continuation a sequential or anytime folder refuses: (design of the folder, argv)
+SEQUENTIAL_REFUSALS = [
+    ("--until-decisive", ["--runs", "8"]),
+    ("--until-decisive", []),
+    ("--until-decisive", ["--anytime", "--max-runs", "8"]),
+    ("--until-decisive", ["--until-decisive", "--max-runs", "8"]),
+    ("--until-decisive", ["--until-decisive", "--runs", "8"]),
+    ("--anytime", ["--runs", "8"]),
+    ("--anytime", ["--until-decisive", "--max-runs", "8"]),
+    ("--anytime", ["--anytime", "--max-runs", "2"]),
+]
+
+
+@pytest.mark.parametrize("design,argv", SEQUENTIAL_REFUSALS)
+def test_dry_run_refuses_what_a_sequential_or_anytime_folder_refuses(tmp_path, cli, design, argv):
+    exp = write_experiment(tmp_path, runs=4)
+    cli.backend = cli.memory()
+    assert cli("run", exp, design, "--plain", cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "exp"
+    before = results_of(res)
+    real = cli("run", exp, *argv, "--plain", cwd=tmp_path)
+    dry = cli("run", exp, *argv, "--dry-run", cwd=tmp_path)
+    assert _one_line_error(real), real.stderr
+    assert _one_line_error(dry) and dry.stderr == real.stderr and dry.stdout == "", dry.stdout
+    assert results_of(res) == before
+    # the advice never names a command the folder refuses too: every way out it gives
+    # for this folder is a new experiment, or a continuation this folder takes
+    if "continue it with --anytime" in real.stderr or "already allows" in real.stderr:
+        more = cli("run", exp, "--anytime", "--max-runs", "6", "--dry-run", cwd=tmp_path)
+        assert more.returncode == 0, more.stderr
+    else:
+        assert "new experiment" in real.stderr
+        assert "use --anytime there" not in real.stderr
+
+
+def test_the_design_survives_the_loss_of_sequential_json(tmp_path, cli, capsys):
+    """Issue 26: `rm sequential.json; harness run EXP --runs 20` was a fixed-sample run."""
+    exp = write_experiment(tmp_path, runs=4)
+    cli.backend = cli.memory()
+    assert cli("run", exp, "--until-decisive", "--plain", cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "exp"
+    spec = json.loads((res / "spec.json").read_text())
+    assert spec["schema_version"] == 2
+    assert spec["design"] == {"kind": "group-sequential", "borrowed": False, "sweep": False}
+    assert cli("analyze", res, "--gate", cwd=tmp_path).returncode == 0
+    assert json.loads(cli("analyze", res, "--format", "json", cwd=tmp_path).stdout)["design"] == spec["design"]
+    (res / "sequential.json").unlink()
+    before = results_of(res)
+    for extra in ([], ["--dry-run"]):
+        out = cli("run", exp, "--runs", "20", *extra, "--plain", cwd=tmp_path)
+        assert _one_line_error(out, "group-sequential", "sequential.json is missing"), out.stderr
+    assert results_of(res) == before
+    gate = cli("analyze", res, "--gate", cwd=tmp_path)
+    assert gate.returncode == 1 and "gate: PASS" not in gate.stdout
+    assert "FAIL  H1  design" in gate.stdout and "sequential.json" in gate.stdout
+    assert "sequential.json" in cli("analyze", res, cwd=tmp_path).stdout   # warned without --gate too
+
+
+def test_an_old_spec_without_design_is_read_and_its_design_inferred(tmp_path, cli):
+    from harness.data import store
+    exp = write_experiment(tmp_path, runs=4)
+    cli.backend = cli.memory()
+    assert cli("run", exp, "--anytime", "--plain", cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "exp"
+    spec = json.loads((res / "spec.json").read_text())
+    del spec["design"]
+    spec["schema_version"] = 1
+    (res / "spec.json").write_text(json.dumps(spec))
+    assert store.read_design(res)["kind"] == "anytime"
+    assert cli("analyze", res, cwd=tmp_path).returncode == 0
+    assert _one_line_error(cli("run", exp, "--runs", "8", cwd=tmp_path), "anytime")
+    assert cli("run", exp, "--anytime", "--max-runs", "5", "--plain", cwd=tmp_path).returncode == 0
+    assert json.loads((res / "spec.json").read_text())["design"]["kind"] == "anytime"   # written now
+
+
 # -- bad values: one line naming file and key, exit 2, nothing launched -----------------------
 
 BAD_VALUES = [

@@ -187,11 +187,14 @@ def warnings(tests: dict[str, BlockedTest]) -> list[Caveat]:
     return out
 
 
-def lines(tests: dict[str, BlockedTest]) -> list[str]:
-    """Text block: the blocked test per treatment and the node effects."""
+def lines(tests: dict[str, BlockedTest], decided_by: str = "") -> list[str]:
+    """Text block: the blocked test per treatment and the node effects. ``decided_by``:
+    the design whose decisions the gate follows instead ('' when the gate uses this test)."""
     if not tests:
         return []
-    out = [f"time blocked by node: {METHOD}; the gate's time criterion uses it"]
+    use = (f"descriptive here: the gate follows the decisions of the {decided_by} design" if decided_by
+           else "the gate's time criterion uses it")
+    out = [f"time blocked by node: {METHOD}; {use}"]
     for name, bt in tests.items():
         if math.isnan(bt.p):
             out.append(f"  {name} vs {bt.control}: no result ({bt.problem or 'degenerate data'})")

@@ -47,17 +47,29 @@ class Verdict:
 
     @property
     def reasons(self) -> list[str]:
-        """One line per failed criterion."""
+        """One line per criterion that did not pass (failed or unknown)."""
         return [c.line for c in self.criteria if not c.passed]
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(failed, unknown): criteria that did not pass, an UNKNOWN counted apart."""
+        unknown = sum(1 for c in self.criteria if not c.passed and c.label == "UNKNOWN")
+        return len(self.reasons) - unknown, unknown
 
 
 def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None, sequential=None,
-             allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None) -> Verdict:
+             allow_unknown_hardware: bool = False, sequential_notes: list[str] | None = None,
+             decisions_missing: str = "", sweeps: list | None = None, design: str = "") -> Verdict:
     """The verdict. ``blocked``: treatment -> ``blocked.BlockedTest`` when the runs span nodes
     (the time criterion then uses it instead of the pooled Welch test, and says so).
     ``sequential``: the ``sequential.Look`` of a --until-decisive folder (its decisions
-    replace the fixed-sample time and loss tests)."""
+    replace the fixed-sample time and loss tests). ``decisions_missing``: the kind of a
+    sequential design whose stored decisions are gone (no verdict can pass then).
+    ``sweeps``: the ``sweep.Sweep`` of each step sweep: a swept arm's loss criterion is the
+    sweep's step-down verdict (the one its table shows), not the arm's own test.
+    ``design``: the name of the sequential design, as the notes give it."""
     blocked = blocked or {}
+    points = sweep_points(sweeps)
     by_name = {g.name: g for g in groups}
     control = by_name[summary.control]
     v = Verdict(passed=False)
@@ -65,8 +77,13 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None,
         v.criteria.append(Criterion(summary.control, "runs", False, "only the control was given",
                                     "a treatment to compare with the control"))
     for row in summary.treatments:
+        if decisions_missing:
+            v.criteria.append(Criterion(row.name, "design", False,
+                                        f"collected under a {decisions_missing} design whose decisions "
+                                        f"(sequential.json) are missing",
+                                        "the design's stored decisions"))
         v.criteria += _judge(row, summary, by_name[row.name], control, blocked.get(row.name), sequential,
-                             allow_unknown_hardware)
+                             allow_unknown_hardware, points.get(row.name))
         if sequential is None and not math.isnan(row.time_p_holm) and row.time_p < summary.alpha_time <= row.time_p_holm:
             v.notes.append(f"note: {row.name} time p after Holm adjustment for "
                            f"{len(summary.treatments)} treatments is {fmt_p(row.time_p_holm)} "
@@ -78,15 +95,43 @@ def evaluate(summary: Summary, groups: list[Group], blocked: dict | None = None,
             where = why if run.source in why else f"{run.source}: {why}"
             v.notes.append(f"failed run: {g.name} ({rec.status}): {where}")
     if sequential is not None:
-        v.notes.append("note: time and loss follow the sequential decisions (sequential.json); the "
-                       "table's fixed-sample p-values are descriptive")
+        v.notes.append(f"note: time and loss follow the decisions of the {design or 'sequential'} design "
+                       f"(sequential.json); the table's fixed-sample p-values are descriptive")
         v.notes += list(sequential_notes or [])
     v.passed = all(c.passed for c in v.criteria)
     return v
 
 
+def sweep_points(sweeps) -> dict:
+    """arm name -> its ``sweep.Point``, for the arms of sweeps that have a loss model."""
+    return {p.name: p for sw in sweeps or [] if sw.fit is not None for p in sw.points}
+
+
+def arm_verdicts(s: Summary, look=None, sweeps=None, blocked=None) -> dict[str, tuple[str, str]]:
+    """Each arm's (time, loss) verdict from what decides it, so that every table says the
+    same as the gate: the sequential decisions when the folder has them (faster / not
+    faster / open; below / not below / open), the blocked time test when runs span
+    nodes, a swept arm's loss from its sweep's step-down, else the table's fixed-sample tests."""
+    points = sweep_points(sweeps)
+    out = {}
+    for r in s.rows:
+        t, l = r.time_verdict, r.loss_verdict
+        bt = (blocked or {}).get(r.name)
+        if bt is not None and not r.is_control:
+            t = "faster" if bt.p < s.alpha_time and bt.delta < 0 else "~"
+        if look is not None and not r.is_control:
+            dec = (look.decisions or {}).get(r.name) or {}
+            word = {c: (dec.get(c) or {}).get("decision", "open") for c in ("time", "loss")}
+            t = {"pass": "faster", "fail": "not faster"}.get(word["time"], "open")
+            l = {"pass": "below", "fail": "not below"}.get(word["loss"], "open")
+        elif r.name in points and l != "diverged":
+            l = points[r.name].verdict
+        out[r.name] = (t, l)
+    return out
+
+
 def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None, seq=None,
-           allow_unknown_hardware: bool = False) -> list[Criterion]:
+           allow_unknown_hardware: bool = False, point=None) -> list[Criterion]:
     name, ctrl = row.name, s.row(s.control)
     out = []
     if seq is not None:
@@ -102,10 +147,16 @@ def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None, seq=None,
             fig = (f"blocked by node, {bt.label}: p = {fmt_p(bt.p)}, +/- = {bt.delta:+.4f} s"
                    + (f" ({bt.problem})" if bt.problem else ""))
         out.append(Criterion(name, "time", ok, fig, f"p < {s.alpha_time:g} and +/- < 0"))
-        ok = row.loss_p < s.alpha_loss
-        fig = f"Loss p = {fmt_p(row.loss_p)}, Loss μ = {row.loss_mean:.4f}"
-        if row.loss_std == 0:
-            fig += f": no spread (all {row.runs} losses equal), no test"
+        if point is not None:    # a swept arm: the sweep's loss model, counted down from the most steps
+            ok = point.verdict == "below"
+            fig = (f"sweep fit: Loss p = {fmt_p(point.p)}, predicted {point.predicted:.5f}"
+                   + ("" if ok or point.verdict != "not-reached" else
+                      ": not reached by the step-down from the most steps"))
+        else:
+            ok = row.loss_p < s.alpha_loss
+            fig = f"Loss p = {fmt_p(row.loss_p)}, Loss μ = {row.loss_mean:.4f}"
+            if row.loss_std == 0:
+                fig += f": no spread (all {row.runs} losses equal), no test"
         out.append(Criterion(name, "loss", ok, fig, f"p < {s.alpha_loss:g}: mean below {s.target_loss:g}"))
     need = 2 if seq is not None else MIN_RUNS   # the sequential test sets its own minimum
     ok = row.runs >= need and ctrl.runs >= need

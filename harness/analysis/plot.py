@@ -11,7 +11,7 @@ import math
 
 from harness.errors import UserError
 from harness.analysis.gate import fmt_p
-from harness.analysis.report import Analysis
+from harness.analysis.report import Analysis, gate_tail, verdicts
 from harness.analysis.stats import mean, mean_ci
 
 COLORS = ["#4d4d4d", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
@@ -98,13 +98,13 @@ def plot(a: Analysis, path: str) -> None:
         inset.set_visible(False)
 
     lines = []
+    words = verdicts(a)      # the verdicts every table of the output shows
     for r in s.treatments:
         way = "faster" if r.time_delta < 0 else "slower"
         lines.append(f"{r.name} vs {s.control}: {abs(r.time_delta):.4f} s {way} "
-                     f"(Time p {fmt_p(r.time_p)}, verdict {r.time_verdict}); "
+                     f"(Time p {fmt_p(r.time_p)}, verdict {words[r.name][0]}); "
                      f"loss {r.loss_mean:.4f}, Loss p {fmt_p(r.loss_p)} against {s.target_loss:g}")
-    lines.append(f"gate: {'PASS' if a.verdict.passed else 'FAIL'}"
-                 + ("" if a.verdict.passed else f" ({len(a.verdict.reasons)} {'criterion' if len(a.verdict.reasons) == 1 else 'criteria'} failed)"))
+    lines.append(gate_tail(a.verdict))
     fig.suptitle("\n".join(lines), fontsize=11)
     fig.tight_layout()
     try:

@@ -70,12 +70,47 @@ def raw_block(g: Group) -> str:
     return f"{g.name}:\n  losses = {_fmt_list(g.losses)}\n  times  = {_fmt_list(g.times)}\n  {n}"
 
 
-def _loss_verdict(row: Row, target: float) -> str:
-    return {"below": f"< {target:g}", "above": f"> {target:g}"}.get(row.loss_verdict, row.loss_verdict)
+def _loss_verdict(word: str, target: float) -> str:
+    return {"below": f"< {target:g}", "above": f"> {target:g}", "not below": f"not < {target:g}",
+            "not-reached": "not reached"}.get(word, word)
 
 
-def beside_columns(s: Summary) -> tuple[list[str], list[list[str]]]:
-    """The robust checks, one row per hypothesis; Holm only with several treatments."""
+def design_label(plan: dict | None) -> str:
+    """The design whose decisions a folder holds, as its output names it (None: fixed)."""
+    if plan is None:
+        return "fixed-sample"
+    if plan.get("design") == "anytime":
+        return "anytime-valid (--anytime)"
+    if plan.get("kind") == "sweep":
+        return "group-sequential step sweep (--until-decisive)"
+    if plan.get("variance"):
+        return "group-sequential, borrowed sigma (--until-decisive)"
+    return "group-sequential (--until-decisive)"
+
+
+def verdicts(a: "Analysis") -> dict[str, tuple[str, str]]:
+    """Each arm's (time, loss) verdict, as the gate decides it (gate.arm_verdicts)."""
+    from harness.analysis.gate import arm_verdicts
+    return arm_verdicts(a.summary, a.sequential, a.sweeps, a.blocked)
+
+
+def verdict_source(a: "Analysis") -> str:
+    """Where the Time and Loss verdict columns come from, in words, when that is not the
+    table's own fixed-sample tests ('' when it is)."""
+    if a.sequential is not None:
+        return (f"the {design_label(a.dataset.sequential)} decisions below (Time Δ%, the interval "
+                f"and MW p are descriptive)")
+    parts = []
+    if a.blocked:
+        parts.append("Time of arms whose runs span nodes from the blocked test below")
+    if any(sw.fit is not None for sw in a.sweeps):
+        parts.append("Loss of swept arms from the sweep's step-down below")
+    return "; ".join(parts)
+
+
+def beside_columns(s: Summary, words: dict[str, tuple[str, str]] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The robust checks, one row per hypothesis; Holm only with several treatments.
+    ``words``: each arm's (time, loss) verdict (``verdicts``; default: the table's tests)."""
     holm = len(s.treatments) > 1
     head = ["Time Δ%", "Time +/- 95% CI", "MW p"] + (["Holm p"] if holm else []) + ["Time", "Loss"]
     ctrl_mean = s.row(s.control).time_mean
@@ -88,7 +123,8 @@ def beside_columns(s: Summary) -> tuple[list[str], list[list[str]]]:
             pct = 100 * r.time_delta / ctrl_mean if ctrl_mean else math.nan
             cells = [f"{pct:+.2f}%", f"[{_f4(lo)}, {_f4(hi)}]",
                      _f4(r.time_p_mw)] + ([_f4(r.time_p_holm)] if holm else [])
-        rows.append([r.name] + cells + [r.time_verdict, _loss_verdict(r, s.target_loss)])
+        t, l = (words or {}).get(r.name, (r.time_verdict, r.loss_verdict))
+        rows.append([r.name] + cells + [t, _loss_verdict(l, s.target_loss)])
     return head, rows
 
 
@@ -108,15 +144,25 @@ def table_lines(s: Summary) -> list[str]:
     return _align([""] + list(COLUMNS), [[r.name] + table_cells(r) for r in s.rows])
 
 
-def footer_lines(s: Summary) -> list[str]:
-    """What each column is, and which test gives each p: records publish other ones too."""
+def footer_lines(s: Summary, design: str = "") -> list[str]:
+    """What each column is, and which test gives each p: records publish other ones too.
+    ``design``: the sequential design whose decisions the folder holds ('' for none):
+    the p-values are then descriptive, and the footer says so beside them."""
     against = f"the control {s.control}'s"
     loss_vs = (f"; Loss +/- against {s.loss_control}'s mean loss (--loss-control)"
                if s.loss_control != s.control else "")
-    return [f"Time in s; +/- = mean minus {against}{loss_vs}.",
-            f"Time p: one-sided Welch t-test that the mean time is below {against} "
-            f"(a two-sided Welch p is 2 x min(p, 1 - p)).",
-            f"Loss p: one-sided one-sample t-test that the mean loss is below the target {s.target_loss:g}."]
+    out = [f"Time in s; +/- = mean minus {against}{loss_vs}.",
+           f"Time p: one-sided Welch t-test that the mean time is below {against} "
+           f"(a two-sided Welch p is 2 x min(p, 1 - p)).",
+           f"Loss p: one-sided one-sample t-test that the mean loss is below the target {s.target_loss:g}."]
+    if design:
+        out.append(f"Time p and Loss p are fixed-sample p-values, descriptive here: this folder was collected "
+                   f"under a {design} design, whose decisions (below) are the verdicts.")
+    return out
+
+
+def _design(a: "Analysis") -> str:
+    return design_label(a.dataset.sequential) if a.sequential is not None else ""
 
 
 # ---------------------------------------------------------------- exporters
@@ -138,25 +184,26 @@ class TextExporter(Exporter):
         s = a.summary
         parts = ["\n".join(table_lines(s) + ([s.variance_line] if s.variance_line else []))]
         parts += [raw_block(g) for g in a.groups]
-        parts[0] += "\n" + "\n".join(footer_lines(s))    # right under the table
+        parts[0] += "\n" + "\n".join(footer_lines(s, _design(a)))    # right under the table
         if s.treatments:
-            head, rows = beside_columns(s)
+            head, rows = beside_columns(s, verdicts(a))
             lines = _align([f"vs {s.control}"] + head, rows)
             title = (f"robust checks vs control {s.control}: Time Δ% = Time +/- in % of the control's "
                      f"mean time; Time +/- 95% CI = its bootstrap 95% interval in s; MW p = one-sided "
                      f"Mann-Whitney p"
                      + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
-                     + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g},"
-                     f" ~ = no significant difference")
+                     + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g}"
+                     + (f" ({verdict_source(a)})" if verdict_source(a) else "")
+                     + ", ~ = no significant difference")
             parts.append(title + "\n" + "\n".join(lines))
         if a.sequential is not None:
-            parts.append("\n".join(sequential_lines(a.sequential)))
+            parts.append("\n".join(sequential_lines(a.sequential, a.dataset.sequential)))
         parts += ["\n".join(_sweep_lines(sw)) for sw in a.sweeps]
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
         if a.blocked:
             from harness.analysis import blocked
-            parts.append("\n".join(blocked.lines(a.blocked)))
+            parts.append("\n".join(blocked.lines(a.blocked, _design(a))))
         if a.cuped:
             from harness.analysis import cuped
             parts.append("\n".join(cuped.lines(a.cuped)))
@@ -167,10 +214,15 @@ class TextExporter(Exporter):
         return "\n\n".join(parts) + "\n"
 
 
-def sequential_lines(look) -> list[str]:
-    """The --until-decisive decisions; after an early stop the table's p-values are descriptive."""
-    return (["sequential decisions (--until-decisive; these, not the table's fixed-sample p-values, "
-             "control the error rates after an early stop):"] + [f"  {line}" for line in look.lines])
+def sequential_lines(look, plan: dict | None = None) -> list[str]:
+    """The stored decisions, under the name of the design that made them (``plan``: the
+    stored plan); after an early stop the table's p-values are descriptive."""
+    return ([f"{sequential_title(plan)}:"] + [f"  {line}" for line in look.lines])
+
+
+def sequential_title(plan: dict | None) -> str:
+    return (f"sequential decisions of the {design_label(plan or {})} design (these, not the table's fixed-sample "
+            f"p-values, control the error rates after an early stop)")
 
 
 def _sweep_lines(sw) -> list[str]:
@@ -194,11 +246,13 @@ def _gate_head(a: Analysis) -> str:
             f"alpha_loss {s.alpha_loss:g}, target loss {s.target_loss:g})")
 
 
-def _gate_tail(v: Verdict) -> str:
+def gate_tail(v: Verdict) -> str:
     if v.passed:
         return "gate: PASS"
-    n = len(v.reasons)
-    return f"gate: FAIL ({n} criteri{'a' if n > 1 else 'on'} failed)"
+    failed, unknown = v.counts
+    said = ([f"{failed} criteri{'a' if failed > 1 else 'on'} failed"] if failed else []) + \
+        ([f"{unknown} unknown"] if unknown else [])
+    return f"gate: FAIL ({', '.join(said)})"
 
 
 def gate_lines(a: Analysis) -> list[str]:
@@ -209,7 +263,7 @@ def gate_lines(a: Analysis) -> list[str]:
 def _gate_lines(a: Analysis) -> list[str]:
     v = a.verdict
     borrowed = [a.summary.variance_line] if a.summary.variance_line else []   # what the p-values used
-    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [_gate_tail(v)]
+    return [f"gate: {_gate_head(a)}"] + borrowed + [c.line for c in v.criteria] + v.notes + [gate_tail(v)]
 
 
 class MarkdownExporter(Exporter):
@@ -223,17 +277,18 @@ class MarkdownExporter(Exporter):
         if s.variance_line:
             out += [_md_escape(s.variance_line), ""]
         out += ["```"] + ["\n\n".join(raw_block(g) for g in a.groups)] + ["```", ""]
-        out[1:1] = ["", _md_escape(" ".join(footer_lines(s)))]    # right under the table
+        out[1:1] = ["", _md_escape(" ".join(footer_lines(s, _design(a))))]    # right under the table
         if s.treatments:
-            head, rows = beside_columns(s)
+            head, rows = beside_columns(s, verdicts(a))
             out += [f"Beside the table, against the control {s.control}: Time Δ% = Time +/- in % of "
                     f"the control's mean time, Time +/- 95% CI = its bootstrap 95% interval in s, "
                     f"MW p = one-sided Mann-Whitney p"
                     + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
+                    + (f"; verdicts: {_md_escape(verdict_source(a))}" if verdict_source(a) else "")
                     + "; `~` = no significant difference.", "",
                     _md_table([""] + head, rows), ""]
         if a.sequential is not None:
-            out += ["**Sequential decisions** (`--until-decisive`)", ""]
+            out += [f"**Decisions of the {_md_escape(design_label(a.dataset.sequential))} design**", ""]
             out += [f"- {_md_escape(line)}" for line in a.sequential.lines] + [""]
         for sw in a.sweeps:
             lines = _sweep_lines(sw)
@@ -243,7 +298,7 @@ class MarkdownExporter(Exporter):
             out += [f"**{lines[0]}**", "", "```"] + lines[1:] + ["```", ""]
         if a.blocked:
             from harness.analysis import blocked
-            lines = blocked.lines(a.blocked)
+            lines = blocked.lines(a.blocked, _design(a))
             out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         if a.cuped:
             from harness.analysis import cuped
@@ -253,8 +308,8 @@ class MarkdownExporter(Exporter):
             out += ["**Warnings**", ""] + [f"- {_md_escape(w.message)}" for w in a.warnings] + [""]
         if a.show_gate:
             v = a.verdict
-            out += [f"**{_gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
-            out += [f"- **{'PASS' if c.passed else 'FAIL'}** {c.hypothesis} {c.name}: "
+            out += [f"**{gate_tail(v)}** &mdash; {_md_escape(_gate_head(a))}", ""]
+            out += [f"- **{c.label or ('PASS' if c.passed else 'FAIL')}** {c.hypothesis} {c.name}: "
                     f"{_md_escape(c.figure)} (needs {_md_escape(c.threshold)})" for c in v.criteria]
             out += [f"- {_md_escape(n)}" for n in v.notes] + [""]
         return "\n".join(out)
@@ -273,6 +328,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 def to_dict(a: Analysis) -> dict:
     s, v = a.summary, a.verdict
+    words = verdicts(a)
     hyps = []
     for r, g in zip(s.rows, a.groups):
         hyps.append({
@@ -288,13 +344,17 @@ def to_dict(a: Analysis) -> dict:
             "time_p_mann_whitney": r.time_p_mw,
             "time_delta_ci95": list(r.time_delta_ci),
             "time_p_holm": r.time_p_holm,
-            "time_verdict": r.time_verdict, "loss_verdict": r.loss_verdict,
+            "time_verdict": words[r.name][0], "loss_verdict": words[r.name][1],
             "drift": {"spearman_rho": r.drift_rho, "p": r.drift_p, "slope_s_per_run": r.drift_slope},
             "failed_runs": [{"source": run.source, "status": run.record.status,
                              "message": run.record.message} for run in g.failed],
             "cost": _cost_dict([run.record for run in g.runs + g.failed]),
         })
     extra = {"variance": s.variance_line} if s.variance_line else {}   # only when borrowed or known
+    if verdict_source(a):     # only when the verdicts are not the table's fixed-sample tests
+        extra["verdicts_from"] = verdict_source(a)
+    if a.dataset.design is not None:   # a results folder's spec.json design (or the one inferred)
+        extra["design"] = a.dataset.design
     if a.sweeps:
         from harness.analysis import sweep
         extra["sweeps"] = [sweep.to_dict(sw) for sw in a.sweeps]
@@ -314,10 +374,13 @@ def to_dict(a: Analysis) -> dict:
                   "drift.p": "Spearman rank correlation of time with run order, two-sided"},
         "warnings": [w.to_dict() for w in a.warnings],
         "sequential": None if a.sequential is None else {
+            "design": design_label(a.dataset.sequential),
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
+
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,
+                               **({"label": c.label} if c.label else {}),
                                "figure": c.figure, "threshold": c.threshold} for c in v.criteria]},
     })
 

@@ -104,6 +104,14 @@ def fit(points: list[tuple[int, list[float]]], sigma=None, level: float | None =
 
 # ---------------------------------------------------------------- the table
 
+NOT_REACHED = "not-reached"
+
+
+def verdict_text(verdict: str, target: float) -> str:
+    """A point's verdict as the tables show it (the sweep's, and the robust checks' Loss column)."""
+    return {"below": f"< {target:g}", "above": f"> {target:g}", NOT_REACHED: "not reached"}.get(verdict, "~")
+
+
 @dataclass
 class Point:
     steps: int
@@ -113,7 +121,7 @@ class Point:
     loss_mean: float
     predicted: float
     p: float             # one-sided p that the mean loss at this step count is below the target
-    verdict: str         # below | above | ~
+    verdict: str         # below (claimed by the step-down) | not-reached (p < alpha, not claimed) | above | ~
 
 
 @dataclass
@@ -161,6 +169,11 @@ def analyse(base: str, arms: list[tuple[int, str, list[float], list[float]]], co
         if pt.verdict != "below":
             break
         below.append(pt)
+    for pt in out.points:
+        # below alone, under a step count that is not: the step-down claims nothing there,
+        # and the table must not say otherwise
+        if pt.verdict == "below" and pt not in below:
+            pt.verdict = NOT_REACHED
     if f is not None and below:
         out.smallest = below[-1]
         m, se = f.predict(out.smallest.steps)
@@ -176,7 +189,7 @@ def lines(sw: Sweep) -> list[str]:
     """The sweep table and its conclusion, as text lines."""
     head = ["Steps", "Time +/-", "N", "Loss μ", "Loss fit", "Loss p", "verdict"]
     rows = [[str(p.steps), f"{p.time_delta:+.4f}", str(p.runs), f"{p.loss_mean:.4f}", f"{p.predicted:.5f}",
-             f"{p.p:.4f}", {"below": f"< {sw.target:g}", "above": f"> {sw.target:g}"}.get(p.verdict, "~")]
+             f"{p.p:.4f}", verdict_text(p.verdict, sw.target)]
             for p in sw.points]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     out = [f"sweep {sw.base}: final loss vs steps, local linear fit over {sw.fit.lo}..{sw.fit.hi} steps, "
@@ -186,6 +199,10 @@ def lines(sw: Sweep) -> list[str]:
     if sw.fit is not None:
         per_k = sw.fit.b * 1000
         out.append(f"  slope {per_k:+.5f} loss per 1000 steps")
+    if any(p.verdict == NOT_REACHED for p in sw.points):
+        out.append(f"  not reached: Loss p below alpha_loss {sw.alpha:g}, but the step-down test (counted "
+                   f"from the most steps) stopped at a larger step count that is not below {sw.target:g}: "
+                   f"no claim there")
     if sw.smallest is not None:
         lo, hi = sw.interval
         out.append(f"  smallest step count below {sw.target:g} at alpha_loss {sw.alpha:g}: {sw.smallest.steps} "

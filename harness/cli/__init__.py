@@ -41,6 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(argv_command: str | None) -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    from harness import __version__
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():

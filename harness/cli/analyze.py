@@ -6,6 +6,7 @@ Glue only: sources -> stats -> gate -> report (and plot). Exit codes: 0 done (wi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -91,6 +92,10 @@ def build(args: argparse.Namespace):
     settings = resolve(args, ds)
     if not 0 < settings["alpha_time"] < 1 or not 0 < settings["alpha_loss"] < 1:
         raise UserError("--alpha-time and --alpha-loss must lie between 0 and 1")
+    # 'not > 0' also refuses nan, which every comparison would pass over; inf passes any loss
+    if not (settings["target_loss"] > 0 and math.isfinite(settings["target_loss"])):
+        raise UserError(f"--target-loss {settings['target_loss']}: expected a finite loss > 0, e.g. "
+                        f"{DEFAULTS['target_loss']}")
 
     arms = [stats.Arm(name=g.name, losses=g.losses, times=g.times, steps=g.steps,
                       order=g.order, expected_steps=g.expected_steps) for g in ds.groups]
@@ -112,13 +117,16 @@ def build(args: argparse.Namespace):
     if ds.sequential is not None:
         from harness.design.sequential import replay_stored   # numpy only for sequential experiments
         look, seq_notes = replay_stored(ds.sequential, {g.name: [r.record for r in g.runs] for g in ds.groups})
+    sweeps = sweep_analyses(ds, control, settings, variance)
     verdict = gate.evaluate(summary, ds.groups, tests, sequential=look, sequential_notes=seq_notes,
-                            allow_unknown_hardware=args.allow_unknown_hardware)
+                            allow_unknown_hardware=args.allow_unknown_hardware,
+                            decisions_missing=ds.decisions_missing, sweeps=sweeps,
+                            design=report.design_label(ds.sequential) if look is not None else "")
     analysis = report.Analysis(ds, summary, verdict, show_gate=args.gate, nodes=rows if multi else [],
                                node_warnings=(nodes.node_warnings(rows, control) + blocked.warnings(tests))
                                if multi else [],
                                sequential=look, blocked=tests, cuped=probed,
-                               sweeps=sweep_analyses(ds, control, settings, variance))
+                               sweeps=sweeps)
     return analysis
 
 

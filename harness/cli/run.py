@@ -55,6 +55,8 @@ def configure(p) -> None:
                         "results folder; --no-preflight: off)")
     p.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
     p.add_argument("--gate", action="store_true", help="end with the record gate's verdict (exit 1 when it fails)")
+    p.add_argument("--allow-unknown-hardware", action="store_true",
+                   help="with --gate: accept runs whose logs do not say which GPUs they ran on (as analyze)")
     p.epilog = EXIT_CODES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -184,9 +186,10 @@ def borrowed_plan(exp, max_runs: int):
                         min_effect=exp.min_effect, max_runs=max_runs, variance=variance)
 
 
-# a folder with a sequential plan cannot be extended: what to do instead
-WAYS_OUT = ("start a new experiment (another name or --results folder), or use --anytime there "
-            "(anytime-valid: it may be continued)")
+# a folder with a sequential plan cannot be extended: what to do instead (never a command
+# that this folder refuses too)
+WAYS_OUT = ("start a new experiment (another name or --results folder; run that one with --anytime "
+            "if it may need continuing)")
 
 
 def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
@@ -225,7 +228,7 @@ def refuse_extension(results: Path, until_decisive: bool, runs_flag: int | None,
             raise UserError(f"{saved}: this experiment's sequential plan was fixed at --max-runs "
                             f"{stored_max}; keep it, or {WAYS_OUT} for {max_runs}")
         return
-    if until_decisive and results.is_dir():
+    if (until_decisive or anytime) and results.is_dir():
         n = sum(1 for _ in results.glob("*/*/result.json"))
         if n:
             raise UserError(f"{results} already holds {n} runs but no sequential.json (deleted, or a "
@@ -307,15 +310,20 @@ def _main(args) -> int:
     if runs is not None:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
+    # the design spec.json records (its kind: the flags' design), for the dry run and the runner alike
+    kind = "anytime" if args.anytime else "group-sequential" if args.until_decisive else "fixed"
+    design = exp.design(kind)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
-                   compile_cache=False if args.no_compile_cache else None, preflight=args.preflight)
+                   compile_cache=False if args.no_compile_cache else None, preflight=args.preflight,
+                   design=kind)
     store = Store(results)
     if args.dry_run:
         # refuse exactly what the real run would, and write nothing
         store.check_usable()
+        refuse_extension(results, args.until_decisive, args.runs, args.max_runs, anytime=args.anytime)
         if store.root.is_dir():
             store.slots([h.name for h in exp.hypotheses])
-            store.freeze(exp, text, check_only=True)
+            store.freeze(exp, text, check_only=True, design=design)
         if args.until_decisive:
             make_decider(exp, runs, args.order or exp.order, results, quiet=True)
         if (args.backend or exp.backend) == "local":
@@ -334,7 +342,7 @@ def _main(args) -> int:
             # the raised budget is stored before the runner reads the folder: what it would
             # refuse (a corrupt record, a file of a newer harness, another spec) comes first
             store.slots([h.name for h in exp.hypotheses])
-            store.freeze(exp, text, check_only=True)
+            store.freeze(exp, text, check_only=True, design=design)
         decider = make_anytime(exp, runs, results)
     progress = Progress(live=False if args.plain else None)
     runner = Runner(exp, store, backend, Path.cwd(), text, opts, on_event=progress,
@@ -352,7 +360,7 @@ def _main(args) -> int:
     code = 0
     if any(s.done is not None for s in slots.values()):
         try:
-            code = _print_table(results, args.gate)
+            code = _print_table(results, args.gate, args.allow_unknown_hardware)
         except UserError as e:  # the runs are stored; only the table could not be made
             sys.stderr.write(f"no table: {e}\n")
     without = runner.without(slots)
@@ -373,12 +381,13 @@ def _cost_line(store, exp) -> None:
     sys.stderr.write(gpu_totals(r for s in slots.values() for r in s.records).line() + "\n")
 
 
-def _print_table(results: Path, gate: bool) -> int:
-    """The table on stdout, as ``harness analyze RESULTS [--gate]`` prints it."""
+def _print_table(results: Path, gate: bool, allow_unknown_hardware: bool = False) -> int:
+    """The table on stdout, as ``harness analyze RESULTS [--gate] [--allow-unknown-hardware]`` prints it."""
     import argparse
 
     from harness.cli import analyze
     p = argparse.ArgumentParser()
     analyze.configure(p)
     sys.stdout.flush()
-    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])))
+    return analyze.main(p.parse_args([str(results)] + (["--gate"] if gate else [])
+                                     + (["--allow-unknown-hardware"] if allow_unknown_hardware else [])))

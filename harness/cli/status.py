@@ -59,7 +59,7 @@ def cost_lines(rows: list[dict], slots: dict) -> list[str]:
 
 
 def main(args) -> int:
-    from harness.data.store import Store
+    from harness.data.store import Store, read_design
 
     store = Store(args.results)
     spec = store.read_spec()    # checked there: the one reader of spec.json
@@ -71,7 +71,12 @@ def main(args) -> int:
         spec = dict(spec, runs=1 + max((i for _, i in slots), default=-1))
     rows = count(spec, slots, active=store.in_use())
     cols = COLUMNS
-    print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")
+    kind = (read_design(store.root) or {}).get("kind")
+    if kind in (None, "fixed"):
+        print(f"{spec['name']}: {spec['runs']} runs per hypothesis in {Path(args.results)}")
+    else:   # a design that stops early: its pending runs may never be needed
+        print(f"{spec['name']}: at most {spec['runs']} runs per hypothesis ({kind} design) in "
+              f"{Path(args.results)}")
     print(f"{'hypothesis':<12}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:
         print(f"{row['hypothesis']:<12}" + "".join(f"{row[c]:>12}" for c in cols))

@@ -23,7 +23,8 @@ from harness.logs.classify import classify, counted_attempt
 from harness.errors import UserError
 from harness.logs.logparse import LogSummary, NotALogFile, parse_file_runs
 from harness.records import COMPLETED, RunRecord
-from harness.data.store import PREFLIGHT, RESULT_FILE, is_results_folder, kept_runs, read_plan, read_record, read_spec, spec_path
+from harness.data.store import (PREFLIGHT, RESULT_FILE, SEQUENTIAL_FILE, SEQUENTIAL_KINDS, is_results_folder, kept_runs,
+                                read_design, read_plan, read_record, read_spec, spec_path)
 from harness.groups import Dataset, Group, Run, hardware_text, label
 
 # Only these are read while walking a folder (each also gzip'ed, + ".gz"): READMEs
@@ -425,11 +426,22 @@ def _load_results(root: Path, src: str, ds: Dataset) -> list[Group]:
         ds.runs = spec.get("runs")
         ds.known_loss_sigma = spec.get("known_loss_sigma")
         ds.variance_from = spec.get("variance_from")
+    design = read_design(root)
+    if ds.design is None:
+        ds.design = design
     planned = spec.get("runs")
     plan = read_plan(root) if ds.sequential is None else None
     if plan is not None:
         ds.sequential = plan
         planned = None  # stopping before the planned runs is the point: not a warning
+    kind = (design or {}).get("kind")
+    if kind in SEQUENTIAL_KINDS and plan is None and ds.sequential is None:
+        ds.decisions_missing = kind
+        planned = None
+        ds.warnings.append(Caveat("design", str(root), f"{root}: spec.json records a {kind} design but its "
+                                  f"{SEQUENTIAL_FILE} is missing: its decisions are lost and the table's "
+                                  f"fixed-sample p-values do not hold after its early stops (restore "
+                                  f"{SEQUENTIAL_FILE} from a copy)"))
     groups = []
     for h in hyps:
         g = Group(name=str(h.get("name")), expected_steps=h.get("steps"), origin=src)
@@ -460,7 +472,7 @@ def _load_hypothesis(hdir: Path, g: Group, ds: Dataset, planned: int | None) -> 
     if hdir.is_dir():
         for run_dir in sorted(d for d in hdir.iterdir() if d.is_dir()):
             rj = run_dir / RESULT_FILE
-            if not rj.is_file():
+            if not (rj.exists() or rj.is_symlink()):
                 no_record += 1
                 continue
             rec = read_record(rj)

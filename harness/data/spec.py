@@ -158,6 +158,13 @@ class Experiment:
         d["control"] = self.control.name
         return d
 
+    def design(self, kind: str) -> dict:
+        """spec.json's ``design``: how the folder is collected (``kind``: fixed,
+        group-sequential, anytime, multi-arm, ...), with borrowed variance, as a sweep."""
+        from harness import arms
+        return {"kind": kind, "borrowed": self.known_loss_sigma is not None or self.variance_from is not None,
+                "sweep": bool(arms.sweeps([h.name for h in self.hypotheses]))}
+
     def frozen_view(self) -> dict:
         """What must not change between runs stored in one results folder.
 

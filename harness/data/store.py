@@ -50,9 +50,20 @@ PROBE_FILE = "probe.json"   # written by the speed probe inside the run (harness
 # field of that file changes (renamed, another unit, another rule); a new field that older
 # readers can ignore needs none. A file without schema_version was written before versions
 # existed and reads as version 1; a file newer than its entry here is refused, untouched.
-SCHEMA_VERSIONS = {SPEC_FILE: 1, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 2}
+# spec.json 2: it records the design the folder is collected under (``design``, below);
+# result.json 2: a run's GPU-seconds and phases (``gpu_s``, ``phases``)
+SCHEMA_VERSIONS = {SPEC_FILE: 2, SEQUENTIAL_FILE: 1, LAUNCH_FILE: 1, RESULT_FILE: 2}
 SCHEMA_KEY = "schema_version"
 UPGRADE = "upgrade the harness (git pull, then pip install -e .) to read it"
+
+
+# How a folder is collected, kept in spec.json so that it survives the loss of any other
+# file: {"kind": ..., "borrowed": bool, "sweep": bool}. The kinds are an open set (a
+# harness that knows more designs writes more); these two keep their decisions in
+# sequential.json, and a folder of one of them without it has no valid verdict.
+DESIGN_KEY = "design"
+FIXED = "fixed"
+SEQUENTIAL_KINDS = ("group-sequential", "anytime")
 
 
 def sequential_path(root: str | Path) -> Path:
@@ -85,12 +96,17 @@ def _unversioned(path: Path, kind: str, data):
 
 def _load(path: Path, kind: str, what: str):
     """The parsed JSON of ``path`` (a file of ``kind``), version checked; UserError when unreadable."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not the {what}; move it aside or restore the file from a copy")
     try:
         data = json.loads(path.read_text())
     except OSError as e:
         raise UserError(f"{path}: cannot read the {what} ({e.strerror or e}); fix its permissions") from None
     except ValueError as e:      # bad JSON or bad UTF-8
         raise UserError(f"{path} is not valid JSON ({e}); restore the {what} from a copy") from None
+    except RecursionError:       # nested deeper than the parser's stack: no record is
+        raise UserError(f"{path} is not a {what} (JSON nested too deeply to read); restore it from a "
+                        f"copy") from None
     return _unversioned(path, kind, data)
 
 
@@ -157,7 +173,7 @@ def read_launch(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / LAUNCH_FILE
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     data = _unversioned(path, LAUNCH_FILE, data)
     return data if isinstance(data, dict) else None
@@ -167,7 +183,7 @@ def read_probe(run_dir: str | Path) -> float | None:
     """The speed probe's time, when it ran and succeeded (harness/run/probe.py wrote probe.json)."""
     try:
         value = json.loads((Path(run_dir) / PROBE_FILE).read_text()).get("probe_s")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -189,7 +205,34 @@ def _spec_problem(data) -> str:
         return "a hypothesis without a 'name'"
     if not isinstance(data.get("frozen", {}), dict):
         return "'frozen' is not a JSON object"
+    bad = [h["name"] for h in hyps if not _safe_folder_name(h["name"])]
+    if bad:   # a name is a folder of the results folder: '../x' would read outside it
+        return f"hypothesis name {bad[0]!r} is not a folder name inside the results folder"
+    design = data.get(DESIGN_KEY)
+    if design is not None and not (isinstance(design, dict) and isinstance(design.get("kind"), str)
+                                   and design["kind"] and all(isinstance(design.get(k, False), bool)
+                                                              for k in ("borrowed", "sweep"))):
+        return "'design' is not {\"kind\": ..., \"borrowed\": true|false, \"sweep\": true|false}"
     return ""
+
+
+def _safe_folder_name(name: str) -> bool:
+    return (name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+            and name not in RESERVED and name not in FILE_NAMES and not name.startswith("."))
+
+
+def read_design(root: str | Path) -> dict | None:
+    """How the folder is collected: spec.json's ``design``; for a folder written before it
+    was recorded, inferred from sequential.json where there is one; else None (fixed, or
+    not known)."""
+    spec = read_spec(root)
+    if spec is not None and isinstance(spec.get(DESIGN_KEY), dict):
+        return spec[DESIGN_KEY]
+    plan = read_plan(root)
+    if plan is None:
+        return None
+    return {"kind": "anytime" if plan.get("design") == "anytime" else "group-sequential",
+            "borrowed": bool(plan.get("variance")), "sweep": plan.get("kind") == "sweep"}
 
 
 SUPERSEDED = "superseded"   # attempts of a spec replaced: all (no run completed) or the changed arms'
@@ -285,7 +328,8 @@ class Store:
                             "wait for it to finish or give another --results folder")
 
     # -- frozen spec -----------------------------------------------------------------
-    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False) -> Path | None:
+    def freeze(self, exp: Experiment, source_text: str, check_only: bool = False,
+               design: dict | None = None) -> Path | None:
         """Store the spec on first use; refuse a changed spec afterwards.
 
         A changed spec is taken when no run of the folder has a result yet (the usual
@@ -295,13 +339,20 @@ class Store:
         launcher, steps; not a key of the experiment), the untouched arms keep their runs
         and only the changed arms' attempts move; ``kept`` in spec.json says so for the
         analysis (those runs were not interleaved with the new ones). ``check_only``
-        raises what the real call would raise and writes nothing.
+        raises what the real call would raise and writes nothing. ``design``: how this
+        run collects the folder (``Experiment.design``; default fixed); a folder collected
+        under another kind of design with finished runs is refused.
         """
         path = spec_path(self.root)
         aside = None
+        design = design or exp.design(FIXED)
         stored = read_spec(self.root)
         kept = list(stored.get(KEPT_KEY) or []) if stored is not None else []
         if stored is not None:
+            self._check_design(stored, exp, design)
+            was = stored.get(DESIGN_KEY)
+            if isinstance(was, dict) and was.get("kind") == design["kind"] and design["kind"] in SEQUENTIAL_KINDS:
+                design = was     # fixed at the first run, as its plan in sequential.json is
             changes = diff_frozen(stored.get("frozen", {}), exp.frozen_view())
             if changes:
                 shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
@@ -330,7 +381,7 @@ class Store:
                 else:
                     aside = self._set_aside(stored, exp)
                     kept = []       # every arm starts again: nothing of before stays here
-            elif stored.get("runs", 0) >= exp.runs:
+            elif stored.get("runs", 0) >= exp.runs and stored.get(DESIGN_KEY) == design:
                 return None
         if check_only:
             return None
@@ -338,6 +389,7 @@ class Store:
         data["frozen"] = exp.frozen_view()
         if kept:
             data[KEPT_KEY] = kept
+        data[DESIGN_KEY] = design
         toml_path = self.root / "experiment.toml"
         # experiment.toml first: spec.json is the mark of a frozen folder, so a kill in
         # between leaves no frozen spec, and the next run writes both
@@ -345,6 +397,22 @@ class Store:
             atomic_write_text(toml_path, source_text)
         _save(path, SPEC_FILE, data)
         return aside
+
+    def _check_design(self, stored: dict, exp: Experiment, design: dict) -> None:
+        """Refuse a run of another kind of design on a folder that holds finished runs: the
+        error rates of a sequential or anytime design hold only under its own stopping rule
+        (whether or not sequential.json is still there)."""
+        was = read_design(self.root)
+        if was is None or was.get("kind") == design["kind"]:
+            return
+        done = self._completed(stored, exp)
+        if not done:
+            return      # nothing collected yet: the design may still be chosen
+        lost = (f"; its {SEQUENTIAL_FILE} is missing (restore it from a copy to go on)"
+                if was["kind"] in SEQUENTIAL_KINDS and not sequential_path(self.root).exists() else "")
+        raise UserError(f"{self.root} holds {done} finished runs collected under a {was['kind']} design "
+                        f"(spec.json){lost}: a {design['kind']} run would void its error rates; start a "
+                        f"new experiment (another name or --results folder)")
 
     def _completed(self, stored: dict, exp: Experiment) -> int:
         names = {h.name for h in exp.hypotheses}

@@ -110,7 +110,7 @@ def parse_embedded(text: str, log: str = "log", main_name: str = DEFAULT_MAIN) -
     names = [f.name for f in files]
     if len(set(names)) != len(names):
         raise UserError(f"{log}: embeds two files of the same name ({', '.join(names)}); "
-                        "pass --main-name if the script's own name collides")
+                        "if the script's own name collides, extract it under another (harness extract LOG --main-name NAME)")
     return files
 
 

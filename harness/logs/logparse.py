@@ -163,7 +163,11 @@ def _fields(rest: bytes) -> tuple[dict[bytes, float], dict[bytes, str]]:
         shown = f"{key.decode()}:{(raw + unit).decode(errors='replace')}"
         if key in (b"train_time", b"step_avg"):
             if unit in _TIME_UNITS:
-                good[key] = _num(raw) * _TIME_UNITS[unit]
+                value = _num(raw) * _TIME_UNITS[unit]
+                if math.isfinite(value) and value >= 0:
+                    good[key] = value
+                else:      # a clock does not run backwards or forever: a garbled line
+                    bad[key] = f"{shown} is not a time (negative or not finite)"
                 continue
             bad[key] = f"{shown} has {'no unit' if not unit else 'an unknown unit'} (ms or s)"
         elif unit:

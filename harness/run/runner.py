@@ -65,6 +65,7 @@ class Options:
     retries: int | None = None
     compile_cache: bool | None = None
     preflight: bool | None = None    # None: for a new folder, where the backend can stop a run early
+    design: str | None = None        # spec.json's design kind; None: from the decider (design_kind)
 
 
 @dataclass
@@ -78,6 +79,13 @@ class _Queue:
     # a hypothesis with a run that failed in a way a retry cannot fix (usage error, missing
     # file, CUDA OOM before the first step...): its other runs would fail the same way
     blocked: dict = field(default_factory=dict)
+
+
+def design_kind(decider) -> str:
+    """The design a decider runs (spec.json's design kind): none is a fixed-sample design."""
+    if decider is None:
+        return "fixed"
+    return getattr(decider, "design", None) or "group-sequential"
 
 
 class Runner:
@@ -111,6 +119,7 @@ class Runner:
             self.pairing = pairing.Pairing([h.name for h in exp.hypotheses], backend.node_usable)
         self.recorder = Recorder(exp, backend.name, self.base)
         self.resume = Resume(exp, store, backend, self.recorder, self.timeout)
+        self.design = exp.design(self.opt.design or design_kind(decider))
         self.look = None
         self.look_done = False
         self.ran_here: set[str] = set()      # run folders of attempts launched by this invocation
@@ -143,13 +152,14 @@ class Runner:
             # read every stored record first: a corrupt one stops us before anything is written
             slots = self.store.slots([h.name for h in self.exp.hypotheses])
             self.store.read_plan()      # one from a newer harness is refused here too
-            self.store.freeze(self.exp, self.source_text, check_only=True)  # refused: nothing touched
+            self.store.freeze(self.exp, self.source_text, check_only=True,  # refused: nothing touched
+                              design=self.design)
             # trees an earlier runner left running end first: before their folders are set
             # aside, their logs read, or their GPUs given to a new attempt
             for slot in slots.values():
                 for run_dir in slot.orphans:
                     self.resume.end_leftovers(run_dir)
-            aside = self.store.freeze(self.exp, self.source_text)
+            aside = self.store.freeze(self.exp, self.source_text, design=self.design)
             if aside:
                 entry = next((e for e in kept_runs(self.store.read_spec() or {})
                               if self.store.root / e["superseded"] == aside), None)
