@@ -128,12 +128,26 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
         return borrowed_plan(exp, max_runs)     # borrowed / known sigma
+    treatments = [h.name for h in exp.hypotheses if not h.control]
+    if len(treatments) >= 2:                    # several treatments: decided as a family (issue 28)
+        return multiarm_plan(exp, treatments, max_runs)
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
                           target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs,
                           time_test=getattr(exp, "time_test", "welch"))
     return plan  # the runner stores it once it holds the results folder
+
+
+def multiarm_plan(exp, treatments: list[str], max_runs: int):
+    """The familywise ``--until-decisive`` plan of K >= 2 treatments (docs/multi-arm.md)."""
+    from harness.design.multiarm import MultiArmPlan
+    if getattr(exp, "time_test", "welch") != "welch":
+        raise UserError(f"time_test = {exp.time_test!r} with {len(treatments)} treatments: the multi-arm "
+                        f"design of --until-decisive uses Welch's test; remove time_test or run one "
+                        f"treatment per experiment")
+    return MultiArmPlan(exp.control.name, treatments, alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
+                        target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
 
 
 def sweep_decider(exp, max_runs: int, quiet: bool = False):
