@@ -93,6 +93,8 @@ def replay_paths(events, PT, PFT, PL, PFL, BT, FT, BL, FL, M: int):
     r = np.arange(B)
 
     def decide(F, sel, j, code, look):
+        if not sel.any():
+            return
         F.dec[sel, j] = 1 if code == PASS else -1
         F.how[sel, j] = code
         F.look[sel, j] = look[sel] if np.ndim(look) else look
@@ -134,6 +136,8 @@ def replay_paths(events, PT, PFT, PL, PFL, BT, FT, BL, FL, M: int):
                 lost = (T.dec == -1) | (L.dec == -1)
                 active = ~lost & (F.dec == 0) & (F.last < M)
                 end = sel & ~active.any(axis=1)
+                if not end.any():
+                    continue
                 for j in range(K):
                     decide(F, end & (F.dec[:, j] == 0) & (F.last[:, j] >= M), j, RAN_OUT, F.last[:, j])
 
@@ -333,6 +337,8 @@ class MultiArmPlan:
             d.update(decision="fail", why=f"not shown {what} by the last look ({unit} {M}); best level "
                                           f"reached alpha/{s} where alpha/{K - rej} was needed"
                      if s else f"not shown {what} by the last look ({unit} {M}): no boundary crossed")
+        elif lk < 2:
+            d.update(decision="open", why=f"needs 2 runs per arm ({unit} {int(F.last[0, j])}/{M})")
         else:
             need = K - rej
             d.update(decision="open", why=f"{unit} {lk}/{M}: p {fmt(p)}, needs p <= {fmt(bounds[need - 1, li])} "
