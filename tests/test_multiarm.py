@@ -223,3 +223,10 @@ def test_the_report_says_when_the_data_cannot_tell_the_top_arms_apart(exp_dir, c
     assert r.returncode == 0, r.stdout + r.stderr
     out = cli("analyze", exp_dir / "results" / "fam", cwd=exp_dir).stdout
     assert "best: A" in out and "cannot tell it apart from B" in out
+    # plan --arms on that folder: the pilot's two treatments, their deltas and sigmas
+    p = cli("plan", exp_dir / "results" / "fam", "--arms", "2", "--sims", "300", "--format", "json", cwd=exp_dir)
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["arms"] == 2 and j["max_runs"] == 6 and j["time_delta"][0] == pytest.approx(-1.0, abs=0.01)
+    wrong = cli("plan", exp_dir / "results" / "fam", "--arms", "3", cwd=exp_dir)
+    assert wrong.returncode == 2 and "--arms 2" in wrong.stderr
