@@ -230,3 +230,22 @@ def test_the_report_says_when_the_data_cannot_tell_the_top_arms_apart(exp_dir, c
     assert j["arms"] == 2 and j["max_runs"] == 6 and j["time_delta"][0] == pytest.approx(-1.0, abs=0.01)
     wrong = cli("plan", exp_dir / "results" / "fam", "--arms", "3", cwd=exp_dir)
     assert wrong.returncode == 2 and "--arms 2" in wrong.stderr
+
+
+def test_a_family_with_jobs_in_parallel_resumes_to_the_same_decisions(exp_dir, cli):
+    cli.backend = cli.memory(_twin_gen, max_parallel=3)
+    twin = exp_dir / TWIN.name
+    twin.write_text(TWIN.read_text())
+    (exp_dir / "train").mkdir()
+    (exp_dir / "train" / "train_gpt.py").write_text("")
+    r = cli("run", twin, "--until-decisive", "--plain", cwd=exp_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = exp_dir / "results" / "ve-ablations-smoke"
+    first = json.loads((res / "sequential.json").read_text())["decisions"]
+    n = len(cli.backend.launched)
+    again = cli("run", twin, "--until-decisive", "--plain", cwd=exp_dir)
+    assert again.returncode == 0, again.stderr
+    assert len(cli.backend.launched) == n                     # nothing more to run
+    assert json.loads((res / "sequential.json").read_text())["decisions"] == first
+    verdicts = {(e["hypothesis"], e["criterion"]): e["decision"] for e in first}
+    assert verdicts[("untied", "time")] == verdicts[("untied", "loss")] == "pass"
