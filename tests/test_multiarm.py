@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,17 @@ def test_a_family_with_jobs_in_parallel_resumes_to_the_same_decisions(exp_dir, c
     assert json.loads((res / "sequential.json").read_text())["decisions"] == first
     verdicts = {(e["hypothesis"], e["criterion"]): e["decision"] for e in first}
     assert verdicts[("untied", "time")] == verdicts[("untied", "loss")] == "pass"
+
+
+def test_simulate_family_takes_the_control_sigmas_from_earlier_runs(cli, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+    import analyze_builders as B
+    losses = [round(x, 4) for x in 3.278 + 0.001 * np.random.default_rng(1).standard_normal(10)]
+    times = [round(x, 3) for x in 98.1 + 0.09 * np.random.default_rng(2).standard_normal(10)]
+    B.write_group(tmp_path / "earlier", losses, times, seed=100)
+    r = cli("simulate", "--arms", "2", "--variance-from", tmp_path / "earlier", "--time-delta=-0.39,0",
+            "--loss-mean", "3.2784", "--max-runs", "6", "--sims", "300", "--format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["time_sigma"] == pytest.approx(float(np.std(times, ddof=1)))
+    assert j["loss_sigma"] == pytest.approx(float(np.std(losses, ddof=1)))
