@@ -90,7 +90,6 @@ def replay_paths(events, PT, PFT, PL, PFL, BT, FT, BL, FL, M: int):
     T, L = Family(B, K), Family(B, K)
     c = {"nc": np.zeros(B, dtype=np.int64), "nc_time": np.zeros(B, dtype=np.int64),
          "n": np.zeros((B, K), dtype=np.int64), "n_time": np.zeros((B, K), dtype=np.int64)}
-    r = np.arange(B)
 
     def decide(F, sel, j, code, look):
         if not sel.any():
@@ -166,7 +165,6 @@ def replay_paths(events, PT, PFT, PL, PFL, BT, FT, BL, FL, M: int):
             sel = mask & ~div & (L.dec[:, j] == 0) & (nl >= 2)
             look_at(L, PL, PFL, BL, FL, j, sel, nl.copy())
         finalize(mask)
-    del r
     return T, L, c
 
 
