@@ -19,6 +19,7 @@ ALPHA_LOSS = 0.01       # the loss test must reach p < this (one-sided one-sampl
 MIN_EFFECT = 0.0        # seconds a treatment must gain to be worth it (sequential futility)
 RUNS = 10               # runs per hypothesis of a fixed design
 RETRIES = 2             # extra attempts for a failed or timed-out run
+FAMILY_CONFIDENCE = 0.95   # simultaneous intervals of a multi-arm family (Bonferroni over its arms)
 
 # the gate's three figures, as keys of experiment files, flags (--target-loss, ...) and JSON
 GATE = {"target_loss": TARGET_LOSS, "alpha_time": ALPHA_TIME, "alpha_loss": ALPHA_LOSS}

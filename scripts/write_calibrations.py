@@ -38,7 +38,12 @@ def plans(args: list[str]) -> list[tuple[str, float, int, float]]:
         m = PLAN.match(name)
         if not m:
             sys.exit(f"{name}: expected KIND-aALPHA-MM-rRHO, e.g. welch-a0.01-M10-r3")
-        out.append((m[1], float(m[2]), int(m[3]), float(m[4])))
+        alpha = float(m[2])
+        try:   # a committed file names its exact alpha (alpha / m of a multi-arm family: 0.001 / 3)
+            alpha = float(json.loads((seq.PACKAGED / name).read_text())["key"]["alpha"])
+        except (OSError, ValueError, KeyError):
+            pass
+        out.append((m[1], alpha, int(m[3]), float(m[4])))
     return out
 
 

@@ -81,6 +81,8 @@ def design_label(plan: dict | None) -> str:
         return "fixed-sample"
     if plan.get("design") == "anytime":
         return "anytime-valid (--anytime)"
+    if plan.get("design") == "multi-arm":
+        return "multi-arm familywise group-sequential (--until-decisive, Holm over the arms)"
     if plan.get("kind") == "sweep":
         return "group-sequential step sweep (--until-decisive)"
     if plan.get("variance"):
@@ -198,6 +200,8 @@ class TextExporter(Exporter):
             parts.append(title + "\n" + "\n".join(lines))
         if a.sequential is not None:
             parts.append("\n".join(sequential_lines(a.sequential, a.dataset.sequential)))
+            if getattr(a.sequential, "family", None):
+                parts.append("\n".join(family_lines(a.sequential.family)))
         parts += ["\n".join(_sweep_lines(sw)) for sw in a.sweeps]
         if a.nodes:
             parts.append("\n".join(node_lines(a)))
@@ -223,6 +227,38 @@ def sequential_lines(look, plan: dict | None = None) -> list[str]:
 def sequential_title(plan: dict | None) -> str:
     return (f"sequential decisions of the {design_label(plan or {})} design (these, not the table's fixed-sample "
             f"p-values, control the error rates after an early stop)")
+
+
+def family_lines(fam: dict) -> list[str]:
+    """A multi-arm family (``multiarm.family_summary``): one row per arm, its decisions and the
+    run at which each was made, the simultaneous interval of its time difference, the ranking
+    among the arms below the target and the best arm with the evidence for it."""
+    conf = f"{fam['confidence']:.0%}"
+    head = ["arm", "runs", "time", "decided at", "loss", "decided at", "verdict", "Time +/-",
+            f"simultaneous {conf} CI (s)"]
+    rows = []
+    for a in fam["arms"]:
+        ci = "-" if not math.isfinite(a["lo"]) else f"[{a['lo']:+.4f}, {a['hi']:+.4f}]"
+        rows.append([a["arm"], str(a["runs"]), a["time"], a["time_at"], a["loss"], a["loss_at"],
+                     a["verdict"], "-" if not math.isfinite(a["diff"]) else f"{a['diff']:+.4f}", ci])
+    n = len(fam["arms"])
+    out = [f"family of {n} arms vs control {fam['control']} ({fam['control_runs']} runs; decisions familywise, "
+           f"intervals Bonferroni over the {n} arms, not adjusted for the early stop)", *_align(head, rows)]
+    ranked = fam["ranked"]
+    out.append("ranked by time among the arms below the target: " + (", ".join(ranked) if ranked else "none"))
+    best = fam["best"]
+    if best is None:
+        out.append("best: none (no arm passed the loss criterion)")
+    else:
+        why = ("its time and loss passed" if best["verdict"] == "pass"
+               else f"its family verdict is {best['verdict']}")
+        tied = best["tied_with"]
+        out.append(f"best: {best['arm']} (fastest of the arms below the target; {why})"
+                   + (f"; the data cannot tell it apart from {', '.join(tied)} (their {conf} simultaneous "
+                      f"interval of the difference to {best['arm']} reaches 0)" if tied else
+                      (f"; faster than {', '.join(ranked[1:])} ({conf} simultaneous intervals exclude 0)"
+                       if len(ranked) > 1 else "")))
+    return out
 
 
 def _sweep_lines(sw) -> list[str]:
@@ -290,6 +326,9 @@ class MarkdownExporter(Exporter):
         if a.sequential is not None:
             out += [f"**Decisions of the {_md_escape(design_label(a.dataset.sequential))} design**", ""]
             out += [f"- {_md_escape(line)}" for line in a.sequential.lines] + [""]
+            if getattr(a.sequential, "family", None):
+                lines = family_lines(a.sequential.family)
+                out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
         for sw in a.sweeps:
             lines = _sweep_lines(sw)
             out += [f"**{_md_escape(lines[0])}**", "", "```"] + lines[1:] + ["```", ""]
@@ -376,7 +415,7 @@ def to_dict(a: Analysis) -> dict:
         "sequential": None if a.sequential is None else {
             "design": design_label(a.dataset.sequential),
             "done": a.sequential.done, "decisions": a.sequential.decisions, "reason": a.sequential.reason},
-
+        **({"family": a.sequential.family} if getattr(a.sequential, "family", None) else {}),
         "nodes": [{"host": n.host, "runs": n.counts, "time_mean": n.means} for n in a.nodes],
         "gate": {"passed": v.passed, "reasons": v.reasons, "notes": v.notes,
                  "criteria": [{"hypothesis": c.hypothesis, "criterion": c.name, "passed": c.passed,

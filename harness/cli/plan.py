@@ -10,6 +10,7 @@ from harness.cli import costs
 from harness.design import cost
 from harness.design import sequential as seq
 from harness.design.plan import UCB_LEVEL, plan_one, sigma_ucb
+from harness.cli.simulate import add_family_flags, family_main, num_or_list
 from harness.errors import UserError
 
 
@@ -59,9 +60,12 @@ def configure(p) -> None:
     p.add_argument("results", nargs="?", metavar="RESULTS",
                    help="results folder of a pilot (spec.json and */*/result.json); or use the flags")
     p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s)")
-    p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (default: --time-sigma)")
-    p.add_argument("--time-delta", type=float, help="hoped-for treatment minus control time (s), < 0 is faster")
-    p.add_argument("--loss-mean", type=float, help="treatment's expected mean loss")
+    p.add_argument("--treatment-time-sigma", type=num_or_list,
+                   help="treatment's run-time sigma (default: --time-sigma; with --arms: one or one per arm)")
+    p.add_argument("--time-delta", type=num_or_list,
+                   help="hoped-for treatment minus control time (s), < 0 is faster (with --arms: one or one per arm)")
+    p.add_argument("--loss-mean", type=num_or_list,
+                   help="treatment's expected mean loss (with --arms: one or one per arm, comma-separated)")
     p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma")
     p.add_argument("--target-loss", type=float, help=f"default {th.TARGET_LOSS} (or the experiment's)")
     p.add_argument("--alpha-time", type=float, help=f"default {th.ALPHA_TIME} (or the experiment's)")
@@ -78,6 +82,32 @@ def configure(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
     costs.configure(p)
+    add_family_flags(p)
+
+
+def family_plan(args) -> int:
+    """``plan --arms K``: the multi-arm family's expected runs, power and familywise errors."""
+    defaults: dict = {}
+    if args.results:
+        if not Path(args.results).exists():
+            raise UserError(f"{args.results}: no such results folder; give a folder with spec.json or use the flags")
+        scenarios, defaults = scenarios_from_results(args.results, args.group_by, args.control)
+        if len(scenarios) != args.arms:
+            raise UserError(f"--arms {args.arms}: {args.results} has {len(scenarios)} treatments; "
+                            f"give --arms {len(scenarios)} or the flags")
+        for key, per in (("time_delta", True), ("loss_mean", True), ("treatment_time_sigma", True)):
+            if getattr(args, key) is None:
+                setattr(args, key, [sc[key] for sc in scenarios])
+        if args.time_sigma is None:
+            args.time_sigma = scenarios[0]["time_sigma"]
+        if args.loss_sigma is None:
+            args.loss_sigma = max(sc["loss_sigma"] for sc in scenarios)
+    got = th.resolve(args, defaults, {**th.GATE, "min_effect": th.MIN_EFFECT})
+    for k, v in got.items():
+        setattr(args, k, v)
+    if args.max_runs is None:
+        args.max_runs = defaults.get("runs") or th.RUNS
+    return family_main(args, None)
 
 
 def _flag_scenario(args) -> dict:
@@ -143,6 +173,13 @@ def format_text(res: dict) -> str:
 
 
 def main(args) -> int:
+    if args.arms is not None:
+        return family_plan(args)
+    for flag in ("time_delta", "loss_mean", "treatment_time_sigma"):
+        if isinstance(getattr(args, flag), list):
+            raise UserError(f"--{flag.replace('_', '-')}: several values need --arms K (one per arm)")
+    if args.compare or args.fixed_runs is not None:
+        raise UserError("--compare and --fixed-runs go with --arms K")
     if not (0 < args.power < 1):
         raise UserError(f"--power {args.power}: expected a number in (0, 1), e.g. 0.9")
     if args.max_runs is not None and not (2 <= args.max_runs <= seq.MAX_LOOKS):

@@ -134,12 +134,35 @@ def make_decider(exp, max_runs: int, order: str, results: Path, quiet: bool = Fa
     print("calibrating the sequential boundaries (cached once per machine) ...", file=sys.stderr)
     if exp.known_loss_sigma is not None or exp.variance_from is not None:
         return borrowed_plan(exp, max_runs)     # borrowed / known sigma
+    treatments = [h.name for h in exp.hypotheses if not h.control]
+    if is_family(exp):                          # several treatments: decided as a family (issue 28)
+        return multiarm_plan(exp, treatments, max_runs)
     plan = SequentialPlan(control=exp.control.name,
                           treatments=[h.name for h in exp.hypotheses if not h.control],
                           alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
                           target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs,
                           time_test=getattr(exp, "time_test", "welch"))
     return plan  # the runner stores it once it holds the results folder
+
+
+def is_family(exp) -> bool:
+    """``--until-decisive`` decides this experiment's treatments as one family (docs/multi-arm.md):
+    two or more of them, no step sweep, no borrowed variance (those test each arm alone)."""
+    from harness import arms
+    treatments = [h.name for h in exp.hypotheses if not h.control]
+    return (len(treatments) >= 2 and not arms.sweeps([h.name for h in exp.hypotheses])
+            and exp.known_loss_sigma is None and exp.variance_from is None)
+
+
+def multiarm_plan(exp, treatments: list[str], max_runs: int):
+    """The familywise ``--until-decisive`` plan of K >= 2 treatments (docs/multi-arm.md)."""
+    from harness.design.multiarm import MultiArmPlan
+    if getattr(exp, "time_test", "welch") != "welch":
+        raise UserError(f"time_test = {exp.time_test!r} with {len(treatments)} treatments: the multi-arm "
+                        f"design of --until-decisive uses Welch's test; remove time_test or run one "
+                        f"treatment per experiment")
+    return MultiArmPlan(exp.control.name, treatments, alpha_time=exp.alpha_time, alpha_loss=exp.alpha_loss,
+                        target_loss=exp.target_loss, min_effect=exp.min_effect, max_runs=max_runs)
 
 
 def sweep_decider(exp, max_runs: int, quiet: bool = False):
@@ -311,7 +334,8 @@ def _main(args) -> int:
         exp = dataclasses.replace(exp, runs=runs)  # spec.json (and status) count the runs asked for
     results = Path(args.results or Path("results") / exp.name)
     # the design spec.json records (its kind: the flags' design), for the dry run and the runner alike
-    kind = "anytime" if args.anytime else "group-sequential" if args.until_decisive else "fixed"
+    kind = ("anytime" if args.anytime else
+            ("multi-arm" if is_family(exp) else "group-sequential") if args.until_decisive else "fixed")
     design = exp.design(kind)
     opts = Options(runs=runs, order=args.order, timeout_s=args.timeout, retries=args.retries,
                    compile_cache=False if args.no_compile_cache else None, preflight=args.preflight,

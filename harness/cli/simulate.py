@@ -49,9 +49,12 @@ def format_text(r: dict) -> str:
 
 def configure(p) -> None:
     p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one (not with --sweep-steps)")
-    p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (s); default: --time-sigma")
-    p.add_argument("--time-delta", type=float, help="treatment mean time minus control's (s); < 0 is faster")
-    p.add_argument("--loss-mean", type=float, help="treatment's true mean loss")
+    p.add_argument("--treatment-time-sigma", type=num_or_list,
+                   help="treatment's run-time sigma (s); default: --time-sigma (with --arms: one or one per arm)")
+    p.add_argument("--time-delta", type=num_or_list,
+                   help="treatment mean time minus control's (s); < 0 is faster (with --arms: one or one per arm)")
+    p.add_argument("--loss-mean", type=num_or_list,
+                   help="treatment's true mean loss (with --arms: one or one per arm, comma-separated)")
     p.add_argument("--loss-sigma", type=float, help="treatment's loss sigma; default: the borrowed one")
     p.add_argument("--target-loss", type=float, default=th.TARGET_LOSS)
     p.add_argument("--alpha-time", type=float, default=th.ALPHA_TIME)
@@ -69,6 +72,7 @@ def configure(p) -> None:
     p.add_argument("--time-test", choices=seq.TIME_TESTS, default="welch",
                    help="the experiment's time_test: welch (default) or trimmed (Yuen, robust to outliers)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    add_family_flags(p)
     b = p.add_argument_group("borrowed or known sigma (the design of --until-decisive with variance_from)")
     b.add_argument("--variance-from", metavar="LOGS",
                    help="earlier runs to borrow sigma from, loaded as analyze and run load them; the time "
@@ -90,6 +94,94 @@ def configure(p) -> None:
     p.add_argument("--sweep-slope", type=float,
                    help="instead of --sweep-losses: loss change per 1000 steps, from --loss-mean at the fewest steps")
     costs.configure(p)
+
+
+def num_or_list(text: str):
+    """A number, or comma-separated numbers (one per arm of --arms)."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        import argparse
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number or numbers separated by commas") from None
+    return vals[0] if len(vals) == 1 else vals
+
+
+def add_family_flags(p) -> None:
+    """--arms / --compare / --fixed-runs: the multi-arm family (harness/design/multiarm_sim.py)."""
+    f = p.add_argument_group("several treatments against one control (--until-decisive with K >= 2 arms)")
+    f.add_argument("--arms", type=int, metavar="K",
+                   help="K treatments decided as one family (familywise error at each alpha)")
+    f.add_argument("--compare", action="store_true",
+                   help="with --arms: also K separate two-arm experiments and a fixed N per arm with Holm")
+    f.add_argument("--fixed-runs", type=int, metavar="N",
+                   help="with --compare: runs per arm of the fixed design (default --max-runs)")
+
+
+def family_main(args, variance) -> int:
+    """``simulate``/``plan`` with --arms: the family's Monte Carlo, printed."""
+    from harness.design.multiarm_sim import simulate_family
+    time_sigma = args.time_sigma
+    loss_sigma = args.loss_sigma
+    if variance is not None:                       # --variance-from: the control's sigmas
+        if time_sigma is None and variance.time is not None:
+            time_sigma = variance.time.value
+        if loss_sigma is None and variance.loss is not None:
+            loss_sigma = variance.loss.value
+    for flag, v in (("--time-sigma", time_sigma), ("--time-delta", args.time_delta),
+                    ("--loss-mean", args.loss_mean), ("--loss-sigma", loss_sigma)):
+        if v is None:
+            raise UserError(f"--arms needs {flag} (a sigma may come from --variance-from LOGS)")
+    if args.fixed_runs is not None and args.fixed_runs < 2:
+        raise UserError(f"--fixed-runs {args.fixed_runs}: expected at least 2 runs per arm")
+    r = simulate_family(time_sigma, args.time_delta, args.loss_mean, loss_sigma,
+                        treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
+                        alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
+                        target_loss=args.target_loss, arms=args.arms, sims=args.sims, seed=args.seed,
+                        futility_alpha=getattr(args, "futility_alpha", seq.FUTILITY_ALPHA),
+                        diverge_prob=getattr(args, "diverge_prob", 0.0), compare=args.compare,
+                        fixed_runs=args.fixed_runs)
+    print(json.dumps(r, indent=2) if args.format == "json" else format_family(r))
+    return 0
+
+
+def format_family(r: dict) -> str:
+    names = r["names"][1:]
+    se = r["expected_runs_se"]
+    lines = [f"simulated {r['sims']} experiments (seed {r['seed']}): {r['arms']} treatments against one control, "
+             f"--until-decisive at most {r['max_runs']} runs per arm, familywise",
+             f"  control time sigma {r['time_sigma']:g} s, loss sigma {r['loss_sigma']:g}, target {r['target_loss']:g},"
+             f" alpha time {r['alpha_time']:g}, loss {r['alpha_loss']:g}, min effect {r['min_effect']:g} s", "",
+             f"{'arm':8}{'delta s':>9}{'loss':>9}{'runs':>14}{'time pass':>11}{'loss pass':>11}{'power':>9}"]
+    for j, h in enumerate(names):
+        lines.append(f"{h:8}{r['time_delta'][j]:>+9.3f}{r['loss_mean'][j]:>9.4f}"
+                     f"{r['expected_runs'][h]:>8.2f} +-{se[h]:.2f}{r['time_pass_rate'][h]:>11.4f}"
+                     f"{r['loss_pass_rate'][h]:>11.4f}{r['power'][h]:>9.4f}")
+    lines += [f"{'H0':8}{'':>18}{r['expected_runs']['H0']:>8.2f}", "",
+              f"runs in all: {r['runs_total']:.2f} +- {r['runs_total_se']:.2f} (95th percentile "
+              f"{r['p95_runs_total']:g}, most {r['max_runs_total']})",
+              f"familywise error, faster claims: {r['familywise_error_time']:.4f} +- "
+              f"{r['familywise_error_time_se']:.4f} (alpha {r['alpha_time']:g})",
+              f"familywise error, below-target claims: {r['familywise_error_loss']:.4f} +- "
+              f"{r['familywise_error_loss_se']:.4f} (alpha {r['alpha_loss']:g})"]
+    if r["truly_best"] is not None:
+        lines.append(f"picks the truly best arm ({r['truly_best']}): {r['pick_best_rate']:.4f} +- "
+                     f"{r['pick_best_rate_se']:.4f}; picks none: {r['pick_none_rate']:.4f}")
+    else:
+        lines.append(f"no arm is truly faster and below the target; picks none: {r['pick_none_rate']:.4f}")
+    if "separate" in r:
+        s, f = r["separate"], r["fixed_holm"]
+        pw = lambda d: ", ".join(f"{h} {d[h]:.3f}" for h in names)   # noqa: E731
+        lines += ["", f"{'design':34}{'runs in all':>12}{'FWER time':>11}{'FWER loss':>11}",
+                  f"{'family (this design)':34}{r['runs_total']:>12.2f}{r['familywise_error_time']:>11.4f}"
+                  f"{r['familywise_error_loss']:>11.4f}",
+                  f"{f'{len(names)} separate two-arm experiments':34}{s['runs_total']:>12.2f}"
+                  f"{s['familywise_error_time']:>11.4f}{s['familywise_error_loss']:>11.4f}",
+                  f"{'fixed ' + str(f['runs_per_arm']) + ' per arm, Holm':34}{f['runs_total']:>12}"
+                  f"{f['familywise_error_time']:>11.4f}{f['familywise_error_loss']:>11.4f}",
+                  f"power: family {pw(r['power'])}", f"       separate {pw(s['power'])}",
+                  f"       fixed+Holm {pw(f['power'])}"]
+    lines.append(f"method: {r['method']}")
+    return "\n".join(lines)
 
 
 def _floats(flag: str, text: str, kind=float) -> list:
@@ -194,6 +286,13 @@ def main(args) -> int:
     if getattr(args, "sweep_steps", None):
         return sweep_main(args)
     variance = variance_plan(args)
+    if args.arms is not None:
+        return family_main(args, variance)
+    for flag in ("time_delta", "loss_mean", "treatment_time_sigma"):
+        if isinstance(getattr(args, flag), list):
+            raise UserError(f"--{flag.replace('_', '-')}: several values need --arms K (one per arm)")
+    if args.compare or args.fixed_runs is not None:
+        raise UserError("--compare and --fixed-runs go with --arms K")
     if args.time_sigma is None:
         if variance is None or variance.time is None:
             raise UserError("simulate needs --time-sigma: required (the control's run-time sigma in s), unless "

@@ -63,7 +63,7 @@ UPGRADE = "upgrade the harness (git pull, then pip install -e .) to read it"
 # sequential.json, and a folder of one of them without it has no valid verdict.
 DESIGN_KEY = "design"
 FIXED = "fixed"
-SEQUENTIAL_KINDS = ("group-sequential", "anytime")
+SEQUENTIAL_KINDS = ("group-sequential", "anytime", "multi-arm")   # decisions in sequential.json
 
 
 def sequential_path(root: str | Path) -> Path:
@@ -231,7 +231,8 @@ def read_design(root: str | Path) -> dict | None:
     plan = read_plan(root)
     if plan is None:
         return None
-    return {"kind": "anytime" if plan.get("design") == "anytime" else "group-sequential",
+    kind = plan.get("design") if plan.get("design") in ("anytime", "multi-arm") else "group-sequential"
+    return {"kind": kind,
             "borrowed": bool(plan.get("variance")), "sweep": plan.get("kind") == "sweep"}
 
 

@@ -353,6 +353,9 @@ def plan_from_dict(d: dict):
     if d.get("design") == "anytime":
         from harness.design.anytime import AnytimePlan
         return AnytimePlan.from_dict(d)
+    if d.get("design") == "multi-arm":
+        from harness.design.multiarm import MultiArmPlan
+        return MultiArmPlan.from_dict(d)
     if d.get("kind") == "sweep":
         from harness.design.sweep_seq import SweepPlan
         try:
