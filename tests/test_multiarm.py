@@ -207,6 +207,21 @@ def test_simulate_family_json_keys_and_errors(cli, tmp_path):
     assert bad.returncode == 2 and "--time-delta" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_simulate_family_prices_each_design_in_gpu_hours(cli, tmp_path):
+    # one cost model (harness/design/cost.py) for the family, the K separate experiments (each
+    # with its own control) and the fixed design with Holm
+    r = cli("simulate", "--arms", "2", "--time-sigma", "0.09", "--time-delta=-0.39,0",
+            "--loss-mean", "3.2784", "--loss-sigma", "0.001", "--max-runs", "6", "--sims", "400",
+            "--compare", "--run-cost", "startup=60,train=98", "--gpus", "8", "--format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    d = j["gpu_hours"]["designs"]
+    per_run_h = 8 * (60 + 98) / 3600
+    assert d["family"]["gpu_hours"] == pytest.approx(j["runs_total"] * per_run_h, rel=1e-3)
+    assert d["2 separate experiments"]["gpu_hours"] == pytest.approx(j["separate"]["runs_total"] * per_run_h, rel=1e-3)
+    assert d["fixed + Holm"]["gpu_hours"] == pytest.approx(3 * 6 * per_run_h, rel=1e-3)
+
+
 def test_the_family_keeps_its_error_where_separate_experiments_add_theirs_up():
     # 5 arms at the edge of the loss null: five separate experiments pass one of them about
     # five times as often as alpha_loss; the family stays at it (bench/bench_multiarm.py measures it)

@@ -140,8 +140,40 @@ def family_main(args, variance) -> int:
                         futility_alpha=getattr(args, "futility_alpha", seq.FUTILITY_ALPHA),
                         diverge_prob=getattr(args, "diverge_prob", 0.0), compare=args.compare,
                         fixed_runs=args.fixed_runs)
-    print(json.dumps(r, indent=2) if args.format == "json" else format_family(r))
+    lines = family_gpu_hours(args, r)
+    print(json.dumps(r, indent=2) if args.format == "json" else "\n".join([format_family(r), *lines]))
     return 0
+
+
+def family_designs(r: dict) -> tuple[dict, dict]:
+    """design -> {arm: expected runs} of a family's simulation, and arm -> the arm whose run
+    cost it pays: the family, and under --compare the K separate experiments (each with a
+    control of its own, ``H0 for H1``) and the fixed N per arm with Holm."""
+    names = r["names"][1:]
+    designs = {"family": dict(r["expected_runs"])}
+    priced_as = {a: a for a in r["expected_runs"]}
+    if "separate" in r:
+        sep = {}
+        for h, x in r["separate"]["expected_runs_by_arm"].items():
+            sep[f"H0 for {h}"], sep[h] = x["control"], x["treatment"]
+            priced_as[f"H0 for {h}"] = "H0"
+        designs[f"{len(names)} separate experiments"] = sep
+        n = float(r["fixed_holm"]["runs_per_arm"])
+        designs["fixed + Holm"] = {a: n for a in r["expected_runs"]}
+    return designs, priced_as
+
+
+def family_gpu_hours(args, r: dict) -> list[str]:
+    """The family's GPU-hours beside its runs (docs/gpu-cost.md); adds ``gpu_hours`` to ``r``."""
+    designs, priced_as = family_designs(r)
+    roles = {a: "control" if a == "H0" else "treatment" for a in r["expected_runs"]}
+    run_costs = costs.run_costs(args, roles)
+    if run_costs is None:
+        return [f"GPU-hours: n/a (no run cost: {costs.NONE_GIVEN})"]
+    every = {a: run_costs[priced_as[a]] for a in priced_as}
+    gh = costs.hours(designs, every, args)
+    r["gpu_hours"] = costs.to_json(gh, run_costs)
+    return costs.text_lines(gh, run_costs, indent="")
 
 
 def format_family(r: dict) -> str:

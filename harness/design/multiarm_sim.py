@@ -253,6 +253,9 @@ def separate(time_sigma, tsig, deltas, losses, loss_sigma, alpha_time, alpha_los
     fl, fl_se = fwe([x["loss_pass_rate"] for x in rows], [x["loss_pass_rate_se"] for x in rows], null_l)
     tot = sum(x["mean_total_runs"] for x in rows)
     return {"runs_total": tot, "expected_runs": {h: x["mean_total_runs"] for h, x in zip(names, rows)},
+            # each experiment's own control and treatment apart (their costs per run may differ)
+            "expected_runs_by_arm": {h: {"control": x["mean_control_runs"], "treatment": x["mean_treatment_runs"]}
+                                     for h, x in zip(names, rows)},
             "power": {h: x["both_rate"] for h, x in zip(names, rows)},
             "familywise_error_time": ft, "familywise_error_time_se": ft_se,
             "familywise_error_loss": fl, "familywise_error_loss_se": fl_se}
