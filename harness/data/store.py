@@ -194,7 +194,7 @@ def _spec_problem(data) -> str:
 SUPERSEDED = "superseded"   # attempts of a spec replaced before any run completed
 # names a hypothesis folder must not take: they are files of the results folder itself
 FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED)
-RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED)
+RESERVED = (".lock", ".cache", ".slurm", ".workers", SUPERSEDED)
 
 
 @dataclass
