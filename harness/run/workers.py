@@ -19,7 +19,6 @@ for a worker to the backend it wraps.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import time
@@ -28,13 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 from harness.data.spec import Experiment
-from harness.records import atomic_write_text
+from harness.data.store import WORKERS_DIR, read_worker_done, write_worker_request
 from harness.run.backends.base import Backend, Handle, LaunchSpec, Outcome
 from harness.run.backends.local import end_tree, now_iso
 
 PROTOCOL = "harness-worker: v1"   # in the script's source: it implements this protocol
 DIR_ENV = "HARNESS_WORKER_DIR"
-FOLDER = ".workers"               # under the results folder
 STOP_WAIT_S = 10.0                # a worker told to stop gets this long before it is ended
 RUN_MARKER = "HARNESS_RUN_DIR"
 
@@ -69,18 +67,11 @@ class _Worker:
         self.runs += 1
         body = {"protocol": 1, "run": self.runs, "env": spec.env, "workdir": str(spec.workdir),
                 "log": str(spec.log_path), "run_dir": str(spec.run_dir)}
-        atomic_write_text(self.folder / f"run-{self.runs}.json", json.dumps(body) + "\n")
+        write_worker_request(self.folder, self.runs, body)
         return self.runs
 
     def done(self, n: int) -> dict | None:
-        path = self.folder / f"done-{n}.json"
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            # written by os.replace, so never half there: a bad file is a broken worker
-            return {"exit_code": None, "error": f"{path}: {e}"}
+        return read_worker_done(self.folder, n)
 
 
 class Workers(Backend):
@@ -91,7 +82,7 @@ class Workers(Backend):
         self.max_parallel = inner.max_parallel
         self.may_span_nodes = inner.may_span_nodes
         self.exp = exp
-        self.root = Path(results) / FOLDER
+        self.root = Path(results) / WORKERS_DIR
         self.base = Path(base)
         self.note = note
         self.live: dict[str, _Worker] = {}
