@@ -18,10 +18,10 @@ from harness.run.runner import Options, Runner
 SERVED = re.compile(r"^served pid:(\d+) worker_run:(\d+) seed:(\d+) cwd:(.*)$", re.M)
 
 
-def run_experiment(tmp_path, runs=2, h0_args=None, script=None, timeout=None, retries=1):
+def run_experiment(tmp_path, runs=2, h0_args=None, h1_args=None, script=None, timeout=None, retries=1):
     exp_path = write_experiment(tmp_path, runs=runs, script=script or STAND_INS / "fake_worker.py",
                                 h0_args={"num_iterations": 4, **(h0_args or {})},
-                                h1_args={"num_iterations": 4}, extra_defaults="workers = true")
+                                h1_args={"num_iterations": 4, **(h1_args or {})}, extra_defaults="workers = true")
     # fake_worker takes no --base-time
     exp_path.write_text(exp_path.read_text().replace(', base_time = 9.5', ''))
     exp = specmod.load(exp_path, base_dir=tmp_path)
@@ -101,6 +101,17 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_redone_in_a_fresh_proce
     assert {(h, i) for (h, i, _), r in recs.items() if r["status"] == "ok"} == {(h, i) for h in ("H0", "H1")
                                                                                  for i in range(3)}
     assert len({served(root, "H1", i)[0] for i in range(3)}) == 1
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_and_no_run_fails(tmp_path):
+    # H0's worker quits after its first run, while H1's run goes (0.4 s: time to see it gone)
+    root, _ = run_experiment(tmp_path, runs=3, h0_args={"quit_after_run": 1}, h1_args={"step_sleep": 0.1})
+    recs = records(root)
+    assert {k: r["status"] for k, r in recs.items()} == {(h, i, 1): "ok" for h in ("H0", "H1") for i in range(3)}
+    who = [served(root, "H0", i) for i in range(3)]
+    # every worker of H0 quits after its first run: each next run gets a new one
+    assert len({pid for pid, *_ in who}) == 3 and [n for _, n, _, _ in who] == [1, 1, 1]
+    assert [n for _, n, _, _ in (served(root, "H1", i) for i in range(3))] == [1, 2, 3]
 
 
 def test_a_hung_worker_times_out_is_ended_and_the_run_redone(tmp_path, monkeypatch):

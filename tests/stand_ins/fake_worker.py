@@ -3,7 +3,8 @@
 Without HARNESS_WORKER_DIR it prints one run's speedrun log and exits. With it, it serves
 run-<n>.json requests until told to stop (docs/workers.md). Every log says who ran it
 (`served pid:P worker_run:N`, N = 0 for a fresh process). --die-on-run K: SIGKILL itself in
-the middle of its K-th run as a worker; --hang-on-run K: sleep forever there instead.
+the middle of its K-th run as a worker; --hang-on-run K: sleep forever there instead;
+--quit-after-run K: exit once its K-th run is done (a worker that dies while idle).
 """
 import argparse
 import json
@@ -16,6 +17,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--num-iterations", type=int, default=4)
 p.add_argument("--die-on-run", type=int, default=0)
 p.add_argument("--hang-on-run", type=int, default=0)
+p.add_argument("--quit-after-run", type=int, default=0)
+p.add_argument("--step-sleep", type=float, default=0.0)
 a = p.parse_args()
 
 
@@ -26,6 +29,7 @@ def one_run(n):
     print(f"step:0/{steps} val_loss:5.0000 train_time:0ms step_avg:0.00ms", flush=True)
     for k in range(1, steps + 1):
         print(f"step:{k}/{steps} train_time:{k}ms step_avg:1.00ms", flush=True)
+        time.sleep(a.step_sleep)
         if n and k == 2 and a.die_on_run == n:
             os.kill(os.getpid(), signal.SIGKILL)
         if n and k == 2 and a.hang_on_run == n:
@@ -62,3 +66,5 @@ while True:
     with open(os.path.join(folder, "tmp"), "w") as f:
         json.dump({"run": n, "exit_code": 0}, f)
     os.replace(os.path.join(folder, "tmp"), os.path.join(folder, f"done-{n}.json"))
+    if n == a.quit_after_run:
+        os._exit(0)
