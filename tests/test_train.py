@@ -588,24 +588,16 @@ def rss_bytes(pid):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
-@pytest.fixture(scope="module")
-def worker_runs(synth, tmp_path_factory):
-    """Five runs of one worker (seeds 1..5) and a fresh process of seed 3, side by side."""
-    data, _ = synth
-    folder = tmp_path_factory.mktemp("worker")
-    cmd = [sys.executable, SCRIPT, "--preset", "tiny", "--data-path", data] + WORKER_ARGS
-    # large blocks straight from mmap and back on free: the resident size is what is live
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
-    env.pop("SEED", None)
-    fresh = subprocess.Popen(cmd, env=dict(env, SEED="3"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, cwd=ROOT)
+def serve_runs(cmd, env, folder, seeds, on_done=lambda worker: None):
+    """A worker started with ``cmd`` serves one run per seed (the harness's side of
+    docs/workers.md, by hand); returns the runs' logs."""
     worker = subprocess.Popen(cmd, env=dict(env, HARNESS_WORKER_DIR=str(folder)), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    logs, rss = [], []
+    logs = []
     try:
-        for n in range(1, 6):
+        for n, seed in enumerate(seeds, 1):
             log = folder / f"log-{n}.txt"
-            request = {"protocol": 1, "run": n, "env": {"SEED": str(n)}, "workdir": ROOT, "log": str(log)}
+            request = {"protocol": 1, "run": n, "env": {"SEED": str(seed)}, "workdir": ROOT, "log": str(log)}
             (folder / "tmp").write_text(json.dumps(request))
             os.replace(folder / "tmp", folder / f"run-{n}.json")   # atomic, as the harness writes it
             done, t0 = folder / f"done-{n}.json", time.monotonic()
@@ -614,16 +606,53 @@ def worker_runs(synth, tmp_path_factory):
                 assert time.monotonic() - t0 < 120, f"run {n} did not finish"
                 time.sleep(0.02)
             assert json.loads(done.read_text()) == {"run": n, "exit_code": 0}
-            rss.append(rss_bytes(worker.pid))
+            on_done(worker)
             logs.append(log.read_text())
         (folder / "stop").touch()
         assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return logs
+
+
+@pytest.fixture(scope="module")
+def worker_runs(synth, tmp_path_factory):
+    """Five runs of one worker (seeds 1..5) and a fresh process of seed 3, side by side."""
+    data, _ = synth
+    cmd = [sys.executable, SCRIPT, "--preset", "tiny", "--data-path", data] + WORKER_ARGS
+    # large blocks straight from mmap and back on free: the resident size is what is live
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    env.pop("SEED", None)
+    fresh = subprocess.Popen(cmd, env=dict(env, SEED="3"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=ROOT)
+    rss = []
+    try:
+        logs = serve_runs(cmd, env, tmp_path_factory.mktemp("worker"), [1, 2, 3, 4, 5],
+                          lambda worker: rss.append(rss_bytes(worker.pid)))
         fresh_out = fresh.communicate(timeout=120)[0]
     finally:
-        for p in (worker, fresh):
-            if p.poll() is None:
-                p.kill()
+        if fresh.poll() is None:
+            fresh.kill()
     return logs, rss, fresh_out
+
+
+def test_a_two_process_worker_run_is_a_fresh_two_process_run(synth, tmp_path):
+    data, _ = synth
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
+           "--preset", "tiny", "--data-path", data] + WORKER_ARGS
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("SEED", None)
+    fresh = subprocess.Popen(cmd, env=dict(env, SEED="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=ROOT)
+    try:
+        logs = serve_runs(cmd, env, tmp_path, [2, 1])   # every rank takes each request
+        fresh_out = fresh.communicate(timeout=120)[0]
+    finally:
+        if fresh.poll() is None:
+            fresh.kill()
+    assert DIGEST_RE.search(logs[1]).groups() == DIGEST_RE.search(fresh_out).groups()
+    assert DIGEST_RE.search(logs[0]).group(1) != DIGEST_RE.search(logs[1]).group(1)
 
 
 def test_a_workers_third_run_is_a_fresh_process_bit_for_bit(worker_runs):
