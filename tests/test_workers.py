@@ -5,9 +5,12 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from conftest import STAND_INS, write_experiment
+from conftest import ROOT, STAND_INS, write_experiment
 from harness.data import spec as specmod
 from harness.data.store import Store
 from harness.run import events as ev
@@ -138,3 +141,33 @@ def test_workers_key_is_checked_and_does_not_change_what_a_run_is(tmp_path):
     assert all(h.workers for h in warm.hypotheses) and not any(h.workers for h in plain.hypotheses)
     assert warm.frozen_view() == plain.frozen_view()   # a folder resumes with or without workers
     assert os.environ.get("HARNESS_WORKER_DIR") is None
+
+
+def test_a_runner_killed_during_a_worker_run_leaves_no_worker_and_resumes(tmp_path):
+    exp = write_experiment(tmp_path, runs=2, script=STAND_INS / "fake_worker.py",
+                           h0_args={"num_iterations": 4, "step_sleep": 0.3}, h1_args={"num_iterations": 4},
+                           extra_defaults="workers = true")
+    exp.write_text(exp.read_text().replace(', base_time = 9.5', ''))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runner = subprocess.Popen([sys.executable, "-m", "harness", "run", str(exp), "--plain"], cwd=tmp_path,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = tmp_path / "results" / "exp"
+    t0 = time.monotonic()
+    while not (root / "H0" / "001-1" / "log.txt").exists():   # H0's worker serves its second run
+        assert time.monotonic() - t0 < 60 and runner.poll() is None
+        time.sleep(0.02)
+    folders = list((root / ".workers").iterdir())
+    runner.kill()
+    runner.wait()
+    t0 = time.monotonic()
+    while any(marked_pids(str(f)) for f in folders):   # the workers end with their runner
+        assert time.monotonic() - t0 < 15, "a worker outlived its runner"
+        time.sleep(0.05)
+    again = subprocess.run([sys.executable, "-m", "harness", "run", str(exp), "--plain"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    recs = records(root)
+    assert recs[("H0", 1, 1)]["status"] == "interrupted" and recs[("H0", 1, 2)]["status"] == "ok"
+    assert {(h, i) for (h, i, _), r in recs.items() if r["status"] == "ok"} == {(h, i) for h in ("H0", "H1")
+                                                                                 for i in range(2)}
+    assert not list((root / ".workers").iterdir())
