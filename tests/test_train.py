@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -572,3 +573,114 @@ def test_train_loader_is_bos_aligned_and_rank_independent(synth):
         assert seq.numel() == 129 and seq[0] == cfg.bos_id
         starts = torch.nonzero(seq == cfg.bos_id).flatten().tolist() + [129]
         assert max(b - a for a, b in zip(starts, starts[1:])) <= cfg.seq_len
+
+
+# ---------------------------------------------------------------------------- warm worker
+
+# three steps and a small validation so that five runs stay quick
+WORKER_ARGS = ["--num-iterations", "3", "--extension-iterations", "1", "--val-every", "2",
+               "--val-tokens", "1024", "--warmup", "--digest"]
+DIGEST_RE = re.compile(r"^digest: weights sha256:([0-9a-f]{64}) val_losses:(\[.*\])$", re.M)
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def serve_runs(cmd, env, folder, seeds, on_done=lambda worker: None):
+    """A worker started with ``cmd`` serves one run per seed (the harness's side of
+    docs/workers.md, by hand); returns the runs' logs."""
+    worker = subprocess.Popen(cmd, env=dict(env, HARNESS_WORKER_DIR=str(folder)), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = []
+    try:
+        for n, seed in enumerate(seeds, 1):
+            log = folder / f"log-{n}.txt"
+            request = {"protocol": 1, "run": n, "env": {"SEED": str(seed)}, "workdir": ROOT, "log": str(log)}
+            (folder / "tmp").write_text(json.dumps(request))
+            os.replace(folder / "tmp", folder / f"run-{n}.json")   # atomic, as the harness writes it
+            done, t0 = folder / f"done-{n}.json", time.monotonic()
+            while not done.exists():
+                assert worker.poll() is None, f"the worker exited ({worker.returncode}) in run {n}"
+                assert time.monotonic() - t0 < 120, f"run {n} did not finish"
+                time.sleep(0.02)
+            assert json.loads(done.read_text()) == {"run": n, "exit_code": 0}
+            on_done(worker)
+            logs.append(log.read_text())
+        (folder / "stop").touch()
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return logs
+
+
+@pytest.fixture(scope="module")
+def worker_runs(synth, tmp_path_factory):
+    """Five runs of one worker (seeds 1..5) and a fresh process of seed 3, side by side."""
+    data, _ = synth
+    cmd = [sys.executable, SCRIPT, "--preset", "tiny", "--data-path", data] + WORKER_ARGS
+    # large blocks straight from mmap and back on free: the resident size is what is live
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    env.pop("SEED", None)
+    fresh = subprocess.Popen(cmd, env=dict(env, SEED="3"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=ROOT)
+    rss = []
+    try:
+        logs = serve_runs(cmd, env, tmp_path_factory.mktemp("worker"), [1, 2, 3, 4, 5],
+                          lambda worker: rss.append(rss_bytes(worker.pid)))
+        fresh_out = fresh.communicate(timeout=120)[0]
+    finally:
+        if fresh.poll() is None:
+            fresh.kill()
+    return logs, rss, fresh_out
+
+
+def test_a_two_process_worker_run_is_a_fresh_two_process_run(synth, tmp_path):
+    data, _ = synth
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
+           "--preset", "tiny", "--data-path", data] + WORKER_ARGS
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("SEED", None)
+    fresh = subprocess.Popen(cmd, env=dict(env, SEED="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=ROOT)
+    try:
+        logs = serve_runs(cmd, env, tmp_path, [2, 1])   # every rank takes each request
+        fresh_out = fresh.communicate(timeout=120)[0]
+    finally:
+        if fresh.poll() is None:
+            fresh.kill()
+    assert DIGEST_RE.search(logs[1]).groups() == DIGEST_RE.search(fresh_out).groups()
+    assert DIGEST_RE.search(logs[0]).group(1) != DIGEST_RE.search(logs[1]).group(1)
+
+
+def test_a_workers_third_run_is_a_fresh_process_bit_for_bit(worker_runs):
+    logs, _, fresh = worker_runs
+    third = DIGEST_RE.search(logs[2]).groups()
+    assert third == DIGEST_RE.search(fresh).groups()       # final weights and every val loss, exactly
+    # other seeds, other runs (the check can fail)
+    assert len({DIGEST_RE.search(log).group(1) for log in logs}) == 5
+    # each run's log is an ordinary run's: the parser reads it alone, header and all
+    for n, log in enumerate(logs, 1):
+        s = parse_stream(io.BytesIO(log.encode()))
+        assert s.final_step == 3 and s.val_loss == val_losses(log)[-1][1] and s.torch_version
+        assert log.startswith("config: ") and json.loads(log.splitlines()[0][8:])["seed"] == n
+        assert ("warmup parts:" in log) == (n == 1)        # compile and warm-up: the first run only
+    assert re.search(r"^warmup: 0ms compile and untimed warm-up \(warm worker: run 3 of this process, "
+                     r"compiled in its first\), \d+ms since the run request$", logs[2], re.M)
+
+
+def test_a_workers_memory_does_not_grow_from_run_to_run(worker_runs):
+    logs, rss, _ = worker_runs
+    params = int(re.search(r"^params total: (\d+)", logs[0], re.M).group(1))
+    # one run's state (weights, optimiser state, initial copy) is >= 3 x 4 bytes per parameter:
+    # after runs 2..5 the worker holds the same within one fp32 copy of the weights
+    assert max(rss[1:]) - min(rss[1:]) < 4 * params, (rss, params)
+
+
+def test_help_says_each_default_once():
+    text = tg.build_parser().format_help()
+    assert "(default: env SEED, else 0)" in text
+    for block in re.split(r"\n  -", text):
+        assert block.count("(default:") <= 1, block

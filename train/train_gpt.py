@@ -11,9 +11,12 @@ exact workload. The log format is the one the harness parses (train/README.md).
 """
 
 import argparse
+import contextlib
 import copy
 import glob
+import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -21,7 +24,9 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 import warnings
+from dataclasses import replace
 from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
 
@@ -78,7 +83,8 @@ def option(default, help=None, *, preset=True, type=None, choices=None, boolean=
 class Config:
     """The trainer's inputs, as the flags and the preset give them."""
     preset: str = option("speedrun", preset=False, choices=tuple(PRESETS))
-    data_path: str = option(None, "folder with *train_*.bin and *val_*.bin shards (env DATA_PATH)",
+    data_path: str = option(None, "folder with *train_*.bin and *val_*.bin shards (default: env "
+                            "DATA_PATH, else data/fineweb10B)",
                             preset=False)   # None: env DATA_PATH, else data/fineweb10B (read at parse time)
     seed: int = option(None, "init and data-order seed (default: env SEED, else 0)", preset=False, type=int)
     device: str = option("auto", preset=False, choices=("auto", "cpu", "cuda"))
@@ -90,6 +96,8 @@ class Config:
                        "CUDA GPUs that have it), flex (FlexAttention block masks) or sdpa (a boolean mask; "
                        "auto on CPU)", preset=False, choices=("auto", "varlen", "flex", "sdpa"))
     mtp: bool = option(True, "multi-token prediction loss during training", preset=False, boolean=True)
+    digest: bool = option(False, "end with a line of the final weights' sha256 and every validation loss "
+                          "exactly (reproducibility checks)", preset=False, boolean=True)
     fp8_head: bool = option(None, "training logits through a float8 head (default: on for CUDA GPUs "
                             "with float8 matrix products, compute capability 8.9 and up)",
                             preset=False, boolean=True)
@@ -187,14 +195,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser():
     """The flags, one per Config field, generated from the fields' metadata."""
-    p = OneLineParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     for f in fields(Config):
         m = f.metadata
         flag = "--" + f.name.replace("_", "-")
-        kw = {}
-        if m["help"] is not None:
-            kw["help"] = m["help"] + (" (preset)" if m["preset"] else "")
+        kw = {"help": flag_help(f)}
         if m["choices"]:
             kw["choices"] = sorted(m["choices"])
         if m["boolean"]:
@@ -207,6 +212,26 @@ def build_parser():
             default = os.environ.get("DATA_PATH", "data/fineweb10B")
         p.add_argument(flag, default=default, **kw)
     return p
+
+
+def flag_help(f):
+    """A flag's help with its default said once: the help's own "(default: ...)" where it has
+    one (a default that depends on the machine or the environment), else the field's."""
+    m = f.metadata
+    text = m["help"] or ""
+    if m["preset"]:
+        return f"{text} (default: the preset's; the record's is {format_default(f.default)})".strip()
+    if "(default:" in text or f.default is None:
+        return text
+    return f"{text} (default: {format_default(f.default)})".strip()
+
+
+def format_default(value):
+    if isinstance(value, tuple):
+        return ",".join(str(x) for x in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def parse_args(argv):
@@ -1359,18 +1384,23 @@ def split_step(cfg):
 # -----------------------------------------------------------------------------
 # Training
 
+def initial_model(cfg, device):
+    """The run's initial weights from its seed, on the CPU: the same in every process."""
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg)
+    if device.type == "cuda":  # weights in bf16 (with mantissa side buffers), scalars fp32
+        scalars = {id(model.resid), id(model.attn_scalars), id(model.misc)}
+        for p in model.parameters():
+            if p.ndim >= 2 and id(p) not in scalars:
+                p.data = p.data.bfloat16()
+    return model
+
+
 class Trainer:
     def __init__(self, cfg, device, rank, train_files):
         self.cfg, self.device, self.rank = cfg, device, rank
         self.world = cfg.world_size
-        torch.manual_seed(cfg.seed)
-        model = GPT(cfg)
-        if device.type == "cuda":  # weights in bf16 (with mantissa side buffers), scalars fp32
-            scalars = {id(model.resid), id(model.attn_scalars), id(model.misc)}
-            for p in model.parameters():
-                if p.ndim >= 2 and id(p) not in scalars:
-                    p.data = p.data.bfloat16()
-        self.model = model.to(device)
+        self.model = initial_model(cfg, device).to(device)
         self.initial_state = copy.deepcopy(self.model.state_dict())
         self.backend = cfg.attn
         if cfg.attn == "auto":
@@ -1400,9 +1430,28 @@ class Trainer:
         self.model.load_state_dict(self.initial_state)
         for p in self.model.parameters():
             p.grad = None
+        self.muon = self.adam = None  # the old state goes before the new is built (peak memory)
         self.muon, self.adam = build_optimizers(self.model, self.cfg)
         self.tied = True
         self.loader = TrainLoader(self.train_files, self.cfg, self.rank)
+
+    def start(self, cfg, train_files):
+        """Another run in this process (a warm worker): the weights a fresh process would build
+        from cfg.seed, copied into the same (compiled) module, then fresh optimisers and data
+        order. cfg may differ from the first run's in its seed only."""
+        self.cfg, self.train_files = cfg, train_files
+        self.model.load_state_dict(initial_model(cfg, self.device).state_dict())
+        self.initial_state = copy.deepcopy(self.model.state_dict())
+        self.reset()
+
+    def release(self):
+        """After a worker's run: drop its optimiser state, gradients and loader, so that an
+        idle worker holds only the weights and the compiled graphs."""
+        self.muon = self.adam = self.loader = None
+        for p in self.model.parameters():
+            p.grad = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def all_reduce(self, params):
         grads = [p.grad for p in params if p.grad is not None]
@@ -1529,21 +1578,17 @@ def log0(rank, s):
         print(s, flush=True)
 
 
-def main(argv):
-    # FlexAttention without compile (CPU checks) works, only slower; say nothing about it.
-    warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-    warnings.filterwarnings("ignore", message="_compile flag on create_block_mask")
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cfg = parse_args(argv)
-    cfg = resolve_config(cfg, world)
-    # Check the data before starting anything expensive (every rank fails alike).
+def prepare(argv, world):
+    """The run's configuration and data, checked before anything expensive starts (every rank
+    fails alike)."""
+    cfg = resolve_config(parse_args(argv), world)
     train_files = find_shards(cfg.data_path, "train")
     for f in train_files:
         check_shard(f)
-    val_tokens = load_val(cfg)
+    return cfg, train_files, load_val(cfg)
 
+
+def setup_device(cfg, local_rank, world):
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
     if cfg.attn == "varlen" and not (cfg.device == "cuda" and varlen_available()):
@@ -1559,8 +1604,10 @@ def main(argv):
             torch.set_num_threads(1)  # small CPU models gain nothing from more; a busy box loses a lot
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
-    # ---- header
+
+def header(cfg, device, rank):
     log0(rank, "config: " + json.dumps(cfg.to_dict(), sort_keys=True))
     log0(rank, f"Running Python {platform.python_version()}")
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
@@ -1571,49 +1618,56 @@ def main(argv):
         except (OSError, subprocess.SubprocessError):
             smi = "nvidia-smi unavailable"
         log0(rank, smi.rstrip())
-    trainer = Trainer(cfg, device, rank, train_files)
-    for line in param_counts(trainer.model, cfg):
-        log0(rank, line)
-    log0(rank, "=" * 100)
 
+
+def synchronizer(device):
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def warm_up(trainer, cfg, val_tokens, rank):
+    """Compile and warm up every shape the run will see (each third's batch and window, the
+    extension, validation), then reset weights, optimisers and data order."""
     N = cfg.num_iterations
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if cfg.warmup:
-        warmup_start = time.time()
-        parts = []  # (what, ms): where a warm-cache start-up still spends its time
+    sync = synchronizer(trainer.device)
+    warmup_start = time.time()
+    parts = []  # (what, ms): where a warm-cache start-up still spends its time
 
-        def part(what, fn, *args, **kw):
-            t = time.time()
-            fn(*args, **kw)
-            sync()
-            parts.append((what, 1000 * (time.time() - t)))
+    def part(what, fn, *args, **kw):
+        t = time.time()
+        fn(*args, **kw)
+        sync()
+        parts.append((what, 1000 * (time.time() - t)))
 
-        # Compile and warm up every shape the run will see (each third's batch and window,
-        # the extension, validation), then reset weights, optimisers and data order.
-        sched = N - cfg.extension_iterations
-        for step in sorted({0, 1, sched // 3, sched // 3 + 1, 2 * sched // 3, 2 * sched // 3 + 1,
-                            split_step(cfg), sched, N - 1}):
-            if step < N:
-                part(f"step{step}", trainer.train_step, step)
-        # one forward compiles a validation graph
-        part(f"val{cfg.val_window}", trainer.validate, val_tokens, cfg.val_window, forwards=1)
-        part(f"val{cfg.final_long_window}", trainer.validate, val_tokens, cfg.final_long_window, forwards=1)
-        part("reset", trainer.reset)
-        # Not step lines (parsers skip them): how much of a run's wall time is compilation,
-        # the warm-up's parts and the compiler's own largest timers (cumulative seconds).
-        log0(rank, "warmup parts: " + " ".join(f"{w}:{ms:.0f}ms" for w, ms in parts))
-        if cfg.compile:
-            log0(rank, "warmup compiler: " + compiler_report())
-        log0(rank, f"warmup: {1000 * (time.time() - warmup_start):.0f}ms compile and untimed warm-up, "
-                   f"{1000 * (time.time() - PROCESS_START):.0f}ms since process start")
+    sched = N - cfg.extension_iterations
+    for step in sorted({0, 1, sched // 3, sched // 3 + 1, 2 * sched // 3, 2 * sched // 3 + 1,
+                        split_step(cfg), sched, N - 1}):
+        if step < N:
+            part(f"step{step}", trainer.train_step, step)
+    # one forward compiles a validation graph
+    part(f"val{cfg.val_window}", trainer.validate, val_tokens, cfg.val_window, forwards=1)
+    part(f"val{cfg.final_long_window}", trainer.validate, val_tokens, cfg.final_long_window, forwards=1)
+    part("reset", trainer.reset)
+    # Not step lines (parsers skip them): how much of a run's wall time is compilation,
+    # the warm-up's parts and the compiler's own largest timers (cumulative seconds).
+    log0(rank, "warmup parts: " + " ".join(f"{w}:{ms:.0f}ms" for w, ms in parts))
+    if cfg.compile:
+        log0(rank, "warmup compiler: " + compiler_report())
+    log0(rank, f"warmup: {1000 * (time.time() - warmup_start):.0f}ms compile and untimed warm-up, "
+               f"{1000 * (time.time() - PROCESS_START):.0f}ms since process start")
+
+
+def train(trainer, cfg, val_tokens, rank):
+    """The timed run: validation at step 0, every val_every steps and at the end."""
+    device, N = trainer.device, cfg.num_iterations
+    sync = synchronizer(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-
     # The clock runs from one validation to the next with no host sync in between (as the
     # record's loop): the CPU queues step k+1 while the GPU still runs step k. A step line's
     # time is therefore the host's view (it may lead the GPU by the queued work); the
     # validation lines, taken after a sync, are exact, and they are what the harness reads.
     train_ms = 0.0
+    losses = []
     sync()
     t0 = time.perf_counter()
     for step in range(N + 1):
@@ -1622,6 +1676,7 @@ def main(argv):
             sync()  # the clock stops during validation
             train_ms += 1000 * (time.perf_counter() - t0)
             loss = trainer.validate(val_tokens, cfg.final_long_window if last else cfg.val_window)
+            losses.append(loss)
             log0(rank, f"step:{step}/{N} val_loss:{loss:.4f} train_time:{train_ms:.0f}ms "
                        f"step_avg:{train_ms / max(step, 1):.2f}ms")
             sync()
@@ -1638,8 +1693,168 @@ def main(argv):
     else:
         alloc = reserved = 0
     log0(rank, f"peak memory allocated: {alloc} MiB reserved: {reserved} MiB")
+    if cfg.digest:
+        log0(rank, f"digest: weights sha256:{weights_sha256(trainer.model)} val_losses:{losses!r}")
+
+
+def weights_sha256(model):
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_once(argv, rank, world, local_rank):
+    """One run in a fresh process."""
+    cfg, train_files, val_tokens = prepare(argv, world)
+    device = setup_device(cfg, local_rank, world)
+    header(cfg, device, rank)
+    trainer = Trainer(cfg, device, rank, train_files)
+    for line in param_counts(trainer.model, cfg):
+        log0(rank, line)
+    log0(rank, "=" * 100)
+    if cfg.warmup:
+        warm_up(trainer, cfg, val_tokens, rank)
+    train(trainer, cfg, val_tokens, rank)
     if world > 1:
         dist.destroy_process_group()
+
+
+# -----------------------------------------------------------------------------
+# Warm worker (docs/workers.md): with HARNESS_WORKER_DIR set, one process (group) serves the
+# runs the harness asks for, one after another, paying start-up, compile and warm-up once.
+# The harness takes this file for a worker only when it contains the protocol's name:
+WORKER_PROTOCOL = "harness-worker: v1"
+WORKER_DIR_ENV = "HARNESS_WORKER_DIR"
+WORKER_POLL_S = 0.01
+
+
+class Warm(NamedTuple):
+    """What a worker keeps from its first run: the configuration it compiled for (seed aside)."""
+    inputs: Config
+    device: torch.device
+    trainer: Trainer
+
+
+def serve(folder, argv, rank, world, local_rank):
+    """Run n starts when run-<n>.json appears in the folder and ends with done-<n>.json (rank
+    0 writes it once every rank is done); a file named stop ends the worker. A failed run
+    ends the worker too (its state is not to be trusted): the harness starts another."""
+    home = os.getcwd()
+    warm = None
+    for n in itertools.count(1):
+        request = next_request(folder, n)
+        if request is None:
+            break
+        code = 0
+        with run_output(request, home):
+            try:
+                warm = worker_run(argv, rank, world, local_rank, warm, n)
+            except UsageError as e:
+                if rank == 0:
+                    print(f"error: {e}", file=sys.stderr, flush=True)
+                code = 2
+            except Exception:
+                traceback.print_exc()  # into the run's log: the record quotes its last line
+                code = 1
+        if rank == 0:
+            write_json(os.path.join(folder, f"done-{n}.json"), {"run": n, "exit_code": code})
+        if code:
+            sys.exit(code)
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def next_request(folder, n):
+    """Run n's request (the harness writes it atomically), or None once told to stop."""
+    path, stop = os.path.join(folder, f"run-{n}.json"), os.path.join(folder, "stop")
+    while True:
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        if os.path.exists(stop):
+            return None
+        time.sleep(WORKER_POLL_S)
+
+
+@contextlib.contextmanager
+def run_output(request, home):
+    """The run's environment (its SEED, ...), working directory and log: file descriptors 1
+    and 2 go to the run's log, so everything this process prints lands there, as a fresh
+    process's output does."""
+    os.environ.update(request["env"])
+    os.chdir(request["workdir"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target, fd in zip((1, 2), saved):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(home)  # the run's folder is tidied once it is done
+
+
+def worker_run(argv, rank, world, local_rank, warm, n):
+    """One run of a worker: its log as a fresh process writes it; the first run builds,
+    compiles and warms up, the later ones start from their own seed's weights."""
+    requested = time.time()
+    cfg, train_files, val_tokens = prepare(argv, world)
+    if warm is None:
+        device = setup_device(cfg, local_rank, world)
+    elif replace(cfg.inputs, seed=0) != replace(warm.inputs, seed=0):
+        raise UsageError("this run's configuration differs from the worker's in more than its seed; "
+                         "the harness starts one worker per arm")
+    else:
+        device = warm.device
+    header(cfg, device, rank)
+    if warm is None:
+        trainer = Trainer(cfg, device, rank, train_files)
+    else:
+        trainer = warm.trainer
+        trainer.start(cfg, train_files)
+    for line in param_counts(trainer.model, cfg):
+        log0(rank, line)
+    log0(rank, "=" * 100)
+    if warm is None and cfg.warmup:
+        warm_up(trainer, cfg, val_tokens, rank)
+    elif warm is not None:
+        log0(rank, f"warmup: 0ms compile and untimed warm-up (warm worker: run {n} of this process, "
+                   f"compiled in its first), {1000 * (time.time() - requested):.0f}ms since the run request")
+    train(trainer, cfg, val_tokens, rank)
+    trainer.release()
+    if world > 1:
+        dist.barrier()  # done-<n> means every rank has finished
+    return Warm(cfg.inputs if warm is None else warm.inputs, device, trainer)
+
+
+def write_json(path, data):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    # FlexAttention without compile (CPU checks) works, only slower; say nothing about it.
+    warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+    warnings.filterwarnings("ignore", message="_compile flag on create_block_mask")
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    folder = os.environ.get(WORKER_DIR_ENV)
+    if folder:
+        serve(folder, argv, rank, world, local_rank)
+    else:
+        run_once(argv, rank, world, local_rank)
 
 
 if __name__ == "__main__":

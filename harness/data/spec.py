@@ -65,6 +65,7 @@ HYPOTHESIS_KEYS = {
     "launcher": ((str,), "one of " + ", ".join(LAUNCHERS)),
     "args": ((dict,), "a table of flags, e.g. { num_iterations = 1600 }"),
     "env": ((dict,), "a table of environment variables"),
+    "workers": ((bool,), "true or false (one warm process per arm serves its runs: docs/workers.md)"),
 }
 DEFAULTS_KEYS = {k: v for k, v in HYPOTHESIS_KEYS.items()
                  if k not in ("name", "control", "description", "steps")}
@@ -90,6 +91,7 @@ class Hypothesis:
     args: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     script_sha256: str = ""
+    workers: bool = False       # warm workers (harness/run/workers.py); how runs start, not what they are
 
     def flags(self) -> list[str]:
         """``args`` as command-line flags: ve_layout -> --ve-layout VALUE, true -> --flag."""
@@ -180,6 +182,7 @@ class Experiment:
             d.pop("time_test")     # the default: folders made before the key existed still match
         for h in d["hypotheses"]:
             h.pop("description", None)
+            h.pop("workers", None)   # a warm worker's run is the same run (docs/workers.md)
         return json.loads(json.dumps(d))  # the shape spec.json gives back (lists, not tuples)
 
     def launch_order(self, runs: int | None = None, order: str | None = None) -> list[tuple[str, int]]:
@@ -410,4 +413,4 @@ def _hypothesis(path: Path, i: int, h, defaults: dict, base: Path) -> Hypothesis
         name=name, control=bool(h.get("control", False)), script=str(merged["script"]),
         description=h.get("description", ""), steps=steps, nproc_per_node=nproc, launcher=launcher,
         args=args, env={k: str(v) if not isinstance(v, bool) else str(int(v)) for k, v in env.items()},
-        script_sha256=hashlib.sha256(full.read_bytes()).hexdigest())
+        script_sha256=hashlib.sha256(full.read_bytes()).hexdigest(), workers=bool(merged.get("workers", False)))

@@ -188,6 +188,27 @@ def read_probe(run_dir: str | Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+WORKERS_DIR = ".workers"   # under the results folder: one folder per live warm worker (docs/workers.md)
+
+
+def write_worker_request(folder: str | Path, n: int, request: dict) -> None:
+    """``run-<n>.json`` of the warm-worker protocol, atomic: a worker never sees half of one."""
+    atomic_write_text(Path(folder) / f"run-{n}.json", json.dumps(request) + "\n")
+
+
+def read_worker_done(folder: str | Path, n: int) -> dict | None:
+    """The worker's ``done-<n>.json`` (None: not yet). It is renamed into place, so a file
+    that does not parse is a broken worker: its exit code reads as None, with why."""
+    path = Path(folder) / f"done-{n}.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return {"exit_code": None, "error": f"{path}: {e}"}
+    return data if isinstance(data, dict) else {"exit_code": None, "error": f"{path}: not a JSON object"}
+
+
 def _spec_problem(data) -> str:
     """What makes ``data`` no frozen spec ("" when it is one)."""
     if not isinstance(data, dict):
@@ -241,7 +262,7 @@ KEPT_KEY = "kept"           # spec.json: the changes that kept the finished runs
 PREFLIGHT = "preflight"     # one start of each distinct command, stopped at its first step line
 # names a hypothesis folder must not take: they are files of the results folder itself
 FILE_NAMES = (SPEC_FILE, "experiment.toml", SEQUENTIAL_FILE, SUPERSEDED, PREFLIGHT)
-RESERVED = (".lock", ".cache", ".slurm", SUPERSEDED, PREFLIGHT)
+RESERVED = (".lock", ".cache", ".slurm", WORKERS_DIR, SUPERSEDED, PREFLIGHT)
 
 
 @dataclass

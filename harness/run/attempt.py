@@ -55,7 +55,7 @@ def prepare(store: Store, exp: Experiment, hyp: Hypothesis, index: int, attempt:
     env[RUN_MARKER] = str(run_dir)
     return LaunchSpec(run_dir=run_dir, workdir=workdir, argv=argv, env=env,
                       log_path=run_dir / "log.txt", timeout_s=timeout, nproc=hyp.nproc_per_node,
-                      node=node)
+                      node=node, worker=hyp.name if hyp.workers else None)
 
 
 def prepare_preflight(store: Store, hyp: Hypothesis, base: Path, env: dict[str, str],

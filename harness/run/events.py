@@ -101,6 +101,12 @@ class Look:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something the user should know once (e.g. a script without warm-worker support)."""
+    text: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The loop ended; ``without``: the last record of every planned run left without a result."""
     slots: dict
@@ -109,7 +115,7 @@ class Done:
     without: list
 
 
-EVENTS: tuple[type, ...] = (Aside, Preflight, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Done)
+EVENTS: tuple[type, ...] = (Aside, Preflight, Plan, Start, Reattach, Unpaired, Skip, Tick, Finish, Retry, Look, Note, Done)
 
 
 def handler_for(handlers: dict[type, Callable], event: object) -> Callable:

@@ -39,7 +39,7 @@ class Progress:
         self.handlers = {ev.Plan: self.on_plan, ev.Start: self.on_start, ev.Reattach: self.on_reattach,
                          ev.Tick: self.on_tick, ev.Finish: self.on_finish, ev.Retry: self.on_retry,
                          ev.Unpaired: self.on_unpaired, ev.Aside: self.on_aside, ev.Skip: self.on_skip,
-                         ev.Look: self.on_look, ev.Done: self.on_done, ev.Preflight: self.on_preflight}
+                         ev.Look: self.on_look, ev.Note: self.on_note, ev.Done: self.on_done, ev.Preflight: self.on_preflight}
 
     def __call__(self, event) -> None:
         ev.handler_for(self.handlers, event)(event)
@@ -68,6 +68,9 @@ class Progress:
         self.current = f"{d.hypothesis} #{d.index}" + (f" (attempt {d.attempt})" if d.attempt > 1 else "")
         if not self.live:
             self._line(f"[{self.finished + 1}/{self.total}] start {self.current}  -> {d.run_dir}")
+
+    def on_note(self, d: ev.Note) -> None:
+        self._line(d.text)
 
     def on_reattach(self, d: ev.Reattach) -> None:
         self._line(f"found {d.hypothesis} #{d.index} still running as job {d.job_id}")

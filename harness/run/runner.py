@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 from harness.run import attempt as attempts
 from harness.run import events as ev
 from harness.run import pairing, preflight
+from harness.run import workers
 from harness.run.attempt import Job, run_id  # noqa: F401  (run_id: part of this module's face)
 from harness.run.backends.base import Backend
 from harness.run.backends.local import now_iso
@@ -95,11 +96,13 @@ class Runner:
                  decider: Decider | None = None, want_steps: bool = False) -> None:
         self.exp = exp
         self.store = store
-        self.backend = backend
         self.base = Path(base_dir).resolve()
         self.source_text = source_text
         self.opt = options or Options()
         self.emit = on_event
+        # arms with workers = true: their runs go to one warm process per arm (run/workers.py)
+        self.backend = workers.wrap(backend, exp, store.root, self.base,
+                                    lambda text: self.emit(ev.Note(text=text)))
         self.decider = decider
         self.want_steps = want_steps
         self.runs = self.opt.runs or exp.runs
@@ -118,7 +121,7 @@ class Runner:
                 self.order = pairing.alternate(self.order)
             self.pairing = pairing.Pairing([h.name for h in exp.hypotheses], backend.node_usable)
         self.recorder = Recorder(exp, backend.name, self.base)
-        self.resume = Resume(exp, store, backend, self.recorder, self.timeout)
+        self.resume = Resume(exp, store, self.backend, self.recorder, self.timeout)
         self.design = exp.design(self.opt.design or design_kind(decider))
         self.look = None
         self.look_done = False
@@ -397,6 +400,8 @@ class Runner:
         handle = self.backend.start(spec)
         launch["job_id"] = handle.job_id
         launch["started_at"] = handle.extra.get("started_at") or now_iso()
+        if "info" in handle.extra:
+            launch["worker"] = handle.extra["info"]     # served by a warm worker (docs/workers.md)
         self.store.write_launch(run_dir, launch)
         self.emit(ev.Start(hypothesis=hyp_name, index=index, attempt=attempt, order=order,
                            total=len(self.order), run_dir=str(run_dir)))

@@ -24,6 +24,7 @@ class LaunchSpec:
     timeout_s: float | None  # wall-clock limit; None means no limit
     nproc: int = 1           # processes (GPUs) the command uses on its node
     node: str | None = None  # run on this node (the partner's, in a paired design); None: any
+    worker: str | None = None  # the arm whose warm worker may run it (run/workers.py); None: a fresh process
 
 
 @dataclass(frozen=True)
