@@ -1,9 +1,13 @@
-"""The slurm backend against a real one-node SLURM cluster on this machine.
+"""The slurm backend against a real SLURM cluster of three nodes on this machine.
 
-The session fixture brings the cluster up with ``scripts/slurm-cluster.sh up``
+The session fixture brings the cluster up with ``scripts/slurm-cluster.sh up --nodes 3``
 (it installs the Debian packages when missing) and takes it down again if it
-started it; test sessions take turns on the cluster (a file lock). When SLURM cannot start, every test here FAILS with the script's
-reason: these tests are never skipped.
+started it; test sessions take turns on the cluster (a file lock). When SLURM cannot
+start, every test here FAILS with the script's reason: these tests are never skipped.
+
+Partitions (the script's): ``debug`` (default, every node, jobs share a node), ``one`` (the
+first node only: the tests of one-node behaviour), ``nodes`` (every node, one job per node,
+as on a GPU cluster: the multi-node tests) and ``urgent`` (preempts the others).
 """
 from __future__ import annotations
 
@@ -24,6 +28,12 @@ from harness.run.backends.base import LaunchSpec, Outcome
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
 PY = sys.executable
+NODES = 3
+
+
+def cluster_nodes(partition: str = "debug") -> list[str]:
+    out = subprocess.run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N"], capture_output=True, text=True)
+    return sorted(set(out.stdout.split()))
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +52,12 @@ def slurm_cluster():
                             f"({users.name})", pytrace=False)
             time.sleep(1)
     was_up = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True).returncode == 0
+    if was_up and len(cluster_nodes()) != NODES:
+        was_up = False   # up with another number of nodes: restarted with three (and stopped after)
     if not was_up:
         try:
-            p = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=900)
+            p = subprocess.run([str(CLUSTER), "up", "--nodes", str(NODES)], capture_output=True, text=True,
+                               timeout=900)
         except subprocess.TimeoutExpired:
             pytest.fail("SLURM cluster did not come up: scripts/slurm-cluster.sh up ran for 15 minutes",
                         pytrace=False)

@@ -332,6 +332,15 @@ class _Status:
         return out
 
 
+def ask_states(job_ids) -> tuple[dict[str, dict], str]:
+    """SLURM's answer for ``job_ids``, asked once: id -> {state, node, reason, start} (squeue,
+    then sacct); and why SLURM could not be asked ("" when it answered). For ``harness status``."""
+    status = _Status(0.0)
+    status.tracked = {str(j) for j in job_ids if str(j).strip()}
+    status.refresh()
+    return status.info, status.error
+
+
 class SlurmBackend(Backend):
     name = "slurm"
 
