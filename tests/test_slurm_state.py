@@ -234,3 +234,30 @@ def test_a_cancel_that_slurm_refused_is_noted_and_tried_again(tmp_path, monkeypa
     fake_slurm(tmp_path, scancel="exit 0")     # the controller is back: the next cancel goes through
     b.cancel(handle)
     assert state.cancelled
+
+
+def test_a_requeued_job_ends_its_attempt_at_once_named_requeued_and_is_cancelled(tmp_path, monkeypatch):
+    """`scontrol requeue` (of a job an admin made requeueable): SLURM stops the command, which
+    reports the signal, and puts the job back in the queue (PENDING, BeginTime). That attempt
+    is over: it is a failure named REQUEUED at once (not after result_grace_s, as a job still
+    COMPLETING), and the job is cancelled so that it never runs a second time."""
+    cancelled = tmp_path / "cancelled"
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue="echo '36|PENDING||BeginTime|later'",
+                                              sacct=NO_ACCOUNTING, scancel=f"echo \"$@\" >> {cancelled}")))
+    b = backend(tmp_path / ".slurm")
+    b.result_grace_s = 3600.0      # a wait would show: poll must not wait for the grace
+    run_dir = tmp_path / "H1" / "001-1"
+    run_dir.mkdir(parents=True)
+    handle = b._handle(spec(run_dir), "36", "t-36")
+    result = Path(slurm.job_state(handle).result)
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_bytes(pickle.dumps(("success", {
+        "token": "t-36", "host": "node2", "started_at": "a", "finished_at": "b", "wall_s": 2.0,
+        "exit_code": -15, "timed_out": False, "slurm_signal": "SIGTERM", "error": None})))
+    out = b.poll(handle)
+    assert out is not None and out.exit_code is None and not out.timed_out
+    assert "SLURM job 36 REQUEUED (SIGTERM from SLURM" in out.message, out.message
+    assert "requeued job was cancelled" in out.message and out.host == "node2"
+    assert cancelled.read_text().split() == ["36"]
+    assert b.poll(handle) is out       # final: asked once, cancelled once
+    assert cancelled.read_text().split() == ["36"]
