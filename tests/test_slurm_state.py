@@ -6,6 +6,7 @@ redoing its attempt while the job may still run would run it twice.
 from __future__ import annotations
 
 import pickle
+import re
 import types
 from pathlib import Path
 
@@ -261,3 +262,49 @@ def test_a_requeued_job_ends_its_attempt_at_once_named_requeued_and_is_cancelled
     assert cancelled.read_text().split() == ["36"]
     assert b.poll(handle) is out       # final: asked once, cancelled once
     assert cancelled.read_text().split() == ["36"]
+
+
+def test_status_lists_nodes_jobs_pending_reasons_and_waiting_pairs(tmp_path, monkeypatch):
+    """`harness status` on a paired cluster experiment, from records, launch files and squeue's
+    answer (a fake squeue here; tests/test_slurm.py reads it on the real cluster)."""
+    from harness.cli import status
+    from harness.data.store import Slot
+    from harness.records import RunRecord
+
+    def rec(hyp, index, host, job):
+        return RunRecord(run_id=f"{index:03d}-1", hypothesis=hyp, index=index, seed=index, status="ok",
+                         host=host, backend="slurm", job_id=job, val_loss=3.0, train_time_s=1.0)
+
+    slots = {("H0", 0): Slot("H0", 0, [rec("H0", 0, "node1", "200")]),
+             ("H1", 0): Slot("H1", 0, [], [tmp_path / "H1" / "000-1"]),
+             ("H1", 1): Slot("H1", 1, [rec("H1", 1, "node2", "201")]),
+             ("H0", 1): Slot("H0", 1, [], [tmp_path / "H0" / "001-1"])}
+    base = {"backend": "slurm", "pairing": "node", "attempt": 1}
+    attempts = [
+        {**base, "hypothesis": "H0", "index": 0, "run_id": "000-1", "status": "ok", "node": "node1",
+         "job_id": "200", "pinned": ""},
+        {**base, "hypothesis": "H1", "index": 0, "run_id": "000-1", "status": "unfinished", "node": "",
+         "job_id": "206", "pinned": "node1"},
+        {**base, "hypothesis": "H1", "index": 1, "run_id": "001-1", "status": "ok", "node": "node2",
+         "job_id": "201", "pinned": ""},
+        {**base, "hypothesis": "H0", "index": 1, "run_id": "001-1", "status": "unfinished", "node": "",
+         "job_id": "207", "pinned": "node2"}]
+    monkeypatch.setenv("PATH", str(fake_slurm(
+        tmp_path, squeue="echo '206|PENDING||Resources|N/A'; echo '207|RUNNING|node2|None|now'",
+        sacct=NO_ACCOUNTING)))
+    states, why = slurm.ask_states(["206", "207"])
+    assert why == "" and states["206"]["reason"] == "Resources"
+    spec_ = {"name": "x", "runs": 2, "hypotheses": [{"name": "H0"}, {"name": "H1"}]}
+    text = "\n".join(status.cluster_lines(spec_, slots, attempts, states, why))
+    assert re.search(r"H0\s+#0\s+000-1\s+ok\s+node1\s+job 200\n", text), text
+    assert re.search(r"H1\s+#0\s+000-1\s+unfinished\s+-\s+job 206  PENDING \(Resources\), pinned to node1", text)
+    assert re.search(r"H0\s+#1\s+001-1\s+unfinished\s+node2\s+job 207  RUNNING, pinned to node2", text)
+    assert "#0: H0 done on node1; waiting: H1 job 206 PENDING (Resources), pinned to node1" in text
+    assert "#1: H1 done on node2; waiting: H0 job 207 RUNNING, pinned to node2" in text
+
+    # SLURM cannot be asked: the attempts are still listed, with the reason
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    states, why = slurm.ask_states(["206"])
+    assert states == {} and "squeue" in why
+    text = "\n".join(status.cluster_lines(spec_, slots, attempts, states, why))
+    assert "(SLURM could not be asked: squeue" in text and "job 206" in text

@@ -83,7 +83,8 @@ def cluster_attempts(store, slots: dict, active: bool) -> list[dict]:
     out = []
     for (hyp, index), slot in sorted(slots.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         for rec in slot.records:
-            launch = read_launch(store.attempt_dir(hyp, index, rec.attempt)) or {}
+            # the pinned node and pairing are in launch.json; only cluster attempts need them
+            launch = (read_launch(store.attempt_dir(hyp, index, rec.attempt)) or {}) if rec.backend == "slurm" else {}
             out.append({"hypothesis": hyp, "index": index, "run_id": rec.run_id, "attempt": rec.attempt,
                         "status": rec.status, "node": rec.host or "", "job_id": rec.job_id or "",
                         "pinned": launch.get("node") or "", "pairing": launch.get("pairing"),

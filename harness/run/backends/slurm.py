@@ -17,7 +17,10 @@ How an attempt ends, and what ``poll`` reports:
 
 SLURM itself never requeues an attempt (``--no-requeue``), and submitit's own
 requeue-on-preemption is disabled: resubmitting is the runner's job, so a retry
-is always a new attempt with its own folder and log.
+is always a new attempt with its own folder and log. A job requeued anyway (an
+admin made it requeueable, then ``scontrol requeue``) is back in the queue after
+its command was stopped: its attempt ends at once as REQUEUED and the job is
+cancelled, so that it never runs a second time.
 
 Job states come from ``squeue --states=all`` (which also lists recently ended
 jobs), then ``sacct`` for the jobs squeue no longer lists, when the cluster has
