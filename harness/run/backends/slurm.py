@@ -715,7 +715,7 @@ class SlurmBackend(Backend):
             left = (f"; scancel failed ({x.cancel_error}): the job may still be in SLURM's queue"
                     if x.cancel_error else "")
             if st == REQUEUED and not x.cancel_error:
-                left = "; the requeued job was cancelled, the run is retried as a new attempt"
+                left = "; the requeued job was cancelled (a retry is a new attempt, never the same job)"
             return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
                            message=f"SLURM job {handle.job_id} {state} ({r['slurm_signal']} from SLURM stopped "
