@@ -444,7 +444,8 @@ lock() {  # one up/down at a time (several test sessions may share the cluster)
 parse_up() {
     while [ $# -gt 0 ]; do
         case "$1" in
-            --nodes) [ $# -ge 2 ] || die "--nodes needs a number"; NNODES=$2; shift 2 ;;
+            --nodes) [ $# -ge 2 ] || { echo "slurm-cluster: --nodes needs a number of nodes, e.g. --nodes 3" >&2; exit 2; }
+                NNODES=$2; shift 2 ;;
             --nodes=*) NNODES=${1#--nodes=}; shift ;;
             *) echo "usage: $0 up [--nodes N]" >&2; exit 2 ;;
         esac

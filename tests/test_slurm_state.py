@@ -308,3 +308,20 @@ def test_status_lists_nodes_jobs_pending_reasons_and_waiting_pairs(tmp_path, mon
     assert states == {} and "squeue" in why
     text = "\n".join(status.cluster_lines(spec_, slots, attempts, states, why))
     assert "(SLURM could not be asked: squeue" in text and "job 206" in text
+
+
+@pytest.mark.parametrize("args, says", [
+    (["up", "--nodes", "0"], "--nodes '0': expected a number of nodes from 1 to 99"),
+    (["up", "--nodes", "three"], "--nodes 'three': expected a number of nodes"),
+    (["up", "--nodes"], "--nodes needs a number of nodes"),
+    (["up", "--node", "3"], "usage: "),
+    (["kill-node"], "usage: "),
+])
+def test_cluster_script_refuses_bad_arguments_in_one_line_before_touching_anything(tmp_path, args, says):
+    import subprocess
+    script = Path(__file__).resolve().parent.parent / "scripts" / "slurm-cluster.sh"
+    env = {"PATH": "/usr/bin:/bin", "HARNESS_SLURM_DIR": str(tmp_path / "state")}
+    p = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 2 and p.stdout == "", p
+    assert says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "state").exists()     # nothing created, nothing started
