@@ -3,7 +3,7 @@
 #
 #   bench/slurm_test_time.sh OLD_CHECKOUT NEW_CHECKOUT [ROUNDS]     (as root; default 2 rounds)
 #
-# Each session first runs its own checkout's `scripts/slurm-cluster.sh up` (a changed
+# Each session first runs its own checkout's `scripts/slurm-cluster.sh up --nodes 3` (a changed
 # cluster configuration restarts the daemons; that start is not timed), then times
 # `python -m pytest -q -p no:cacheprovider -m slurm tests/test_slurm.py` there.
 # PYTHON picks the interpreter (default: python3). Prints one line per session, then
@@ -15,7 +15,7 @@ declare -A times=([old]="" [new]="")
 for r in $(seq 1 "$ROUNDS"); do
     for side in old new; do
         dir=$OLD; [ $side = new ] && dir=$NEW
-        (cd "$dir" && scripts/slurm-cluster.sh up >/dev/null) || { echo "slurm-cluster.sh up failed in $dir" >&2; exit 1; }
+        (cd "$dir" && scripts/slurm-cluster.sh up --nodes 3 >/dev/null) || { echo "slurm-cluster.sh up failed in $dir" >&2; exit 1; }
         t0=$(date +%s.%N)
         tail=$(cd "$dir" && "$PY" -m pytest -q -p no:cacheprovider -m slurm tests/test_slurm.py 2>&1 | tail -n1)
         t=$(echo "$(date +%s.%N) - $t0" | bc)

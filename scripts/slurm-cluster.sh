@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# A throw-away one-node SLURM cluster on localhost, for the slurm backend's tests.
+# A throw-away SLURM cluster of N compute nodes on localhost, for the slurm backend's tests.
 #
-#   scripts/slurm-cluster.sh up       install (if missing), configure, start, wait until usable
-#   scripts/slurm-cluster.sh down     stop the daemons this script started
-#   scripts/slurm-cluster.sh status   exit 0 when the cluster answers and runs a job
+#   scripts/slurm-cluster.sh up [--nodes N]  install (if missing), configure, start, wait until usable
+#                                            (N compute nodes, default 1; also HARNESS_SLURM_NODES)
+#   scripts/slurm-cluster.sh down            stop the daemons this script started
+#   scripts/slurm-cluster.sh status          exit 0 when the cluster answers and runs a job; lists the nodes
+#   scripts/slurm-cluster.sh kill-node NODE  a node crash: SIGKILL to NODE's slurmd, its job steps and
+#                                            every process of its jobs, then NODE marked DOWN (reason
+#                                            "test"); the next `up` starts it again
 #
-# Runs as root in a bare Debian 12 container (no systemd): munged, slurmctld and
-# slurmd are started as plain background daemons. Everything the script creates
+# Runs as root in a bare Debian 12 container (no systemd): munged, slurmctld and one
+# slurmd per node are started as plain background daemons. Several nodes on one machine:
+# Debian's SLURM is built with multiple-slurmd support (`scontrol show config` says
+# MULTIPLE_SLURMD = Yes), so node k is `slurmd -N nodek` listening on its own port, all
+# on 127.0.0.1; jobs see their node's name in SLURMD_NODENAME (the host name is the
+# machine's for every node). One node keeps the machine's short host name as its name. Everything the script creates
 # lives under $HARNESS_SLURM_DIR (default /tmp/harness-slurm); the only file
 # outside it is the link /etc/slurm/slurm.conf -> $HARNESS_SLURM_DIR/slurm.conf,
 # so that sbatch/squeue/submitit find the cluster without SLURM_CONF. An
@@ -21,19 +29,23 @@
 #   HARNESS_SLURM_WAIT_S   how long `up` waits for the node to become usable (default 60)
 #   HARNESS_SLURM_JOBS_PER_CPU  jobs that may share one CPU (default 2, so that
 #                          at least 2 single-CPU jobs run at once even on 1 core)
+#   HARNESS_SLURM_NODES    compute nodes when `up` has no --nodes (default 1)
+#   HARNESS_SLURM_PORT     node k's slurmd listens on this + k (default 6830)
 set -u -o pipefail
 
 STATE="${HARNESS_SLURM_DIR:-/tmp/harness-slurm}"
 WAIT_S="${HARNESS_SLURM_WAIT_S:-60}"
 SHARE="${HARNESS_SLURM_JOBS_PER_CPU:-2}"
+NNODES="${HARNESS_SLURM_NODES:-1}"
+PORT_BASE="${HARNESS_SLURM_PORT:-6830}"
 CONF="$STATE/slurm.conf"
 ETC_CONF=/etc/slurm/slurm.conf
 MARK="# written by harness scripts/slurm-cluster.sh"
 LOG="$STATE/log"
 MUNGE_SOCKET_DIR=/run/munge
 CTLD_MARK=0
-D_MARK=0
 MUNGE_STARTED=0
+declare -A D_MARK=()   # node -> size of its slurmd log before this start
 
 STARTED=()   # daemons this `up` started: a failed start stops them again (nothing left running)
 die() {
@@ -45,7 +57,9 @@ note() { echo "slurm-cluster: $*" >&2; }
 
 export SLURM_CONF="$CONF"
 
-pid_alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }  # also for daemons of another user
+# also for daemons of another user; a zombie is dead (a container's pid 1 may never reap
+# the daemons it inherits, and waiting for one would stall every stop)
+pid_alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 pidfile_alive() { [ -f "$1" ] && pid_alive "$(cat "$1" 2>/dev/null)"; }
 
 need_root() {
@@ -53,7 +67,8 @@ need_root() {
     # not root: redo the whole command through passwordless sudo when there is one
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
         exec sudo -n HARNESS_SLURM_DIR="$STATE" HARNESS_SLURM_WAIT_S="$WAIT_S" \
-            HARNESS_SLURM_JOBS_PER_CPU="$SHARE" PATH="$PATH" bash "$0" "$@"
+            HARNESS_SLURM_JOBS_PER_CPU="$SHARE" HARNESS_SLURM_NODES="$NNODES" \
+            HARNESS_SLURM_PORT="$PORT_BASE" PATH="$PATH" bash "$0" "$@"
     fi
     die "must run as root (it installs packages and starts daemons); run it with sudo"
 }
@@ -82,16 +97,30 @@ install_packages() {
     for b in munged slurmctld slurmd sbatch; do command -v $b >/dev/null || die "$b still missing after apt-get install"; done
 }
 
+# the compute nodes' names: the machine's short host name for one node (as before), node1..nodeN else
+node_names() {
+    if [ "$NNODES" = 1 ]; then hostname -s; else seq -f 'node%g' 1 "$NNODES"; fi
+}
+
 write_config() {
-    local host cpus mem_mb real_mem
+    local host cpus mem_mb real_mem node k=0 lines="" all
     host="$(hostname -s)"
     cpus="$(nproc)"
     mem_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
-    real_mem=$(( mem_mb / 2 )); [ "$real_mem" -gt 16384 ] && real_mem=16384; [ "$real_mem" -lt 256 ] && real_mem=256
-    mkdir -p "$STATE/spool/ctld" "$STATE/spool/d" "$LOG"
+    real_mem=$(( mem_mb / 2 / NNODES )); [ "$real_mem" -gt 16384 ] && real_mem=16384; [ "$real_mem" -lt 256 ] && real_mem=256
+    mkdir -p "$STATE/spool/ctld" "$LOG"
+    for node in $(node_names); do
+        k=$((k + 1))
+        mkdir -p "$STATE/spool/d-$node"
+        # every node is this machine: its own slurmd (-N NAME) on its own port
+        lines+="NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$host Port=$((PORT_BASE + k)) CPUs=$cpus RealMemory=$real_mem State=UNKNOWN"$'\n'
+    done
+    all="$(node_names | paste -sd, -)"
     cat >"$CONF.new" <<EOF
 $MARK
-# One-node cluster on localhost for tests (partitions: debug, default; urgent, preempts debug). Daemons run as root, no cgroups,
+# A $NNODES-node cluster on localhost for tests (partitions: debug, default, every node, jobs
+# share nodes; one, the first node only; nodes, every node, one job per node; urgent, every
+# node, preempts the others). Daemons run as root, no cgroups,
 # no accounting database: job states come from squeue/scontrol (MinJobAge keeps
 # finished jobs visible for a day).
 ClusterName=harness
@@ -101,11 +130,12 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$STATE/spool/ctld
-SlurmdSpoolDir=$STATE/spool/d
+# %n: the node's name, one spool, pid file and log per slurmd
+SlurmdSpoolDir=$STATE/spool/d-%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$LOG/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
@@ -128,12 +158,14 @@ InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
 MessageTimeout=20
-NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
-PreemptType=preempt/partition_prio
+${lines}PreemptType=preempt/partition_prio
 PreemptMode=CANCEL
-PartitionName=debug Nodes=$host Default=YES MaxTime=UNLIMITED State=UP OverSubscribe=FORCE:$SHARE PriorityTier=1
+PartitionName=debug Nodes=$all Default=YES MaxTime=UNLIMITED State=UP OverSubscribe=FORCE:$SHARE PriorityTier=1
+PartitionName=one Nodes=$(node_names | head -n1) Default=NO MaxTime=UNLIMITED State=UP OverSubscribe=FORCE:$SHARE PriorityTier=1
+# one job per node, as on a GPU cluster where a run takes the whole node
+PartitionName=nodes Nodes=$all Default=NO MaxTime=UNLIMITED State=UP OverSubscribe=EXCLUSIVE PriorityTier=1
 # jobs here preempt (cancel) jobs of 'debug': the tests' way to produce a PREEMPTED job
-PartitionName=urgent Nodes=$host Default=NO MaxTime=UNLIMITED State=UP OverSubscribe=NO PriorityTier=2
+PartitionName=urgent Nodes=$all Default=NO MaxTime=UNLIMITED State=UP OverSubscribe=NO PriorityTier=2
 EOF
     if [ -f "$CONF" ] && cmp -s "$CONF" "$CONF.new"; then rm -f "$CONF.new"; return 1; fi
     mv "$CONF.new" "$CONF"
@@ -191,19 +223,24 @@ reason_since() {  # logfile byte-offset
     echo "${line:-no message}"
 }
 
-start_daemon() {  # name pidfile
-    local name=$1 pidfile=$2 mark
+d_pidfile() { echo "$STATE/slurmd-$1.pid"; }
+d_log() { echo "$LOG/slurmd-$1.log"; }
+
+start_daemon() {  # name pidfile [node]
+    local name=$1 pidfile=$2 node=${3:-} mark log out args=()
     pidfile_alive "$pidfile" && return 0
     rm -f "$pidfile"
-    mark="$(log_mark "$LOG/$name.log")"
+    log="$LOG/$name.log"; out="$LOG/$name.out"
+    if [ -n "$node" ]; then log="$(d_log "$node")"; out="$LOG/slurmd-$node.out"; args=(-N "$node"); fi
+    mark="$(log_mark "$log")"
     # daemonizes itself and writes its pid file; 3>&- .. 9>&-: it must not inherit the script's
     # lock nor a caller's (a test session's flock on its fd would be held for the daemon's life)
-    "/usr/sbin/$name" -f "$CONF" >"$LOG/$name.out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || die "$name did not start: $(tail -n1 "$LOG/$name.out") (see $LOG/$name.log)"
+    "/usr/sbin/$name" -f "$CONF" "${args[@]}" >"$out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || die "$name ${node:+-N $node }did not start: $(tail -n1 "$out") (see $log)"
     STARTED+=("$pidfile")
     # the parent returns before the daemon has written its pid file: wait for it, so that
     # a slow start is not taken for a daemon that exited
     for _ in $(seq 1 100); do pidfile_alive "$pidfile" && return 0; sleep 0.1; done
-    die "$name exited during start-up: $(reason_since "$LOG/$name.log" "$mark") (see $LOG/$name.log)"
+    die "$name ${node:+$node }exited during start-up: $(reason_since "$log" "$mark") (see $log)"
 }
 
 wait_ctld() {  # slurmctld answers before slurmd registers with it
@@ -224,64 +261,80 @@ teardown_started() {
     fi
 }
 
-node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
+node_state() { sinfo -h -n "$1" -N -o '%T' 2>/dev/null | head -n1; }  # node
+configured_nodes() { [ -f "$CONF" ] && sed -n 's/^NodeName=\([^ ]*\) .*/\1/p' "$CONF"; }
 
-healthy() {  # daemons alive, node usable, and (when idle) a job step runs
+healthy() {  # daemons alive, every node usable, and (when all idle) a job step runs on each
     [ -f "$CONF" ] || return 1
-    pidfile_alive "$STATE/slurmctld.pid" && pidfile_alive "$STATE/slurmd.pid" || return 1
-    local st; st="$(node_state)"
-    case "$st" in
-        mixed|allocated) return 0 ;;   # running jobs: launching works
-        idle) timeout 20 srun -N1 -n1 -t 1 -J harness-check hostname >/dev/null 2>&1 ;;
-        *) return 1 ;;
-    esac
+    pidfile_alive "$STATE/slurmctld.pid" || return 1
+    local node st idle=0 n=0
+    for node in $(configured_nodes); do
+        n=$((n + 1))
+        pidfile_alive "$(d_pidfile "$node")" || return 1
+        st="$(node_state "$node")"
+        case "$st" in
+            mixed|allocated) ;;   # running jobs: launching works
+            idle) idle=$((idle + 1)) ;;
+            *) return 1 ;;
+        esac
+    done
+    [ "$n" -gt 0 ] || return 1
+    [ "$idle" = "$n" ] || return 0
+    timeout 20 srun -N"$n" -n"$n" -t 1 -J harness-check hostname >/dev/null 2>&1
 }
 
 wait_usable() {
-    local deadline=$(( $(date +%s) + WAIT_S )) st="" out=""
-    while [ "$(date +%s)" -lt "$deadline" ]; do
+    local deadline=$(( $(date +%s) + WAIT_S )) st="" out="" node bad="" n=0
+    for node in $(node_names); do n=$((n + 1)); done
+    while :; do
         pidfile_alive "$STATE/slurmctld.pid" || die "slurmctld exited: $(reason_since "$LOG/slurmctld.log" "$CTLD_MARK")"
-        pidfile_alive "$STATE/slurmd.pid" || die "slurmd exited: $(reason_since "$LOG/slurmd.log" "$D_MARK")"
-        st="$(node_state)"
-        case "$st" in
-            idle|mixed|allocated) break ;;
-            drain*|down*|inval*|fail*)
-                # left over from an earlier run (e.g. config changed): bring it back
-                scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 ;;
-        esac
+        bad=""
+        for node in $(node_names); do
+            pidfile_alive "$(d_pidfile "$node")" || die "slurmd $node exited: $(reason_since "$(d_log "$node")" "${D_MARK[$node]:-0}")"
+            st="$(node_state "$node")"
+            case "$st" in
+                idle|mixed|allocated) ;;
+                drain*|down*|inval*|fail*)
+                    # left over from an earlier run (config changed, a killed node): bring it back
+                    scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1
+                    bad="$node '$st'" ;;
+                *) bad="$node '${st:-no answer}'" ;;
+            esac
+            [ -n "$bad" ] && break
+        done
+        [ -z "$bad" ] && break
+        [ "$(date +%s)" -lt "$deadline" ] || die "node $bad not usable after ${WAIT_S}s (reason: $(sinfo -h -n "${bad%% *}" -N -o '%E' 2>/dev/null | head -n1); see $LOG)"
         sleep 1
     done
-    case "$st" in
-        idle|mixed|allocated) ;;
-        *) die "node $(hostname -s) not usable after ${WAIT_S}s (sinfo state '${st:-no answer}'; reason: $(sinfo -h -N -o '%E' 2>/dev/null | head -n1); see $LOG)" ;;
-    esac
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        if out="$(timeout 30 srun -N1 -n1 -t 1 -J harness-check hostname 2>&1)"; then return 0; fi
+    while :; do
+        # one task on every node at once: each slurmd launches a step
+        if out="$(timeout 30 srun -N"$n" -n"$n" -t 1 -J harness-check hostname 2>&1)"; then return 0; fi
+        [ "$(date +%s)" -lt "$deadline" ] || break
         sleep 1
     done
-    die "test job 'srun -N1 hostname' fails: $(echo "$out" | tail -n1) (see $LOG)"
+    die "test job 'srun -N$n hostname' fails: $(echo "$out" | tail -n1) (see $LOG)"
 }
 
 cmd_up() {
     mkdir -p "$STATE" "$LOG"
     install_packages
-    local changed=0
+    local changed=0 node
     write_config && changed=1
     link_config
     start_munge
-    if [ $changed = 0 ] && healthy; then echo "slurm-cluster: up (already running; conf $CONF)"; return 0; fi
-    if [ $changed = 1 ] && { pidfile_alive "$STATE/slurmctld.pid" || pidfile_alive "$STATE/slurmd.pid"; }; then
+    if [ $changed = 0 ] && healthy; then echo "slurm-cluster: up (already running; $NNODES node(s); conf $CONF)"; return 0; fi
+    if [ $changed = 1 ] && { pidfile_alive "$STATE/slurmctld.pid" || any_slurmd_alive; }; then
         note "configuration changed: restarting daemons"
         stop_slurm
     fi
     CTLD_MARK="$(log_mark "$LOG/slurmctld.log")"
-    D_MARK="$(log_mark "$LOG/slurmd.log")"
+    for node in $(node_names); do D_MARK[$node]="$(log_mark "$(d_log "$node")")"; done
     start_daemon slurmctld "$STATE/slurmctld.pid"
     wait_ctld
-    start_daemon slurmd "$STATE/slurmd.pid"
+    for node in $(node_names); do start_daemon slurmd "$(d_pidfile "$node")" "$node"; done
     wait_usable
     STARTED=()   # up: from here on, a later failure of this script leaves the cluster alone
-    echo "slurm-cluster: up (node $(hostname -s), $(nproc) CPUs x $SHARE jobs, partition debug; conf $CONF, logs $LOG)"
+    echo "slurm-cluster: up ($NNODES node(s): $(node_names | paste -sd' ' -), $(nproc) CPUs x $SHARE jobs each, partitions debug (default), one, nodes, urgent; conf $CONF, logs $LOG)"
 }
 
 stop_pidfile() {  # pidfile
@@ -296,9 +349,19 @@ stop_pidfile() {  # pidfile
     rm -f "$pidfile"
 }
 
+# every slurmd pid file in the state folder: also those of nodes an earlier, larger
+# configuration had (and slurmd.pid of the one-node script before --nodes)
+slurmd_pidfiles() { compgen -G "$STATE/slurmd*.pid" || true; }
+any_slurmd_alive() {
+    local f
+    for f in $(slurmd_pidfiles); do pidfile_alive "$f" && return 0; done
+    return 1
+}
+
 stop_slurm() {
     # slurmd first so that running jobs' steps are torn down with it
-    stop_pidfile "$STATE/slurmd.pid"
+    local f
+    for f in $(slurmd_pidfiles); do stop_pidfile "$f"; done
     stop_pidfile "$STATE/slurmctld.pid"
 }
 
@@ -321,17 +384,55 @@ cmd_down() {
 
 cmd_status() {
     if healthy; then
-        echo "slurm-cluster: up (node $(hostname -s) $(node_state); conf $CONF)"
-        squeue -h -o '  job %i %T %j' 2>/dev/null
+        echo "slurm-cluster: up ($(configured_nodes | wc -l) node(s); conf $CONF)"
+        sinfo -h -N -p debug -o '  node %N %T %E' 2>/dev/null
+        squeue -h -o '  job %i %T %j %N' 2>/dev/null
         return 0
     fi
-    local why="not running"
-    [ -f "$CONF" ] || why="not configured (run: $0 up)"
-    [ -f "$CONF" ] && ! pidfile_alive "$STATE/slurmctld.pid" && why="slurmctld not running"
-    [ -f "$CONF" ] && pidfile_alive "$STATE/slurmctld.pid" && ! pidfile_alive "$STATE/slurmd.pid" && why="slurmd not running"
-    [ -f "$CONF" ] && pidfile_alive "$STATE/slurmctld.pid" && pidfile_alive "$STATE/slurmd.pid" && why="node state '$(node_state)' or test job fails"
+    local why="not running" node
+    if [ ! -f "$CONF" ]; then why="not configured (run: $0 up)"
+    elif ! pidfile_alive "$STATE/slurmctld.pid"; then why="slurmctld not running"
+    else
+        why=""
+        for node in $(configured_nodes); do
+            if ! pidfile_alive "$(d_pidfile "$node")"; then why+="${why:+; }slurmd $node not running"
+            else
+                case "$(node_state "$node")" in idle|mixed|allocated) ;; *) why+="${why:+; }node $node '$(node_state "$node")'" ;; esac
+            fi
+        done
+        why="${why:-test job fails}"
+    fi
     echo "slurm-cluster: down ($why)"
     return 1
+}
+
+# A node crash, for the tests: the node's slurmd, its job steps and every process of the
+# jobs it runs die at once (SIGKILL), then the controller is told (DOWN) instead of waiting
+# SlurmdTimeout for it to notice. Jobs on it end NODE_FAIL; `up` starts the node again.
+cmd_kill_node() {
+    local node=$1 jobs pid f
+    configured_nodes | grep -qx "$node" || die "kill-node: no node '$node' in $CONF (nodes: $(configured_nodes | paste -sd' ' -))"
+    jobs="$(squeue -h -w "$node" -t RUNNING,COMPLETING -o %i 2>/dev/null | paste -sd'|' -)"
+    stop_pidfile_now "$(d_pidfile "$node")"
+    for f in /proc/[0-9]*; do
+        pid=${f#/proc/}
+        # (processes that end meanwhile, or kernel threads, have nothing to read: skipped)
+        if [ -n "$jobs" ] && { tr '\0' ' ' <"$f/cmdline"; } 2>/dev/null | grep -qE "^slurmstepd: \[($jobs)\."; then
+            kill -9 "$pid" 2>/dev/null; continue
+        fi
+        { tr '\0' '\n' <"$f/environ"; } 2>/dev/null | grep -qx "SLURMD_NODENAME=$node" && kill -9 "$pid" 2>/dev/null
+    done
+    scontrol update NodeName="$node" State=DOWN Reason=test >/dev/null 2>&1 || die "kill-node: scontrol update NodeName=$node State=DOWN failed"
+    echo "slurm-cluster: node $node killed${jobs:+ (jobs ${jobs//|/ })}; '$0 up' starts it again"
+}
+
+stop_pidfile_now() {  # pidfile: SIGKILL, no goodbye to the controller
+    local pid
+    [ -f "$1" ] || return 0
+    pid="$(cat "$1" 2>/dev/null)"
+    pid_alive "$pid" && kill -9 "$pid" 2>/dev/null
+    for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
+    rm -f "$1"
 }
 
 lock() {  # one up/down at a time (several test sessions may share the cluster)
@@ -340,9 +441,22 @@ lock() {  # one up/down at a time (several test sessions may share the cluster)
     flock -w 300 9 || die "another slurm-cluster.sh holds $STATE/.script.lock"
 }
 
+parse_up() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --nodes) [ $# -ge 2 ] || { echo "slurm-cluster: --nodes needs a number of nodes, e.g. --nodes 3" >&2; exit 2; }
+                NNODES=$2; shift 2 ;;
+            --nodes=*) NNODES=${1#--nodes=}; shift ;;
+            *) echo "usage: $0 up [--nodes N]" >&2; exit 2 ;;
+        esac
+    done
+    [[ "$NNODES" =~ ^[1-9][0-9]?$ ]] || { echo "slurm-cluster: --nodes '$NNODES': expected a number of nodes from 1 to 99" >&2; exit 2; }
+}
+
 case "${1:-}" in
-    up) need_root up; lock; cmd_up ;;
+    up) shift; parse_up "$@"; need_root up; lock; cmd_up ;;
     down) if [ -d "$STATE" ]; then need_root down; lock; fi; cmd_down ;;
     status) cmd_status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    kill-node) [ $# = 2 ] || { echo "usage: $0 kill-node NODE" >&2; exit 2; }; need_root kill-node "$2"; lock; cmd_kill_node "$2" ;;
+    *) echo "usage: $0 up [--nodes N]|down|status|kill-node NODE" >&2; exit 2 ;;
 esac

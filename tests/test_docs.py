@@ -116,8 +116,9 @@ FLAG = re.compile(r"(?<![\w/-])--[a-z][a-z0-9_-]*[a-z0-9]")
 FOREIGN = {
     "pip": {"--index-url"},
     "torchrun": {"--standalone", "--nproc_per_node"},
-    "sbatch": {"--nodelist"},
-    "the trainer (an experiment's args become its flags)": {"--ve-layout", "--compile"},
+    "sbatch": {"--nodelist", "--exclusive", "--no-requeue"},
+    "scripts/slurm-cluster.sh": {"--nodes"},
+    "the trainer (an experiment's args become its flags)": {"--ve-layout", "--compile", "--digest"},
 }
 
 

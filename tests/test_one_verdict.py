@@ -153,6 +153,9 @@ ONE_COMMAND = {
     ("harness/analysis/gate.py", "--allow-unknown-hardware"): "shown by run and analyze; in export's README, analyze's",
     # the hint follows a --control or --name that names no group: analyze's and plan's flags
     ("harness/data/sources.py", "--group-by"): "only after --control/--name of analyze or plan",
+    # status asks SLURM through ask_states only; the backend's construction checks are run's
+    ("harness/run/backends/slurm.py", "--partition"): "SlurmBackend() is built by `harness run` only",
+    ("harness/run/backends/slurm.py", "--backend"): "SlurmBackend() is built by `harness run` only",
 }
 
 

@@ -1,9 +1,13 @@
-"""The slurm backend against a real one-node SLURM cluster on this machine.
+"""The slurm backend against a real SLURM cluster of three nodes on this machine.
 
-The session fixture brings the cluster up with ``scripts/slurm-cluster.sh up``
+The session fixture brings the cluster up with ``scripts/slurm-cluster.sh up --nodes 3``
 (it installs the Debian packages when missing) and takes it down again if it
-started it; test sessions take turns on the cluster (a file lock). When SLURM cannot start, every test here FAILS with the script's
-reason: these tests are never skipped.
+started it; test sessions take turns on the cluster (a file lock). When SLURM cannot
+start, every test here FAILS with the script's reason: these tests are never skipped.
+
+Partitions (the script's): ``debug`` (default, every node, jobs share a node), ``one`` (the
+first node only: the tests of one-node behaviour), ``nodes`` (every node, one job per node,
+as on a GPU cluster: the multi-node tests) and ``urgent`` (preempts the others).
 """
 from __future__ import annotations
 
@@ -24,6 +28,12 @@ from harness.run.backends.base import LaunchSpec, Outcome
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
 PY = sys.executable
+NODES = 3
+
+
+def cluster_nodes(partition: str = "debug") -> list[str]:
+    out = subprocess.run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N"], capture_output=True, text=True)
+    return sorted(set(out.stdout.split()))
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +52,12 @@ def slurm_cluster():
                             f"({users.name})", pytrace=False)
             time.sleep(1)
     was_up = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True).returncode == 0
+    if was_up and len(cluster_nodes()) != NODES:
+        was_up = False   # up with another number of nodes: restarted with three (and stopped after)
     if not was_up:
         try:
-            p = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=900)
+            p = subprocess.run([str(CLUSTER), "up", "--nodes", str(NODES)], capture_output=True, text=True,
+                               timeout=900)
         except subprocess.TimeoutExpired:
             pytest.fail("SLURM cluster did not come up: scripts/slurm-cluster.sh up ran for 15 minutes",
                         pytrace=False)
@@ -174,8 +187,9 @@ def test_preempted_job_is_a_failure_naming_the_preemption(slurm_cluster, tmp_pat
     h = backend.start(spec)
     wait_for_text(spec.log_path, "started")
     # a job of the higher-priority partition that needs the whole node preempts ours
-    subprocess.run(["sbatch", "--partition=urgent", "--exclusive", "--output=/dev/null", "--wrap", "sleep 1"],
-                   check=True, capture_output=True)
+    node = subprocess.run(["squeue", "-h", "-j", h.job_id, "-o", "%N"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["sbatch", "--partition=urgent", "--exclusive", f"--nodelist={node}", "--output=/dev/null",
+                    "--wrap", "sleep 1"], check=True, capture_output=True)
     (o,) = wait_all(backend, [h], limit_s=60)
     assert o.exit_code is None and not o.timed_out
     assert f"SLURM job {h.job_id} PREEMPTED" in o.message, o.message
@@ -183,13 +197,14 @@ def test_preempted_job_is_a_failure_naming_the_preemption(slurm_cluster, tmp_pat
 
 
 def test_job_that_dies_without_reporting_is_a_failure_naming_its_state(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path, result_grace_s=1.0)
+    backend = make_backend(tmp_path, result_grace_s=1.0, partition="one")
     spec = make_spec(tmp_path, "lost", "import time; print('started', flush=True); time.sleep(300)")
     h = backend.start(spec)
     wait_for_text(spec.log_path, "started")
     # SIGKILL to the job's processes (scancel --signal=KILL would be a polite cancel): like
     # a node that dies or an OOM kill, nothing is left to report
-    pids = subprocess.run(["scontrol", "listpids", h.job_id], capture_output=True, text=True).stdout
+    pids = subprocess.run(["scontrol", "listpids", h.job_id, cluster_nodes("one")[0]], capture_output=True,
+                          text=True).stdout
     step = [int(ln.split()[0]) for ln in pids.splitlines()[1:] if ln.split()[2:3] == ["0"]]
     assert step, pids
     for pid in step:
@@ -354,8 +369,8 @@ def test_e2e_slurm_table_equals_local_with_a_job_killed_mid_run(slurm_cluster, t
 
     res = tmp_path / "slurm"
     t0 = time.monotonic()
-    proc = spawn(["run", exp, "--results", res, "--plain", "--backend", "slurm", "--max-parallel", "2"],
-                 tmp_path)
+    proc = spawn(["run", exp, "--results", res, "--plain", "--backend", "slurm", "--partition", "one",
+                  "--max-parallel", "2"], tmp_path)
     # the first two runs are SLURM jobs running at the same time
     wait_until(lambda: len(running_jobs(list(launched(res).values()))) == 2, what="2 jobs running", proc=proc)
     first = launched(res)
@@ -388,7 +403,7 @@ def test_e2e_runner_killed_then_rerun_adopts_its_jobs_without_duplicates(slurm_c
     # H0 runs ~1.5 s, H1 ~5.5 s: when the runner dies, one job has finished, one still runs
     exp = write_experiment(tmp_path, runs=1, h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.3})
     res = tmp_path / "results" / "exp"
-    args = ["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"]
+    args = ["run", exp, "--plain", "--backend", "slurm", "--partition", "one", "--max-parallel", "2"]
     proc = spawn(args, tmp_path)
     wait_until(lambda: len(launched(res)) == 2, what="2 jobs submitted", proc=proc)
     jobs = launched(res)
@@ -415,7 +430,8 @@ def test_e2e_runner_killed_then_rerun_adopts_its_jobs_without_duplicates(slurm_c
 def test_e2e_ctrl_c_cancels_running_jobs_and_keeps_finished_runs(slurm_cluster, tmp_path):
     exp = write_experiment(tmp_path, runs=2, h0_args={"step_sleep": 0.02}, h1_args={"step_sleep": 2.0})
     res = tmp_path / "results" / "exp"
-    proc = spawn(["run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2"], tmp_path)
+    proc = spawn(["run", exp, "--plain", "--backend", "slurm", "--partition", "one", "--max-parallel", "2"],
+                 tmp_path)
     done = res / "H0" / "000-1" / "result.json"
     wait_until(lambda: done.exists() and len(launched(res)) >= 3, what="H0 #0 done, next job started",
                proc=proc)
@@ -447,7 +463,7 @@ def test_e2e_smoke_experiment_through_both_backends(slurm_cluster, tmp_path):
     assert local.returncode == 0, local.stderr
     t0 = time.monotonic()
     slurm = harness("run", exp, "--runs", "1", "--results", "slurm", "--plain", "--backend", "slurm",
-                    "--max-parallel", "2", cwd=tmp_path, env=env)
+                    "--partition", "one", "--max-parallel", "2", cwd=tmp_path, env=env)
     assert slurm.returncode == 0, slurm.stderr
     print(f"smoke experiment through slurm: {time.monotonic() - t0:.1f}s")
     recs = results_of(tmp_path / "slurm")
@@ -476,8 +492,8 @@ def test_e2e_until_decisive_stops_submitting_and_counts_running_jobs(slurm_clust
     exp = write_experiment(tmp_path, name="seq", runs=10, h0_args={"step_sleep": 0.05},
                            h1_args={"step_sleep": 0.05})
     res = tmp_path / "results" / "seq"
-    out = harness("run", exp, "--until-decisive", "--plain", "--backend", "slurm", "--max-parallel", "2",
-                  cwd=tmp_path, timeout=600)
+    out = harness("run", exp, "--until-decisive", "--plain", "--backend", "slurm", "--partition", "one",
+                  "--max-parallel", "2", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "stop: every criterion is decided" in out.stderr
     recs = results_of(res)
@@ -498,10 +514,11 @@ def test_e2e_paired_design_keeps_pairs_on_one_node_and_retries_a_failed_half_the
                            h1_args={"step_sleep": 0.05, "mode": "flaky"}, extra_exp='pairing = "node"',
                            extra_defaults=f'env = {{ FLAKY_DIR = "{flaky}" }}')
     res = tmp_path / "results" / "pairs"
-    out = harness("run", exp, "--plain", "--backend", "slurm", "--max-parallel", "2", cwd=tmp_path, timeout=300)
+    out = harness("run", exp, "--plain", "--backend", "slurm", "--partition", "one", "--max-parallel", "2",
+                  cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "paired design" in out.stderr
-    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    (node,) = cluster_nodes("one")
     recs = {(r["hypothesis"], r["index"], r["attempt"]): r for r in results_of(res)}
     launches = {(p.parent.parent.name, int(p.parent.name[:3]), int(p.parent.name[4:])): json.loads(p.read_text())
                 for p in res.glob("*/*/launch.json")}
@@ -533,7 +550,214 @@ def test_e2e_paired_design_keeps_pairs_on_one_node_and_retries_a_failed_half_the
 
 
 def test_backend_knows_a_one_node_partition_and_node_states(slurm_cluster, tmp_path):
-    backend = make_backend(tmp_path)
-    assert backend.may_span_nodes is False      # the CI cluster has one node: no pairing by default
-    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    backend = make_backend(tmp_path, partition="one")
+    assert backend.may_span_nodes is False      # one node: no pairing by default
+    assert make_backend(tmp_path, partition="nodes").may_span_nodes is True   # three: pairs by default
+    (node,) = cluster_nodes("one")
     assert backend.node_usable(node) and not backend.node_usable("no-such-node")
+
+
+# ---------------------------------------------------------------------------------------------
+# Several nodes: partition `nodes` (three nodes, one job per node, as on a GPU cluster), the
+# stand-in tests/stand_ins/node_train.py (its times depend on SLURM's node name).
+
+from conftest import STAND_INS  # noqa: E402
+
+NODE_TRAIN = STAND_INS / "node_train.py"
+ON_NODES = ["--plain", "--backend", "slurm", "--partition", "nodes"]
+
+
+def squeue_jobs(ids) -> dict[str, tuple[str, str]]:
+    """job id -> (state, node) as squeue records it (finished jobs included: MinJobAge)."""
+    out = subprocess.run(["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", "%i|%T|%N"],
+                         capture_output=True, text=True).stdout
+    return {p[0]: (p[1], p[2]) for p in (ln.split("|") for ln in out.splitlines() if ln.strip())}
+
+
+def records_by_key(res: Path) -> dict[tuple[str, int, int], dict]:
+    return {(r["hypothesis"], r["index"], r["attempt"]): r for r in results_of(res)}
+
+
+def submission(res: Path, job_id: str) -> str:
+    return (res / ".slurm" / f"{job_id}_submission.sh").read_text()
+
+
+def assert_pairs_on_one_node(recs: dict, runs: int, res: Path) -> None:
+    """Each index's two counted runs: one node, one after the other, the first arm alternating,
+    the second pinned to the first's node; result.json and squeue name the same node."""
+    ok = {(r["hypothesis"], r["index"]): r for r in recs.values() if r["status"] == "ok"}
+    jobs = squeue_jobs([r["job_id"] for r in ok.values()])
+    for i in range(runs):
+        first, second = sorted((ok[("H0", i)], ok[("H1", i)]), key=lambda r: r["started_at"])
+        assert first["host"] == second["host"], (i, first["host"], second["host"])
+        assert first["finished_at"] <= second["started_at"], (first, second)
+        assert first["hypothesis"] == ("H0", "H1")[i % 2], (i, first["hypothesis"])   # H0 H1 | H1 H0 | ...
+        assert f"#SBATCH --nodelist={first['host']}" in submission(res, second["job_id"])
+        for r in (first, second):
+            assert jobs[r["job_id"]] == ("COMPLETED", r["host"]), (r["job_id"], jobs.get(r["job_id"]), r["host"])
+
+
+def test_e2e_pairs_share_a_node_and_a_slow_node_fools_only_the_pooled_test(slurm_cluster, tmp_path):
+    """Six pairs on three nodes; the last node is 2 s slower; H1 is truly 0.3 s faster."""
+    nodes = cluster_nodes("nodes")
+    assert len(nodes) == NODES, nodes
+    slow = nodes[-1]
+    runs = 6
+    exp = write_experiment(tmp_path, name="nodes", runs=runs, script=NODE_TRAIN,
+                           h0_args={"step_sleep": 0.02, "base_time": 10.0},
+                           h1_args={"step_sleep": 0.02, "base_time": 9.7},
+                           extra_defaults=f'env = {{ SLOW_NODE = "{slow}" }}')
+    res = tmp_path / "results" / "nodes"
+    t0 = time.monotonic()
+    out = harness("run", exp, *ON_NODES, "--max-parallel", "3", cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "paired design" in out.stderr
+    recs = records_by_key(res)
+    assert len(recs) == 2 * runs and all(r["status"] == "ok" for r in recs.values())
+    assert_pairs_on_one_node(recs, runs, res)
+    hosts = {r["host"] for r in recs.values()}
+    assert len(hosts) >= 2 and hosts <= set(nodes), hosts        # more pairs than nodes: several used
+    assert slow in hosts, f"no pair ran on the slow node {slow}: {hosts}"
+    print(f"6 pairs on {sorted(hosts)} in {time.monotonic() - t0:.1f}s")
+
+    # the analysis: node effects swamp the pooled Welch test; within nodes the speedup is plain
+    report = harness("analyze", res, "--gate", "--allow-unknown-hardware", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr + report.stdout
+    data = json.loads(report.stdout)
+    (h1,) = [h for h in data["hypotheses"] if h["name"] == "H1"]
+    assert h1["time_p"] > 0.001, h1["time_p"]                   # pooled: the speedup is not seen
+    blocked = data["blocked"]["H1"]
+    assert blocked["p"] < 1e-4 and blocked["time_delta"] == pytest.approx(-0.3, abs=0.01), blocked
+    text = harness("analyze", res, "--gate", "--allow-unknown-hardware", cwd=tmp_path).stdout
+    assert re.search(r"PASS\s+H1\s+time\s+blocked by node, stratified Welch by node \(\d nodes\)", text), text
+    assert f"{slow} +" in text      # the slow node's effect is printed, and positive
+
+
+def test_e2e_node_killed_mid_run_retries_the_attempt_and_breaks_the_pair_by_the_rule(slurm_cluster, tmp_path):
+    """The node of a pair's second half dies while it runs: that attempt fails (NODE_FAIL),
+    its retry cannot go to the partner's node (DOWN), so it runs elsewhere and the pair is
+    said broken; every other pair stays on one node; nothing is lost or counted twice."""
+    exp = write_experiment(tmp_path, name="lost", runs=3, script=NODE_TRAIN,
+                           h0_args={"step_sleep": 0.05}, h1_args={"step_sleep": 0.4})
+    res = tmp_path / "results" / "lost"
+    proc = spawn(["run", exp, *ON_NODES, "--max-parallel", "3"], tmp_path)
+    victim_log = res / "H1" / "000-1" / "log.txt"
+    try:
+        wait_until(lambda: victim_log.exists() and "step:2/" in victim_log.read_text(), limit_s=120,
+                   what="H1 #0 (pinned to H0 #0's node) running", proc=proc)
+        launch = json.loads((res / "H1" / "000-1" / "launch.json").read_text())
+        node, job = launch["node"], launch["job_id"]
+        h0 = json.loads((res / "H0" / "000-1" / "result.json").read_text())
+        assert node == h0["host"]
+        killed = subprocess.run([str(CLUSTER), "kill-node", node], capture_output=True, text=True)
+        assert killed.returncode == 0, killed.stderr
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run([str(CLUSTER), "up", "--nodes", str(NODES)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, err
+    assert squeue_jobs([job])[job][0] == "NODE_FAIL"
+    recs = records_by_key(res)
+    lost = recs[("H1", 0, 1)]
+    assert lost["status"] == "failed" and lost["job_id"] == job and "NODE_FAIL" in lost["message"], lost
+    retry = recs[("H1", 0, 2)]
+    assert retry["status"] == "ok" and retry["host"] != node, retry
+    assert "--nodelist" not in submission(res, retry["job_id"])                     # any node
+    assert f"H1 #0 runs on any node: the partner's node {node} is down or drained (the pair is broken)" in err
+    # no record lost, none twice: one record per submitted job, each run counted once
+    assert sorted(r["job_id"] for r in recs.values()) == sorted(launched(res).values())
+    assert len(recs) == 7 and sum(r["status"] == "ok" for r in recs.values()) == 6
+    ok = {(r["hypothesis"], r["index"]): r for r in recs.values() if r["status"] == "ok"}
+    for i in (1, 2):
+        assert ok[("H0", i)]["host"] == ok[("H1", i)]["host"]
+    # the analysis names the broken pair's runs
+    report = harness("analyze", res, cwd=tmp_path)
+    assert "runs on nodes without the other arm do not count" in report.stdout + report.stderr, report.stdout
+
+
+def test_e2e_scancel_requeue_and_time_limit_each_become_their_status_once(slurm_cluster, tmp_path):
+    """Three jobs at once on three nodes: one cancelled outside the harness, one requeued by an
+    admin, one that outlives its SLURM time limit (--slurm-time 1). Each is one failed or timeout
+    record, retried once, and counted once."""
+    exp = write_experiment(tmp_path, name="ends", runs=3, script=NODE_TRAIN,
+                           h0_args={"step_sleep": 0.3}, h1_args={"step_sleep": 0.3},
+                           extra_defaults='env = { HANG_RUNS = "H0/002-1" }')
+    res = tmp_path / "results" / "ends"
+    proc = spawn(["run", exp, *ON_NODES, "--max-parallel", "3", "--slurm-time", "1"], tmp_path)
+    firsts = ("H0/000-1", "H1/001-1", "H0/002-1")   # the first half of each block (alternating)
+    try:
+        wait_until(lambda: all((res / r / "log.txt").exists() and "step:1/" in (res / r / "log.txt").read_text()
+                               for r in firsts), limit_s=120, what="3 first halves running", proc=proc)
+        jobs = launched(res)
+        cancelled, requeued, limited = (jobs[r] for r in firsts)
+        subprocess.run(["scancel", cancelled], check=True)
+        # the harness's jobs are submitted --no-requeue: SLURM refuses a requeue...
+        refused = subprocess.run(["scontrol", "requeue", requeued], capture_output=True, text=True)
+        assert refused.returncode != 0 and "disabled" in refused.stderr, refused
+        # ... unless an admin makes the job requeueable first
+        subprocess.run(["scontrol", "update", f"jobid={requeued}", "requeue=1"], check=True)
+        subprocess.run(["scontrol", "requeue", requeued], check=True)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    recs = records_by_key(res)
+    c, q, t = recs[("H0", 0, 1)], recs[("H1", 1, 1)], recs[("H0", 2, 1)]
+    assert c["status"] == "failed" and f"SLURM job {cancelled} CANCELLED" in c["message"], c
+    assert q["status"] == "failed" and f"SLURM job {requeued} REQUEUED" in q["message"], q
+    assert t["status"] == "timeout" and f"SLURM job {limited} TIMEOUT" in t["message"], t
+    states = squeue_jobs([cancelled, requeued, limited])
+    assert [states[j][0] for j in (cancelled, requeued, limited)] == ["CANCELLED", "CANCELLED", "TIMEOUT"]
+    # the requeued job never ran a second time: one start in its log
+    assert (res / "H1" / "001-1" / "log.txt").read_text().count("config: ") == 1
+    assert all(recs[k]["status"] == "ok" for k in (("H0", 0, 2), ("H1", 1, 2), ("H0", 2, 2)))
+    assert len(recs) == 9 and sorted(r["job_id"] for r in recs.values()) == sorted(launched(res).values())
+    status = harness("status", res, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = {ln.split()[0]: ln.split()[1:] for ln in status.stdout.splitlines()     # the counts table
+            if ln.split()[:1] in (["H0"], ["H1"]) and all(t.isdigit() for t in ln.split()[1:])}
+    assert rows["H0"][0] == "3" and rows["H0"][-1] == "5", status.stdout    # 3 ok, 5 attempts
+    assert rows["H1"][0] == "3" and rows["H1"][-1] == "4", status.stdout
+    assert f"job {limited}" in status.stdout
+
+
+def test_e2e_harness_killed_with_jobs_queued_on_several_nodes_resumes_without_submitting_twice(
+        slurm_cluster, tmp_path):
+    exp = write_experiment(tmp_path, name="queued", runs=6, script=NODE_TRAIN,
+                           h0_args={"step_sleep": 0.15}, h1_args={"step_sleep": 0.15})
+    res = tmp_path / "results" / "queued"
+    args = ["run", exp, *ON_NODES, "--max-parallel", "6"]
+    proc = spawn(args, tmp_path)
+
+    def queued_and_running() -> bool:
+        states = squeue_jobs(list(launched(res).values())) if launched(res) else {}
+        running = {n for s, n in states.values() if s == "RUNNING"}
+        return len(launched(res)) == 6 and len(running) >= 2 and any(s == "PENDING" for s, _ in states.values())
+
+    wait_until(queued_and_running, limit_s=120, what="6 jobs submitted, some pending, 2+ nodes running", proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    first = launched(res)
+    # what a user reads meanwhile: each run's job and node, SLURM's pending reason, the waiting pairs
+    status = harness("status", res, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"unfinished\s+\S+\s+job \d+\s+PENDING \(\w+", status.stdout), status.stdout
+    assert all(f"job {j}" in status.stdout for j in first.values()), status.stdout
+
+    again = harness(*args, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    recs = records_by_key(res)
+    assert len(recs) == 12 and all(r["status"] == "ok" and r["attempt"] == 1 for r in recs.values()), \
+        sorted((k, r["status"]) for k, r in recs.items())
+    jobs = launched(res)
+    assert {k: jobs[k] for k in first} == first            # the first six jobs adopted, none resubmitted
+    assert len(set(jobs.values())) == 12                   # one job per run
+    for r in recs.values():
+        log = (res / r["hypothesis"] / r["run_id"] / "log.txt").read_text()
+        assert log.count("config: ") == 1, log             # every command ran once
+    assert_pairs_on_one_node(recs, 6, res)
+    status = harness("status", res, cwd=tmp_path).stdout
+    assert "pairs whose partner is still waiting" not in status
+    assert all(f"job {j}" in status for j in jobs.values())

@@ -6,6 +6,7 @@ redoing its attempt while the job may still run would run it twice.
 from __future__ import annotations
 
 import pickle
+import re
 import types
 from pathlib import Path
 
@@ -234,3 +235,93 @@ def test_a_cancel_that_slurm_refused_is_noted_and_tried_again(tmp_path, monkeypa
     fake_slurm(tmp_path, scancel="exit 0")     # the controller is back: the next cancel goes through
     b.cancel(handle)
     assert state.cancelled
+
+
+def test_a_requeued_job_ends_its_attempt_at_once_named_requeued_and_is_cancelled(tmp_path, monkeypatch):
+    """`scontrol requeue` (of a job an admin made requeueable): SLURM stops the command, which
+    reports the signal, and puts the job back in the queue (PENDING, BeginTime). That attempt
+    is over: it is a failure named REQUEUED at once (not after result_grace_s, as a job still
+    COMPLETING), and the job is cancelled so that it never runs a second time."""
+    cancelled = tmp_path / "cancelled"
+    monkeypatch.setenv("PATH", str(fake_slurm(tmp_path, squeue="echo '36|PENDING||BeginTime|later'",
+                                              sacct=NO_ACCOUNTING, scancel=f"echo \"$@\" >> {cancelled}")))
+    b = backend(tmp_path / ".slurm")
+    b.result_grace_s = 3600.0      # a wait would show: poll must not wait for the grace
+    run_dir = tmp_path / "H1" / "001-1"
+    run_dir.mkdir(parents=True)
+    handle = b._handle(spec(run_dir), "36", "t-36")
+    result = Path(slurm.job_state(handle).result)
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_bytes(pickle.dumps(("success", {
+        "token": "t-36", "host": "node2", "started_at": "a", "finished_at": "b", "wall_s": 2.0,
+        "exit_code": -15, "timed_out": False, "slurm_signal": "SIGTERM", "error": None})))
+    out = b.poll(handle)
+    assert out is not None and out.exit_code is None and not out.timed_out
+    assert "SLURM job 36 REQUEUED (SIGTERM from SLURM" in out.message, out.message
+    assert "requeued job was cancelled" in out.message and out.host == "node2"
+    assert cancelled.read_text().split() == ["36"]
+    assert b.poll(handle) is out       # final: asked once, cancelled once
+    assert cancelled.read_text().split() == ["36"]
+
+
+def test_status_lists_nodes_jobs_pending_reasons_and_waiting_pairs(tmp_path, monkeypatch):
+    """`harness status` on a paired cluster experiment, from records, launch files and squeue's
+    answer (a fake squeue here; tests/test_slurm.py reads it on the real cluster)."""
+    from harness.cli import status
+    from harness.data.store import Slot
+    from harness.records import RunRecord
+
+    def rec(hyp, index, host, job):
+        return RunRecord(run_id=f"{index:03d}-1", hypothesis=hyp, index=index, seed=index, status="ok",
+                         host=host, backend="slurm", job_id=job, val_loss=3.0, train_time_s=1.0)
+
+    slots = {("H0", 0): Slot("H0", 0, [rec("H0", 0, "node1", "200")]),
+             ("H1", 0): Slot("H1", 0, [], [tmp_path / "H1" / "000-1"]),
+             ("H1", 1): Slot("H1", 1, [rec("H1", 1, "node2", "201")]),
+             ("H0", 1): Slot("H0", 1, [], [tmp_path / "H0" / "001-1"])}
+    base = {"backend": "slurm", "pairing": "node", "attempt": 1}
+    attempts = [
+        {**base, "hypothesis": "H0", "index": 0, "run_id": "000-1", "status": "ok", "node": "node1",
+         "job_id": "200", "pinned": ""},
+        {**base, "hypothesis": "H1", "index": 0, "run_id": "000-1", "status": "unfinished", "node": "",
+         "job_id": "206", "pinned": "node1"},
+        {**base, "hypothesis": "H1", "index": 1, "run_id": "001-1", "status": "ok", "node": "node2",
+         "job_id": "201", "pinned": ""},
+        {**base, "hypothesis": "H0", "index": 1, "run_id": "001-1", "status": "unfinished", "node": "",
+         "job_id": "207", "pinned": "node2"}]
+    monkeypatch.setenv("PATH", str(fake_slurm(
+        tmp_path, squeue="echo '206|PENDING||Resources|N/A'; echo '207|RUNNING|node2|None|now'",
+        sacct=NO_ACCOUNTING)))
+    states, why = slurm.ask_states(["206", "207"])
+    assert why == "" and states["206"]["reason"] == "Resources"
+    spec_ = {"name": "x", "runs": 2, "hypotheses": [{"name": "H0"}, {"name": "H1"}]}
+    text = "\n".join(status.cluster_lines(spec_, slots, attempts, states, why))
+    assert re.search(r"H0\s+#0\s+000-1\s+ok\s+node1\s+job 200\n", text), text
+    assert re.search(r"H1\s+#0\s+000-1\s+unfinished\s+-\s+job 206  PENDING \(Resources\), pinned to node1", text)
+    assert re.search(r"H0\s+#1\s+001-1\s+unfinished\s+node2\s+job 207  RUNNING, pinned to node2", text)
+    assert "#0: H0 done on node1; waiting: H1 job 206 PENDING (Resources), pinned to node1" in text
+    assert "#1: H1 done on node2; waiting: H0 job 207 RUNNING, pinned to node2" in text
+
+    # SLURM cannot be asked: the attempts are still listed, with the reason
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    states, why = slurm.ask_states(["206"])
+    assert states == {} and "squeue" in why
+    text = "\n".join(status.cluster_lines(spec_, slots, attempts, states, why))
+    assert "(SLURM could not be asked: squeue" in text and "job 206" in text
+
+
+@pytest.mark.parametrize("args, says", [
+    (["up", "--nodes", "0"], "--nodes '0': expected a number of nodes from 1 to 99"),
+    (["up", "--nodes", "three"], "--nodes 'three': expected a number of nodes"),
+    (["up", "--nodes"], "--nodes needs a number of nodes"),
+    (["up", "--node", "3"], "usage: "),
+    (["kill-node"], "usage: "),
+])
+def test_cluster_script_refuses_bad_arguments_in_one_line_before_touching_anything(tmp_path, args, says):
+    import subprocess
+    script = Path(__file__).resolve().parent.parent / "scripts" / "slurm-cluster.sh"
+    env = {"PATH": "/usr/bin:/bin", "HARNESS_SLURM_DIR": str(tmp_path / "state")}
+    p = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 2 and p.stdout == "", p
+    assert says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "state").exists()     # nothing created, nothing started

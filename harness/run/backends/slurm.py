@@ -17,7 +17,10 @@ How an attempt ends, and what ``poll`` reports:
 
 SLURM itself never requeues an attempt (``--no-requeue``), and submitit's own
 requeue-on-preemption is disabled: resubmitting is the runner's job, so a retry
-is always a new attempt with its own folder and log.
+is always a new attempt with its own folder and log. A job requeued anyway (an
+admin made it requeueable, then ``scontrol requeue``) is back in the queue after
+its command was stopped: its attempt ends at once as REQUEUED and the job is
+cancelled, so that it never runs a second time.
 
 Job states come from ``squeue --states=all`` (which also lists recently ended
 jobs), then ``sacct`` for the jobs squeue no longer lists, when the cluster has
@@ -65,6 +68,11 @@ ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUE
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL",
             "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
 GONE = "GONE"  # neither squeue nor sacct knows the job (any more)
+# back in the queue after SLURM stopped it: requeued (`scontrol requeue` by an admin who made the job
+# requeueable, a site's preemption mode). Its attempt ended; the job is cancelled so that it never
+# runs a second time under the same folder, and the runner retries the run as a new attempt.
+REQUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
+REQUEUED = "REQUEUED"
 COMMENT_PREFIX = "harness:"
 TRANSIENT = ("timed out", "temporarily", "try again", "connection refused", "unable to contact")
 USABLE_NODE_STATES = {"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing", "resv",
@@ -330,6 +338,15 @@ class _Status:
                                  "reason": f"exit code {parts[3]}" if len(parts) > 3 else "",
                                  "start": parts[4] if len(parts) > 4 else ""}
         return out
+
+
+def ask_states(job_ids) -> tuple[dict[str, dict], str]:
+    """SLURM's answer for ``job_ids``, asked once: id -> {state, node, reason, start} (squeue,
+    then sacct); and why SLURM could not be asked ("" when it answered). For ``harness status``."""
+    status = _Status(0.0)
+    status.tracked = {str(j) for j in job_ids if str(j).strip()}
+    status.refresh()
+    return status.info, status.error
 
 
 class SlurmBackend(Backend):
@@ -612,10 +629,13 @@ class SlurmBackend(Backend):
             # status_interval_s (the retry waits on this answer)
             st = self.status.get(handle.job_id, fresh=first, max_age_s=1.0)["state"]
             if st in ACTIVE:
-                if time.monotonic() - x.signal_seen < self.result_grace_s:
+                requeued = st in REQUEUED_STATES   # no need to wait: it will not end by itself soon
+                if not requeued and time.monotonic() - x.signal_seen < self.result_grace_s:
                     return None
-                # e.g. requeued by SLURM: the runner retries, not SLURM
+                # requeued by SLURM, or stuck: the runner retries, not SLURM
                 x.cancel_error = self._scancel(handle.job_id)
+                if requeued:
+                    st = REQUEUED
             res = dict(res, slurm_state=st)
         if res is not None:
             x.outcome = self._from_result(handle, res)
@@ -691,9 +711,11 @@ class SlurmBackend(Backend):
                            message=f"killed after the {t:g} s timeout" if t is not None else "timed out")
         if r.get("slurm_signal"):
             st = r.get("slurm_state") or GONE
-            state = st if st in TERMINAL and st != "COMPLETED" else "signalled"
+            state = st if (st in TERMINAL and st != "COMPLETED") or st == REQUEUED else "signalled"
             left = (f"; scancel failed ({x.cancel_error}): the job may still be in SLURM's queue"
                     if x.cancel_error else "")
+            if st == REQUEUED and not x.cancel_error:
+                left = "; the requeued job was cancelled (a retry is a new attempt, never the same job)"
             return Outcome(exit_code=None, timed_out=st == "TIMEOUT", started_at=started, finished_at=finished,
                            wall_s=wall, host=host,
                            message=f"SLURM job {handle.job_id} {state} ({r['slurm_signal']} from SLURM stopped "
