@@ -675,8 +675,11 @@ def test_a_workers_memory_does_not_grow_from_run_to_run(worker_runs):
     logs, rss, _ = worker_runs
     params = int(re.search(r"^params total: (\d+)", logs[0], re.M).group(1))
     # one run's state (weights, optimiser state, initial copy) is >= 3 x 4 bytes per parameter:
-    # after runs 2..5 the worker holds the same within one fp32 copy of the weights
-    assert max(rss[1:]) - min(rss[1:]) < 4 * params, (rss, params)
+    # a worker that kept any run's state would grow by that much per run, so over runs 2..5
+    # (three runs) by >= 3 states; the allocator's own jitter measured here is ~2 MB (a third
+    # of one state), so the bound is one state over the whole span
+    state = 3 * 4 * params
+    assert max(rss[1:]) - min(rss[1:]) < state, (rss, params)
 
 
 def test_help_says_each_default_once():
