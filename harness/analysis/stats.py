@@ -30,6 +30,8 @@ DRIFT_ALPHA = 0.01       # Spearman test of time against run order, two-sided
 DRIFT_MIN_RUNS = 5       # fewer runs say nothing about a trend
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20240520  # fixed: the same data always print the same interval
+LARGE = 1e100            # |values| above this give no test: their squares and sums of squares
+                         # (and those of their differences) would overflow a double
 
 
 # ---------------------------------------------------------------- distributions
@@ -128,15 +130,45 @@ def norm_sf(z: float) -> float:
 # ---------------------------------------------------------------- descriptive
 
 def mean(xs: list[float]) -> float:
-    return math.fsum(xs) / len(xs) if xs else NAN
+    if not xs:
+        return NAN
+    if all(abs(x) <= LARGE for x in xs):
+        return math.fsum(xs) / len(xs)
+    return math.fsum(x / len(xs) for x in xs)   # absurd figures: a sum of them could overflow
+
+
+def tied(xs: list[float]) -> bool:
+    """Every value the same (max == min): a sample without spread at its resolution.
+
+    Decided on the values, not on a computed standard deviation: the floating-point mean
+    of identical values can be one unit in the last place off, which leaves a standard
+    deviation of 1e-16 and a t statistic of 1e13 instead of no test.
+    """
+    return bool(xs) and max(xs) == min(xs)
+
+
+def sum_sq(xs: list[float]) -> float:
+    """Sum of squared deviations from the mean; exactly 0 for tied values, never an overflow."""
+    if len(xs) < 2 or tied(xs):
+        return 0.0
+    m = mean(xs)
+    scale = max(abs(x - m) for x in xs)
+    if not math.isfinite(scale):
+        return scale if not math.isnan(scale) else NAN
+    # scaled, so that deviations of 1e200 give inf rather than an OverflowError
+    return scale * scale * math.fsum(((x - m) / scale) ** 2 for x in xs)
 
 
 def std(xs: list[float]) -> float:
-    """Sample standard deviation (ddof = 1); nan below 2 values."""
+    """Sample standard deviation (ddof = 1); nan below 2 values, 0 for tied values."""
     if len(xs) < 2:
         return NAN
-    m = mean(xs)
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    ss = sum_sq(xs)
+    if math.isinf(ss):
+        m = mean(xs)   # the square overflowed: the same figure without squaring it
+        scale = max(abs(x - m) for x in xs)
+        return scale * math.sqrt(math.fsum(((x - m) / scale) ** 2 for x in xs) / (len(xs) - 1))
+    return math.sqrt(ss / (len(xs) - 1))
 
 
 def median(xs: list[float]) -> float:
@@ -148,7 +180,11 @@ def median(xs: list[float]) -> float:
 
 
 def _finite(xs: list[float]) -> bool:
-    return all(math.isfinite(x) for x in xs)
+    """Values a test can use: finite and small enough that no square or sum of them overflows."""
+    return all(math.isfinite(x) and abs(x) <= LARGE for x in xs)
+
+
+usable = _finite
 
 
 # ---------------------------------------------------------------- tests
@@ -161,12 +197,13 @@ def welch_less(a: list[float], b: list[float]) -> float:
     na, nb = len(a), len(b)
     if na < 2 or nb < 2 or not (_finite(a) and _finite(b)):
         return NAN
-    va, vb = std(a) ** 2 / na, std(b) ** 2 / nb
+    if tied(a) or tied(b):
+        # a sample without spread (tied, rounded values) has no variance estimate: no
+        # test, never p = 0, and never a p from the other sample's spread alone
+        return NAN
+    va, vb = sum_sq(a) / (na - 1) / na, sum_sq(b) / (nb - 1) / nb
     se2 = va + vb
     diff = mean(a) - mean(b)
-    if se2 == 0.0:
-        # no spread at all (tied, rounded values): no test, never p = 0 (as scipy: nan)
-        return NAN
     df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
     return t_cdf(diff / math.sqrt(se2), df)
 
@@ -179,10 +216,10 @@ def ttest_1samp_less(xs: list[float], mu: float) -> float:
     n = len(xs)
     if n < 2 or not _finite(xs):
         return NAN
+    if tied(xs):
+        return NAN              # tied values: no test, never p = 0
     s = std(xs)
     diff = mean(xs) - mu
-    if s == 0.0:
-        return NAN              # tied values: no test, never p = 0 (as scipy: nan)
     return t_cdf(diff / (s / math.sqrt(n)), n - 1)
 
 
@@ -316,7 +353,7 @@ def outliers(xs: list[float], alpha: float = OUTLIER_ALPHA) -> list[Outlier]:
     Values equal to all others at the figures' resolution (sd of the others 0) are not
     scaled, hence not flagged.
     """
-    vals = [(i, x) for i, x in enumerate(xs) if math.isfinite(x)]
+    vals = [(i, x) for i, x in enumerate(xs) if _finite([x])]
     n = len(vals)
     if n < OUTLIER_MIN_RUNS:
         return []
@@ -506,6 +543,12 @@ def _arm_warnings(arm: Arm, row: Row) -> list[Caveat]:
                                f"{arm.name} mixes final steps: {parts}; Steps shows the most common"
                                + (f"; {arm.split_hint}" if arm.split_hint else "")))
     for what, xs, unit in (("time", arm.times, " s"), ("loss", arm.losses, "")):
+        huge = [x for x in xs if math.isfinite(x) and abs(x) > LARGE]
+        if huge:
+            out.append(Caveat(
+                "absurd", arm.name,
+                f"absurd figure: {arm.name} {what} {huge[0]:.4g}{unit} is beyond {LARGE:g}, so no test "
+                f"uses {arm.name}'s {what}s; read that run's log (a broken timer or a corrupt line)"))
         for o in outliers(xs):
             who = arm.sources[o.index] if arm.sources and o.index < len(arm.sources) else None
             run = f"run {o.index + 1}" + (f" ({who})" if who else "")

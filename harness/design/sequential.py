@@ -117,6 +117,12 @@ def welch_p(diff, var_c, var_t, n, shift=0.0):
     return _stdtr(df, t), _stdtr(df, -tf), t
 
 
+def _spread_var(x: np.ndarray) -> float:
+    """Sample variance; nan for tied values (no spread, no decision: their computed variance
+    is round-off of the mean, 1e-32, not a measurement)."""
+    return math.nan if x.max() == x.min() else float(x.var(ddof=1))
+
+
 def _t_upper(t: float, df: float) -> float:
     """P(T >= t) for Student's t (the futility side of the blocked statistic)."""
     from harness.analysis.stats import t_cdf
@@ -619,8 +625,8 @@ class SequentialPlan:
             test = "Yuen trimmed"
             pp, pf, tstat = (x[0] for x in yuen_looks(c[None], t[None], self.min_effect))
         else:
-            vc = np.array([c[:k].var(ddof=1) for k in n])
-            vt = np.array([t[:k].var(ddof=1) for k in n])
+            vc = np.array([_spread_var(c[:k]) for k in n])
+            vt = np.array([_spread_var(t[:k]) for k in n])
             pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
         (k,), (dec,) = first_crossing(pp[None], self.time_pass, pf[None], self.time_fail, M)
         j = k - 2
@@ -653,7 +659,7 @@ class SequentialPlan:
             x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
             n = np.arange(2, L + 2)
             m = np.array([x[:k].mean() for k in n])
-            v = np.array([x[:k].var(ddof=1) for k in n])
+            v = np.array([_spread_var(x[:k]) for k in n])
             pp, pf, tstat = one_sample_p(m, v, n)
             (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
             if bad is None or (dec != 0 and k <= bad):
