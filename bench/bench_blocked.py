@@ -179,8 +179,8 @@ def stratified_p(c, t, hc, ht, weights="counts", rule="guarded", nodes=None):
             ok = shared.any(axis=1) & (dfc + dft >= 1)
             p = special.stdtr(df, delta / np.sqrt(x + y))
             return np.where(ok, p, np.nan)
-        xu = x * dfc_e / stats.chi2.ppf(blocked.DF_BOUND, dfc_e)
-        yu = y * dft_e / stats.chi2.ppf(blocked.DF_BOUND, dft_e)
+        xu = x * dfc_e / stats.chi2.ppf(np.where(dfc_e <= 1, blocked.df_bound(1), blocked.df_bound(2)), dfc_e)
+        yu = y * dft_e / stats.chi2.ppf(np.where(dft_e <= 1, blocked.df_bound(1), blocked.df_bound(2)), dft_e)
         df = np.minimum(np.minimum(sat(x, y), sat(xu, y)), sat(x, yu))
         p_within = special.stdtr(df, delta / np.sqrt(x + y))
         p_within = np.where(both & (ssc > 0) & (sst > 0), p_within, np.nan)
@@ -294,15 +294,17 @@ def df_grid(seed: int, draws: int, alphas=(0.001, 0.01, 0.05)) -> dict:
             for lam in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98):
                 for small, big, x, y in ((nc, nt, lam * uc, (1 - lam) * ut), (nt, nc, lam * ut, (1 - lam) * uc)):
                     sat = lambda x, y: (x + y) ** 2 / (x * x / small + y * y / big)
-                    xu = x * small / stats.chi2.ppf(blocked.DF_BOUND, small)
-                    yu = y * big / stats.chi2.ppf(blocked.DF_BOUND, big)
+                    xu = x * small / stats.chi2.ppf(blocked.df_bound(small), small)
+                    yu = y * big / stats.chi2.ppf(blocked.df_bound(big), big)
                     rules = {"satterthwaite": sat(x, y),
                              "guarded": np.minimum(np.minimum(sat(x, y), sat(xu, y)), sat(x, yu))}
                     for rule, df in rules.items():
                         for a in alphas:
-                            size = float(np.mean(special.ndtr(-special.stdtrit(df, 1 - a) * np.sqrt(x + y)))) / a
+                            cond = special.ndtr(-special.stdtrit(df, 1 - a) * np.sqrt(x + y)) / a
                             key = (rule, a, min(nc, nt))
-                            out[key] = max(out.get(key, 0.0), size)
+                            size = float(cond.mean())
+                            if size > out.get(key, (0.0, 0.0))[0]:
+                                out[key] = (size, float(cond.std() / math.sqrt(draws)))
     return out
 
 
@@ -401,7 +403,8 @@ def main() -> int:
     print(f"{'rule':15}{'alpha':>7}" + "".join(f"{'df ' + str(m):>8}" for m in smalls))
     for rule in ("satterthwaite", "guarded"):
         for a in (0.001, 0.01, 0.05):
-            print(f"{rule:15}{a:>7g}" + "".join(f"{grid[(rule, a, m)]:>8.3f}" for m in smalls))
+            print(f"{rule:15}{a:>7g}" + "".join(f"{grid[(rule, a, m)][0]:>8.3f}" for m in smalls)
+                  + f"   +- se max {max(grid[(rule, a, m)][1] for m in smalls):.3f}")
     print()
     qsims = max(sims // 16, 2000)
     print(f"== --until-decisive (M = 10), pairing = \"none\": each run on any node, {qsims} experiments ==")

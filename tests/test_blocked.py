@@ -39,7 +39,8 @@ def test_on_one_node_it_is_welchs_statistic_with_guarded_df():
 def test_guarded_df_against_scipy_and_its_limits():
     from scipy.stats import chi2
     for df in (1, 2, 5, 40):
-        assert blocked.chi2_lower_quantile(df) == pytest.approx(chi2.ppf(blocked.DF_BOUND, df), rel=1e-9)
+        q = blocked.df_bound(df)
+        assert blocked.chi2_lower_quantile(df, q) == pytest.approx(chi2.ppf(q, df), rel=1e-9)
     # an arm with 1 df carrying most of the variance: Satterthwaite says ~1.1 df at
     # these estimates but up to 60 when the 1-df estimate comes out small; the guard does not follow
     assert blocked.guarded_df(0.01, 1.0, 1, 60) < 2.0

@@ -21,7 +21,7 @@ noisier):
 * its variance s_c^2 A + s_t^2 B (A = sum (w_h/W)^2 / n_ch, B likewise); one-sided
   p from Student's t with **guarded Satterthwaite degrees of freedom**: the smallest
   of Satterthwaite's df at the estimated variances and at each arm's variance raised
-  to its one-sided 99% upper confidence bound (``DF_BOUND``). Plain Satterthwaite df
+  to its one-sided upper confidence bound (95%; 99% for an arm with 1 df: ``df_bound``). Plain Satterthwaite df
   are unreliable when an arm has few within-node df and carries most of the variance:
   an arm with 1 df gave 30x alpha at alpha 0.001. The guard keeps the rate at or below
   alpha for every variance share and every pair of df (bench/bench_blocked.py, the df
@@ -60,7 +60,11 @@ METHOD = ("stratified Welch t-test blocked by node (within-node variance pooled 
           "Satterthwaite df; node differences when an arm has no within-node df)")
 NODE_DIFFERENCES = "node differences"   # BlockedTest.variance when the d_h decide
 WITHIN = "within-node"                  # BlockedTest.variance when the arms' variances decide
-DF_BOUND = th.BLOCKED_DF_BOUND   # each arm's variance at its one-sided upper bound in the df guard
+
+
+def df_bound(df: int) -> float:
+    """q of the df guard's upper bound for an arm with ``df`` within-node df (thresholds.py)."""
+    return th.BLOCKED_DF_BOUND_1DF if df <= 1 else th.BLOCKED_DF_BOUND
 SHORT = "stratified Welch by node"
 UNKNOWN_HOST = "?"
 
@@ -126,7 +130,7 @@ def _gammainc_lower(a: float, x: float) -> float:
 
 
 @lru_cache(maxsize=None)
-def chi2_lower_quantile(df: int, q: float = DF_BOUND) -> float:
+def chi2_lower_quantile(df: int, q: float) -> float:
     """The q quantile of chi-square with ``df`` degrees of freedom (q small: bisection below df)."""
     lo, hi = 0.0, float(df)
     for _ in range(200):
@@ -142,14 +146,14 @@ def _satterthwaite(x: float, y: float, dfx: int, dfy: int) -> float:
     return (x + y) ** 2 / (x * x / dfx + y * y / dfy)
 
 
-def guarded_df(x: float, y: float, dfx: int, dfy: int, q: float = DF_BOUND) -> float:
+def guarded_df(x: float, y: float, dfx: int, dfy: int) -> float:
     """Satterthwaite's df of x + y, guarded: also at each component raised to its upper bound.
 
     ``x`` and ``y`` are the two estimated variance components (s_c^2 A, s_t^2 B) with
     ``dfx`` and ``dfy`` degrees of freedom. See the module text for why and how calibrated.
     """
-    xu = x * dfx / chi2_lower_quantile(dfx, q)
-    yu = y * dfy / chi2_lower_quantile(dfy, q)
+    xu = x * dfx / chi2_lower_quantile(dfx, df_bound(dfx))
+    yu = y * dfy / chi2_lower_quantile(dfy, df_bound(dfy))
     return min(_satterthwaite(x, y, dfx, dfy), _satterthwaite(xu, y, dfx, dfy),
                _satterthwaite(x, yu, dfx, dfy))
 
