@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 
 from harness import thresholds as th
-from harness.design import sequential as seq
+from harness.cli.bar import Bar
+from harness.design import progress, sequential as seq
 from harness.design.plan import UCB_LEVEL, plan_one, sigma_ucb
 from harness.errors import UserError
 
@@ -75,6 +76,8 @@ def configure(p) -> None:
     p.add_argument("--sims", type=int, default=10_000, help="simulated experiments (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on stderr (it shows only on a terminal, after a second)")
 
 
 def _flag_scenario(args) -> dict:
@@ -124,7 +127,8 @@ def format_text(res: dict) -> str:
                        f"power time {r['fixed_power_time']:.3f}, loss {r['fixed_power_loss']:.3f}")
         else:
             out.append("  fixed design: no number of runs reaches the power (the treatment cannot pass)")
-        out.append(f"  sequential (--until-decisive --max-runs {s['max_runs']}, {s['sims']} simulations): "
+        out.append(f"  sequential (--until-decisive --max-runs {s['max_runs']}: {s['max_runs_note']}; "
+                   f"{s['sims']} simulations): "
                    f"expected runs control {s['mean_control_runs']:.1f}, treatment {s['mean_treatment_runs']:.1f}, "
                    f"total {s['mean_total_runs']:.1f} (95th percentile {s['p95_total_runs']:g}); "
                    f"power time {s['power_time']:.3f}, loss {s['power_loss']:.3f}, both {s['power_both']:.3f}")
@@ -165,10 +169,15 @@ def main(args) -> int:
     got = th.resolve(args, defaults, {**th.GATE, "min_effect": th.MIN_EFFECT})
     alpha_time, alpha_loss = got["alpha_time"], got["alpha_loss"]
     target, min_effect = got["target_loss"], got["min_effect"]
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            plans = [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
+                              args.max_runs, args.sims, args.seed) for sc in scenarios]
+    finally:
+        bar.close()
     res = {"source": source, "power": args.power, "alpha_time": alpha_time, "alpha_loss": alpha_loss,
-           "target_loss": target, "min_effect": min_effect, "method": seq.METHOD,
-           "treatments": [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
-                                   args.max_runs, args.sims, args.seed) for sc in scenarios]}
+           "target_loss": target, "min_effect": min_effect, "method": seq.METHOD, "treatments": plans}
     if args.format == "json":
         print(json.dumps(res, indent=2))
     else:

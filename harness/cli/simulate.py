@@ -6,7 +6,8 @@ import math
 import sys
 
 from harness import thresholds as th
-from harness.design import sequential as seq
+from harness.cli.bar import Bar
+from harness.design import progress, sequential as seq
 from harness.design.simulate import simulate, simulate_sweep
 from harness.errors import UserError
 
@@ -46,6 +47,8 @@ def format_text(r: dict) -> str:
 
 
 def configure(p) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on stderr (it shows only on a terminal, after a second)")
     p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one (not with --sweep-steps)")
     p.add_argument("--treatment-time-sigma", type=float, help="treatment's run-time sigma (s); default: --time-sigma")
     p.add_argument("--time-delta", type=float, help="treatment mean time minus control's (s); < 0 is faster")
@@ -195,14 +198,19 @@ def main(args) -> int:
     if variance is None and args.sigma_off != 1.0:
         raise UserError("--sigma-off: needs a borrowed sigma (--variance-from, --borrowed-loss-sigma, "
                         "--borrowed-time-sigma) to be off")
-    r = simulate(args.time_sigma, args.time_delta, args.loss_mean, args.loss_sigma,
-                 treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
-                 alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
-                 target_loss=args.target_loss, sims=args.sims, seed=args.seed,
-                 futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
-                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
-                 time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
-                 borrowed_draw=args.borrowed_draw)
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            r = simulate(args.time_sigma, args.time_delta, args.loss_mean, args.loss_sigma,
+                         treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
+                         alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
+                         target_loss=args.target_loss, sims=args.sims, seed=args.seed,
+                         futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
+                         fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
+                         time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
+                         borrowed_draw=args.borrowed_draw)
+    finally:
+        bar.close()
     if args.format == "json":
         print(json.dumps(r, indent=2))
     else:
