@@ -9,7 +9,9 @@ pilot's sample sigmas to their one-sided upper confidence bounds at ``level``
 sigmas (the "power time / loss" of its output). The promise is met when the power at
 the true sigmas, with that n, is at least the promised one. The effect is given (a
 --time-delta of -0.15 s, a mean loss of 3.2784 against 3.28): the promise covers the
-sigmas' uncertainty. Shares with Monte Carlo SEs; seed 8101.., nothing tuned on them.
+sigmas' uncertainty. Scenarios: both criteria bind, only time sets n (a loss far below
+the target), only loss sets n (a large speedup). Shares with Monte Carlo SEs; seeds
+8101.. chose the level (0.95 gave 0.944-0.946 where the loss sets n), 8201.. report.
 
 Usage: ``python bench/bench_plan_pilot.py [--pilots N]``.
 """
@@ -60,7 +62,7 @@ def main() -> int:
           f"(time delta {DELTA} s, loss {LOSS} vs {TARGET}, power {POWER})")
     print(f"{'scenario':12}{'pilot runs':>10}{'level':>7}{'time':>8}{'loss':>8}{'both':>8}{'+- se':>8}"
           f"{'true both, 5th pct':>20}")
-    seed = 8101
+    seed = 8201   # fresh: 8101.. chose the level
     for name, delta, loss in SCENARIOS:
         for n0 in (4, 10):
             for level in (0.9, plan.UCB_LEVEL):

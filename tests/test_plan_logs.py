@@ -9,9 +9,51 @@ def test_plan_from_record_logs_grouped_by_steps(tmp_path, cli):
                   "--sims", "2000", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "1575 vs 1600 from 10 + 10 runs" in out.stdout
-    # the pilot's sigmas, then their 90% upper confidence bounds, which the plan uses
-    assert "time 0.0904 -> 0.1329 / 0.0533 -> 0.0783 s" in out.stdout
-    assert "sigma 0.1329 / 0.0783 s, delta -0.3925 s -> 7 runs per arm" in out.stdout
-    assert "fixed design: 12 runs per arm" in out.stdout
+    # the pilot's sigmas, then their 96% upper confidence bounds, which the plan uses
+    assert "time 0.0904 -> 0.1540 / 0.0533 -> 0.0907 s" in out.stdout
+    assert "sigma 0.1540 / 0.0907 s, delta -0.3925 s -> 8 runs per arm" in out.stdout
+    assert "fixed design: 15 runs per arm" in out.stdout
     bad = cli("plan", RECORD, "--group-by", "steps", "--control", "1234", cwd=tmp_path)
     assert bad.returncode == 2 and "no such group" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_plan_on_the_record_logs_answers_from_committed_calibrations_within_10_s(tmp_path):
+    # today: M = the fixed n (12), whose boundaries are not committed: 40-80 s of calibration
+    import time
+    t0 = time.monotonic()
+    out = harness("plan", RECORD, "--group-by", "steps", cwd=tmp_path,
+                  env={"HARNESS_CACHE": str(tmp_path / "empty-cache")})
+    took = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert took < 10, took
+    assert ("--until-decisive --max-runs 20: the smallest M >= the fixed n (15) with committed or cached "
+            "boundaries") in out.stdout
+    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").rglob("*.json"))
+    assert out.stderr == ""          # not a terminal: no progress bar
+
+
+def test_pilot_sigma_bound_keeps_the_promise_for_95_percent_of_pilots():
+    # a pilot whose sigma sits at the 7.5% quantile of its law (too small): at the old 90%
+    # bound the promised power is not met at the true sigma, at the 95% bound it is
+    import math
+    from scipy.stats import chi2
+    from harness.design import plan
+    sigma, loss, target = 0.0009, 3.2784, 3.28
+    for n0 in (4, 10):
+        s = sigma * math.sqrt(chi2.ppf(0.075, n0 - 1) / (n0 - 1))
+        for level, met in ((0.9, False), (plan.UCB_LEVEL, True)):
+            u = plan.sigma_ucb(s, n0, level)
+            n = plan.runs_needed(lambda k: plan.loss_power(k, loss, u, target, 0.01), 0.9)
+            promised = plan.loss_power(n, loss, u, target, 0.01)
+            assert (plan.loss_power(n, loss, sigma, target, 0.01) >= promised) is met, (n0, level)
+    assert plan.UCB_LEVEL >= 0.95
+
+
+def test_calibrated_max_runs_lists_the_committed_boundaries(tmp_path, monkeypatch):
+    from harness.design import plan, sequential as seq
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    assert seq.calibrated_max_runs(0.001, 0.01) == [4, 6, 8, 10, 20]
+    assert plan._pick_max_runs(None, 11, 0.001, 0.01)[0] == 20
+    assert plan._pick_max_runs(None, 8, 0.001, 0.01) == (8, "the fixed n (boundaries committed or cached)")
+    assert plan._pick_max_runs(7, 11, 0.001, 0.01) == (7, "as asked")
+    assert plan._pick_max_runs(None, 30, 0.001, 0.01)[1].endswith("calibrated now)")
