@@ -117,8 +117,14 @@ def sweep_main(args) -> int:
     if len(set(steps)) >= 2 and not sweep_seq.stored(steps, args.alpha_loss, args.max_runs):
         print("calibrating the sweep's sequential boundaries (once per machine, about a minute) ...",
               file=sys.stderr)
-    r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss, alpha_loss=args.alpha_loss,
-                       max_runs=args.max_runs, sims=args.sims, seed=args.seed, max_parallel=args.max_parallel)
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss,
+                               alpha_loss=args.alpha_loss, max_runs=args.max_runs, sims=args.sims,
+                               seed=args.seed, max_parallel=args.max_parallel)
+    finally:
+        bar.close()
     print(json.dumps(r, indent=2) if args.format == "json" else format_sweep(r))
     return 0
 
