@@ -140,3 +140,17 @@ def test_the_issue_case_train_time_1e205ms_is_one_line(tmp_path):
     assert out.returncode == 1
     assert "absurd figure: H0 time 1e+202 s" in out.stdout
     assert "FAIL  H1  time" in out.stdout
+
+
+def test_gate_names_the_tied_arm_and_fails_time(tmp_path):
+    from conftest import harness
+    from tests.fixtures.make_record_logs import make_log
+    rng = random.Random(3)
+    for arm, times in (("H0", [98.0, 98.05, 98.1, 98.02]), ("H1", [97.5] * 4)):
+        (tmp_path / "logs" / arm).mkdir(parents=True)
+        for i, t in enumerate(times):
+            (tmp_path / "logs" / arm / f"r{i}.txt").write_text(make_log(100, 3.27 + 0.0001 * i, t, "", rng))
+    out = harness("analyze", "--gate", "logs", cwd=tmp_path)
+    line = next(x for x in out.stdout.splitlines() if x.startswith(("PASS  H1  time", "FAIL  H1  time")))
+    # today: PASS with p = 1.9e-05 from the control's spread alone
+    assert line.startswith("FAIL") and "no spread in H1's times, no test" in line, line
