@@ -57,3 +57,21 @@ def test_calibrated_max_runs_lists_the_committed_boundaries(tmp_path, monkeypatc
     assert plan._pick_max_runs(None, 8, 0.001, 0.01) == (8, "the fixed n (boundaries committed or cached)")
     assert plan._pick_max_runs(7, 11, 0.001, 0.01) == (7, "as asked")
     assert plan._pick_max_runs(None, 30, 0.001, 0.01)[1].endswith("calibrated now)")
+
+
+def test_plan_from_tied_or_absurd_pilots_is_one_line(tmp_path, cli):
+    # today: an OverflowError traceback (a time of 1e202 s); equal losses: a plan at sigma 0 that
+    # was still silent after 30 s
+    import random
+    from tests.fixtures.make_record_logs import make_log
+    rng = random.Random(2)
+    cases = {"absurd": ([98.0, 98.01, 98.02, 1e202], [3.27, 3.2701, 3.2702, 3.2703], "--time-sigma"),
+             "tied": ([98.0, 98.01, 98.02, 98.03], [3.277] * 4, "--loss-sigma")}
+    for name, (h0_times, h1_losses, flag) in cases.items():
+        for arm, times, losses in (("H0", h0_times, [3.27] * 4), ("H1", [97.7, 97.71, 97.73, 97.72], h1_losses)):
+            (tmp_path / name / arm).mkdir(parents=True)
+            for i, (t, x) in enumerate(zip(times, losses)):
+                (tmp_path / name / arm / f"r{i}.txt").write_text(make_log(100, x, t, "", rng))
+        out = cli("plan", tmp_path / name, cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "Traceback" not in out.stderr and f"pass {flag}" in out.stderr

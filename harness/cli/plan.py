@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from harness import thresholds as th
+from harness.analysis import stats
 from harness.cli.bar import Bar
 from harness.design import progress, sequential as seq
 from harness.design.plan import UCB_LEVEL, plan_one, sigma_ucb
@@ -13,8 +14,27 @@ from harness.errors import UserError
 
 
 def _std(xs: list[float]) -> float:
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    """A pilot's sigma; nan where it has none (tied values, or one beyond stats.LARGE)."""
+    return stats.std(xs) if stats.usable(xs) and not stats.tied(xs) else math.nan
+
+
+_SIGMA_FLAGS = {"time_sigma": ("--time-sigma", "the control's times"),
+                "treatment_time_sigma": ("--treatment-time-sigma", "the treatment's times"),
+                "loss_sigma": ("--loss-sigma", "the treatment's losses")}
+
+
+def _check_sigmas(sc: dict, path: str) -> None:
+    """One line for a pilot sigma that could not be estimated and no flag replaced."""
+    for key, (flag, what) in _SIGMA_FLAGS.items():
+        if not math.isfinite(sc[key]):
+            raise UserError(f"{path}: {sc['name']} vs {sc['control']}: {what} are all equal or beyond "
+                            f"{stats.LARGE:g} (no spread to estimate a sigma from); pass {flag}")
+    for key, flag in (("time_delta", "--time-delta"), ("loss_mean", "--loss-mean")):
+        if not abs(sc[key]) <= stats.LARGE:
+            raise UserError(f"{path}: {sc['name']} vs {sc['control']}: the pilot's {key.replace('_', ' ')} "
+                            f"{sc[key]:.4g} comes from a figure beyond {stats.LARGE:g}; read that run's log "
+                            f"or pass {flag}")
+
 
 def scenarios_from_results(path: str, group_by: str = "folder",
                            control: str | None = None) -> tuple[list[dict], dict]:
@@ -46,8 +66,8 @@ def scenarios_from_results(path: str, group_by: str = "folder",
         out.append({"name": g.name, "control": control, "runs": (len(ctimes), len(ttimes)),
                     "loss_runs": len(losses),
                     "time_sigma": _std(ctimes), "treatment_time_sigma": _std(ttimes),
-                    "time_delta": sum(ttimes) / len(ttimes) - sum(ctimes) / len(ctimes),
-                    "loss_mean": sum(losses) / len(losses), "loss_sigma": _std(losses),
+                    "time_delta": stats.mean(ttimes) - stats.mean(ctimes),
+                    "loss_mean": stats.mean(losses), "loss_sigma": _std(losses),
                     "diverged": sum(1 for x in g.losses if not math.isfinite(x))})
     if not out:
         raise UserError(f"{path}: only the control {control} is there; a plan needs a treatment")
@@ -162,6 +182,7 @@ def main(args) -> int:
             for key in ("time_sigma", "treatment_time_sigma", "time_delta", "loss_mean", "loss_sigma"):
                 if getattr(args, key) is not None:
                     sc[key] = getattr(args, key)
+            _check_sigmas(sc, args.results)
         source = args.results
     else:
         scenarios, source = [_flag_scenario(args)], "flags"
