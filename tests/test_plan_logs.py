@@ -75,3 +75,11 @@ def test_plan_from_tied_or_absurd_pilots_is_one_line(tmp_path, cli):
         out = cli("plan", tmp_path / name, cwd=tmp_path)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert "Traceback" not in out.stderr and f"pass {flag}" in out.stderr
+
+
+def test_plan_flags_beyond_what_the_power_can_square_are_one_line(tmp_path, cli):
+    # today: an OverflowError traceback from time_power
+    out = cli("plan", "--time-sigma", "1e200", "--time-delta=-1e205", "--loss-mean", "3.27",
+              "--loss-sigma", "0.001", cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "--time-sigma 1e+200: beyond" in out.stderr

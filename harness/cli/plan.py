@@ -18,6 +18,8 @@ def _std(xs: list[float]) -> float:
     return stats.std(xs) if stats.usable(xs) and not stats.tied(xs) else math.nan
 
 
+PLAN_LARGE = 1e50   # |flag| above this: the squares of squares in the power's df overflow a double
+
 _SIGMA_FLAGS = {"time_sigma": ("--time-sigma", "the control's times"),
                 "treatment_time_sigma": ("--treatment-time-sigma", "the treatment's times"),
                 "loss_sigma": ("--loss-sigma", "the treatment's losses")}
@@ -110,6 +112,10 @@ def _flag_scenario(args) -> dict:
     for k in ("--time-sigma", "--loss-sigma"):
         if not need[k] > 0:
             raise UserError(f"{k} {need[k]}: expected a standard deviation > 0")
+    for k, v in [*need.items(), ("--treatment-time-sigma", args.treatment_time_sigma)]:
+        if v is not None and not abs(v) <= PLAN_LARGE:
+            raise UserError(f"{k} {v:g}: beyond {PLAN_LARGE:g}, where the power's squares overflow; "
+                            f"give it in seconds (or loss units) of a real run")
     if args.treatment_time_sigma is not None and not args.treatment_time_sigma > 0:
         raise UserError(f"--treatment-time-sigma {args.treatment_time_sigma}: expected a standard deviation > 0")
     return {"name": "treatment", "control": "control", "runs": None, "time_sigma": args.time_sigma,

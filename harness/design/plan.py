@@ -90,7 +90,7 @@ def _pick_max_runs(max_runs: int | None, n_fixed: int | None, alpha_time: float,
         how = "the fixed n" if n_fixed else "10"
         return ready[0], (f"the smallest M >= {how} ({want}) with committed or cached boundaries"
                           if ready[0] != want else "the fixed n (boundaries committed or cached)")
-    return want, "the fixed n (no committed boundaries at these alphas: calibrated now)"
+    return want, "the fixed n (no committed or cached boundaries at or above it: calibrated now)"
 
 
 def plan_one(sc: dict, alpha_time: float, alpha_loss: float, target: float, power: float,
