@@ -52,11 +52,12 @@ def test_pilot_sigma_bound_keeps_the_promise_for_95_percent_of_pilots():
 def test_calibrated_max_runs_lists_the_committed_boundaries(tmp_path, monkeypatch):
     from harness.design import plan, sequential as seq
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
-    assert seq.calibrated_max_runs(0.001, 0.01) == [4, 6, 8, 10, 20]
+    assert seq.calibrated_max_runs(0.001, 0.01) == [4, 6, 8, 10, 20, 30, 40]
     assert plan._pick_max_runs(None, 11, 0.001, 0.01)[0] == 20
+    assert plan._pick_max_runs(None, 21, 0.001, 0.01)[0] == 30
     assert plan._pick_max_runs(None, 8, 0.001, 0.01) == (8, "the fixed n (boundaries committed or cached)")
     assert plan._pick_max_runs(7, 11, 0.001, 0.01) == (7, "as asked")
-    assert plan._pick_max_runs(None, 30, 0.001, 0.01)[1].endswith("calibrated now)")
+    assert plan._pick_max_runs(None, 41, 0.001, 0.01)[1].endswith("calibrated now)")
 
 
 def test_plan_from_tied_or_absurd_pilots_is_one_line(tmp_path, cli):
