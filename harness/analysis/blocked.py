@@ -60,11 +60,6 @@ METHOD = ("stratified Welch t-test blocked by node (within-node variance pooled 
           "Satterthwaite df; node differences when an arm has no within-node df)")
 NODE_DIFFERENCES = "node differences"   # BlockedTest.variance when the d_h decide
 WITHIN = "within-node"                  # BlockedTest.variance when the arms' variances decide
-
-
-def df_bound(df: int) -> float:
-    """q of the df guard's upper bound for an arm with ``df`` within-node df (thresholds.py)."""
-    return th.BLOCKED_DF_BOUND_1DF if df <= 1 else th.BLOCKED_DF_BOUND
 SHORT = "stratified Welch by node"
 UNKNOWN_HOST = "?"
 
@@ -114,6 +109,11 @@ def _mean(xs: list[float]) -> float:
 def _within(groups: dict[str, list[float]]) -> tuple[float, int]:
     """Within-node sum of squares (exactly 0 for tied groups) and its degrees of freedom."""
     return math.fsum(sum_sq(xs) for xs in groups.values()), sum(len(xs) - 1 for xs in groups.values())
+
+
+def df_bound(df: int) -> float:
+    """q of the df guard's upper bound for an arm with ``df`` within-node df (thresholds.py)."""
+    return th.BLOCKED_DF_BOUND_1DF if df <= 1 else th.BLOCKED_DF_BOUND
 
 
 def _gammainc_lower(a: float, x: float) -> float:
