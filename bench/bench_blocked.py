@@ -20,6 +20,17 @@ replayed on both statistics for the paired schedule. All rates are one-sided
 "faster" verdicts with Monte Carlo standard errors; the null rates are checked on
 two independent seeds. Nothing here is tuned.
 
+Placements (the second null table): what a cluster makes of pairs that fail, nodes that
+drain and large shared partitions -- 1 control + 2 treatment runs per node, a control
+with 1 within-node df, unequal counts per node, many nodes with one run each, the
+control's sigma 1.7x and 4x the treatment's, a linear drift over the experiment -- for
+the fixed gate and for ``--until-decisive`` with ``pairing = "none"`` over 16 and 64
+nodes. ``today`` is the test before the guard (pooled variance when an arm had no df,
+plain Satterthwaite df), ``blocked`` the shipped one. The df grid checks the guard on
+the reduced problem (Z over the square root of two scaled chi-squares) for every share
+of variance, Rao-Blackwellised (the rejection probability given the variance estimates,
+averaged), so its Monte Carlo SE is far below the binomial one.
+
 Usage: ``python bench/bench_blocked.py [--sims N] [--quick]``.
 """
 from __future__ import annotations
@@ -31,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,6 +82,41 @@ def draw(rng, sims: int, n: int, delta: float, schedule: str):
     return c, t, hc, ht
 
 
+def _fixed(rows, hosts):
+    return np.broadcast_to(np.asarray(hosts), (rows, len(hosts))).copy()
+
+
+# name -> (nodes, control hosts (rows -> array), treatment hosts, control sigma, treatment sigma, drift s)
+PLACEMENTS = {
+    "1c+2t per node, 5 nodes": (5, lambda r, B: _fixed(B, range(5)), lambda r, B: _fixed(B, np.repeat(np.arange(5), 2)), SC, ST, 0.0),
+    "1c+2t per node, 10 nodes": (10, lambda r, B: _fixed(B, range(10)), lambda r, B: _fixed(B, np.repeat(np.arange(10), 2)), SC, ST, 0.0),
+    "1c+2t, 10 nodes, sigma_c 4x": (10, lambda r, B: _fixed(B, range(10)), lambda r, B: _fixed(B, np.repeat(np.arange(10), 2)), 4 * ST, ST, 0.0),
+    "control 1 df (6 on 5 nodes)": (5, lambda r, B: _fixed(B, [0, 0, 1, 2, 3, 4]), lambda r, B: _fixed(B, np.repeat(np.arange(5), 2)), SC, ST, 0.0),
+    "control 1 df, sigma_c 4x": (5, lambda r, B: _fixed(B, [0, 0, 1, 2, 3, 4]), lambda r, B: _fixed(B, np.repeat(np.arange(5), 2)), 4 * ST, ST, 0.0),
+    "4 + 12 runs spread, 4 nodes, 1.7x": (4, lambda r, B: r.integers(0, 4, (B, 4)), lambda r, B: r.integers(0, 4, (B, 12)), 1.7 * ST, ST, 0.0),
+    "spread 4 nodes, sigma_c 1.7x": (4, lambda r, B: r.integers(0, 4, (B, 10)), lambda r, B: r.integers(0, 4, (B, 10)), 1.7 * ST, ST, 0.0),
+    "spread 4 nodes, sigma_c 4x": (4, lambda r, B: r.integers(0, 4, (B, 10)), lambda r, B: r.integers(0, 4, (B, 10)), 4 * ST, ST, 0.0),
+    "skewed 4 nodes, sigma_c 4x": (4, lambda r, B: r.choice(4, (B, 10), p=SKEW["H0"]), lambda r, B: r.choice(4, (B, 10), p=SKEW["H1"]), 4 * ST, ST, 0.0),
+    "spread 16 nodes": (16, lambda r, B: r.integers(0, 16, (B, 10)), lambda r, B: r.integers(0, 16, (B, 10)), SC, ST, 0.0),
+    "spread 64 nodes": (64, lambda r, B: r.integers(0, 64, (B, 10)), lambda r, B: r.integers(0, 64, (B, 10)), SC, ST, 0.0),
+    "spread 64 nodes, sigma_c 4x": (64, lambda r, B: r.integers(0, 64, (B, 10)), lambda r, B: r.integers(0, 64, (B, 10)), 4 * ST, ST, 0.0),
+    "one pair per node, 10 nodes": (10, lambda r, B: _fixed(B, range(10)), lambda r, B: _fixed(B, range(10)), SC, ST, 0.0),
+    "spread 4 nodes, drift 0.3 s": (4, lambda r, B: r.integers(0, 4, (B, 10)), lambda r, B: r.integers(0, 4, (B, 10)), SC, ST, 0.3),
+}
+
+
+def placement(rng, sims: int, name: str, delta: float):
+    """Times and node indices of one placement; the drift rises linearly over the run index."""
+    nodes, fc, ft, sc, st, drift = PLACEMENTS[name]
+    hc, ht = fc(rng, sims), ft(rng, sims)
+    u = rng.normal(0.0, NODE_SIGMA, (sims, nodes))
+    rows = np.arange(sims)[:, None]
+    nc, nt = hc.shape[1], ht.shape[1]
+    c = u[rows, hc] + drift * np.arange(nc) / max(nc - 1, 1) + rng.normal(0.0, sc, (sims, nc))
+    t = u[rows, ht] + delta + drift * np.arange(nt) / max(nt - 1, 1) + rng.normal(0.0, st, (sims, nt))
+    return c, t, hc, ht
+
+
 # ------------------------------------------------------------------------ tests (vectorised)
 def welch_p(c, t):
     n_c, n_t = c.shape[1], t.shape[1]
@@ -80,34 +126,41 @@ def welch_p(c, t):
     return special.stdtr(df, (t.mean(axis=1) - c.mean(axis=1)) / np.sqrt(s2))
 
 
-def _node_moments(x, h):
-    onehot = h[..., None] == np.arange(NODES)          # (sims, n, nodes)
+def _node_moments(x, h, nodes):
+    onehot = h[..., None] == np.arange(nodes)          # (sims, n, nodes)
     N = onehot.sum(axis=1).astype(float)
     S = (x[..., None] * onehot).sum(axis=1)
-    Q = ((x * x)[..., None] * onehot).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ss = np.where(N > 0, Q - S * S / np.maximum(N, 1), 0.0).sum(axis=1)
+    mean = S / np.maximum(N, 1)
+    dev = np.where(onehot, x[..., None] - mean[:, None, :], 0.0)
+    ss = (dev * dev).sum(axis=(1, 2))                  # two-pass: tied groups give 0
     df = x.shape[1] - (N > 0).sum(axis=1)
     return N, S, ss, df
 
 
-def stratified_p(c, t, hc, ht, weights="counts"):
+def stratified_p(c, t, hc, ht, weights="counts", rule="guarded", nodes=None):
     """harness.analysis.blocked.stratified, vectorised over rows (nan where it has no result).
 
+    ``rule="guarded"``: the shipped test; ``rule="today"``: the test before the guard
+    (pooled variance when an arm has no within-node df, plain Satterthwaite df).
     ``weights="variance"``: the rejected variant with weights 1 / (s_c^2/n_ch + s_t^2/n_th)
     from the estimated variances, shown in the null table as ``blocked-iv``.
     """
-    Nc, Sc, ssc, dfc = _node_moments(c, hc)
-    Nt, St, sst, dft = _node_moments(t, ht)
+    nodes = nodes or int(max(hc.max(), ht.max())) + 1
+    Nc, Sc, ssc, dfc = _node_moments(c, hc, nodes)
+    Nt, St, sst, dft = _node_moments(t, ht, nodes)
     with np.errstate(invalid="ignore", divide="ignore"):
         both = (dfc >= 1) & (dft >= 1)
-        pooled = (dfc + dft) / 1.0
-        vp = (ssc + sst) / pooled
-        vc = np.where(both, ssc / np.maximum(dfc, 1), vp)
-        vt = np.where(both, sst / np.maximum(dft, 1), vp)
-        dfc_e = np.where(both, dfc, dfc + dft).astype(float)
-        dft_e = np.where(both, dft, dfc + dft).astype(float)
+        if rule == "today":
+            vp = (ssc + sst) / (dfc + dft)
+            vc = np.where(both, ssc / np.maximum(dfc, 1), vp)
+            vt = np.where(both, sst / np.maximum(dft, 1), vp)
+            dfc_e = np.where(both, dfc, dfc + dft).astype(float)
+            dft_e = np.where(both, dft, dfc + dft).astype(float)
+        else:
+            vc, vt = ssc / np.maximum(dfc, 1), sst / np.maximum(dft, 1)
+            dfc_e, dft_e = np.maximum(dfc, 1).astype(float), np.maximum(dft, 1).astype(float)
         shared = (Nc > 0) & (Nt > 0)
+        k = shared.sum(axis=1)
         a = np.where(shared, 1.0 / np.maximum(Nc, 1), 0.0)
         b = np.where(shared, 1.0 / np.maximum(Nt, 1), 0.0)
         d = np.where(shared, St / np.maximum(Nt, 1) - Sc / np.maximum(Nc, 1), 0.0)
@@ -119,20 +172,40 @@ def stratified_p(c, t, hc, ht, weights="counts"):
         delta = (w * d).sum(axis=1) / W
         A = ((w / W[:, None]) ** 2 * a).sum(axis=1)
         B = ((w / W[:, None]) ** 2 * b).sum(axis=1)
-        var = vc * A + vt * B
-        df = var * var / ((vc * A) ** 2 / dfc_e + (vt * B) ** 2 / dft_e)
-        p = special.stdtr(df, delta / np.sqrt(var))
-    ok = shared.any(axis=1) & (dfc + dft >= 1)
-    return np.where(ok, p, np.nan)
+        x, y = vc * A, vt * B
+        sat = lambda x, y: (x + y) ** 2 / (x * x / dfc_e + y * y / dft_e)
+        if rule == "today":
+            df = sat(x, y)
+            ok = shared.any(axis=1) & (dfc + dft >= 1)
+            p = special.stdtr(df, delta / np.sqrt(x + y))
+            return np.where(ok, p, np.nan)
+        xu = x * dfc_e / stats.chi2.ppf(np.where(dfc_e <= 1, blocked.df_bound(1), blocked.df_bound(2)), dfc_e)
+        yu = y * dft_e / stats.chi2.ppf(np.where(dft_e <= 1, blocked.df_bound(1), blocked.df_bound(2)), dft_e)
+        df = np.minimum(np.minimum(sat(x, y), sat(xu, y)), sat(x, yu))
+        p_within = special.stdtr(df, delta / np.sqrt(x + y))
+        p_within = np.where(both & (ssc > 0) & (sst > 0), p_within, np.nan)
+        # node differences: equal counts on every shared node, more df than the smaller arm's
+        big = np.where(shared, Nc, -np.inf).max(axis=1), np.where(shared, Nt, -np.inf).max(axis=1)
+        small = np.where(shared, Nc, np.inf).min(axis=1), np.where(shared, Nt, np.inf).min(axis=1)
+        balanced = (big[0] == small[0]) & (big[1] == small[1])
+        use_nd = balanced & (k >= 2) & (k - 1 > np.minimum(dfc, dft))
+        kk = np.maximum(k, 2)
+        dm = np.where(shared, d, 0.0).sum(axis=1) / np.maximum(k, 1)
+        sd2 = (np.where(shared, d - dm[:, None], 0.0) ** 2).sum(axis=1) / (kk - 1)
+        p_nd = special.stdtr(kk - 1, dm / np.sqrt(sd2 / kk))
+        p_nd = np.where(sd2 > 0, p_nd, np.nan)
+        p = np.where(use_nd, p_nd, p_within)
+    return np.where(shared.any(axis=1), p, np.nan)
 
 
 def check_against_module(rng) -> float:
     """Largest relative gap between the vectorised test and harness.analysis.blocked on random data."""
     worst = 0.0
-    for schedule in ("paired", "spread", "skewed"):
-        c, t, hc, ht = draw(rng, 200, 6, DELTA * 0.3, schedule)
-        pv = stratified_p(c, t, hc, ht)
-        for i in range(200):
+    cases = [draw(rng, 200, 6, DELTA * 0.3, schedule) for schedule in ("paired", "spread", "skewed")]
+    cases += [placement(rng, 200, name, 0.0) for name in PLACEMENTS]
+    for schedule, (c, t, hc, ht) in enumerate(cases):
+        pv = stratified_p(c, t, hc, ht, nodes=int(max(hc.max(), ht.max())) + 1)
+        for i in range(len(c)):
             bt = blocked.stratified(list(zip(map(str, hc[i]), c[i])), list(zip(map(str, ht[i]), t[i])))
             if math.isnan(bt.p) or math.isnan(pv[i]):
                 assert math.isnan(bt.p) == math.isnan(pv[i]), (schedule, i, bt.p, pv[i])
@@ -151,9 +224,10 @@ def rates(seed: int, sims: int, n: int, delta: float, alphas=(0.001, 0.05)) -> d
         done += B
         for schedule in ("spread", "skewed", "paired"):
             c, t, hc, ht = draw(rng, B, n, delta, schedule)
-            tests = [("welch", welch_p(c, t)), ("blocked", stratified_p(c, t, hc, ht))]
+            tests = [("welch", welch_p(c, t)), ("blocked", stratified_p(c, t, hc, ht, nodes=NODES)),
+                     ("today", stratified_p(c, t, hc, ht, rule="today", nodes=NODES))]
             if delta == 0.0 and schedule != "paired":   # on paired nodes both weightings coincide
-                tests.append(("blocked-iv", stratified_p(c, t, hc, ht, weights="variance")))
+                tests.append(("blocked-iv", stratified_p(c, t, hc, ht, weights="variance", nodes=NODES)))
             for test, p in tests:
                 for a in alphas:
                     key = (schedule, test, a)
@@ -165,7 +239,7 @@ def sequential(seed: int, sims: int, delta: float, max_runs: int = 10) -> dict:
     """--until-decisive's time criterion replayed on the paired schedule, both statistics."""
     plan = seq.SequentialPlan("H0", ["H1"], 0.001, 0.01, 3.28, 0.0, max_runs)
     rng = np.random.default_rng(seed)
-    out = {"welch": [0, 0.0], "blocked": [0, 0.0]}
+    out = {"welch": [0, 0.0], "today": [0, 0.0], "blocked": [0, 0.0]}
     done = 0
     while done < sims:
         B = min(CHUNK, sims - done)
@@ -179,8 +253,83 @@ def sequential(seed: int, sims: int, delta: float, max_runs: int = 10) -> dict:
                     pp[:, j] = welch_p(c[:, :k], t[:, :k])
                     pf[:, j] = welch_p(t[:, :k], c[:, :k])
                 else:
-                    pp[:, j] = stratified_p(c[:, :k], t[:, :k], hc[:, :k], ht[:, :k])
-                    pf[:, j] = stratified_p(t[:, :k], c[:, :k], ht[:, :k], hc[:, :k])
+                    rule = "today" if test == "today" else "guarded"
+                    pp[:, j] = stratified_p(c[:, :k], t[:, :k], hc[:, :k], ht[:, :k], rule=rule, nodes=NODES)
+                    pf[:, j] = stratified_p(t[:, :k], c[:, :k], ht[:, :k], hc[:, :k], rule=rule, nodes=NODES)
+            k, dec = seq.first_crossing(pp, plan.time_pass, pf, plan.time_fail, max_runs)
+            out[test][0] += int(np.sum(dec == 1))
+            out[test][1] += float(np.sum(2 * k))
+    return {t: (v[0] / sims, v[1] / sims) for t, v in out.items()}
+
+
+def placement_rates(seed: int, sims: int, alphas=(0.001, 0.01, 0.05)) -> dict:
+    """(placement, rule, alpha) -> false 'faster' rate; (placement, 'none') -> share without a result."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in PLACEMENTS:
+        done = 0
+        nodes = PLACEMENTS[name][0]
+        chunk = max(2000, CHUNK * 4 // nodes)
+        while done < sims:
+            B = min(chunk, sims - done)
+            done += B
+            c, t, hc, ht = placement(rng, B, name, 0.0)
+            for rule in ("today", "blocked"):
+                p = stratified_p(c, t, hc, ht, rule="today" if rule == "today" else "guarded", nodes=nodes)
+                for a in alphas:
+                    out[(name, rule, a)] = out.get((name, rule, a), 0) + int(np.sum(p < a))
+                if rule == "blocked":
+                    out[(name, "none")] = out.get((name, "none"), 0) + int(np.sum(np.isnan(p)))
+    return {k: v / sims for k, v in out.items()}
+
+
+def df_grid(seed: int, draws: int, alphas=(0.001, 0.01, 0.05)) -> dict:
+    """Worst size / alpha of plain and guarded Satterthwaite df on the reduced problem, per smaller df."""
+    rng = np.random.default_rng(seed)
+    dfs = (1, 2, 3, 4, 6, 10, 20, 60)
+    out = {}
+    for i, nc in enumerate(dfs):
+        for nt in dfs[i:]:
+            uc, ut = rng.chisquare(nc, draws) / nc, rng.chisquare(nt, draws) / nt
+            for lam in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98):
+                for small, big, x, y in ((nc, nt, lam * uc, (1 - lam) * ut), (nt, nc, lam * ut, (1 - lam) * uc)):
+                    sat = lambda x, y: (x + y) ** 2 / (x * x / small + y * y / big)
+                    xu = x * small / stats.chi2.ppf(blocked.df_bound(small), small)
+                    yu = y * big / stats.chi2.ppf(blocked.df_bound(big), big)
+                    rules = {"satterthwaite": sat(x, y),
+                             "guarded": np.minimum(np.minimum(sat(x, y), sat(xu, y)), sat(x, yu))}
+                    for rule, df in rules.items():
+                        for a in alphas:
+                            cond = special.ndtr(-special.stdtrit(df, 1 - a) * np.sqrt(x + y)) / a
+                            key = (rule, a, min(nc, nt))
+                            size = float(cond.mean())
+                            if size > out.get(key, (0.0, 0.0))[0]:
+                                out[key] = (size, float(cond.std() / math.sqrt(draws)))
+    return out
+
+
+def sequential_spread(seed: int, sims: int, nodes: int, alpha: float, delta: float = 0.0, max_runs: int = 10) -> dict:
+    """--until-decisive's time criterion with pairing = "none": each run on any of ``nodes``."""
+    plan = seq.SequentialPlan("H0", ["H1"], alpha, 0.01, 3.28, 0.0, max_runs)
+    rng = np.random.default_rng(seed)
+    out = {"today": [0, 0.0], "blocked": [0, 0.0]}
+    done = 0
+    chunk = max(2000, CHUNK * 4 // nodes)
+    while done < sims:
+        B = min(chunk, sims - done)
+        done += B
+        u = rng.normal(0.0, NODE_SIGMA, (B, nodes))
+        hc, ht = rng.integers(0, nodes, (B, max_runs)), rng.integers(0, nodes, (B, max_runs))
+        rows = np.arange(B)[:, None]
+        c = u[rows, hc] + rng.normal(0.0, SC, (B, max_runs))
+        t = u[rows, ht] + delta + rng.normal(0.0, ST, (B, max_runs))
+        for test in out:
+            rule = "today" if test == "today" else "guarded"
+            pp = np.empty((B, max_runs - 1))
+            pf = np.empty((B, max_runs - 1))
+            for j, k in enumerate(range(2, max_runs + 1)):
+                pp[:, j] = stratified_p(c[:, :k], t[:, :k], hc[:, :k], ht[:, :k], rule=rule, nodes=nodes)
+                pf[:, j] = stratified_p(t[:, :k], c[:, :k], ht[:, :k], hc[:, :k], rule=rule, nodes=nodes)
             k, dec = seq.first_crossing(pp, plan.time_pass, pf, plan.time_fail, max_runs)
             out[test][0] += int(np.sum(dec == 1))
             out[test][1] += float(np.sum(2 * k))
@@ -213,7 +362,7 @@ def main() -> int:
     print(f"{'schedule':10}{'test':9}" + "".join(f"{'n=' + str(n):>9}" for n in ns) + f"{'+- se max':>11}")
     table = {n: rates(1000 + n, psims, n, DELTA, alphas=(0.001,)) for n in ns}
     for schedule in ("spread", "skewed", "paired"):
-        for test in ("welch", "blocked"):
+        for test in ("welch", "today", "blocked"):
             vals = [table[n][(schedule, test, 0.001)] for n in ns]
             need = next((f"{n}" for n, v in zip(ns, vals) if v >= 0.9), f"> {ns[-1]}")
             print(f"{schedule:10}{test:9}" + "".join(f"{v:>9.3f}" for v in vals)
@@ -224,11 +373,50 @@ def main() -> int:
     print(f"{'statistic':10}{'false pass':>12}{'+- se':>9}{'power':>9}{'+- se':>9}{'runs (null)':>13}"
           f"{'runs (speedup)':>16}")
     null, alt = sequential(201, ssims, 0.0), sequential(202, ssims, DELTA)
-    for test in ("welch", "blocked"):
+    for test in ("welch", "today", "blocked"):
         print(f"{test:10}{null[test][0]:>12.5f}{se(null[test][0], ssims):>9.5f}{alt[test][0]:>9.3f}"
               f"{se(alt[test][0], ssims):>9.4f}{null[test][1]:>13.1f}{alt[test][1]:>16.1f}")
     print()
     print(f"(runs = control + treatment runs when the time criterion decided; fixed design: 20)")
+    print()
+    gsims = max(sims // 4, 5000)
+    print(f"== placements: false 'faster' verdicts (no true effect), {gsims} experiments per cell, seeds 301 / 302 ==")
+    print("(today: pooled variance when an arm has no within-node df, plain Satterthwaite df; "
+          "no result: share of experiments where the shipped test gives none)")
+    g1, g2 = placement_rates(301, gsims), placement_rates(302, gsims)
+    print(f"{'placement':36}{'test':9}" + "".join(f"{'a=' + format(a, 'g'):>17}" for a in (0.001, 0.01, 0.05))
+          + f"{'no result':>11}")
+    for name in PLACEMENTS:
+        for rule in ("today", "blocked"):
+            cells = "".join(f"{g1[(name, rule, a)]:>8.5f}/{g2[(name, rule, a)]:.5f}"[:17].rjust(17)
+                            for a in (0.001, 0.01, 0.05))
+            none = f"{g1[(name, 'none')]:>11.3f}" if rule == "blocked" else ""
+            print(f"{name:36}{rule:9}{cells}{none}")
+    print("+- se at alpha 0.001 / 0.01 / 0.05: "
+          + " / ".join(f"{se(a, gsims):.5f}" for a in (0.001, 0.01, 0.05)))
+    print()
+    draws = max(sims // 8, 20000)
+    print(f"== df rule on the reduced problem: worst size / alpha over 7 variance shares and the larger df "
+          f"(1..60), {draws} Rao-Blackwellised draws, seed 401 ==")
+    grid = df_grid(401, draws)
+    smalls = sorted({k[2] for k in grid})
+    print(f"{'rule':15}{'alpha':>7}" + "".join(f"{'df ' + str(m):>8}" for m in smalls))
+    for rule in ("satterthwaite", "guarded"):
+        for a in (0.001, 0.01, 0.05):
+            print(f"{rule:15}{a:>7g}" + "".join(f"{grid[(rule, a, m)][0]:>8.3f}" for m in smalls)
+                  + f"   +- se max {max(grid[(rule, a, m)][1] for m in smalls):.3f}")
+    print()
+    qsims = max(sims // 16, 2000)
+    print(f"== --until-decisive (M = 10), pairing = \"none\": each run on any node, {qsims} experiments ==")
+    print(f"{'nodes':>6}{'alpha':>7}{'test':>9}{'false pass':>12}{'+- se':>9}{'power':>8}{'runs (null)':>13}")
+    for nodes in (16, 64):
+        for a in (0.001, 0.01, 0.05):
+            null = sequential_spread(500 + nodes + int(1000 * a), qsims, nodes, a)
+            alt = sequential_spread(600 + nodes + int(1000 * a), qsims // 4, nodes, a, DELTA) if a == 0.001 else None
+            for test in ("today", "blocked"):
+                pw = f"{alt[test][0]:>8.3f}" if alt else f"{'':>8}"
+                print(f"{nodes:>6}{a:>7g}{test:>9}{null[test][0]:>12.5f}{se(null[test][0], qsims):>9.5f}{pw}"
+                      f"{null[test][1]:>13.1f}")
     print(f"elapsed {time.time() - t0:.1f} s")
     return 0
 

@@ -20,6 +20,12 @@ MIN_EFFECT = 0.0        # seconds a treatment must gain to be worth it (sequenti
 RUNS = 10               # runs per hypothesis of a fixed design
 RETRIES = 2             # extra attempts for a failed or timed-out run
 FAMILY_CONFIDENCE = 0.95   # simultaneous intervals of a multi-arm family (Bonferroni over its arms)
+# the blocked time test's df guard raises each arm's variance to its one-sided 1 - q upper
+# bound (harness/analysis/blocked.py), q by the arm's within-node df: calibrated in
+# bench/bench_blocked.py (an arm with 1 df reached 2.2x alpha at q = 0.05 and 1.1x at 0.025;
+# q = 0.1 from 3 df reached 1.2x at alpha 0.001)
+BLOCKED_DF_BOUND_1DF = 1e-2
+BLOCKED_DF_BOUND = 5e-2
 
 # the gate's three figures, as keys of experiment files, flags (--target-loss, ...) and JSON
 GATE = {"target_loss": TARGET_LOSS, "alpha_time": ALPHA_TIME, "alpha_loss": ALPHA_LOSS}

@@ -2,6 +2,7 @@
 import json
 import math
 import random
+import statistics
 
 import pytest
 from scipy import stats as sps
@@ -13,16 +14,97 @@ from harness.analysis.stats import welch_less
 from conftest import harness
 
 
-def test_on_one_node_it_is_welchs_test():
+def _welch_t_df(t, c):
+    vt, vc = statistics.variance(t) / len(t), statistics.variance(c) / len(c)
+    return ((statistics.fmean(t) - statistics.fmean(c)) / math.sqrt(vt + vc),
+            (vt + vc) ** 2 / (vt * vt / (len(t) - 1) + vc * vc / (len(c) - 1)))
+
+
+def test_on_one_node_it_is_welchs_statistic_with_guarded_df():
     rng = random.Random(3)
-    for n_c, n_t in ((2, 2), (5, 3), (10, 10)):
+    for n_c, n_t in ((2, 2), (5, 3), (10, 10), (200, 200)):
         c = [rng.gauss(98.1, 0.09) for _ in range(n_c)]
         t = [rng.gauss(97.7, 0.05) for _ in range(n_t)]
         bt = blocked.stratified([("a", x) for x in c], [("a", x) for x in t])
-        assert bt.p == pytest.approx(welch_less(t, c), rel=1e-9)
-        assert bt.p == pytest.approx(sps.ttest_ind(t, c, equal_var=False, alternative="less").pvalue, rel=1e-7)
+        w_t, w_df = _welch_t_df(t, c)
+        assert bt.t == pytest.approx(w_t, rel=1e-9)
         assert bt.delta == pytest.approx(sum(t) / n_t - sum(c) / n_c)
-        assert bt.nodes == 1 and not bt.unpaired
+        assert bt.df <= w_df + 1e-9 and bt.p >= welch_less(t, c) * (1 - 1e-9)
+        assert bt.p == pytest.approx(sps.t.cdf(bt.t, bt.df), rel=1e-7)
+        assert bt.nodes == 1 and not bt.unpaired and bt.variance == blocked.WITHIN
+    # the guard fades as the df grow: at 200 runs per arm its df are within 10% of Welch's
+    assert bt.df == pytest.approx(w_df, rel=0.1)
+
+
+def test_guarded_df_against_scipy_and_its_limits():
+    from scipy.stats import chi2
+    for df in (1, 2, 5, 40):
+        q = blocked.df_bound(df)
+        assert blocked.chi2_lower_quantile(df, q) == pytest.approx(chi2.ppf(q, df), rel=1e-9)
+    # an arm with 1 df carrying most of the variance: Satterthwaite says ~1.1 df at
+    # these estimates but up to 60 when the 1-df estimate comes out small; the guard does not follow
+    assert blocked.guarded_df(0.01, 1.0, 1, 60) < 2.0
+    plain = (0.01 + 1.0) ** 2 / (0.01 ** 2 / 1 + 1.0 ** 2 / 60)
+    assert plain > 50
+    assert blocked.guarded_df(1.0, 1.0, 1000, 1000) == pytest.approx(2000, rel=0.1)
+
+
+def _null_rate(place, alpha, sims, seed):
+    """Share of 'faster' verdicts of the module's test with no true effect (node sigma 0.5 s)."""
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(sims):
+        shift = {}
+        runs = {}
+        for arm, hosts, sd in place:
+            runs[arm] = [(h, shift.setdefault(h, rng.gauss(0, 0.5)) + rng.gauss(0, sd)) for h in hosts]
+        hits += blocked.stratified(runs["c"], runs["t"]).p < alpha
+    return hits / sims
+
+
+def test_one_control_and_two_treatment_runs_per_node_hold_alpha():
+    # today: the control had no within-node df, so both arms shared one pooled variance;
+    # with the control's sigma 4x the treatment's that passed 0.30 at alpha 0.05
+    nodes = [f"n{k}" for k in range(10)]
+    place = [("c", nodes, 4 * 0.0533), ("t", [h for h in nodes for _ in range(2)], 0.0533)]
+    rate = _null_rate(place, 0.05, 2000, 17)
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 2000), rate
+
+
+def test_balanced_nodes_without_within_df_use_the_node_differences():
+    rng = random.Random(8)
+    c, t, d = [], [], []
+    for k in range(6):
+        u = rng.gauss(0, 0.5)
+        x = 98 + u + rng.gauss(0, 0.09)
+        ys = [97.8 + u + rng.gauss(0, 0.05) for _ in range(2)]
+        c.append((f"n{k}", x))
+        t += [(f"n{k}", y) for y in ys]
+        d.append(sum(ys) / 2 - x)
+    bt = blocked.stratified(c, t)
+    assert bt.variance == blocked.NODE_DIFFERENCES and bt.df == 5
+    assert bt.p == pytest.approx(sps.ttest_1samp(d, 0.0, alternative="less").pvalue, rel=1e-7)
+    # one pair per node: the paired t-test
+    pairs = [(f"n{k}", 98 + k * 0.3 + rng.gauss(0, 0.09), 97.9 + k * 0.3 + rng.gauss(0, 0.05)) for k in range(8)]
+    bt = blocked.stratified([(h, x) for h, x, _ in pairs], [(h, y) for h, _, y in pairs])
+    ref = sps.ttest_rel([y for *_, y in pairs], [x for _, x, _ in pairs], alternative="less").pvalue
+    assert bt.p == pytest.approx(ref, rel=1e-7) and bt.variance == blocked.NODE_DIFFERENCES
+
+
+def test_no_spread_within_nodes_gives_no_result():
+    # today: p = 7.65e-45 from zero within-node spread and a 0.001 s lead
+    c = [(h, base) for h, base in (("a", 98.0), ("b", 98.5)) for _ in range(3)]
+    t = [(h, base - 0.001) for h, base in (("a", 98.0), ("b", 98.5)) for _ in range(3)]
+    bt = blocked.stratified(c, t)
+    assert math.isnan(bt.p) and math.isnan(bt.p_slower) and "no spread" in bt.problem
+    assert "no result (no spread" in "\n".join(blocked.lines({"H1": bt}))
+    # rounded to the millisecond: tied within nodes in one arm only is still no test
+    t2 = [("a", 97.9), ("a", 97.901), ("a", 97.9), ("b", 98.4), ("b", 98.4), ("b", 98.401)]
+    assert math.isnan(blocked.stratified(c, t2).p)
+    # equal node differences on balanced nodes: no test either
+    pairs = [(f"n{k}", 98.0 + k) for k in range(5)]
+    same = blocked.stratified(pairs, [(h, x - 0.001) for h, x in pairs])
+    assert math.isnan(same.p) and "no spread" in same.problem
 
 
 def _cluster(rng, shifts, pairs_per_node, delta, sc=0.09, st=0.05):
@@ -60,9 +142,10 @@ def test_variance_pooled_within_nodes_per_arm():
     w = [1 / (vc / 2 + vt / 2)] * 2   # balanced nodes: count weights are the inverse-variance ones
     assert bt.delta == pytest.approx(sum(d) / 2)
     assert bt.se == pytest.approx(math.sqrt(1 / sum(w)))
-    # Satterthwaite with df 2 per arm
+    # guarded Satterthwaite with df 2 per arm
     a = b = 0.25 * 0.5 * 2
-    assert bt.df == pytest.approx((vc * a + vt * b) ** 2 / ((vc * a) ** 2 / 2 + (vt * b) ** 2 / 2))
+    assert bt.df == pytest.approx(blocked.guarded_df(vc * a, vt * b, 2, 2))
+    assert bt.df < (vc * a + vt * b) ** 2 / ((vc * a) ** 2 / 2 + (vt * b) ** 2 / 2)
 
 
 def test_confounded_spread_and_degenerate_cases():
@@ -70,11 +153,15 @@ def test_confounded_spread_and_degenerate_cases():
     assert math.isnan(only.p) and only.problem == "no node ran both arms"
     (w,) = [c.message for c in blocked.warnings({"H1": only})]
     assert "never ran on the same node (a: H0 2, H1 0; b: H0 0, H1 2)" in w and 'pairing = "node"' in w
-    once = blocked.stratified([("a", 1.0), ("b", 1.1)], [("a", 0.5), ("b", 0.6)])
-    assert math.isnan(once.p) and "within-node variance is unknown" in once.problem
-    # one arm without within-node df: both arms share the pooled variance
+    once = blocked.stratified([("a", 1.0), ("a", 1.1)], [("a", 0.5), ("b", 0.6)])
+    assert math.isnan(once.p) and "H1 has no within-node degree of freedom" in once.problem
+    # one arm without within-node df, balanced nodes: the node differences decide (1 df)
     mixed = blocked.stratified([("a", 1.0), ("b", 2.0)], [("a", 0.5), ("a", 0.6), ("b", 1.5), ("b", 1.7)])
-    assert mixed.pooled_variance and mixed.p < 0.05
+    assert mixed.variance == blocked.NODE_DIFFERENCES and mixed.df == 1 and mixed.p < 0.05
+    # ... unbalanced: no result, never a variance pooled over arms of unequal sigma
+    lop = blocked.stratified([("a", 1.0), ("b", 2.0), ("c", 3.0)],
+                             [("a", 0.5), ("a", 0.6), ("b", 1.5), ("b", 1.7), ("b", 1.6), ("c", 2.5), ("c", 2.4)])
+    assert math.isnan(lop.p) and "unequal counts" in lop.problem
     partial = blocked.stratified([("a", 1.0), ("a", 1.1), ("c", 3.0)], [("a", 0.5), ("a", 0.6), ("b", 9.0)])
     assert partial.nodes == 1 and partial.unpaired == {"b": {"H0": 0, "H1": 1}, "c": {"H0": 1, "H1": 0}}
     (w,) = [c.message for c in blocked.warnings({"H1": partial})]

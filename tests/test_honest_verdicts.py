@@ -210,7 +210,8 @@ def test_plan_uses_an_upper_bound_for_the_pilot_sigma_and_shows_sensitivity(caps
     (r,) = json.loads(capsys.readouterr().out)["treatments"]
     s = float(np.std(H0_TIMES[:4], ddof=1))
     assert r["pilot_time_sigma"] == pytest.approx(s)
-    assert r["time_sigma"] == pytest.approx(s * math.sqrt(3 / stats.chi2.ppf(0.1, 3)))
+    from harness.design.plan import UCB_LEVEL
+    assert r["time_sigma"] == pytest.approx(s * math.sqrt(3 / stats.chi2.ppf(1 - UCB_LEVEL, 3)))
     assert r["loss_sigma"] > r["pilot_loss_sigma"] * 1.5
     assert [x["sigma_factor"] for x in r["sensitivity"]] == [1.0, 1.5, 2.0]
     powers = [x["power_both"] for x in r["sensitivity"]]

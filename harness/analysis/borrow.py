@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.analysis.stats import NAN, betainc, mean, norm_sf, std, t_cdf
+from harness.analysis.stats import NAN, betainc, mean, norm_sf, std, sum_sq, t_cdf, usable
 from harness.caveat import Caveat
 
 CHECK_LEVEL = 0.05     # one-sided F test: refuse to borrow when the runs spread more, at this level
@@ -117,8 +117,7 @@ def estimate(groups: list[list[float]], source: str) -> Sigma | None:
         xs = [x for x in xs if math.isfinite(x)]
         if len(xs) < 2:
             continue
-        m = mean(xs)
-        ss += math.fsum((x - m) ** 2 for x in xs)
+        ss += sum_sq(xs)      # exactly 0 for a tied group, whatever the rounding of its mean
         df += len(xs) - 1
         runs += len(xs)
     if df == 0 or ss <= 0.0:
@@ -141,7 +140,7 @@ def f_cdf(f: float, d1: float, d2: float) -> float:
 def consistency_p(xs: list[float], sigma: Sigma) -> float:
     """One-sided F-test p of "the runs' sigma is larger than the borrowed one"; nan below 2 runs."""
     xs = [x for x in xs if math.isfinite(x)]
-    if len(xs) < 2 or sigma.known or sigma.value <= 0:
+    if len(xs) < 2 or sigma.known or sigma.value <= 0 or not usable(xs):
         return NAN
     f = std(xs) ** 2 / sigma.value ** 2
     return 1.0 - f_cdf(f, len(xs) - 1, sigma.df)
@@ -174,7 +173,7 @@ def _cdf(t: float, df: float) -> float:
 def one_sample_less(xs: list[float], mu: float, sigma: Sigma) -> float:
     """One-sided p that mean(xs) < mu, with the borrowed or known sigma (z-test when known)."""
     n = len(xs)
-    if n < 1 or not all(math.isfinite(x) for x in xs):
+    if n < 1 or not usable(xs):
         return NAN
     var, df = pooled(xs, sigma)
     if var <= 0:
@@ -188,7 +187,7 @@ def pooled_t_less(a: list[float], b: list[float], sigma: Sigma) -> float:
     df = n_a - 1 + n_b - 1 + df_b (a z-test when sigma is known).
     """
     na, nb = len(a), len(b)
-    if na < 1 or nb < 1 or not all(math.isfinite(x) for x in list(a) + list(b)):
+    if na < 1 or nb < 1 or not usable(list(a) + list(b)):
         return NAN
     if sigma.known:
         var, df = sigma.value ** 2, math.inf

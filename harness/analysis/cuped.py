@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.analysis.stats import NAN, mean, std, welch_less
+from harness.analysis.stats import NAN, mean, std, tied, usable, welch_less
 
 MIN_RUNS = 3   # per arm with a probe time: fewer say nothing about the slope
 
@@ -46,6 +46,12 @@ def adjust(control: list[tuple[float, float]], treatment: list[tuple[float, floa
     out = Cuped(control_name, treatment_name, {control_name: len(c), treatment_name: len(t)})
     if len(c) < MIN_RUNS or len(t) < MIN_RUNS:
         out.problem = f"needs {MIN_RUNS} runs per arm with a probe time"
+        return out
+    if not usable([v for pair in c + t for v in pair]):
+        out.problem = "a probe or training time too large to use"
+        return out
+    if all(tied([x for x, _ in arm]) for arm in (c, t)):
+        out.problem = "every probe took the same time within each arm"   # no slope to estimate
         return out
     sxx = sxy = 0.0
     for arm in (c, t):

@@ -140,8 +140,9 @@ def _judge(row: Row, s: Summary, g: Group, control: Group, bt=None, seq=None,
         if bt is None:
             ok = row.time_p < s.alpha_time and row.time_delta < 0   # nan compares False: fails
             fig = f"Time p = {fmt_p(row.time_p)}, Time +/- = {row.time_delta:+.4f} s"
-            if row.time_std == 0 and ctrl.time_std == 0:
-                fig += ": no spread in either arm, no test"
+            tied = [r.name for r in (row, ctrl) if r.time_std == 0]   # std is exactly 0 for tied times
+            if tied:
+                fig += f": no spread in {' and '.join(tied)}'s times, no test"
         else:   # runs span nodes: node speed must not pass for a speedup
             ok = bt.p < s.alpha_time and bt.delta < 0
             fig = (f"blocked by node, {bt.label}: p = {fmt_p(bt.p)}, +/- = {bt.delta:+.4f} s"

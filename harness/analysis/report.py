@@ -191,7 +191,7 @@ class TextExporter(Exporter):
             head, rows = beside_columns(s, verdicts(a))
             lines = _align([f"vs {s.control}"] + head, rows)
             title = (f"robust checks vs control {s.control}: Time Δ% = Time +/- in % of the control's "
-                     f"mean time; Time +/- 95% CI = its bootstrap 95% interval in s; MW p = one-sided "
+                     f"mean time; Time +/- 95% CI = its Welch t 95% interval in s; MW p = one-sided "
                      f"Mann-Whitney p"
                      + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
                      + f"; verdicts at alpha_time {s.alpha_time:g} / alpha_loss {s.alpha_loss:g}"
@@ -317,7 +317,7 @@ class MarkdownExporter(Exporter):
         if s.treatments:
             head, rows = beside_columns(s, verdicts(a))
             out += [f"Beside the table, against the control {s.control}: Time Δ% = Time +/- in % of "
-                    f"the control's mean time, Time +/- 95% CI = its bootstrap 95% interval in s, "
+                    f"the control's mean time, Time +/- 95% CI = its Welch t 95% interval in s, "
                     f"MW p = one-sided Mann-Whitney p"
                     + (", Holm-adjusted Time p" if len(s.treatments) > 1 else "")
                     + (f"; verdicts: {_md_escape(verdict_source(a))}" if verdict_source(a) else "")

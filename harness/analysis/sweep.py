@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness.analysis.stats import NAN, mean, norm_sf, t_cdf, t_ppf
+from harness.analysis.stats import NAN, mean, norm_sf, t_cdf, t_ppf, tied, usable
 from harness.caveat import Caveat
 
 
@@ -78,15 +78,22 @@ def fit(points: list[tuple[int, list[float]]], sigma=None, level: float | None =
     """
     xs = [float(s) for s, ls in points for x in ls if math.isfinite(x)]
     ys = [x for s, ls in points for x in ls if math.isfinite(x)]
-    if len(xs) < 3 or len(set(xs)) < 2:
+    if len(xs) < 3 or len(set(xs)) < 2 or not usable(ys):
         return None
     x0, y0 = mean(xs), mean(ys)
     sxx = math.fsum((x - x0) ** 2 for x in xs)
     b = math.fsum((x - x0) * (y - y0) for x, y in zip(xs, ys)) / sxx
     a = y0
     rss = math.fsum((y - a - b * (x - x0)) ** 2 for x, y in zip(xs, ys))
+    groups = [[x for x in ls if math.isfinite(x)] for _, ls in points]
+    if all(tied(g) for g in groups if g) and len(set(xs)) == 2:
+        rss = 0.0     # tied losses at two step counts: the line is exact, round-off is not spread
     df = len(xs) - 2
+    if tied(ys):
+        rss = 0.0
     s2 = rss / df
+    if s2 == 0.0 and sigma is None:
+        return None   # no spread about the line: no test, never p = 0
     note = f"pooled residual sigma of the fit ({df} df)"
     if sigma is not None and sigma.known:
         s2, df, note = sigma.value ** 2, math.inf, f"known sigma {sigma.value:g} (z)"

@@ -6,17 +6,40 @@ import math
 from pathlib import Path
 
 from harness import thresholds as th
+from harness.analysis import stats
 from harness.cli import costs
+from harness.cli.bar import Bar
 from harness.design import cost
-from harness.design import sequential as seq
+from harness.design import progress, sequential as seq
 from harness.design.plan import UCB_LEVEL, plan_one, sigma_ucb
 from harness.cli.simulate import add_family_flags, family_main, num_or_list
 from harness.errors import UserError
 
 
 def _std(xs: list[float]) -> float:
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    """A pilot's sigma; nan where it has none (tied values, or one beyond stats.LARGE)."""
+    return stats.std(xs) if stats.usable(xs) and not stats.tied(xs) else math.nan
+
+
+PLAN_LARGE = 1e50   # |flag| above this: the squares of squares in the power's df overflow a double
+
+_SIGMA_FLAGS = {"time_sigma": ("--time-sigma", "the control's times"),
+                "treatment_time_sigma": ("--treatment-time-sigma", "the treatment's times"),
+                "loss_sigma": ("--loss-sigma", "the treatment's losses")}
+
+
+def _check_sigmas(sc: dict, path: str) -> None:
+    """One line for a pilot sigma that could not be estimated and no flag replaced."""
+    for key, (flag, what) in _SIGMA_FLAGS.items():
+        if not math.isfinite(sc[key]):
+            raise UserError(f"{path}: {sc['name']} vs {sc['control']}: {what} are all equal or beyond "
+                            f"{stats.LARGE:g} (no spread to estimate a sigma from); pass {flag}")
+    for key, flag in (("time_delta", "--time-delta"), ("loss_mean", "--loss-mean")):
+        if not abs(sc[key]) <= stats.LARGE:
+            raise UserError(f"{path}: {sc['name']} vs {sc['control']}: the pilot's {key.replace('_', ' ')} "
+                            f"{sc[key]:.4g} comes from a figure beyond {stats.LARGE:g}; read that run's log "
+                            f"or pass {flag}")
+
 
 def scenarios_from_results(path: str, group_by: str = "folder", control: str | None = None,
                            names: list[str] | None = None) -> tuple[list[dict], dict]:
@@ -46,8 +69,8 @@ def scenarios_from_results(path: str, group_by: str = "folder", control: str | N
         out.append({"name": g.name, "control": control, "runs": (len(ctimes), len(ttimes)),
                     "loss_runs": len(losses),
                     "time_sigma": _std(ctimes), "treatment_time_sigma": _std(ttimes),
-                    "time_delta": sum(ttimes) / len(ttimes) - sum(ctimes) / len(ctimes),
-                    "loss_mean": sum(losses) / len(losses), "loss_sigma": _std(losses),
+                    "time_delta": stats.mean(ttimes) - stats.mean(ctimes),
+                    "loss_mean": stats.mean(losses), "loss_sigma": _std(losses),
                     "diverged": sum(1 for x in g.losses if not math.isfinite(x))})
     if not out:
         raise UserError(f"{path}: only the control {control} is there; a plan needs a treatment")
@@ -83,6 +106,9 @@ def configure(p) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     costs.configure(p)
     add_family_flags(p)
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on stderr (it shows only on a terminal, after a second)")
+
 
 
 def family_plan(args) -> int:
@@ -120,6 +146,10 @@ def _flag_scenario(args) -> dict:
     for k in ("--time-sigma", "--loss-sigma"):
         if not need[k] > 0:
             raise UserError(f"{k} {need[k]}: expected a standard deviation > 0")
+    for k, v in [*need.items(), ("--treatment-time-sigma", args.treatment_time_sigma)]:
+        if v is not None and not abs(v) <= PLAN_LARGE:
+            raise UserError(f"{k} {v:g}: beyond {PLAN_LARGE:g}, where the power's squares overflow; "
+                            f"give it in seconds (or loss units) of a real run")
     if args.treatment_time_sigma is not None and not args.treatment_time_sigma > 0:
         raise UserError(f"--treatment-time-sigma {args.treatment_time_sigma}: expected a standard deviation > 0")
     return {"name": "treatment", "control": "control", "runs": None, "time_sigma": args.time_sigma,
@@ -157,7 +187,8 @@ def format_text(res: dict) -> str:
                        f"power time {r['fixed_power_time']:.3f}, loss {r['fixed_power_loss']:.3f}")
         else:
             out.append("  fixed design: no number of runs reaches the power (the treatment cannot pass)")
-        out.append(f"  sequential (--until-decisive --max-runs {s['max_runs']}, {s['sims']} simulations): "
+        out.append(f"  sequential (--until-decisive --max-runs {s['max_runs']}: {s['max_runs_note']}; "
+                   f"{s['sims']} simulations): "
                    f"expected runs control {s['mean_control_runs']:.1f}, treatment {s['mean_treatment_runs']:.1f}, "
                    f"total {s['mean_total_runs']:.1f} (95th percentile {s['p95_total_runs']:g}); "
                    f"power time {s['power_time']:.3f}, loss {s['power_loss']:.3f}, both {s['power_both']:.3f}")
@@ -199,6 +230,7 @@ def main(args) -> int:
             for key in ("time_sigma", "treatment_time_sigma", "time_delta", "loss_mean", "loss_sigma"):
                 if getattr(args, key) is not None:
                     sc[key] = getattr(args, key)
+            _check_sigmas(sc, args.results)
         source = args.results
     else:
         scenarios, source = [_flag_scenario(args)], "flags"
@@ -206,10 +238,16 @@ def main(args) -> int:
     got = th.resolve(args, defaults, {**th.GATE, "min_effect": th.MIN_EFFECT})
     alpha_time, alpha_loss = got["alpha_time"], got["alpha_loss"]
     target, min_effect = got["target_loss"], got["min_effect"]
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            plans = [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
+                              args.max_runs, args.sims, args.seed) for sc in scenarios]
+    finally:
+        bar.close()
     res = {"source": source, "power": args.power, "alpha_time": alpha_time, "alpha_loss": alpha_loss,
-           "target_loss": target, "min_effect": min_effect, "method": seq.METHOD,
-           "treatments": [plan_one(sc, alpha_time, alpha_loss, target, args.power, min_effect,
-                                   args.max_runs, args.sims, args.seed) for sc in scenarios]}
+           "target_loss": target, "min_effect": min_effect, "method": seq.METHOD, "treatments": plans}
+
     roles = {a: role for sc in scenarios for a, role in ((sc["control"], "control"), (sc["name"], "treatment"))}
     run_costs = costs.run_costs(args, roles, args.results)
     if run_costs is None:

@@ -7,8 +7,9 @@ import sys
 
 from harness import thresholds as th
 from harness.cli import costs
+from harness.cli.bar import Bar
 from harness.design import cost
-from harness.design import sequential as seq
+from harness.design import progress, sequential as seq
 from harness.design.simulate import simulate, simulate_sweep
 from harness.errors import UserError
 
@@ -48,6 +49,8 @@ def format_text(r: dict) -> str:
 
 
 def configure(p) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on stderr (it shows only on a terminal, after a second)")
     p.add_argument("--time-sigma", type=float, help="control's run-time sigma (s); default: the borrowed one (not with --sweep-steps)")
     p.add_argument("--treatment-time-sigma", type=num_or_list,
                    help="treatment's run-time sigma (s); default: --time-sigma (with --arms: one or one per arm)")
@@ -133,13 +136,18 @@ def family_main(args, variance) -> int:
             raise UserError(f"--arms needs {flag} (a sigma may come from --variance-from LOGS)")
     if args.fixed_runs is not None and args.fixed_runs < 2:
         raise UserError(f"--fixed-runs {args.fixed_runs}: expected at least 2 runs per arm")
-    r = simulate_family(time_sigma, args.time_delta, args.loss_mean, loss_sigma,
-                        treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
-                        alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
-                        target_loss=args.target_loss, arms=args.arms, sims=args.sims, seed=args.seed,
-                        futility_alpha=getattr(args, "futility_alpha", seq.FUTILITY_ALPHA),
-                        diverge_prob=getattr(args, "diverge_prob", 0.0), compare=args.compare,
-                        fixed_runs=args.fixed_runs)
+    bar = Bar(quiet=getattr(args, "quiet", False))   # a calibration at an uncommitted M reports to it
+    try:
+        with progress.reporting(bar):
+            r = simulate_family(time_sigma, args.time_delta, args.loss_mean, loss_sigma,
+                                treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
+                                alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
+                                target_loss=args.target_loss, arms=args.arms, sims=args.sims, seed=args.seed,
+                                futility_alpha=getattr(args, "futility_alpha", seq.FUTILITY_ALPHA),
+                                diverge_prob=getattr(args, "diverge_prob", 0.0), compare=args.compare,
+                                fixed_runs=args.fixed_runs)
+    finally:
+        bar.close()
     lines = family_gpu_hours(args, r)
     print(json.dumps(r, indent=2) if args.format == "json" else "\n".join([format_family(r), *lines]))
     return 0
@@ -241,9 +249,16 @@ def sweep_main(args) -> int:
     if len(set(steps)) >= 2 and not sweep_seq.stored(steps, args.alpha_loss, args.max_runs):
         print("calibrating the sweep's sequential boundaries (once per machine, about a minute) ...",
               file=sys.stderr)
-    r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss, alpha_loss=args.alpha_loss,
-                       max_runs=args.max_runs, sims=args.sims, seed=args.seed, max_parallel=args.max_parallel)
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            r = simulate_sweep(steps, losses, args.loss_sigma, target_loss=args.target_loss,
+                               alpha_loss=args.alpha_loss, max_runs=args.max_runs, sims=args.sims,
+                               seed=args.seed, max_parallel=args.max_parallel)
+    finally:
+        bar.close()
     _print(r, args, format_sweep, control="H0", treatment="H1")
+
     return 0
 
 
@@ -342,13 +357,19 @@ def main(args) -> int:
     if variance is None and args.sigma_off != 1.0:
         raise UserError("--sigma-off: needs a borrowed sigma (--variance-from, --borrowed-loss-sigma, "
                         "--borrowed-time-sigma) to be off")
-    r = simulate(args.time_sigma, args.time_delta, args.loss_mean, args.loss_sigma,
-                 treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
-                 alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
-                 target_loss=args.target_loss, sims=args.sims, seed=args.seed,
-                 futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
-                 fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
-                 time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
-                 borrowed_draw=args.borrowed_draw)
+    bar = Bar(quiet=args.quiet)
+    try:
+        with progress.reporting(bar):
+            r = simulate(args.time_sigma, args.time_delta, args.loss_mean, args.loss_sigma,
+                         treatment_time_sigma=args.treatment_time_sigma, alpha_time=args.alpha_time,
+                         alpha_loss=args.alpha_loss, max_runs=args.max_runs, min_effect=args.min_effect,
+                         target_loss=args.target_loss, sims=args.sims, seed=args.seed,
+                         futility_alpha=args.futility_alpha, max_parallel=args.max_parallel,
+                         fail_prob=args.fail_prob, diverge_prob=args.diverge_prob, retries=args.retries,
+                         time_test=args.time_test, variance=variance, sigma_off=args.sigma_off,
+                         borrowed_draw=args.borrowed_draw)
+    finally:
+        bar.close()
     _print(r, args, format_text)
+
     return 0

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from harness.design import sequential as seq
+from harness.design import progress, sequential as seq
 from harness import thresholds as th
 from harness.analysis.borrow import VariancePlan
 
@@ -121,6 +121,8 @@ def _null_loss(max_runs: int, paths: int, df_b: float, level: float, ratio: floa
         m, v = seq._moments(z * ratio)
         sb2 = _chi([seq.CAL_SEED, CAL_VERSION, 7, i, int(min(df_b, 1e6))], z.shape[0], df_b)[:, None]
         cols.append(loss_p(m, v, n, sb2, df_b, level)[0])
+        progress.report(f"calibrating borrowed loss boundaries (M {max_runs}, sigma x{ratio:g})",
+                        (i + 1) * seq.CHUNK, paths)
     return np.concatenate(cols)
 
 
@@ -133,6 +135,8 @@ def _null_time(max_runs: int, paths: int, df_b: float, level: float, ratio: floa
         mt, vt = seq._moments(zt * ratio)
         sb2 = _chi([seq.CAL_SEED, CAL_VERSION, 8, i, int(min(df_b, 1e6))], zc.shape[0], df_b)[:, None]
         cols.append(time_p(mt - mc, vc, vt, n, sb2, df_b, level)[0])
+        progress.report(f"calibrating borrowed time boundaries (M {max_runs}, sigma x{ratio:g})",
+                        (i + 1) * seq.CHUNK, paths)
     return np.concatenate(cols)
 
 

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import thresholds as th
+from harness.design import progress
 from harness.errors import UserError
 from harness.formats import fmt_p
 
@@ -115,6 +116,12 @@ def welch_p(diff, var_c, var_t, n, shift=0.0):
         tf = np.where(ok, (diff + shift) / se, np.nan)
         df = np.where(ok, df, np.nan)
     return _stdtr(df, t), _stdtr(df, -tf), t
+
+
+def _spread_var(x: np.ndarray) -> float:
+    """Sample variance; nan for tied values (no spread, no decision: their computed variance
+    is round-off of the mean, 1e-32, not a measurement)."""
+    return math.nan if x.max() == x.min() else float(x.var(ddof=1))
 
 
 def _t_upper(t: float, df: float) -> float:
@@ -269,9 +276,11 @@ def _welch_null_p(zc: np.ndarray, zt: np.ndarray, w: float, cut: float = 1.0) ->
 def _calibrate_one_sample(alpha: float, rho: float, max_runs: int, paths: int) -> dict:
     n = np.arange(2, max_runs + 1)
     cols = []
-    for z, _ in _chunks("one-sample", max_runs, paths):
+    label = f"calibrating one-sample boundaries (M {max_runs})"
+    for i, (z, _) in enumerate(_chunks("one-sample", max_runs, paths)):
         m, v = _moments(z)
         cols.append(one_sample_p(m, v, n)[0].astype(np.float64))
+        progress.report(label, (i + 1) * CHUNK, paths)
     P = np.concatenate(cols)
     b = _spend_calibrate(P, alpha, rho, max_runs, exact_first=True)
     err = float((P <= b).any(axis=1).mean())
@@ -295,9 +304,14 @@ def _calibrate_welch(alpha: float, rho: float, max_runs: int, paths: int, kind: 
 def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cut: float,
                          kind: str = "welch") -> dict:
     null_p = _yuen_null_p if kind == "yuen" else _welch_null_p
+    label = f"calibrating {kind} boundaries (M {max_runs})"
+    work = paths * len(W_GRID)        # pass 1 costs one ratio's worth, pass 2 the others
     # pass 1: shape from exact spending at equal variances (w = 0.5)
-    P05 = np.concatenate([null_p(zc, zt, 0.5, cut).astype(np.float32)
-                          for zc, zt in _chunks(kind, max_runs, paths)])
+    P05 = []
+    for i, (zc, zt) in enumerate(_chunks(kind, max_runs, paths)):
+        P05.append(null_p(zc, zt, 0.5, cut).astype(np.float32))
+        progress.report(label, (i + 1) * CHUNK, work)
+    P05 = np.concatenate(P05)
     shape = _spend_calibrate(P05, alpha, rho, max_runs)
     # pass 2: per ratio, each path's smallest p / shape over the looks: it crosses
     # the scaled boundaries lambda * shape iff that minimum is <= lambda.
@@ -308,9 +322,10 @@ def _calibrate_welch_cut(alpha: float, rho: float, max_runs: int, paths: int, cu
         mins = {0.5: ratio_min(P05.astype(np.float64))}
         del P05
         parts = {w: [] for w in W_GRID if w != 0.5}
-        for zc, zt in _chunks(kind, max_runs, paths):
+        for i, (zc, zt) in enumerate(_chunks(kind, max_runs, paths)):
             for w in parts:
                 parts[w].append(ratio_min(null_p(zc, zt, w, cut)))
+            progress.report(label, paths + (i + 1) * CHUNK * (len(W_GRID) - 1), work)
     for w, chunks in parts.items():
         mins[w] = np.concatenate(chunks)
     k = int(math.floor(alpha * paths))
@@ -349,18 +364,8 @@ def boundaries(kind: str, alpha: float, max_runs: int, rho: float) -> tuple[floa
 
 def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     """The full calibration record (boundaries, simulated error, paths, seed)."""
-    if kind not in ("one-sample", "welch", "yuen"):
-        raise ValueError(kind)
-    _check_alpha("alpha", alpha)
-    _check_max_runs(max_runs)
-    paths = calibration_paths(alpha)
-    key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
-           "rho": repr(float(rho)), "paths": paths, "seed": CAL_SEED, "target": target(float(alpha), kind),
-           "grid": list(W_GRID) if kind != "one-sample" else None}
-    if kind == "yuen":
-        key["trim"] = TRIM
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    name = f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json"
+    name, key = _calibration_key(kind, alpha, max_runs, rho)
+    paths = key["paths"]
     data = read_calibration(PACKAGED, name, key, boundaries=max_runs - 1)
     if data is not None:
         return data
@@ -374,6 +379,36 @@ def calibration(kind: str, alpha: float, max_runs: int, rho: float) -> dict:
     data = {"key": key, **res}
     cache_calibration(name, data)
     return data
+
+
+def _calibration_key(kind: str, alpha: float, max_runs: int, rho: float) -> tuple[str, dict]:
+    """The file name and key of a calibration record."""
+    if kind not in ("one-sample", "welch", "yuen"):
+        raise ValueError(kind)
+    _check_alpha("alpha", alpha)
+    _check_max_runs(max_runs)
+    key = {"version": CAL_VERSION, "kind": kind, "alpha": repr(float(alpha)), "max_runs": int(max_runs),
+           "rho": repr(float(rho)), "paths": calibration_paths(alpha), "seed": CAL_SEED,
+           "target": target(float(alpha), kind), "grid": list(W_GRID) if kind != "one-sample" else None}
+    if kind == "yuen":
+        key["trim"] = TRIM
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{kind}-a{float(alpha):g}-M{max_runs}-r{float(rho):g}-{digest}.json", key
+
+
+def calibrated_max_runs(alpha_time: float, alpha_loss: float, futility_alpha: float = FUTILITY_ALPHA,
+                        time_test: str = "welch") -> list[int]:
+    """The M (most runs per arm) whose four boundary sets are committed or cached: a plan at one
+    of them answers without calibrating (seconds, not minutes)."""
+    kind = "yuen" if time_test == "trimmed" else "welch"
+    need = ((kind, alpha_time, RHO_PASS), (kind, futility_alpha, RHO_FAIL),
+            ("one-sample", alpha_loss, RHO_PASS), ("one-sample", futility_alpha, RHO_FAIL))
+    out = []
+    for M in range(2, MAX_LOOKS + 1):
+        if all(read_calibration(PACKAGED, *_calibration_key(k, a, M, r), boundaries=M - 1) is not None
+               for k, a, r in need):
+            out.append(M)
+    return out
 
 
 def read_calibration(packaged: Path | None, name: str, key: dict, boundaries: int | None = None) -> dict | None:
@@ -619,8 +654,8 @@ class SequentialPlan:
             test = "Yuen trimmed"
             pp, pf, tstat = (x[0] for x in yuen_looks(c[None], t[None], self.min_effect))
         else:
-            vc = np.array([c[:k].var(ddof=1) for k in n])
-            vt = np.array([t[:k].var(ddof=1) for k in n])
+            vc = np.array([_spread_var(c[:k]) for k in n])
+            vt = np.array([_spread_var(t[:k]) for k in n])
             pp, pf, tstat = welch_p(diff, vc, vt, n, self.min_effect)
         (k,), (dec,) = first_crossing(pp[None], self.time_pass, pf[None], self.time_fail, M)
         j = k - 2
@@ -653,7 +688,7 @@ class SequentialPlan:
             x = np.asarray(losses[:L + 1], dtype=float) - self.target_loss
             n = np.arange(2, L + 2)
             m = np.array([x[:k].mean() for k in n])
-            v = np.array([x[:k].var(ddof=1) for k in n])
+            v = np.array([_spread_var(x[:k]) for k in n])
             pp, pf, tstat = one_sample_p(m, v, n)
             (k,), (dec,) = first_crossing(pp[None], self.loss_pass, pf[None], self.loss_fail, M)
             if bad is None or (dec != 0 and k <= bad):

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from harness.design import sequential as seq
+from harness.design import progress, sequential as seq
 from harness import thresholds as th
 from harness.errors import UserError
 
@@ -246,6 +246,7 @@ def simulate(time_sigma: float, time_delta: float, loss_mean: float, loss_sigma:
     done = 0
     while done < sims:
         B = min(BLOCK, sims - done)
+        progress.report(f"simulating {sims} experiments (M {M})", done, sims)
         done += B
         d = draw(rng, B, M, time_sigma, st, time_delta, loss_mean, loss_sigma, fail_prob, diverge_prob, retries,
                  **stress)

@@ -54,7 +54,7 @@ import math
 import numpy as np
 
 from harness import thresholds as th
-from harness.design import sequential as seq
+from harness.design import progress, sequential as seq
 from harness.design.sequential import Look
 from harness.errors import UserError
 
@@ -328,8 +328,13 @@ def calibrate(xs: np.ndarray, alpha: float, max_runs: int, mode: str = "sample",
     screen = _rates(zs, sbs, xs, M, SCREEN_AT * alpha, f, a, mode, df_b, level, deltas)
     top = sorted(range(len(grid)), key=lambda i: -screen[i])[:FINALISTS]
     z, sb2 = _draws(K, M, paths, list(seed_key), df_b if mode == "borrowed" else None)
+    steps = [1]          # screen done; then at most 14 evaluations of the worst rate and the checks
+    label = f"calibrating sweep boundaries ({K} step counts, M {M})"
+    progress.report(label, 1, 17)
 
     def worst(lam: float) -> float:
+        steps[0] += 1
+        progress.report(label, steps[0], 17)
         return max(_rates(z, sb2, xs, M, lam, f, a, mode, df_b, level, [deltas[i] for i in top]))
 
     lo, hi = math.log(alpha / (K * K * M)), math.log(4 * alpha)
