@@ -23,14 +23,7 @@ import analyze_builders as B  # noqa: E402
 from make_record_logs import H0_LOSSES, H0_TIMES, H1_LOSSES, H1_TIMES  # noqa: E402
 
 
-def analyze(capsys, *argv):
-    code = main(["analyze", *map(str, argv)], prog="analyze.py")
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _ok(loss, t, order, **kw):
-    return dict(status="ok", val_loss=loss, train_time_s=t, order=order, **kw)
+analyze, _ok = B.analyze, B.ok
 
 
 def _losses_with_p(n, target, t_stat, sigma=0.001):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from conftest import write_experiment
 from harness import cli as climod
-from harness.cli import main
 from harness.design import sequential as seq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,14 +20,7 @@ import analyze_builders as B  # noqa: E402
 from make_record_logs import H0_LOSSES, H0_TIMES, H1_LOSSES, H1_TIMES  # noqa: E402
 
 
-def analyze(capsys, *argv):
-    code = main(["analyze", *map(str, argv)], prog="analyze.py")
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _ok(loss, t, order, **kw):
-    return dict(status="ok", val_loss=loss, train_time_s=t, order=order, **kw)
+analyze, _ok = B.analyze, B.ok
 
 
 def _record_folder(tmp_path, name="seq", **kw):

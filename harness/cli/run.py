@@ -377,10 +377,11 @@ def _main(args) -> int:
         progress.end_line()     # the live status line is not the start of this one
         names = ", ".join(f"{h} #{i}" + (f" (attempt {a})" if a > 1 else "") for h, i, a in e.runs)
         stopped = f"; stopped {names} (kept as interrupted)" if e.runs else ""
-        _cost_line(store, exp)
+        # the runner stopped inside run(): its slots never came back, so the folder is read
+        _cost_line(store.slots([h.name for h in exp.hypotheses]))
         sys.stderr.write(f"stopped by {e.why}{stopped}; resume with: {_resume_command(args)}\n")
         return _exit_code_of(e.why)
-    _cost_line(store, exp)
+    _cost_line(slots)
     code = 0
     if any(s.done is not None for s in slots.values()):
         try:
@@ -398,10 +399,9 @@ def _main(args) -> int:
     return code
 
 
-def _cost_line(store, exp) -> None:
+def _cost_line(slots: dict) -> None:
     """What the experiment's attempts cost so far (every status), on stderr (docs/gpu-cost.md)."""
     from harness.records import gpu_totals
-    slots = store.slots([h.name for h in exp.hypotheses])
     sys.stderr.write(gpu_totals(r for s in slots.values() for r in s.records).line() + "\n")
 
 

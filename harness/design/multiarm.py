@@ -229,12 +229,7 @@ class MultiArmPlan:
         self.alpha_time, self.alpha_loss = float(alpha_time), float(alpha_loss)
         self.target_loss, self.min_effect = float(target_loss), float(min_effect)
         self.max_runs, self.futility_alpha = int(max_runs), float(futility_alpha)
-        self.journal: list[dict] = [dict(e) for e in (saved or {}).get("decisions") or []]
-        for e in self.journal:
-            if not ({"hypothesis", "criterion", "decision", "result"} <= set(e)
-                    and e["criterion"] in ("time", "loss") and e["decision"] in ("pass", "fail")):
-                raise UserError(f"saved sequential plan: decision {e!r} is incomplete; restore "
-                                f"sequential.json from a copy")
+        self.journal = seq.read_journal(saved)
         K, M = len(treatments), self.max_runs
         if saved is not None:
             b = saved.get("boundaries") or {}

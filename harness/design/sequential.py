@@ -508,6 +508,17 @@ def _sort(records: list) -> list:
 _fmt_p = fmt_p   # the one p-value format of every output (formats.py)
 
 
+def read_journal(saved: dict | None) -> list[dict]:
+    """The decisions a stored plan journaled, each checked whole (UserError if not)."""
+    journal = [dict(e) for e in (saved or {}).get("decisions") or []]
+    for e in journal:
+        if not ({"hypothesis", "criterion", "decision", "result"} <= set(e)
+                and e["criterion"] in ("time", "loss") and e["decision"] in ("pass", "fail")):
+            raise UserError(f"saved sequential plan: decision {e!r} is incomplete; restore "
+                            f"sequential.json from a copy")
+    return journal
+
+
 def settle(stored: dict, h: str, crit: str, d: dict, runs: dict, **fields) -> tuple[dict, dict | None]:
     """A criterion's decision as journaled: a stored one is final and stands; a new pass or
     fail comes back with its journal entry (``fields``: the statistic and boundary it names)."""
@@ -578,12 +589,7 @@ class SequentialPlan:
             raise UserError(f"time_test {time_test!r}: expected one of {', '.join(TIME_TESTS)}")
         self.time_test = time_test
         # decisions in the order they were made; once made, final (sequential.json keeps them)
-        self.journal: list[dict] = [dict(e) for e in (saved or {}).get("decisions") or []]
-        for e in self.journal:
-            if not ({"hypothesis", "criterion", "decision", "result"} <= set(e)
-                    and e["criterion"] in ("time", "loss") and e["decision"] in ("pass", "fail")):
-                raise UserError(f"saved sequential plan: decision {e!r} is incomplete; restore "
-                                f"sequential.json from a copy")
+        self.journal = read_journal(saved)
         if saved is not None:
             self._load_bounds(saved)
         else:
